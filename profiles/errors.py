@@ -1,0 +1,11 @@
+"""The one exception type of tpuplan; the CLI turns it into a one-line error and exit code 1."""
+
+from __future__ import annotations
+
+
+class TpuplanError(Exception):
+    """Bad input or an impossible request, with a message fit for one line on stderr."""
+
+    def __init__(self, message: str, *, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
