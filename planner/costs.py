@@ -18,6 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from profiles.build import reprice
+from profiles.cost import last_cached, link_time_us
+from profiles.device import DeviceSpec
+from profiles.model import Profile
+
 
 @dataclass(frozen=True)
 class StageCostTable:
@@ -70,3 +75,48 @@ class StageCostTable:
 
     def fits_on_chip(self, a: int, b: int) -> bool:
         return self.last_cached[a] >= b
+
+
+def _prefix(values: list[int]) -> list[int]:
+    out = [0]
+    for v in values:
+        out.append(out[-1] + v)
+    return out
+
+
+def stage_table(profile: Profile, device: DeviceSpec | None = None) -> StageCostTable:
+    """Build the integer table of a profile for one device (the profile's own when None).
+
+    A measured profile uses its measured op times; a static one the cost model's predictions.
+    """
+    dev = device or profile.device
+    prof = reprice(profile, dev) if device is not None and profile.source == "static" else profile
+    ops = prof.ops
+    n = len(ops)
+    compute = [
+        round(op.measured_us) if op.measured_us is not None else op.predicted_us for op in ops
+    ]
+    cut_bytes = [c.bytes for c in prof.cuts]
+    bytes_in = [prof.input_bytes, *cut_bytes]
+    bytes_out = [*cut_bytes, 0]
+    out_names = {t.name: t.bytes for t in prof.outputs}
+    model_out = [
+        link_time_us(sum(out_names.get(name, 0) for name in op.outputs), dev) for op in ops
+    ]
+    overhead = prof.measurement.get("invoke_overhead_us") if prof.measurement else None
+    return StageCostTable(
+        device_name=dev.name,
+        n=n,
+        overhead_us=round(float(overhead)) if isinstance(overhead, (int, float)) else round(dev.invoke_overhead_us),
+        compute_prefix=_prefix(compute),
+        stream_prefix=_prefix([op.stream_us for op in ops]),
+        param_prefix=_prefix([op.cached_bytes for op in ops]),
+        raw_param_prefix=_prefix([op.param_bytes for op in ops]),
+        last_cached=last_cached([op.cached_bytes for op in ops], [op.max_activation_bytes for op in ops], dev),
+        link_in_us=[link_time_us(b, dev) for b in bytes_in],
+        link_out_us=[link_time_us(b, dev) for b in bytes_out],
+        model_out_prefix_us=_prefix(model_out),
+        bytes_in=bytes_in,
+        bytes_out=bytes_out,
+        onchip_capacity=dev.onchip_bytes,
+    )

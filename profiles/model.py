@@ -33,6 +33,7 @@ class OpProfile(BaseModel):
     inputs: list[str]
     outputs: list[str]
     param_bytes: int = Field(ge=0, description="constant tensors first read by this op")
+    param_shapes: list[list[int]] = Field(default_factory=list, description="shapes of those tensors")
     cached_bytes: int = Field(ge=0, description="param bytes as the Edge TPU compiler lays them out")
     macs: int = Field(ge=0)
     input_bytes: int = Field(ge=0)

@@ -1,0 +1,1 @@
+"""Split a model into segments and run them as a pipeline."""
