@@ -93,26 +93,26 @@ def stage_table(profile: Profile, device: DeviceSpec | None = None) -> StageCost
     prof = reprice(profile, dev) if device is not None and profile.source == "static" else profile
     ops = prof.ops
     n = len(ops)
-    compute = [
-        round(op.measured_us) if op.measured_us is not None else op.predicted_us for op in ops
-    ]
+    compute = [round(op.measured_us) if op.measured_us is not None else op.predicted_us for op in ops]
     cut_bytes = [c.bytes for c in prof.cuts]
     bytes_in = [prof.input_bytes, *cut_bytes]
     bytes_out = [*cut_bytes, 0]
     out_names = {t.name: t.bytes for t in prof.outputs}
-    model_out = [
-        link_time_us(sum(out_names.get(name, 0) for name in op.outputs), dev) for op in ops
-    ]
+    model_out = [link_time_us(sum(out_names.get(name, 0) for name in op.outputs), dev) for op in ops]
     overhead = prof.measurement.get("invoke_overhead_us") if prof.measurement else None
     return StageCostTable(
         device_name=dev.name,
         n=n,
-        overhead_us=round(float(overhead)) if isinstance(overhead, (int, float)) else round(dev.invoke_overhead_us),
+        overhead_us=round(float(overhead))
+        if isinstance(overhead, (int, float))
+        else round(dev.invoke_overhead_us),
         compute_prefix=_prefix(compute),
         stream_prefix=_prefix([op.stream_us for op in ops]),
         param_prefix=_prefix([op.cached_bytes for op in ops]),
         raw_param_prefix=_prefix([op.param_bytes for op in ops]),
-        last_cached=last_cached([op.cached_bytes for op in ops], [op.max_activation_bytes for op in ops], dev),
+        last_cached=last_cached(
+            [op.cached_bytes for op in ops], [op.max_activation_bytes for op in ops], dev
+        ),
         link_in_us=[link_time_us(b, dev) for b in bytes_in],
         link_out_us=[link_time_us(b, dev) for b in bytes_out],
         model_out_prefix_us=_prefix(model_out),

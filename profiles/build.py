@@ -20,8 +20,9 @@ def build_profile(model: Path | LoadedModel, device: DeviceSpec) -> Profile:
 
 def _tensor_info(graph: Graph, t: int) -> TensorInfo:
     tensor = graph.loaded.subgraph.tensors[t]
-    return TensorInfo(index=t, name=graph.name(t), shape=graph.shape(t), dtype=dtype_name(tensor),
-                      bytes=graph.nbytes(t))
+    return TensorInfo(
+        index=t, name=graph.name(t), shape=graph.shape(t), dtype=dtype_name(tensor), bytes=graph.nbytes(t)
+    )
 
 
 def profile_from_graph(graph: Graph, device: DeviceSpec) -> Profile:
@@ -33,24 +34,26 @@ def profile_from_graph(graph: Graph, device: DeviceSpec) -> Profile:
         cached = cached_layout_bytes(info.op_type, info.param_shapes, info.param_bytes, device)
         if not info.edgetpu:
             cached = 0 if device.backend == "edgetpu" else info.param_bytes
-        ops.append(OpProfile(
-            index=info.index,
-            op_type=info.op_type,
-            op_class=info.op_class,  # type: ignore[arg-type]
-            inputs=[graph.name(t) for t in info.inputs],
-            outputs=[graph.name(t) for t in info.outputs],
-            param_bytes=info.param_bytes,
-            param_shapes=info.param_shapes,
-            cached_bytes=cached,
-            macs=info.macs,
-            input_bytes=in_bytes,
-            output_bytes=out_bytes,
-            max_activation_bytes=max_act,
-            edgetpu=info.edgetpu,
-            edgetpu_reason=info.edgetpu_reason,
-            predicted_us=op_time_us(info.op_class, info.edgetpu, info.macs, in_bytes + out_bytes, device),
-            stream_us=stream_time_us(info.op_class, info.edgetpu, cached, device),
-        ))
+        ops.append(
+            OpProfile(
+                index=info.index,
+                op_type=info.op_type,
+                op_class=info.op_class,  # type: ignore[arg-type]
+                inputs=[graph.name(t) for t in info.inputs],
+                outputs=[graph.name(t) for t in info.outputs],
+                param_bytes=info.param_bytes,
+                param_shapes=info.param_shapes,
+                cached_bytes=cached,
+                macs=info.macs,
+                input_bytes=in_bytes,
+                output_bytes=out_bytes,
+                max_activation_bytes=max_act,
+                edgetpu=info.edgetpu,
+                edgetpu_reason=info.edgetpu_reason,
+                predicted_us=op_time_us(info.op_class, info.edgetpu, info.macs, in_bytes + out_bytes, device),
+                stream_us=stream_time_us(info.op_class, info.edgetpu, cached, device),
+            )
+        )
     cuts = [
         CutProfile(index=i, bytes=sum(graph.nbytes(t) for t in ts), tensors=[graph.name(t) for t in ts])
         for i, ts in enumerate(graph.crossing)
@@ -78,9 +81,13 @@ def reprice(profile: Profile, device: DeviceSpec) -> Profile:
         if not op.edgetpu:
             cached = 0 if device.backend == "edgetpu" else op.param_bytes
         act = op.input_bytes + op.output_bytes
-        ops.append(op.model_copy(update={
-            "cached_bytes": cached,
-            "predicted_us": op_time_us(op.op_class, op.edgetpu, op.macs, act, device),
-            "stream_us": stream_time_us(op.op_class, op.edgetpu, cached, device),
-        }))
+        ops.append(
+            op.model_copy(
+                update={
+                    "cached_bytes": cached,
+                    "predicted_us": op_time_us(op.op_class, op.edgetpu, op.macs, act, device),
+                    "stream_us": stream_time_us(op.op_class, op.edgetpu, cached, device),
+                }
+            )
+        )
     return profile.model_copy(update={"ops": ops, "device": device})

@@ -9,15 +9,15 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from profiles.docio import load_doc, parse_doc
 from profiles.errors import TpuplanError
 
-DEVICE_KIND = "tpuplan.device"
-DEVICE_VERSION = 1
+DEVICE_KIND: Final = "tpuplan.device"
+DEVICE_VERSION: Final = 1
 
 OpClass = Literal["fc", "conv", "depthwise", "elementwise", "other", "host"]
 OP_CLASSES: tuple[OpClass, ...] = ("fc", "conv", "depthwise", "elementwise", "other", "host")

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from profiles.device import DeviceSpec, OpClass
 from profiles.docio import load_doc
 
-PROFILE_KIND = "tpuplan.profile"
-PROFILE_VERSION = 1
+PROFILE_KIND: Final = "tpuplan.profile"
+PROFILE_VERSION: Final = 1
 
 
 class TensorInfo(BaseModel):

@@ -24,9 +24,26 @@ _TYPE_NAMES: dict[int, str] = {
     v: k.lower() for k, v in vars(schema.TensorType).items() if isinstance(v, int) and not k.startswith("_")
 }
 _TYPE_BYTES: dict[str, float] = {
-    "float32": 4, "float16": 2, "int32": 4, "uint8": 1, "int64": 8, "string": 1, "bool": 1,
-    "int16": 2, "complex64": 8, "int8": 1, "float64": 8, "complex128": 16, "uint64": 8,
-    "resource": 0, "variant": 0, "uint32": 4, "uint16": 2, "int4": 0.5, "bfloat16": 2, "int2": 0.25,
+    "float32": 4,
+    "float16": 2,
+    "int32": 4,
+    "uint8": 1,
+    "int64": 8,
+    "string": 1,
+    "bool": 1,
+    "int16": 2,
+    "complex64": 8,
+    "int8": 1,
+    "float64": 8,
+    "complex128": 16,
+    "uint64": 8,
+    "resource": 0,
+    "variant": 0,
+    "uint32": 4,
+    "uint16": 2,
+    "int4": 0.5,
+    "bfloat16": 2,
+    "int2": 0.25,
 }
 
 
@@ -61,7 +78,9 @@ def op_code_name(model: Any, opcode_index: int) -> str:
 
 def is_custom(model: Any, opcode_index: int) -> bool:
     code = model.operatorCodes[opcode_index]
-    return max(int(code.builtinCode or 0), int(code.deprecatedBuiltinCode or 0)) == schema.BuiltinOperator.CUSTOM
+    return bool(
+        max(int(code.builtinCode or 0), int(code.deprecatedBuiltinCode or 0)) == schema.BuiltinOperator.CUSTOM
+    )
 
 
 def dtype_name(tensor: Any) -> str:
@@ -155,10 +174,16 @@ def check_model(model: Any, where: str, size: int, *, allow_edgetpu: bool) -> No
     for op_index, op in enumerate(ops):
         if not 0 <= int(op.opcodeIndex) < len(codes):
             raise TpuplanError(f"{where}: operator {op_index} has an unknown operator code")
-        for role, idx_list in (("input", op.inputs), ("output", op.outputs), ("intermediate", op.intermediates)):
+        for role, idx_list in (
+            ("input", op.inputs),
+            ("output", op.outputs),
+            ("intermediate", op.intermediates),
+        ):
             for i in idx_list if idx_list is not None else []:
                 if int(i) != -1 and not 0 <= int(i) < nt:
-                    raise TpuplanError(f"{where}: operator {op_index} {role} refers to missing tensor {int(i)}")
+                    raise TpuplanError(
+                        f"{where}: operator {op_index} {role} refers to missing tensor {int(i)}"
+                    )
         for i in op.outputs if op.outputs is not None else []:
             if int(i) in produced:
                 raise TpuplanError(f"{where}: tensor {int(i)} is written by two operators")

@@ -15,8 +15,7 @@ from profiles.docio import dump_json, write_doc
 from profiles.errors import TpuplanError
 
 DEVICE_HELP = (
-    "Device preset name or DeviceSpec JSON file. Presets: edgetpu-usb (calibrated default), "
-    "edgetpu-pci, cpu."
+    "Device preset name or DeviceSpec JSON file. Presets: edgetpu-usb (calibrated default), edgetpu-pci, cpu."
 )
 
 
@@ -36,14 +35,18 @@ def emit(doc: BaseModel, *, output: Path | None, as_json: bool, table: str, forc
             typer.echo(f"wrote {output}")
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]], *, right: Sequence[bool] | None = None) -> str:
+def table(
+    headers: Sequence[str], rows: Sequence[Sequence[object]], *, right: Sequence[bool] | None = None
+) -> str:
     """A plain fixed-width text table."""
     cells = [[str(h) for h in headers]] + [[_fmt(v) for v in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     align = right or [False] + [True] * (len(headers) - 1)
     lines = []
     for k, row in enumerate(cells):
-        parts = [c.rjust(w) if align[i] else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        parts = [
+            c.rjust(w) if align[i] else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=False))
+        ]
         lines.append("  ".join(parts).rstrip())
         if k == 0:
             lines.append("  ".join("-" * w for w in widths))

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from profiles.build import build_profile
 from profiles.device import DeviceSpec, preset_names
-from profiles.model import Profile, load_profile
 from profiles.errors import TpuplanError
+from profiles.model import Profile, load_profile
 from runtime.cli_common import DEVICE_HELP, device_option, emit, mib, table
 
 SCHEMAS: dict[str, str] = {
@@ -26,18 +26,41 @@ SCHEMAS: dict[str, str] = {
 def profile_table(profile: Profile) -> str:
     rows = []
     for op in profile.ops:
-        rows.append([
-            op.index, op.op_type, op.op_class, op.param_bytes, op.cached_bytes, op.macs, op.input_bytes,
-            op.output_bytes, "yes" if op.edgetpu else "no", op.predicted_us,
-            f"{op.measured_us:.1f}" if op.measured_us is not None else "-",
-            profile.cuts[op.index].bytes if op.index < len(profile.cuts) else "-",
-        ])
-    head = ["#", "op", "class", "param B", "cached B", "MACs", "in B", "out B", "TPU", "pred us",
-            "meas us", "cut B"]
+        rows.append(
+            [
+                op.index,
+                op.op_type,
+                op.op_class,
+                op.param_bytes,
+                op.cached_bytes,
+                op.macs,
+                op.input_bytes,
+                op.output_bytes,
+                "yes" if op.edgetpu else "no",
+                op.predicted_us,
+                f"{op.measured_us:.1f}" if op.measured_us is not None else "-",
+                profile.cuts[op.index].bytes if op.index < len(profile.cuts) else "-",
+            ]
+        )
+    head = [
+        "#",
+        "op",
+        "class",
+        "param B",
+        "cached B",
+        "MACs",
+        "in B",
+        "out B",
+        "TPU",
+        "pred us",
+        "meas us",
+        "cut B",
+    ]
     total_pred = sum(op.predicted_us for op in profile.ops)
     lines = [
         f"model   {profile.model.path}  sha256 {profile.model.sha256[:12]}  ({profile.source} profile)",
-        f"device  {profile.device.name} ({profile.device.backend}), on-chip {mib(profile.device.onchip_bytes)} MiB",
+        f"device  {profile.device.name} ({profile.device.backend}), "
+        f"on-chip {mib(profile.device.onchip_bytes)} MiB",
         "",
         table(head, rows),
         "",
@@ -54,12 +77,20 @@ def register(app: typer.Typer) -> None:
     @app.command("profile")
     def profile_cmd(
         model: Annotated[Path, typer.Argument(help="The .tflite model (CPU model, not *_edgetpu).")],
-        device: Annotated[Optional[str], typer.Option("--device", "-d", help=DEVICE_HELP)] = None,
-        output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the profile JSON here.")] = None,
-        as_json: Annotated[bool, typer.Option("--json", help="Print the profile JSON instead of a table.")] = False,
-        measure: Annotated[bool, typer.Option("--measure", help="Measure per-op times on --backend.")] = False,
+        device: Annotated[str | None, typer.Option("--device", "-d", help=DEVICE_HELP)] = None,
+        output: Annotated[
+            Path | None, typer.Option("--output", "-o", help="Write the profile JSON here.")
+        ] = None,
+        as_json: Annotated[
+            bool, typer.Option("--json", help="Print the profile JSON instead of a table.")
+        ] = False,
+        measure: Annotated[
+            bool, typer.Option("--measure", help="Measure per-op times on --backend.")
+        ] = False,
         backend: Annotated[str, typer.Option("--backend", help="Backend for --measure: cpu.")] = "cpu",
-        repeats: Annotated[int, typer.Option("--repeats", min=1, help="Timed runs per op group (--measure).")] = 30,
+        repeats: Annotated[
+            int, typer.Option("--repeats", min=1, help="Timed runs per op group (--measure).")
+        ] = 30,
     ) -> None:
         """Profile every operator: parameters, MACs, activations, Edge TPU support, predicted time."""
         if measure:
@@ -73,7 +104,7 @@ def register(app: typer.Typer) -> None:
     @app.command("inspect")
     def inspect_cmd(
         model: Annotated[Path, typer.Argument(help="A .tflite model or a profile JSON.")],
-        device: Annotated[Optional[str], typer.Option("--device", "-d", help=DEVICE_HELP)] = None,
+        device: Annotated[str | None, typer.Option("--device", "-d", help=DEVICE_HELP)] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     ) -> None:
         """Print a readable per-op table and totals of a model (or of a saved profile)."""
@@ -111,10 +142,22 @@ def register(app: typer.Typer) -> None:
         except ImportError:
             present = []
         if as_json:
-            typer.echo(json.dumps({"presets": [s.model_dump(mode="json") for s in specs],
-                                   "edgetpus_present": present}, indent=2))
+            typer.echo(
+                json.dumps(
+                    {"presets": [s.model_dump(mode="json") for s in specs], "edgetpus_present": present},
+                    indent=2,
+                )
+            )
             return
-        rows = [[s.name, s.backend, mib(s.onchip_bytes) if s.backend == "edgetpu" else "-",
-                 f"{s.link_bytes_per_us:g}", (s.calibration.source if s.calibration else "")[:60]] for s in specs]
+        rows = [
+            [
+                s.name,
+                s.backend,
+                mib(s.onchip_bytes) if s.backend == "edgetpu" else "-",
+                f"{s.link_bytes_per_us:g}",
+                (s.calibration.source if s.calibration else "")[:60],
+            ]
+            for s in specs
+        ]
         typer.echo(table(["preset", "backend", "on-chip MiB", "link B/us", "source"], rows))
         typer.echo(f"\nEdge TPUs present: {len(present)}" + "".join(f"\n  {d}" for d in present))
