@@ -107,7 +107,7 @@ def require_tpus(n: int) -> list[str]:
     return present[:n]
 
 
-def _tflite_module() -> Any:
+def tflite_module() -> Any:
     """The LiteRT interpreter module: ai-edge-litert first, tflite-runtime on older Coral hosts."""
     try:
         from ai_edge_litert import interpreter
@@ -122,7 +122,7 @@ def _tflite_module() -> Any:
 
 
 def _load_delegate_fn() -> Callable[..., Any]:
-    fn: Callable[..., Any] = _tflite_module().load_delegate
+    fn: Callable[..., Any] = tflite_module().load_delegate
     return fn
 
 
@@ -166,7 +166,7 @@ def make_interpreter(model_path: Path, device: str | None = None) -> Any:
     """
     if not model_path.is_file():
         raise TpuplanError(f"cannot open the model {model_path}: no such file")
-    module = _tflite_module()
+    module = tflite_module()
     try:
         if device is None:
             return module.Interpreter(model_path=str(model_path), num_threads=1)
