@@ -1,0 +1,116 @@
+"""Measured profiles: time every op of a model on the CPU backend, each op as its own segment.
+
+The times are real (median of warm repeats, this machine); the stage table then predicts a stage as
+the per-invoke overhead plus the sum of its ops plus copying its boundary tensors.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from profiles.build import profile_from_graph
+from profiles.device import preset
+from profiles.errors import TpuplanError
+from profiles.graph import analyse
+from profiles.model import Profile
+from profiles.tflite import load_model
+from runtime.backends import InterpreterStage, random_inputs
+from runtime.edgetpu import tflite_module
+from runtime.split import segment_bytes
+
+WARMUP = 3
+
+
+def _median_us(fn: Any, repeats: int) -> float:
+    for _ in range(WARMUP):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter_ns()
+        fn()
+        samples.append((time.perf_counter_ns() - t0) / 1000.0)
+    return float(statistics.median(samples))
+
+
+def all_tensor_values(content: bytes, seed: int = 0) -> dict[str, np.ndarray]:
+    """Run the whole model once on random inputs and keep every tensor, to feed single-op segments."""
+    module = tflite_module()
+    try:
+        interp = module.Interpreter(
+            model_content=content, num_threads=1, experimental_preserve_all_tensors=True
+        )
+        interp.allocate_tensors()
+        inputs = random_inputs(interp.get_input_details(), np.random.default_rng(seed))
+        for d in interp.get_input_details():
+            interp.set_tensor(d["index"], inputs[str(d["name"])])
+        interp.invoke()
+    except (ValueError, RuntimeError) as exc:
+        raise TpuplanError(f"the interpreter cannot run this model: {exc}") from None
+    values: dict[str, np.ndarray] = {}
+    for d in interp.get_tensor_details():
+        try:
+            values[str(d["name"])] = np.array(interp.get_tensor(d["index"]))
+        except ValueError:
+            continue  # constants folded away or tensors without data
+    return values
+
+
+def measure_profile(model_path: Path, *, backend: str = "cpu", repeats: int = 30, seed: int = 0) -> Profile:
+    """A profile whose op times are measured on `backend` (only the CPU backend can be timed per op)."""
+    if backend != "cpu":
+        raise TpuplanError(
+            f"per-op measurement is available on the cpu backend only, not {backend!r}: an Edge TPU "
+            "segment runs as one custom op; use `plan verify --backend edgetpu` to measure stages"
+        )
+    loaded = load_model(Path(model_path), allow_edgetpu=False)
+    graph = analyse(loaded)
+    values = all_tensor_values(loaded.data, seed)
+    times: list[float] = []
+    copy_rates: list[float] = []
+    for op in graph.ops:
+        stage = InterpreterStage(f"op{op.index}", content=segment_bytes(loaded, op.index, op.index))
+        feed = {name: values[name] for name in stage.input_names if name in values}
+        if len(feed) < len(stage.input_names):
+            feed.update(random_inputs(
+                [d for d in stage.input_details() if str(d["name"]) not in feed],
+                np.random.default_rng(seed),
+            ))
+        stage.set_inputs(feed)
+        times.append(_median_us(stage.invoke, repeats))
+        in_bytes = sum(int(v.nbytes) for v in feed.values())
+        if in_bytes >= 64 * 1024:
+            t_copy = _median_us(lambda s=stage, f=feed: s.set_inputs(f), max(5, repeats // 3))
+            copy_rates.append(in_bytes / max(t_copy, 1e-3))
+        stage.close()
+    overhead = min(times)
+    copy_rate = statistics.median(copy_rates) if copy_rates else 2000.0
+    device = preset("cpu").model_copy(update={
+        "name": "cpu-measured",
+        "invoke_overhead_us": round(overhead, 1),
+        "link_bytes_per_us": round(copy_rate, 1),
+    })
+    static = profile_from_graph(graph, device)
+    ops = [
+        op.model_copy(update={"measured_us": round(max(0.0, t - overhead), 2)})
+        for op, t in zip(static.ops, times, strict=True)
+    ]
+    measurement: dict[str, float | int | str] = {
+        "backend": backend,
+        "repeats": repeats,
+        "warmup": WARMUP,
+        "invoke_overhead_us": round(overhead, 1),
+        "copy_bytes_per_us": round(copy_rate, 1),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count() or 1,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "method": "each op timed as its own single-op segment, fed the whole model's tensors; "
+        "median of warm invokes minus the per-invoke overhead (the fastest op's time)",
+    }
+    return static.model_copy(update={"ops": ops, "source": "measured", "measurement": measurement})
