@@ -1,0 +1,57 @@
+"""Shared bits of the benchmarks: where the shared models are, and writing results."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+MODELS = SHARED / "models"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def write_results(name: str, payload: dict[str, Any]) -> Path:
+    """Write benchmarks/results/<name>.json with when and where it was measured."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "benchmark": name,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"platform": platform.platform(), "python": platform.python_version()},
+        **payload,
+    }
+    path = RESULTS / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def cpu_model_paths() -> list[Path]:
+    """CPU models of ../shared/models that tpuplan accepts and the interpreter runs."""
+    from profiles.errors import TpuplanError
+    from profiles.tflite import load_model
+
+    manifest = json.loads((MODELS / "MANIFEST.json").read_text())["models"]
+    out = []
+    for entry in manifest:
+        if entry.get("edgetpu_compiled"):
+            continue
+        path = MODELS / entry["path"]
+        try:
+            load_model(path, allow_edgetpu=False)
+        except TpuplanError:
+            continue
+        out.append(path)
+    return out
+
+
+def fmt_table(headers: list[str], rows: list[list[Any]]) -> str:
+    cells = [headers] + [[f"{v:.3f}" if isinstance(v, float) else str(v) for v in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

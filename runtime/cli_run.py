@@ -1,0 +1,95 @@
+"""`plan split`: cut a model into the segment files of a plan (or of explicit cuts)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from profiles.docio import dump_json
+from runtime.cli_common import mib, table
+from runtime.manifest import SegmentManifest
+
+
+def parse_cuts(text: str) -> list[int]:
+    """'3,10' -> [3, 10]; a usage error (exit 2) for anything else."""
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated op indices like 3,10, got {text!r}") from None
+
+
+def _names(specs: list[str], width: int = 48) -> str:
+    text = ", ".join(specs) if specs else "-"
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def split_table(manifest: SegmentManifest, out_dir: Path) -> str:
+    compiled = any(s.compiled is not None for s in manifest.segments)
+    head = ["#", "file", "ops", "inputs", "outputs", "bytes"]
+    if compiled:
+        head += ["on-chip MiB", "off-chip MiB", "CPU ops"]
+    rows: list[list[object]] = []
+    warnings: list[str] = []
+    for s in manifest.segments:
+        row: list[object] = [
+            s.index,
+            s.file,
+            f"{s.first_op}..{s.last_op} ({s.last_op - s.first_op + 1})",
+            _names([t.name for t in s.inputs]),
+            _names([t.name for t in s.outputs]),
+            s.bytes,
+        ]
+        if s.compiled is not None:
+            rep = s.compiled.report
+            row += [mib(rep.onchip_bytes), mib(rep.offchip_bytes), rep.ops_on_cpu if rep.ops_on_cpu else 0]
+            warnings += [f"warning: segment {s.index}: {w}" for w in s.compiled.warnings]
+        elif compiled:
+            row += ["-", "-", "-"]
+        rows.append(row)
+    right = [True, False, False, False, False, True] + [True] * (len(head) - 6)
+    lines = [
+        f"model  {manifest.model.path}  sha256 {manifest.model.sha256[:12]}  cuts {manifest.cuts or '-'}",
+        "",
+        table(head, rows, right=right),
+        "",
+        *warnings,
+        f"wrote {len(manifest.segments)} segments and manifest.json to {out_dir}",
+    ]
+    return "\n".join(lines)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("split")
+    def split_cmd(
+        model: Annotated[Path, typer.Argument(help="The CPU .tflite model the plan was made for.")],
+        plan: Annotated[
+            Path | None, typer.Argument(help="Plan JSON from `plan solve` (or give --cuts instead).")
+        ] = None,
+        output: Annotated[
+            Path, typer.Option("--output", "-o", help="Directory to create with the segments.")
+        ] = Path("segments"),
+        cuts: Annotated[
+            str | None,
+            typer.Option("--cuts", help="Cuts instead of a plan: a stage ends at each op, e.g. 3,10."),
+        ] = None,
+        compile_: Annotated[
+            bool,
+            typer.Option("--compile", help="Also run edgetpu_compiler on every segment."),
+        ] = False,
+        force: Annotated[bool, typer.Option("--force", help="Replace a non-empty output directory.")] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the manifest JSON.")] = False,
+    ) -> None:
+        """Write each stage of a plan as its own .tflite segment, plus manifest.json describing them."""
+        from runtime.split import write_split
+
+        if (plan is None) == (cuts is None):
+            raise typer.BadParameter("give exactly one of PLAN or --cuts")
+        source: Path | list[int] = plan if plan is not None else parse_cuts(cuts or "")
+        manifest = write_split(model, source, output, compile=compile_, force=force)
+        if as_json:
+            sys.stdout.write(dump_json(manifest))
+        else:
+            typer.echo(split_table(manifest, output))

@@ -1,0 +1,172 @@
+"""The segment manifest: what `plan split` wrote, so `plan run` can load and route the segments.
+
+A manifest may come from anywhere, so every file it names must resolve inside its own directory and
+match the recorded sha256: it can never make the runner open /etc/passwd or ../../x.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Final, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from profiles.docio import load_doc, read_bytes
+from profiles.errors import TpuplanError
+from runtime.compiler import CompilerReport
+
+MANIFEST_KIND: Final = "tpuplan.manifest"
+MANIFEST_VERSION: Final = 1
+MANIFEST_NAME = "manifest.json"
+_SHA256_LEN = 64
+
+
+def _check_relative(name: str) -> str:
+    """A plain relative file name: no absolute path, no '..', no backslash or drive tricks."""
+    if not name or "\\" in name or "\x00" in name:
+        raise ValueError(f"file name {name!r} is not a plain relative path")
+    pure = PurePosixPath(name)
+    if pure.is_absolute() or any(part in ("..", "") for part in pure.parts) or ":" in pure.parts[0]:
+        raise ValueError(f"file name {name!r} must stay inside the manifest directory")
+    return name
+
+
+def _check_sha(value: str) -> str:
+    if len(value) != _SHA256_LEN or any(c not in "0123456789abcdef" for c in value):
+        raise ValueError("must be 64 lowercase hex digits")
+    return value
+
+
+RelativeName = Annotated[str, AfterValidator(_check_relative)]
+Sha256 = Annotated[str, AfterValidator(_check_sha)]
+
+
+class TensorSpec(BaseModel):
+    """A tensor crossing a segment boundary; shape as the interpreter reports it after allocation."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1)
+    shape: list[int]
+    dtype: str
+    scale: float | None = None  # per-tensor quantisation; null when float or per-channel
+    zero_point: int | None = None
+
+
+class CompiledEntry(BaseModel):
+    """The Edge TPU compiler's output for a segment and how it compares with the plan's prediction."""
+
+    model_config = ConfigDict(extra="forbid")
+    file: RelativeName
+    sha256: Sha256
+    report: CompilerReport
+    warnings: list[str] = Field(default_factory=list)
+
+
+
+class SegmentEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    index: int = Field(ge=0)
+    file: RelativeName
+    first_op: int = Field(ge=0)
+    last_op: int = Field(ge=0)
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    bytes: int = Field(ge=0)
+    sha256: Sha256
+    compiled: CompiledEntry | None = None
+
+
+
+class ModelRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str
+    sha256: Sha256
+    num_ops: int = Field(ge=1)
+
+
+
+class SegmentManifest(BaseModel):
+    """Versioned description of a split: the source model, the cuts, and every segment file."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["tpuplan.manifest"] = MANIFEST_KIND
+    schema_version: Literal[1] = MANIFEST_VERSION
+    model: ModelRef
+    plan_sha256: Sha256 | None = None  # sha256 of the plan file's bytes when split from a plan
+    cuts: list[int]
+    segments: list[SegmentEntry] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SegmentManifest:
+        """Segments must be numbered in order and tile the model exactly as the cuts say."""
+        expected_first = 0
+        for i, seg in enumerate(self.segments):
+            if seg.index != i:
+                raise ValueError(f"segment {i} has index {seg.index}")
+            if seg.first_op != expected_first or seg.last_op < seg.first_op:
+                raise ValueError(f"segment {i} covers ops {seg.first_op}..{seg.last_op}, not contiguous")
+            expected_first = seg.last_op + 1
+        if expected_first != self.model.num_ops:
+            raise ValueError(f"segments end at op {expected_first - 1}, the model has {self.model.num_ops}")
+        if self.cuts != [seg.last_op for seg in self.segments[:-1]]:
+            raise ValueError(f"cuts {self.cuts} do not match the segments")
+        names = [s.file for s in self.segments] + [s.compiled.file for s in self.segments if s.compiled]
+        if len(set(names)) != len(names):
+            raise ValueError("two segments name the same file")
+        return self
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(read_bytes(path, what="segment file")).hexdigest()
+
+
+def resolve_inside(directory: Path, name: str) -> Path:
+    """Path of `name` in `directory`, refusing anything (symlinks too) that resolves outside it."""
+    try:
+        _check_relative(name)
+    except ValueError as exc:
+        raise TpuplanError(f"{directory / MANIFEST_NAME}: {exc}") from None
+    root = Path(directory).resolve()
+    target = (root / name).resolve()
+    if not target.is_relative_to(root) or target == root:
+        raise TpuplanError(f"{directory / MANIFEST_NAME}: {name!r} resolves outside {directory}")
+    return target
+
+
+def _checked_file(directory: Path, name: str, sha256: str) -> Path:
+    path = resolve_inside(directory, name)
+    if not path.is_file():
+        raise TpuplanError(f"{directory / MANIFEST_NAME}: segment file {name!r} is missing")
+    got = file_sha256(path)
+    if got != sha256:
+        raise TpuplanError(
+            f"{path}: sha256 {got} does not match the manifest ({sha256}); the file changed after splitting"
+        )
+    return path
+
+
+def load_manifest(directory: Path) -> SegmentManifest:
+    """Read DIR/manifest.json and check that every segment (and compiled) file is inside DIR and intact."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise TpuplanError(f"{directory}: not a directory (expected the output of `plan split`)")
+    manifest = load_doc(
+        directory / MANIFEST_NAME, SegmentManifest, kind=MANIFEST_KIND, version=MANIFEST_VERSION
+    )
+    for seg in manifest.segments:
+        _checked_file(directory, seg.file, seg.sha256)
+        if seg.compiled is not None:
+            _checked_file(directory, seg.compiled.file, seg.compiled.sha256)
+    return manifest
+
+
+def segment_path(directory: Path, seg: SegmentEntry, *, compiled: bool = False) -> Path:
+    """The (already checked) file of a segment: the CPU one, or the Edge TPU one when asked and present."""
+    if compiled:
+        if seg.compiled is None:
+            raise TpuplanError(
+                f"segment {seg.index} ({seg.file}) was not compiled; run `plan split --compile`"
+            )
+        return resolve_inside(directory, seg.compiled.file)
+    return resolve_inside(directory, seg.file)

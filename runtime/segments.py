@@ -1,0 +1,297 @@
+"""Write a split to disk: segment files + manifest.json as one directory that appears whole or not at all.
+
+Splitting may end in the Edge TPU compiler, which can fail half way; building in a temporary sibling
+directory and renaming it into place means a failure never leaves a directory that looks usable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from profiles.docio import dump_json, read_bytes
+from profiles.errors import TpuplanError
+from profiles.tflite import LoadedModel, dtype_name, load_model, sha256_of, tensor_name, tensor_shape
+from runtime.compiler import COMPILER_INSTALL_HINT, compile_segment, find_compiler
+from runtime.manifest import (
+    MANIFEST_NAME,
+    CompiledEntry,
+    ModelRef,
+    SegmentEntry,
+    SegmentManifest,
+    TensorSpec,
+)
+from runtime.split import Segment, segment_file_name, split_model, validate_cuts
+
+PREDICTION_TOLERANCE_BYTES = round(0.3 * 2**20)  # compiler vs plan on-chip/off-chip: beyond this, warn
+
+
+@dataclass(frozen=True)
+class PlanCuts:
+    """What the splitter needs from a plan: cuts, the model it was made for, and predicted bytes."""
+
+    cuts: list[int]
+    model_sha256: str | None = None
+    plan_sha256: str | None = None
+    path: Path | None = None
+    predicted: tuple[tuple[int | None, int | None], ...] = ()  # per stage (onchip_bytes, offchip_bytes)
+
+
+def _opt_int(stage: Any, key: str) -> int | None:
+    """A stage's predicted bytes: planner.plan writes `predicted_<key>`, older drafts `<key>`."""
+    if not isinstance(stage, dict):
+        return None
+    for name in (f"predicted_{key}", key):
+        value = stage.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def read_plan(path: Path) -> PlanCuts:
+    """Cuts and model sha256 of a plan document: via planner.plan.load_plan when it exists, else the JSON."""
+    path = Path(path)
+    raw = read_bytes(path, what="plan JSON document", max_bytes=1 << 30)
+    try:
+        obj = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise TpuplanError(f"{path}: not a JSON document ({exc})") from None
+    if not isinstance(obj, dict):
+        raise TpuplanError(f"{path}: expected a JSON object for a plan document")
+    loader = _plan_loader()
+    if loader is not None:
+        plan = loader(path)  # validates the whole document with one-line errors
+        cuts, model_sha = [int(c) for c in plan.cuts], str(plan.model.sha256)
+    else:
+        cuts_raw, model = obj.get("cuts"), obj.get("model")
+        if not isinstance(cuts_raw, list) or not all(
+            isinstance(c, int) and not isinstance(c, bool) for c in cuts_raw
+        ):
+            raise TpuplanError(f"{path}: not a plan document: no 'cuts' list of integers")
+        if not isinstance(model, dict) or not isinstance(model.get("sha256"), str):
+            raise TpuplanError(f"{path}: not a plan document: no 'model'.'sha256' string")
+        cuts, model_sha = list(cuts_raw), str(model["sha256"])
+    stages = obj.get("stages")
+    predicted: tuple[tuple[int | None, int | None], ...] = ()
+    if isinstance(stages, list):
+        if len(stages) != len(cuts) + 1:
+            raise TpuplanError(f"{path}: {len(stages)} stages do not match {len(cuts)} cuts")
+        predicted = tuple((_opt_int(s, "onchip_bytes"), _opt_int(s, "offchip_bytes")) for s in stages)
+    return PlanCuts(cuts, model_sha, sha256_of(raw), path, predicted)
+
+
+def _plan_loader() -> Any:
+    """planner.plan.load_plan if that module is installed (it is written separately), else None."""
+    try:
+        module = importlib.import_module("planner.plan")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("planner.plan", "planner"):
+            raise
+        return None
+    return getattr(module, "load_plan", None)
+
+
+def _specs(loaded: LoadedModel, seg: Segment) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Boundary tensors as the interpreter sees them after allocate_tensors (some output shapes, e.g.
+    of TFLite_Detection_PostProcess, are [] in the file); the file's facts if no interpreter loads it."""
+    by_name = {tensor_name(t): t for t in loaded.subgraph.tensors}
+    details: dict[str, dict[str, Any]] = {}
+    try:
+        from runtime.edgetpu import tflite_module
+
+        module = tflite_module()
+        kwargs: dict[str, Any] = {"model_content": seg.data, "num_threads": 1}
+        resolver = getattr(getattr(module, "OpResolverType", None), "BUILTIN_WITHOUT_DEFAULT_DELEGATES", None)
+        if resolver is not None:  # shapes only: no XNNPACK delegate (and no banner on stderr)
+            kwargs["experimental_op_resolver_type"] = resolver
+        interp = module.Interpreter(**kwargs)
+        interp.allocate_tensors()
+        for d in [*interp.get_input_details(), *interp.get_output_details()]:
+            details[str(d["name"])] = d
+    except (TpuplanError, ValueError, RuntimeError):
+        details = {}
+
+    def spec(name: str) -> TensorSpec:
+        t = by_name[name]
+        q = t.quantization
+        scales = list(q.scale) if q is not None and q.scale is not None else []
+        zeros = list(q.zeroPoint) if q is not None and q.zeroPoint is not None else []
+        shape = [int(x) for x in details[name]["shape"]] if name in details else tensor_shape(t)
+        single = len(scales) == 1 and len(zeros) == 1
+        return TensorSpec(
+            name=name,
+            shape=shape,
+            dtype=dtype_name(t),
+            scale=float(scales[0]) if single else None,
+            zero_point=int(zeros[0]) if single else None,
+        )
+
+    return [spec(n) for n in seg.inputs], [spec(n) for n in seg.outputs]
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "xb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _compile(
+    tmp: Path, entry: SegmentEntry, predicted: tuple[int | None, int | None] | None
+) -> CompiledEntry:
+    """Compile one segment in the staging directory and compare the compiler's bytes with the plan."""
+    done = compile_segment(tmp / entry.file, tmp)
+    report = done.report.model_copy(
+        update={
+            "input_model": Path(done.report.input_model).name,
+            "output_model": Path(done.report.output_model).name,
+            "operation_log": Path(done.report.operation_log).name if done.report.operation_log else None,
+        }
+    )
+    warnings: list[str] = []
+    if report.ops_on_cpu:
+        warnings.append(f"{report.ops_on_cpu} of {report.total_ops} ops run on the CPU, not the Edge TPU")
+    on_pred, off_pred = predicted if predicted is not None else (None, None)
+    pairs = (("on-chip", report.onchip_bytes, on_pred), ("off-chip", report.offchip_bytes, off_pred))
+    for label, got, want in pairs:
+        if want is not None and abs(got - want) > PREDICTION_TOLERANCE_BYTES:
+            warnings.append(
+                f"compiler {label} {got / 2**20:.2f} MiB differs from the plan's {want / 2**20:.2f} MiB "
+                f"by more than 0.3 MiB"
+            )
+    data = (tmp / done.compiled.name).read_bytes()
+    return CompiledEntry(file=done.compiled.name, sha256=sha256_of(data), report=report, warnings=warnings)
+
+
+def _check_destination(out_dir: Path, force: bool, keep: Sequence[Path]) -> None:
+    """Refuse a non-empty destination without force, and with force anything holding our inputs."""
+    if not (out_dir.exists() or out_dir.is_symlink()):
+        return
+    if out_dir.is_dir() and not out_dir.is_symlink() and not any(out_dir.iterdir()):
+        return
+    if not force:
+        raise TpuplanError(f"{out_dir}: already exists and is not empty (use --force to replace it)")
+    target = out_dir.resolve()
+    guarded = [Path.cwd().resolve(), Path.home().resolve(), *(p.resolve() for p in keep)]
+    if target == Path(target.anchor) or any(g == target or g.is_relative_to(target) for g in guarded):
+        raise TpuplanError(
+            f"{out_dir}: refusing to replace a directory that holds the working directory, "
+            "the home directory or the input files"
+        )
+
+
+def _sibling(out_dir: Path, tag: str) -> Path:
+    """An unused hidden name next to out_dir (same filesystem, so rename is atomic)."""
+    while True:
+        candidate = out_dir.with_name(f".{out_dir.name}.{secrets.token_hex(4)}.{tag}")
+        if not (candidate.exists() or candidate.is_symlink()):
+            return candidate
+
+
+def _publish(tmp: Path, out_dir: Path) -> None:
+    """Rename the finished staging directory into place, moving any old output aside first."""
+    old: Path | None = None
+    if out_dir.exists() or out_dir.is_symlink():
+        old = _sibling(out_dir, "old")
+        os.rename(out_dir, old)
+    try:
+        os.rename(tmp, out_dir)
+    except OSError as exc:
+        if old is not None:
+            os.rename(old, out_dir)
+        raise TpuplanError(f"{out_dir}: cannot move the split into place ({exc.strerror or exc})") from None
+    if old is not None:
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink()
+
+
+def write_split(
+    model_path: Path,
+    plan_or_cuts: Path | str | Sequence[int],
+    out_dir: Path,
+    *,
+    compile: bool = False,
+    force: bool = False,
+) -> SegmentManifest:
+    """Split the model by a plan file (or explicit cuts) into out_dir: segment files + manifest.json."""
+    model_path, out_dir = Path(model_path), Path(out_dir)
+    if compile and find_compiler() is None:
+        raise TpuplanError(COMPILER_INSTALL_HINT)
+    loaded = load_model(model_path, allow_edgetpu=False)
+    if isinstance(plan_or_cuts, (str, Path)):
+        plan = read_plan(Path(plan_or_cuts))
+        if plan.model_sha256 != loaded.sha256:
+            raise TpuplanError(
+                f"{plan.path}: plan is for model sha256 {plan.model_sha256}, "
+                f"but {model_path} has sha256 {loaded.sha256}"
+            )
+    else:
+        plan = PlanCuts(list(plan_or_cuts))
+    cuts = validate_cuts(plan.cuts, len(loaded.subgraph.operators))
+    keep = [model_path] + ([plan.path] if plan.path is not None else [])
+    _check_destination(out_dir, force, keep)
+    segments = split_model(loaded, cuts)
+
+    created: list[Path] = []
+    parent = out_dir.parent
+    while not parent.exists():
+        created.insert(0, parent)
+        parent = parent.parent
+    tmp: Path | None = None
+    published = False
+    try:
+        for d in created:
+            d.mkdir()
+        tmp = _sibling(out_dir, "tmp")
+        tmp.mkdir()  # honours the umask, unlike mkdtemp's 0700
+        entries = []
+        for seg in segments:
+            name = segment_file_name(model_path.stem, seg.index, len(segments))
+            _write_file(tmp / name, seg.data)
+            ins, outs = _specs(loaded, seg)
+            entry = SegmentEntry(
+                index=seg.index,
+                file=name,
+                first_op=seg.first_op,
+                last_op=seg.last_op,
+                inputs=ins,
+                outputs=outs,
+                bytes=len(seg.data),
+                sha256=sha256_of(seg.data),
+            )
+            if compile:
+                predicted = plan.predicted[seg.index] if plan.predicted else None
+                entry.compiled = _compile(tmp, entry, predicted)
+            entries.append(entry)
+        manifest = SegmentManifest(
+            model=ModelRef(
+                path=str(model_path), sha256=loaded.sha256, num_ops=len(loaded.subgraph.operators)
+            ),
+            plan_sha256=plan.plan_sha256,
+            cuts=cuts,
+            segments=entries,
+        )
+        _write_file(tmp / MANIFEST_NAME, dump_json(manifest).encode())
+        _check_destination(out_dir, force, keep)  # it may have appeared while we compiled
+        _publish(tmp, out_dir)
+        published = True
+    except OSError as exc:
+        raise TpuplanError(f"{out_dir}: cannot write the split ({exc.strerror or exc})") from None
+    finally:
+        if not published:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            for d in reversed(created):
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+    return manifest

@@ -1,0 +1,417 @@
+"""Proof that splitting is exact: segments run in a chain give bit-identical outputs to the whole model.
+
+Every CPU model of the shared set is cut at random points and right after LSTM / concatenation /
+residual-add ops, for 2 to 4 stages; tensors are routed by name from one dict, as the pipeline does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from ai_edge_litert import schema_py_generated as schema
+from ai_edge_litert.interpreter import Interpreter
+
+from profiles.errors import TpuplanError
+from profiles.graph import analyse
+from profiles.tflite import LoadedModel, buffer_size, load_model, parse_model, tensor_name
+from runtime.manifest import SegmentManifest, load_manifest
+from runtime.split import Segment, segment_bytes, split_model, write_split
+from tests.conftest import MODELS, cpu_models
+
+CPU_MODELS = cpu_models()
+LARGE_BYTES = 2_000_000  # above this, fewer random cut sets keep the file under its time budget
+MOBILENET_V2 = MODELS / "mobilenet_v2_1.0_224_quant.tflite"
+LSTM = MODELS / "keras_lstm_mnist_ptq.tflite"
+TRAFFIC = MODELS / "automl_video_ondevice" / "traffic_model.tflite"
+
+Tensors = dict[str, np.ndarray]
+
+
+def _random_inputs(details: list[dict[str, Any]], seed: int) -> Tensors:
+    rng = np.random.default_rng(seed)
+    out: Tensors = {}
+    for d in details:
+        dtype, shape = np.dtype(d["dtype"]), tuple(int(x) for x in d["shape"])
+        if dtype == np.uint8:
+            out[d["name"]] = rng.integers(0, 256, shape, dtype=np.uint8)
+        elif dtype == np.int8:
+            out[d["name"]] = rng.integers(-128, 128, shape, dtype=np.int8)
+        elif dtype.kind == "f":
+            out[d["name"]] = rng.standard_normal(shape).astype(dtype)
+        else:
+            out[d["name"]] = rng.integers(0, 2, shape).astype(dtype)
+    return out
+
+
+def _run(data: bytes, feeds: Tensors) -> Tensors:
+    interp = Interpreter(model_content=data, num_threads=1)
+    interp.allocate_tensors()
+    for d in interp.get_input_details():
+        interp.set_tensor(d["index"], feeds[d["name"]])
+    interp.invoke()
+    return {d["name"]: interp.get_tensor(d["index"]).copy() for d in interp.get_output_details()}
+
+
+def _chain(segments: list[Segment], feeds: Tensors) -> Tensors:
+    """Run the segments in order; every tensor any later segment needs is looked up by name."""
+    available = dict(feeds)
+    for seg in segments:
+        interp = Interpreter(model_content=seg.data, num_threads=1)
+        interp.allocate_tensors()
+        in_details, out_details = interp.get_input_details(), interp.get_output_details()
+        assert [d["name"] for d in in_details] == seg.inputs
+        assert [d["name"] for d in out_details] == seg.outputs
+        for d in in_details:
+            interp.set_tensor(d["index"], available[d["name"]])
+        interp.invoke()
+        available.update({d["name"]: interp.get_tensor(d["index"]).copy() for d in out_details})
+    return available
+
+
+def _reference(loaded: LoadedModel, seed: int = 0) -> tuple[Tensors, Tensors]:
+    try:
+        interp = Interpreter(model_content=loaded.data, num_threads=1)
+        interp.allocate_tensors()
+        feeds = _random_inputs(interp.get_input_details(), seed)
+        return feeds, _run(loaded.data, feeds)
+    except (ValueError, RuntimeError) as exc:
+        pytest.skip(f"the LiteRT interpreter cannot run {loaded.path.name}: {exc}")
+
+
+def _check_file(seg: Segment) -> None:
+    """Loadable by our reader; constants 16-byte aligned; buffer 0 empty; no stale whole-model facts."""
+    parse_model(seg.data, Path(f"segment{seg.index}.tflite"))
+    root = schema.Model.GetRootAs(seg.data, 0)
+    assert root.BuffersLength() >= 1 and root.Buffers(0).DataLength() == 0
+    for i in range(root.BuffersLength()):
+        buf = root.Buffers(i)
+        if buf.DataLength():
+            field = buf._tab.Offset(4)  # Buffer.data: the table's first field
+            start = buf._tab.Vector(field)  # absolute file offset of the first data byte
+            assert start % 16 == 0, f"segment {seg.index} buffer {i} data at offset {start}"
+    assert root.SignatureDefsLength() == 0 and root.MetadataLength() == 0
+    for i in range(root.OperatorCodesLength()):
+        code = root.OperatorCodes(i)
+        assert code.DeprecatedBuiltinCode() == min(code.BuiltinCode(), 127)
+
+
+def _special_cuts(loaded: LoadedModel) -> list[int]:
+    """Ops right after which a cut is interesting: LSTM steps, concatenations, residual adds."""
+    graph = analyse(loaded)
+    out = []
+    for op in graph.ops[: len(graph.ops) - 1]:
+        residual = op.op_type == "ADD" and len(op.inputs) >= 2
+        if "LSTM" in op.op_type or op.op_type == "CONCATENATION" or residual:
+            out.append(op.index)
+    return out
+
+
+def _cut_sets(loaded: LoadedModel) -> list[list[int]]:
+    n = len(loaded.subgraph.operators)
+    rng = np.random.default_rng(int(hashlib.sha256(loaded.path.name.encode()).hexdigest()[:8], 16))
+    special = _special_cuts(loaded)
+    tries = 2 if len(loaded.data) > LARGE_BYTES else 5
+    sets: list[list[int]] = [[0], [n - 2]] if n >= 2 else []
+    for k in (2, 3, 4):
+        if k - 1 > n - 1:
+            continue
+        for _ in range(tries):
+            sets.append(sorted(int(c) for c in rng.choice(n - 1, size=k - 1, replace=False)))
+        if len(special) >= k - 1:
+            sets.append(sorted(int(c) for c in rng.choice(special, size=k - 1, replace=False)))
+    unique: list[list[int]] = []
+    for s in sets:
+        if s not in unique:
+            unique.append(s)
+    return unique
+
+
+@pytest.mark.parametrize("path", CPU_MODELS, ids=[p.name for p in CPU_MODELS])
+def test_segments_are_bit_identical(path: Path) -> None:
+    loaded = load_model(path, allow_edgetpu=False)
+    feeds, expected = _reference(loaded)
+    whole = split_model(loaded, [])
+    assert len(whole) == 1 and whole[0].outputs == list(expected)
+    assert whole[0].inputs == list(feeds)
+    for cuts in [[], *_cut_sets(loaded)]:
+        segments = split_model(loaded, cuts)
+        assert len(segments) == len(cuts) + 1
+        for seg in segments:
+            _check_file(seg)
+        got = _chain(segments, feeds)
+        for name, want in expected.items():
+            assert got[name].shape == want.shape, (cuts, name)
+            assert np.array_equal(got[name], want), f"{path.name} cuts {cuts}: output {name!r} differs"
+
+
+def test_a_tensor_skips_a_stage() -> None:
+    """The residual input of a MobileNetV2 block jumps over the stage holding the block's convs."""
+    loaded = load_model(MOBILENET_V2)
+    graph = analyse(loaded)
+    producer = {t: op.index for op in graph.ops for t in op.outputs}
+    t, m = next(
+        (t, m)
+        for t, p in producer.items()
+        for m in range(p + 1, graph.last_use.get(t, -1))
+        if t not in graph.ops[m].inputs
+    )
+    segments = split_model(loaded, [m - 1, m])  # stage 1 is op m alone, which does not read t
+    name = graph.name(t)
+    assert name in segments[0].outputs and name in segments[2].inputs and name not in segments[1].inputs
+    feeds, expected = _reference(loaded)
+    got = _chain(segments, feeds)
+    assert all(np.array_equal(got[n], v) for n, v in expected.items())
+
+
+def test_lstm_state_stays_with_its_op() -> None:
+    """Variable (state) tensors and intermediates never cross a cut, and keep isVariable + a buffer."""
+    loaded = load_model(LSTM)
+    graph = analyse(loaded)
+    lstm = next(op for op in graph.ops if "LSTM" in op.op_type)
+    state = [graph.name(t) for t in lstm.own if loaded.subgraph.tensors[t].isVariable]
+    assert state
+    for cuts in ([lstm.index - 1, lstm.index], [lstm.index]):
+        segments = split_model(loaded, cuts)
+        home = next(s for s in segments if s.first_op <= lstm.index <= s.last_op)
+        for seg in segments:
+            assert not set(state) & (set(seg.inputs) | set(seg.outputs))
+        model = parse_model(home.data, Path("lstm.tflite")).model
+        variables = [t for t in model.subgraphs[0].tensors if t.isVariable]
+        assert sorted(t.name.decode() for t in variables) == sorted(state)
+        original = {tensor_name(t): t for t in loaded.subgraph.tensors}
+        for t in variables:  # same (here empty) initial contents as in the original model
+            assert 0 <= t.buffer < len(model.buffers)
+            assert buffer_size(model, t.buffer) == buffer_size(loaded.model, original[t.name.decode()].buffer)
+
+
+def test_detection_postprocess_shapes_come_from_the_interpreter(tmp_path: Path) -> None:
+    loaded = load_model(TRAFFIC)
+    n = len(loaded.subgraph.operators)
+    manifest = write_split(TRAFFIC, [n - 2], tmp_path / "out")
+    last = manifest.segments[-1]
+    static = {t.name.decode(): list(t.shape) for t in loaded.subgraph.tensors}
+    assert any(static[o.name] == [] for o in last.outputs)  # the file does not know them
+    assert all(o.shape for o in last.outputs)  # the manifest does
+    assert len(manifest.segments[0].inputs) == 3  # image + both LSTM states
+
+
+def test_segment_bytes_single_op_and_explicit_io() -> None:
+    loaded = load_model(MOBILENET_V2)
+    graph = analyse(loaded)
+    op = graph.ops[5]
+    data = segment_bytes(loaded, 5, 5)
+    interp = Interpreter(model_content=data, num_threads=1)
+    assert [d["name"] for d in interp.get_input_details()] == [graph.name(t) for t in op.inputs]
+    outs = [graph.name(t) for t in op.outputs]
+    data = segment_bytes(loaded, 5, 5, outputs=outs)
+    assert [d["name"] for d in Interpreter(model_content=data).get_output_details()] == outs
+    with pytest.raises(TpuplanError):
+        segment_bytes(loaded, 5, 5, inputs=[])
+    with pytest.raises(TpuplanError):
+        segment_bytes(loaded, 5, 5, outputs=["no such tensor"])
+    with pytest.raises(TpuplanError):
+        segment_bytes(loaded, 7, 5)
+
+
+def _plan_file(tmp_path: Path, model: Path, plan_cuts: list[int], **changes: Any) -> Path:
+    from planner.plan import evaluate
+    from profiles.build import build_profile
+    from profiles.device import preset
+
+    plan = evaluate(build_profile(model, preset("edgetpu-usb")), None, plan_cuts)
+    doc = plan.model_dump(mode="json")
+    for key, value in changes.items():
+        if key == "sha256":
+            doc["model"]["sha256"] = value
+        else:
+            doc[key] = value
+    path = tmp_path / f"plan{len(list(tmp_path.glob('plan*')))}.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_write_split_from_plan_and_manifest_round_trip(tmp_path: Path) -> None:
+    plan = _plan_file(tmp_path, MOBILENET_V2, [20, 40])
+    out = tmp_path / "segs"
+    manifest = write_split(MOBILENET_V2, plan, out)
+    assert manifest.cuts == [20, 40] and manifest.plan_sha256 == hashlib.sha256(plan.read_bytes()).hexdigest()
+    names = sorted(p.name for p in out.iterdir())
+    expected = [f"mobilenet_v2_1.0_224_quant_segment_{i}_of_3.tflite" for i in range(3)]
+    assert names == sorted([*expected, "manifest.json"])
+    assert load_manifest(out) == manifest
+    assert SegmentManifest.model_validate_json(manifest.model_dump_json()) == manifest
+    loaded = load_model(MOBILENET_V2)
+    feeds, expected_out = _reference(loaded)
+    available = dict(feeds)
+    for seg in manifest.segments:
+        data = (out / seg.file).read_bytes()
+        available.update(_run(data, {t.name: available[t.name] for t in seg.inputs}))
+    assert all(np.array_equal(available[n], v) for n, v in expected_out.items())
+
+
+def test_bad_plans_are_refused(tmp_path: Path) -> None:
+    other = load_model(LSTM).sha256
+    wrong = _plan_file(tmp_path, MOBILENET_V2, [20, 40], sha256=other)
+    with pytest.raises(TpuplanError, match=other):
+        write_split(MOBILENET_V2, wrong, tmp_path / "a")
+    backwards = _plan_file(tmp_path, MOBILENET_V2, [20, 40], cuts=[40, 20])
+    with pytest.raises(TpuplanError):
+        write_split(MOBILENET_V2, backwards, tmp_path / "b")
+    for cuts in ([5, 5], [9, 3], [-1], [10_000]):
+        with pytest.raises(TpuplanError):
+            write_split(MOBILENET_V2, cuts, tmp_path / "c")
+    not_json = tmp_path / "junk.json"
+    not_json.write_text("{")
+    with pytest.raises(TpuplanError):
+        write_split(MOBILENET_V2, not_json, tmp_path / "d")
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("plan")) == ["junk.json"]
+
+
+def _tampered(tmp_path: Path, file_name: str, sha: str | None = None) -> Path:
+    out = tmp_path / "segs"
+    if not out.exists():
+        write_split(LSTM, [2], out)
+    doc = json.loads((out / "manifest.json").read_text())
+    doc["segments"][0]["file"] = file_name
+    if sha is not None:
+        doc["segments"][0]["sha256"] = sha
+    (out / "manifest.json").write_text(json.dumps(doc))
+    return out
+
+
+@pytest.mark.parametrize("name", ["../x", "/etc/passwd", "a/../../x", "", "..\\x"])
+def test_manifest_cannot_point_outside(tmp_path: Path, name: str) -> None:
+    with pytest.raises(TpuplanError):
+        load_manifest(_tampered(tmp_path, name))
+
+
+def test_manifest_symlink_escape_and_changed_file(tmp_path: Path) -> None:
+    outside = tmp_path / "secret.bin"
+    outside.write_bytes(b"secret")
+    out = _tampered(tmp_path, "link.tflite", hashlib.sha256(b"secret").hexdigest())
+    os.symlink(outside, out / "link.tflite")
+    with pytest.raises(TpuplanError, match="outside"):
+        load_manifest(out)
+    out2 = tmp_path / "fresh"
+    write_split(LSTM, [2], out2)
+    seg = out2 / "keras_lstm_mnist_ptq_segment_1_of_2.tflite"
+    seg.write_bytes(seg.read_bytes()[:-1] + b"\x01")
+    with pytest.raises(TpuplanError, match="sha256"):
+        load_manifest(out2)
+
+
+def test_failed_split_leaves_no_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import runtime.segments
+
+    calls = {"n": 0}
+    real = runtime.segments._specs
+
+    def flaky(loaded: LoadedModel, seg: Segment) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise TpuplanError("simulated failure on the second segment")
+        return real(loaded, seg)
+
+    monkeypatch.setattr(runtime.segments, "_specs", flaky)
+    with pytest.raises(TpuplanError, match="simulated"):
+        write_split(LSTM, [1, 3], tmp_path / "new" / "out")
+    assert list(tmp_path.iterdir()) == []
+    existing = tmp_path / "old"
+    existing.mkdir()
+    (existing / "keep.txt").write_text("x")
+    calls["n"] = 0
+    with pytest.raises(TpuplanError, match="simulated"):
+        write_split(LSTM, [1, 3], existing, force=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["old"] and (existing / "keep.txt").read_text() == "x"
+
+
+def test_existing_directory_needs_force(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    write_split(LSTM, [2], out)  # empty: fine
+    with pytest.raises(TpuplanError, match="force"):
+        write_split(LSTM, [1], out)
+    manifest = write_split(LSTM, [1], out, force=True)
+    assert load_manifest(out).cuts == [1] == manifest.cuts
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_compile_without_compiler_gives_the_hint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(TpuplanError, match="edgetpu-compiler"):
+        write_split(LSTM, [2], tmp_path / "out", compile=True)
+    assert not (tmp_path / "out").exists()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "runtime.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_cli_split(tmp_path: Path) -> None:
+    plan = _plan_file(tmp_path, LSTM, [2])
+    done = _cli("split", str(LSTM), str(plan), "-o", str(tmp_path / "a"))
+    assert done.returncode == 0, done.stderr
+    assert "keras_lstm_mnist_ptq_segment_1_of_2.tflite" in done.stdout
+    done = _cli("split", str(LSTM), "--cuts", "1,3", "-o", str(tmp_path / "b"), "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["cuts"] == [1, 3]
+    assert _cli("split", str(LSTM), str(plan), "--cuts", "1", "-o", str(tmp_path / "c")).returncode == 2
+    assert _cli("split", str(LSTM), "-o", str(tmp_path / "c")).returncode == 2
+    done = _cli("split", str(MOBILENET_V2), str(plan), "-o", str(tmp_path / "c"))
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "c").exists()
+
+
+STAND_IN_COMPILER = """#!/bin/sh
+# Stand-in for edgetpu_compiler (plumbing only, measures nothing): copy the model, print a fixed report.
+base=$(basename "$4" .tflite)
+cp "$4" "$3/${base}_edgetpu.tflite"
+cat <<REPORT
+Edge TPU Compiler version 16.0.384591198
+Input model: $4
+Input size: 0.01MiB
+Output model: $3/${base}_edgetpu.tflite
+Output size: 0.01MiB
+On-chip memory used for caching model parameters: 9.00MiB
+On-chip memory remaining for caching model parameters: 0.00B
+Off-chip memory used for streaming uncached model parameters: 0.00B
+Number of Edge TPU subgraphs: 1
+Total number of operations: 3
+Operation log: $3/${base}_edgetpu.log
+
+Operator                       Count      Status
+
+FULLY_CONNECTED                3          Mapped to Edge TPU
+REPORT
+"""
+
+
+def test_compile_records_reports_and_warns_on_mispredicted_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "edgetpu_compiler"
+    script.write_text(STAND_IN_COMPILER)
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    plan = _plan_file(tmp_path, LSTM, [2])
+    out = tmp_path / "out"
+    manifest = write_split(LSTM, plan, out, compile=True)
+    for seg in manifest.segments:
+        assert seg.compiled is not None
+        assert seg.compiled.file == seg.file.replace(".tflite", "_edgetpu.tflite")
+        assert seg.compiled.report.onchip_bytes == 9 * 2**20
+        assert seg.compiled.report.input_model == seg.file  # no staging-directory paths leak out
+        assert any("on-chip" in w and "0.3 MiB" in w for w in seg.compiled.warnings)
+    assert load_manifest(out) == manifest
