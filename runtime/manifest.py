@@ -83,6 +83,8 @@ class ModelRef(BaseModel):
     path: str
     sha256: Sha256
     num_ops: int = Field(ge=1)
+    inputs: list[str] = Field(description="the model's input tensor names, in model order")
+    outputs: list[str] = Field(description="the model's output tensor names, in model order")
 
 
 

@@ -10,6 +10,7 @@ import os
 import platform
 import statistics
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,9 @@ def all_tensor_values(content: bytes, seed: int = 0) -> dict[str, np.ndarray]:
     """Run the whole model once on random inputs and keep every tensor, to feed single-op segments."""
     module = tflite_module()
     try:
-        interp = module.Interpreter(
-            model_content=content, num_threads=1, experimental_preserve_all_tensors=True
-        )
+        with warnings.catch_warnings():  # keeping every tensor is exactly what we want here
+            warnings.simplefilter("ignore", UserWarning)
+            interp = module.Interpreter(model_content=content, num_threads=1, experimental_preserve_all_tensors=True)
         interp.allocate_tensors()
         inputs = random_inputs(interp.get_input_details(), np.random.default_rng(seed))
         for d in interp.get_input_details():

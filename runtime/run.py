@@ -77,7 +77,7 @@ def run_split(
         for seg in manifest.segments
     ]
     produced = {t.name for seg in manifest.segments for t in seg.outputs}
-    model_outputs = [t.name for seg in manifest.segments for t in seg.outputs if t.name in _final(manifest)]
+    model_outputs = manifest.model.outputs
     rng = np.random.default_rng(seed)
     needed: dict[str, dict[str, Any]] = {}
     for st in stages:
@@ -107,9 +107,3 @@ def run_split(
         ],
     )
 
-
-def _final(manifest: object) -> set[str]:
-    """Tensors that leave the pipeline: outputs no later segment reads."""
-    segments = manifest.segments  # type: ignore[attr-defined]
-    read = {t.name for seg in segments for t in seg.inputs}
-    return {t.name for seg in segments for t in seg.outputs if t.name not in read}

@@ -275,7 +275,11 @@ def write_split(
             entries.append(entry)
         manifest = SegmentManifest(
             model=ModelRef(
-                path=str(model_path), sha256=loaded.sha256, num_ops=len(loaded.subgraph.operators)
+                path=str(model_path),
+                sha256=loaded.sha256,
+                num_ops=len(loaded.subgraph.operators),
+                inputs=[tensor_name(loaded.subgraph.tensors[int(i)]) for i in loaded.subgraph.inputs],
+                outputs=[tensor_name(loaded.subgraph.tensors[int(i)]) for i in loaded.subgraph.outputs],
             ),
             plan_sha256=plan.plan_sha256,
             cuts=cuts,
