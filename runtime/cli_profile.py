@@ -89,17 +89,20 @@ def register(app: typer.Typer) -> None:
         ] = False,
         backend: Annotated[str, typer.Option("--backend", help="Backend for --measure: cpu.")] = "cpu",
         repeats: Annotated[
-            int, typer.Option("--repeats", min=1, help="Timed runs per op group (--measure).")
+            int, typer.Option("--repeats", min=1, help="Timed runs per op (--measure).")
         ] = 30,
+        force: Annotated[bool, typer.Option("--force", help="Overwrite --output if it exists.")] = False,
     ) -> None:
         """Profile every operator: parameters, MACs, activations, Edge TPU support, predicted time."""
+        if output is not None and output.exists() and not force:
+            raise TpuplanError(f"{output}: already exists (use --force to overwrite)")
         if measure:
             from runtime.measure import measure_profile
 
             prof = measure_profile(model, backend=backend, repeats=repeats)
         else:
             prof = build_profile(model, device_option(device))
-        emit(prof, output=output, as_json=as_json, table=profile_table(prof))
+        emit(prof, output=output, as_json=as_json, table=profile_table(prof), force=force)
 
     @app.command("inspect")
     def inspect_cmd(

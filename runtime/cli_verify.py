@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from profiles.docio import write_doc
+from profiles.errors import TpuplanError
 from runtime.cli_common import emit, table
 from runtime.run import RunResult, run_split
 from runtime.verify import VerifyReport, verify
@@ -90,12 +91,15 @@ def register(app: typer.Typer) -> None:
         ] = 0.15,
         output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report JSON here.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the report JSON.")] = False,
+        force: Annotated[bool, typer.Option("--force", help="Overwrite --output if it exists.")] = False,
     ) -> None:
         """Split, run and compare predicted with measured stage times; exit 3 when a prediction misses."""
+        if output is not None and output.exists() and not force:
+            raise TpuplanError(f"{output}: already exists (use --force to overwrite)")
         rep = verify(plan, model, backend=backend, devices=_split_list(devices), inputs=inputs,
                      tolerance=tolerance)
         if output is not None:
-            write_doc(output, rep)
+            write_doc(output, rep, force=force)
         emit(rep, output=None, as_json=as_json, table=verify_table(rep))
         if rep.verdict != "ok":
             raise typer.Exit(EXIT_MISSED if rep.verdict == "prediction_missed" else 1)

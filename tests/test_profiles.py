@@ -184,3 +184,15 @@ def test_cli_profile_writes_valid_json(tmp_path: Path, shared_models: Path) -> N
     assert prof.param_bytes == 9808
     res = _plan("inspect", str(shared_models / "keras_lstm_mnist_ptq.tflite"), "--json")
     assert json.loads(res.stdout)["kind"] == "tpuplan.profile"
+
+
+def test_cli_does_not_overwrite_without_force(tmp_path: Path, shared_models: Path) -> None:
+    out = tmp_path / "p.json"
+    out.write_text("keep me")
+    model = str(shared_models / "keras_lstm_mnist_ptq.tflite")
+    res = _plan("profile", model, "-o", str(out))
+    assert res.returncode == 1 and "--force" in res.stderr
+    assert out.read_text() == "keep me"
+    res = _plan("profile", model, "-o", str(out), "--force")
+    assert res.returncode == 0
+    assert json.loads(out.read_text())["kind"] == "tpuplan.profile"
