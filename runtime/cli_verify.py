@@ -92,6 +92,9 @@ def register(app: typer.Typer) -> None:
         output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report JSON here.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the report JSON.")] = False,
         force: Annotated[bool, typer.Option("--force", help="Overwrite --output if it exists.")] = False,
+        png: Annotated[
+            Path | None, typer.Option("--png", help="Draw predicted vs measured stage times (needs matplotlib).")
+        ] = None,
     ) -> None:
         """Split, run and compare predicted with measured stage times; exit 3 when a prediction misses."""
         if output is not None and output.exists() and not force:
@@ -100,6 +103,11 @@ def register(app: typer.Typer) -> None:
                      tolerance=tolerance)
         if output is not None:
             write_doc(output, rep, force=force)
+        if png is not None:
+            from planner.plan import load_plan
+            from runtime.plots import write_plan_png
+
+            write_plan_png(png, load_plan(plan), [c.measured_us for c in rep.stages])
         emit(rep, output=None, as_json=as_json, table=verify_table(rep))
         if rep.verdict != "ok":
             raise typer.Exit(EXIT_MISSED if rep.verdict == "prediction_missed" else 1)
