@@ -18,32 +18,36 @@ def _pad(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple if multiple > 1 else n
 
 
+_BIAS_OPS = frozenset({"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV"})
+
+
 def cached_layout_bytes(op_type: str, param_shapes: Sequence[Sequence[int]], param_bytes: int,
                         device: DeviceSpec) -> int:
-    """Bytes the compiler reserves on chip for an op's parameters (output channels padded)."""
+    """Bytes the compiler reserves on chip for an op's parameters.
+
+    Fitted to the compiler's reports (shared/edgetpu-measurements): each int8 weight tensor is laid
+    out with its output channels padded to `channel_pad` and its innermost input depth padded to
+    `input_pad` (FC [units, in]: pad(units) * pad(in); conv [cout, kh, kw, cin]: pad(cout) * kh * kw *
+    pad(cin)); the biases of FC/conv layers are not counted (the reports match exactly without them).
+    Constants of other ops count as stored.
+    """
     if device.backend == "cpu" or param_bytes == 0:
         return param_bytes
-    if device.channel_pad <= 1:
-        return param_bytes
     total = 0
+    raw_weights = 0
     for shape in param_shapes:
         dims = [max(int(d), 1) for d in shape]
-        if not dims:
-            total += 4
+        if len(dims) < 2:
             continue
-        elem = 1
-        for d in dims:
-            elem *= d
-        # int8 weights: 1 byte each; a 1-D tensor is a bias (int32, 4 bytes each)
-        itemsize = 4 if len(dims) == 1 else 1
-        if len(dims) >= 2:
-            out_axis = len(dims) - 1 if op_type == "DEPTHWISE_CONV_2D" else 0
-            dims[out_axis] = _pad(dims[out_axis], device.channel_pad)
-            elem = 1
-            for d in dims:
-                elem *= d
-        total += elem * itemsize
-    return max(total, param_bytes) if total else param_bytes
+        raw_weights += math.prod(dims)
+        out_axis = len(dims) - 1 if op_type == "DEPTHWISE_CONV_2D" else 0
+        dims[out_axis] = _pad(dims[out_axis], device.channel_pad)
+        if out_axis != len(dims) - 1:
+            dims[-1] = _pad(dims[-1], device.input_pad)
+        total += math.prod(dims)
+    if op_type not in _BIAS_OPS:
+        total += max(0, param_bytes - raw_weights)  # other constants, as stored
+    return total
 
 
 def op_time_us(op_class: str, edgetpu: bool, macs: int, act_bytes: int, device: DeviceSpec) -> int:

@@ -62,6 +62,9 @@ class DeviceSpec(BaseModel):
         0.0, ge=0, le=16, description="on-chip bytes given up per byte of the largest activation"
     )
     channel_pad: int = Field(1, ge=1, le=4096, description="the compiler pads output channels to this")
+    input_pad: int = Field(
+        1, ge=1, le=4096, description="the compiler pads the input depth of each weight row to this"
+    )
     invoke_overhead_us: float = Field(0.0, ge=0)
     link_bytes_per_us: float = Field(
         0.0, ge=0, description="host link bandwidth for activations; 0 means free (CPU)"

@@ -25,7 +25,8 @@ app = typer.Typer(
 def _register() -> None:
     import importlib
 
-    for name in ("runtime.cli_profile", "runtime.cli_plan", "runtime.cli_run", "runtime.cli_verify"):
+    for name in ("runtime.cli_profile", "runtime.cli_plan", "runtime.cli_run", "runtime.cli_verify",
+                 "runtime.cli_synth"):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
