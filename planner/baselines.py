@@ -1,0 +1,118 @@
+"""What people do without tpuplan, priced by the same cost tables, to show what the solver buys.
+
+(a) the Edge TPU compiler's `--num_segments`: equal parameter bytes per segment (a segment ends just
+    before the op that would take it past total/K), (b) equal numbers of ops, (c) one TPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from planner.plan import Plan, check_k, evaluate, expand_devices
+from planner.solve import DEFAULT_WORKERS, solve
+from profiles.device import DeviceSpec
+from profiles.model import ModelRef, Profile
+
+
+def param_balanced_cuts(param_bytes: Sequence[int], k: int) -> list[int]:
+    """The compiler's rule: close a segment before the op that would push it past total/k bytes.
+
+    A segment is never empty, and a cut is forced when just enough ops remain for the segments left.
+    """
+    n = len(param_bytes)
+    target = sum(param_bytes) / k
+    cuts: list[int] = []
+    acc = 0
+    start = 0
+    for i, p in enumerate(param_bytes):
+        left = k - 1 - len(cuts)  # cuts still to place
+        if left == 0:
+            break
+        # only an op that brings parameters can push a segment past the target
+        if i > start and ((p > 0 and acc + p > target) or n - i == left):
+            cuts.append(i - 1)
+            start, acc = i, 0
+        acc += p
+    return cuts
+
+
+def equal_ops_cuts(n: int, k: int) -> list[int]:
+    """Segments of n/k ops (rounded down at each boundary)."""
+    return [(j + 1) * n // k - 1 for j in range(k - 1)]
+
+
+class Entry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    tpus: int
+    cuts: list[int]
+    predicted_bottleneck_us: int
+    predicted_throughput_per_s: float
+    predicted_latency_us: int
+    predicted_offchip_bytes: int = Field(description="cached-layout bytes streamed, all stages")
+    fits_on_chip: bool
+    speedup_of_ours: float = Field(description="this entry's bottleneck / ours")
+
+
+class Comparison(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["tpuplan.comparison"] = "tpuplan.comparison"
+    schema_version: Literal[1] = 1
+    model: ModelRef
+    tpus: int
+    ours_status: str
+    ours_proven_optimal: bool
+    entries: list[Entry]
+
+
+def _entry(name: str, plan: Plan, ours: int) -> Entry:
+    return Entry(
+        name=name,
+        tpus=plan.tpus,
+        cuts=plan.cuts,
+        predicted_bottleneck_us=plan.predicted_bottleneck_us,
+        predicted_throughput_per_s=plan.predicted_throughput_per_s,
+        predicted_latency_us=plan.predicted_latency_us,
+        predicted_offchip_bytes=sum(s.predicted_offchip_bytes for s in plan.stages),
+        fits_on_chip=plan.fits_on_chip,
+        speedup_of_ours=round(plan.predicted_bottleneck_us / max(ours, 1), 4),
+    )
+
+
+def baseline_plans(profile: Profile, k: int, devices: Sequence[DeviceSpec] | None) -> dict[str, Plan]:
+    check_k(profile, k)
+    devs = expand_devices(profile, devices, k)
+    n = len(profile.ops)
+    return {
+        "compiler --num_segments (equal params)": evaluate(
+            profile, devs, param_balanced_cuts([op.param_bytes for op in profile.ops], k)
+        ),
+        "equal ops": evaluate(profile, devs, equal_ops_cuts(n, k)),
+        "single TPU": evaluate(profile, devs[:1], []),
+    }
+
+
+def compare(
+    profile: Profile,
+    k: int,
+    devices: Sequence[DeviceSpec] | None = None,
+    *,
+    allow_spill: bool = False,
+    time_limit_s: float | None = None,
+    workers: int = DEFAULT_WORKERS,
+) -> Comparison:
+    """Our plan next to the baselines, all priced by `evaluate`."""
+    ours = solve(profile, k, devices, allow_spill=allow_spill, time_limit_s=time_limit_s, workers=workers)
+    best = ours.predicted_bottleneck_us
+    entries = [_entry("tpuplan", ours, best)]
+    entries += [_entry(name, plan, best) for name, plan in baseline_plans(profile, k, devices).items()]
+    return Comparison(
+        model=profile.model,
+        tpus=k,
+        ours_status=ours.solver.status,
+        ours_proven_optimal=ours.solver.proven_optimal,
+        entries=entries,
+    )
