@@ -225,7 +225,29 @@ def register(app: typer.Typer) -> None:
     def show_cmd(
         plan_path: Annotated[Path, typer.Argument(metavar="PLAN.json", help="A plan from `plan solve -o`.")],
         as_json: Annotated[bool, typer.Option("--json", help="Print the plan JSON.")] = False,
+        png: Annotated[
+            Path | None,
+            typer.Option("--png", help="Also draw the plan: stage times, parameters vs on-chip capacity, cuts."),
+        ] = None,
+        report: Annotated[
+            Path | None,
+            typer.Option("--report", help="A `plan verify -o` report: draw measured times beside predicted."),
+        ] = None,
     ) -> None:
         """Print a saved plan: per-stage ops, memory, link bytes and predicted time."""
         plan = load_plan(plan_path)
+        if png is not None:
+            from runtime.plots import write_plan_png
+
+            measured = None
+            if report is not None:
+                from runtime.verify import load_report
+
+                rep = load_report(report)
+                if rep.model_sha256 != plan.model.sha256 or len(rep.stages) != len(plan.stages):
+                    raise TpuplanError(f"{report}: this verify report is for another plan")
+                measured = [c.measured_us for c in rep.stages]
+            write_plan_png(png, plan, measured)
         emit(plan, output=None, as_json=as_json, table=plan_table(plan))
+        if png is not None and not as_json:
+            typer.echo(f"wrote {png}")

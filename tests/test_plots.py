@@ -1,0 +1,36 @@
+"""Plan pictures: a real PNG when matplotlib is there, a clear error when it is not."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from planner.solve import solve
+from profiles.build import build_profile
+from profiles.device import preset
+from profiles.docio import write_doc
+from profiles.errors import TpuplanError
+
+
+def test_plan_show_png(shared_models: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    plan = solve(build_profile(shared_models / "movenet_single_pose_lightning_ptq.tflite", preset("edgetpu-usb")), 3)
+    plan_path = tmp_path / "plan.json"
+    write_doc(plan_path, plan)
+    png = tmp_path / "plan.png"
+    res = subprocess.run([sys.executable, "-m", "runtime.cli", "show", str(plan_path), "--png", str(png)],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_missing_matplotlib_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from runtime import plots
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(TpuplanError, match=r"pip install 'tpuplan\[plot\]'"):
+        plots._pyplot()
