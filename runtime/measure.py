@@ -40,6 +40,21 @@ def _median_us(fn: Any, repeats: int) -> float:
     return float(statistics.median(samples))
 
 
+def round_robin_medians(calls: list[Any], repeats: int) -> list[float]:
+    """Median time of each call, timed in turns (one round calls each once) so that the machine
+    getting slower or faster for a few seconds moves every op alike instead of a few of them."""
+    for _ in range(WARMUP):
+        for call in calls:
+            call()
+    samples: list[list[float]] = [[] for _ in calls]
+    for _ in range(repeats):
+        for k, call in enumerate(calls):
+            t0 = time.perf_counter_ns()
+            call()
+            samples[k].append((time.perf_counter_ns() - t0) / 1000.0)
+    return [float(statistics.median(x)) for x in samples]
+
+
 def all_tensor_values(content: bytes, seed: int = 0) -> dict[str, np.ndarray]:
     """Run the whole model once on random inputs and keep every tensor, to feed single-op segments."""
     module = tflite_module()
@@ -73,8 +88,8 @@ def measure_profile(model_path: Path, *, backend: str = "cpu", repeats: int = 30
     loaded = load_model(Path(model_path), allow_edgetpu=False)
     graph = analyse(loaded)
     values = all_tensor_values(loaded.data, seed)
-    times: list[float] = []
     copy_rates: list[float] = []
+    stages: list[InterpreterStage] = []
     for op in graph.ops:
         stage = InterpreterStage(f"op{op.index}", content=segment_bytes(loaded, op.index, op.index))
         feed = {name: values[name] for name in stage.input_names if name in values}
@@ -84,11 +99,13 @@ def measure_profile(model_path: Path, *, backend: str = "cpu", repeats: int = 30
                 np.random.default_rng(seed),
             ))
         stage.set_inputs(feed)
-        times.append(_median_us(stage.invoke, repeats))
         in_bytes = sum(int(v.nbytes) for v in feed.values())
         if in_bytes >= 64 * 1024:
             t_copy = _median_us(lambda s=stage, f=feed: s.set_inputs(f), max(5, repeats // 3))
             copy_rates.append(in_bytes / max(t_copy, 1e-3))
+        stages.append(stage)
+    times = round_robin_medians([s.invoke for s in stages], repeats)
+    for stage in stages:
         stage.close()
     overhead = min(times)
     copy_rate = statistics.median(copy_rates) if copy_rates else 2000.0
@@ -111,7 +128,7 @@ def measure_profile(model_path: Path, *, backend: str = "cpu", repeats: int = 30
         "machine": platform.machine(),
         "cpu_count": os.cpu_count() or 1,
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "method": "each op timed as its own single-op segment, fed the whole model's tensors; "
-        "median of warm invokes minus the per-invoke overhead (the fastest op's time)",
+        "method": "each op timed as its own single-op segment, fed the whole model's tensors, all ops "
+        "in turns; median of warm invokes minus the per-invoke overhead (the fastest op's time)",
     }
     return static.model_copy(update={"ops": ops, "source": "measured", "measurement": measurement})

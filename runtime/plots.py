@@ -41,6 +41,8 @@ def plan_figure(plan: Plan, measured_us: list[float] | None = None, title: str |
                  color="#DD8452")
     ax_t.axhline(plan.predicted_bottleneck_us / 1000, color="#4C72B0", ls="--", lw=1,
                  label="predicted bottleneck")
+    tallest = max([*pred_ms, *((m / 1000) for m in measured_us or [])])
+    ax_t.set_ylim(0, tallest * 1.35 + 1e-9)  # room for the legend
     ax_t.set_ylabel("stage time (ms)")
     ax_t.set_xticks(xs, [f"stage {s.index}\n{s.device}" for s in plan.stages])
     ax_t.legend(loc="upper right", fontsize=8)

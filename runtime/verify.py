@@ -81,17 +81,6 @@ def load_report(path: Path) -> VerifyReport:
     return load_doc(path, VerifyReport, kind=REPORT_KIND, version=REPORT_VERSION)
 
 
-def _median_us(stage: InterpreterStage, feed: dict[str, np.ndarray], repeats: int) -> float:
-    for _ in range(3):
-        stage.run(feed)
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter_ns()
-        stage.run(feed)
-        samples.append((time.perf_counter_ns() - t0) / 1000.0)
-    return float(statistics.median(samples))
-
-
 def effective_cores(model_content: bytes, seconds: float = 0.5) -> float:
     """How many interpreters make progress at once here: invokes/s of two threads over one thread."""
 
@@ -223,21 +212,25 @@ def _measure(
     model_outputs = whole.output_names
     whole.close()
 
-    # 1. one input at a time through the stages in turn: per-stage warm medians, and latency
+    # 1. one input at a time through the stages in turn: each stage timed alone, the rounds giving the
+    #    single-input latency too (stages alternate, so a slow spell of the machine hits them alike)
     stages = make_stages()
-    available = dict(feeds[0])
-    stage_alone: list[float] = []
-    for st in stages:
-        feed = {name: available[name] for name in st.input_names}
-        stage_alone.append(_median_us(st, feed, repeats))
-        available.update(st.run(feed))
+    per_stage: list[list[float]] = [[] for _ in stages]
     chained: list[float] = []
-    for feed in feeds[: min(len(feeds), repeats)]:
-        t0 = time.perf_counter_ns()
-        available = dict(feed)
-        for st in stages:
-            available.update(st.run({name: available[name] for name in st.input_names}))
-        chained.append((time.perf_counter_ns() - t0) / 1000.0)
+    for r in range(repeats + 3):
+        available = dict(feeds[r % len(feeds)])
+        total = 0.0
+        for k, st in enumerate(stages):
+            feed = {name: available[name] for name in st.input_names}
+            t0 = time.perf_counter_ns()
+            available.update(st.run(feed))
+            dt = (time.perf_counter_ns() - t0) / 1000.0
+            total += dt
+            if r >= 3:  # warm-up rounds
+                per_stage[k].append(dt)
+        if r >= 3:
+            chained.append(total)
+    stage_alone = [float(statistics.median(x)) for x in per_stage]
     for st in stages:
         st.close()
 
