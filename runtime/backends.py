@@ -7,8 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from profiles.docio import read_bytes
 from profiles.errors import TpuplanError
 from runtime.edgetpu import load_edgetpu_delegate, tflite_module
+from runtime.probe import require_probed
 
 BACKENDS = ("cpu", "edgetpu")
 
@@ -29,23 +31,23 @@ class InterpreterStage:
         device: str | None = None,
         num_threads: int = 1,
     ) -> None:
+        if content is None:
+            if path is None:
+                raise TpuplanError(f"stage {name}: no model given")
+            content = read_bytes(path, what=".tflite model")
+        where = str(path) if path is not None else name
+        require_probed(where, content)  # the same bytes the interpreter gets: no swap after the probe
         module = tflite_module()
-        kwargs: dict[str, Any] = {"num_threads": num_threads}
-        if content is not None:
-            kwargs["model_content"] = content
-        elif path is not None:
-            kwargs["model_path"] = str(path)
-        else:
-            raise TpuplanError(f"stage {name}: no model given")
+        kwargs: dict[str, Any] = {"num_threads": num_threads, "model_content": content}
         if device is not None:
             kwargs["experimental_delegates"] = [load_edgetpu_delegate(device)]
-        where = str(path) if path is not None else name
         try:
             self._interp = module.Interpreter(**kwargs)
             self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise TpuplanError(f"cannot create an interpreter for {where}: {exc}") from None
         self.name = name
+        self.device = device
         self._inputs = {_tensor_name(d): int(d["index"]) for d in self._interp.get_input_details()}
         self._outputs = {_tensor_name(d): int(d["index"]) for d in self._interp.get_output_details()}
         self.input_names = list(self._inputs)
@@ -55,19 +57,37 @@ class InterpreterStage:
         details: list[dict[str, Any]] = self._interp.get_input_details()
         return details
 
+    def _failed(self, what: str, exc: Exception) -> TpuplanError:
+        """The interpreter's error, with the stage and device: on an Edge TPU it often means the device
+        was unplugged or reset, and the user needs to know which one."""
+        if self.device is None:
+            return TpuplanError(f"stage {self.name}: {what} failed: {exc}")
+        return TpuplanError(
+            f"stage {self.name}: {what} failed on Edge TPU {self.device} (unplugged or reset?): {exc}"
+        )
+
     def set_inputs(self, inputs: dict[str, np.ndarray]) -> None:
         for name, index in self._inputs.items():
             try:
                 value = inputs[name]
             except KeyError:
                 raise TpuplanError(f"stage {self.name}: input tensor {name!r} is missing") from None
-            self._interp.set_tensor(index, value)
+            try:
+                self._interp.set_tensor(index, value)
+            except (ValueError, RuntimeError) as exc:
+                raise self._failed(f"setting input {name!r}", exc) from exc
 
     def invoke(self) -> None:
-        self._interp.invoke()
+        try:
+            self._interp.invoke()
+        except (ValueError, RuntimeError) as exc:
+            raise self._failed("invoke", exc) from exc
 
     def get_outputs(self) -> dict[str, np.ndarray]:
-        return {name: np.array(self._interp.get_tensor(index)) for name, index in self._outputs.items()}
+        try:
+            return {name: np.array(self._interp.get_tensor(index)) for name, index in self._outputs.items()}
+        except (ValueError, RuntimeError) as exc:
+            raise self._failed("reading outputs", exc) from exc
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.set_inputs(inputs)

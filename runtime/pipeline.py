@@ -393,7 +393,8 @@ class Pipeline:
                 c.blocked_ns += time.perf_counter_ns() - t2
         except BaseException as exc:
             where = "" if seq is None else f" on input #{seq}"
-            msg = f"stage {stage.name!r} failed{where}: {type(exc).__name__}: {exc}"
+            what = str(exc) if isinstance(exc, TpuplanError) else f"{type(exc).__name__}: {exc}"
+            msg = f"stage {stage.name!r} failed{where}: {what}"
             self._fail(PipelineError(msg, stage=stage.name, seq=seq), exc)
         finally:
             try:
