@@ -71,10 +71,14 @@ def register(app: typer.Typer) -> None:
             typer.Option("--devices", help="Edge TPUs, one per segment: usb:0, pci:0, :0 ... (repeat or comma list)."),
         ] = None,
         inputs: Annotated[int, typer.Option("--inputs", "-n", min=1, help="Random inputs to push.")] = 100,
+        plan: Annotated[
+            Path | None,
+            typer.Option("--plan", help="Refuse to run unless the segments were split from this plan's cuts."),
+        ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
         """Run the segments as a pipeline, one thread per stage, and print measured times."""
-        res = run_split(directory, backend=backend, devices=_split_list(devices), inputs=inputs)
+        res = run_split(directory, plan=plan, backend=backend, devices=_split_list(devices), inputs=inputs)
         emit(res, output=None, as_json=as_json, table=run_table(res))
 
     @app.command("verify")

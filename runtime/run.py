@@ -9,11 +9,13 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from profiles.docio import read_bytes
 from profiles.errors import TpuplanError
 from runtime.backends import InterpreterStage, random_inputs
 from runtime.edgetpu import parse_device, require_tpus
-from runtime.manifest import load_manifest, segment_path
+from runtime.manifest import SegmentManifest, load_manifest, segment_path
 from runtime.pipeline import Pipeline
+from runtime.probe import probe_models
 
 
 class StageTiming(BaseModel):
@@ -55,24 +57,48 @@ def _devices(backend: str, devices: list[str] | None, k: int) -> list[str | None
     return list(chosen)
 
 
+def check_split_matches_plan(manifest: SegmentManifest, directory: Path, plan_path: Path) -> None:
+    """Segments and plan must describe the same model cut at the same places; say which part differs."""
+    from planner.plan import load_plan
+
+    plan = load_plan(plan_path)
+    if manifest.model.sha256 != plan.model.sha256:
+        raise TpuplanError(
+            f"{directory} holds segments of model sha256 {manifest.model.sha256[:12]}, but {plan_path} is "
+            f"a plan for model sha256 {plan.model.sha256[:12]}"
+        )
+    if manifest.cuts != plan.cuts:
+        raise TpuplanError(
+            f"{directory} was split at cuts {manifest.cuts}, but {plan_path} cuts at {plan.cuts}: "
+            f"split again with `plan split MODEL {plan_path}`"
+        )
+
+
 def run_split(
     directory: Path,
     *,
+    plan: Path | None = None,
     backend: str = "cpu",
     devices: list[str] | None = None,
     inputs: int = 100,
     seed: int = 0,
     stage_timeout_s: float | None = 60.0,
 ) -> RunResult:
-    """Push `inputs` random inputs through the segments of `directory` and time everything."""
+    """Push `inputs` random inputs through the segments of `directory` and time everything; with
+    `plan`, first check that the segments are that plan's."""
     if inputs < 1:
         raise TpuplanError("--inputs must be at least 1")
     manifest = load_manifest(Path(directory))
+    if plan is not None:
+        check_split_matches_plan(manifest, Path(directory), plan)
     k = len(manifest.segments)
     chosen = _devices(backend, devices, k)
     compiled = backend == "edgetpu"
+    paths = [segment_path(Path(directory), seg, compiled=compiled) for seg in manifest.segments]
+    contents = [read_bytes(p, what="segment file") for p in paths]
+    probe_models([(str(p), data) for p, data in zip(paths, contents, strict=True)])
     stages = [
-        InterpreterStage(f"stage{seg.index}", path=segment_path(Path(directory), seg, compiled=compiled),
+        InterpreterStage(f"stage{seg.index}", path=paths[seg.index], content=contents[seg.index],
                          device=chosen[seg.index])
         for seg in manifest.segments
     ]

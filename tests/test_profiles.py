@@ -168,6 +168,11 @@ def test_cli_missing_file_and_future_profile(tmp_path: Path, shared_models: Path
     future.write_text(json.dumps(doc))
     res = _plan("inspect", str(future))
     assert res.returncode == 1 and "newer" in res.stderr and res.stderr.count("\n") == 1
+    doc["schema_version"] = 0
+    future.write_text(json.dumps(doc))
+    res = _plan("inspect", str(future))
+    assert res.returncode == 1 and res.stderr.count("\n") == 1
+    assert "schema_version 0 is older than 1 and cannot be migrated" in res.stderr
     doc["schema_version"] = 1
     doc["ops"] = "not a list"
     wrong = tmp_path / "wrong.json"

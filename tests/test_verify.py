@@ -117,3 +117,20 @@ def test_run_split_counts_every_input(shared_models: Path, tmp_path: Path) -> No
     assert res.latency_p50_us <= res.latency_p99_us
     with pytest.raises(TpuplanError, match="edgetpu backend only"):
         run_split(out, devices=["usb:0"], inputs=1)
+
+
+def test_run_refuses_segments_of_another_plan(measured: Profile, shared_models: Path, tmp_path: Path) -> None:
+    plan3, plan2 = tmp_path / "plan3.json", tmp_path / "plan2.json"
+    write_doc(plan3, solve(measured, 3))
+    write_doc(plan2, solve(measured, 2))
+    out = tmp_path / "seg"
+    manifest = write_split(shared_models / SMALL, plan3, out)
+    assert run_split(out, plan=plan3, inputs=3).inputs == 3
+    with pytest.raises(TpuplanError, match=rf"split at cuts \[{manifest.cuts[0]}, .* cuts at \[\d+\]"):
+        run_split(out, plan=plan2, inputs=3)
+    other = json.loads(plan3.read_text())
+    other["model"]["sha256"] = "ab" * 32
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text(json.dumps(other))
+    with pytest.raises(TpuplanError, match=r"segments of model sha256 .* plan for model sha256 abababababab"):
+        run_split(out, plan=foreign, inputs=3)
