@@ -12,6 +12,7 @@ from ai_edge_litert import schema_py_generated as schema
 
 from profiles.docio import read_bytes
 from profiles.errors import TpuplanError
+from profiles.safety import check_operators, check_tensors
 
 # Custom ops whose meaning we know; any other custom op makes a model unplannable.
 KNOWN_CUSTOM_OPS = frozenset({"TFLite_Detection_PostProcess", "edgetpu-custom-op"})
@@ -197,6 +198,9 @@ def check_model(model: Any, where: str, size: int, *, allow_edgetpu: bool) -> No
                     f"{where}: is already compiled for the Edge TPU (edgetpu-custom-op); give the CPU model"
                 )
     _check_order(ops, sg, where)
+    data_bytes = [buffer_size(model, int(t.buffer)) if buffers else 0 for t in tensors]
+    check_tensors(model, where, data_bytes, [dtype_name(t) for t in tensors], _TYPE_BYTES)
+    check_operators(model, where, [op_code_name(model, int(op.opcodeIndex)) for op in ops], data_bytes)
 
 
 def _check_order(ops: list[Any], sg: Any, where: str) -> None:

@@ -164,13 +164,16 @@ def make_interpreter(model_path: Path, device: str | None = None) -> Any:
 
     Like pycoral, tensors are not allocated here; the caller does that before invoking.
     """
-    if not model_path.is_file():
-        raise TpuplanError(f"cannot open the model {model_path}: no such file")
+    from profiles.docio import read_bytes
+    from runtime.probe import require_probed
+
+    content = read_bytes(model_path, what=".tflite model")
+    require_probed(str(model_path), content)
     module = tflite_module()
     try:
         if device is None:
-            return module.Interpreter(model_path=str(model_path), num_threads=1)
+            return module.Interpreter(model_content=content, num_threads=1)
         delegate = load_edgetpu_delegate(device)
-        return module.Interpreter(model_path=str(model_path), experimental_delegates=[delegate])
+        return module.Interpreter(model_content=content, experimental_delegates=[delegate])
     except (ValueError, RuntimeError, OSError) as exc:
         raise TpuplanError(f"cannot create an interpreter for {model_path}: {exc}") from exc

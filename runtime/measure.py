@@ -24,6 +24,7 @@ from profiles.model import Profile
 from profiles.tflite import load_model
 from runtime.backends import InterpreterStage, random_inputs
 from runtime.edgetpu import tflite_module
+from runtime.probe import probe_models, require_probed
 from runtime.split import segment_bytes
 
 WARMUP = 3
@@ -57,6 +58,7 @@ def round_robin_medians(calls: list[Any], repeats: int) -> list[float]:
 
 def all_tensor_values(content: bytes, seed: int = 0) -> dict[str, np.ndarray]:
     """Run the whole model once on random inputs and keep every tensor, to feed single-op segments."""
+    require_probed("the model", content)
     module = tflite_module()
     try:
         with warnings.catch_warnings():  # keeping every tensor is exactly what we want here
@@ -87,11 +89,14 @@ def measure_profile(model_path: Path, *, backend: str = "cpu", repeats: int = 30
         )
     loaded = load_model(Path(model_path), allow_edgetpu=False)
     graph = analyse(loaded)
+    singles = [segment_bytes(loaded, op.index, op.index) for op in graph.ops]
+    probe_models([(str(model_path), loaded.data)]
+                 + [(f"{model_path} op {op.index}", data) for op, data in zip(graph.ops, singles, strict=True)])
     values = all_tensor_values(loaded.data, seed)
     copy_rates: list[float] = []
     stages: list[InterpreterStage] = []
-    for op in graph.ops:
-        stage = InterpreterStage(f"op{op.index}", content=segment_bytes(loaded, op.index, op.index))
+    for op, data in zip(graph.ops, singles, strict=True):
+        stage = InterpreterStage(f"op{op.index}", content=data)
         feed = {name: values[name] for name in stage.input_names if name in values}
         if len(feed) < len(stage.input_names):
             feed.update(random_inputs(

@@ -7,8 +7,6 @@ directory and renaming it into place means a failure never leaves a directory th
 from __future__ import annotations
 
 import contextlib
-import importlib
-import json
 import os
 import secrets
 import shutil
@@ -17,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from profiles.docio import dump_json, read_bytes
+from profiles.docio import dump_json, parse_doc, read_bytes
 from profiles.errors import TpuplanError
 from profiles.tflite import LoadedModel, dtype_name, load_model, sha256_of, tensor_name, tensor_shape
 from runtime.compiler import COMPILER_INSTALL_HINT, compile_segment, find_compiler
@@ -29,6 +27,7 @@ from runtime.manifest import (
     SegmentManifest,
     TensorSpec,
 )
+from runtime.probe import probe_models
 from runtime.split import Segment, segment_file_name, split_model, validate_cuts
 
 PREDICTION_TOLERANCE_BYTES = round(0.3 * 2**20)  # compiler vs plan on-chip/off-chip: beyond this, warn
@@ -45,58 +44,15 @@ class PlanCuts:
     predicted: tuple[tuple[int | None, int | None], ...] = ()  # per stage (onchip_bytes, offchip_bytes)
 
 
-def _opt_int(stage: Any, key: str) -> int | None:
-    """A stage's predicted bytes: planner.plan writes `predicted_<key>`, older drafts `<key>`."""
-    if not isinstance(stage, dict):
-        return None
-    for name in (f"predicted_{key}", key):
-        value = stage.get(name)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    return None
-
-
 def read_plan(path: Path) -> PlanCuts:
-    """Cuts and model sha256 of a plan document: via planner.plan.load_plan when it exists, else the JSON."""
+    """Cuts, model sha256 and predicted bytes of a plan document (validated by planner.plan)."""
+    from planner.plan import PLAN_KIND, PLAN_VERSION, Plan
+
     path = Path(path)
     raw = read_bytes(path, what="plan JSON document", max_bytes=1 << 30)
-    try:
-        obj = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise TpuplanError(f"{path}: not a JSON document ({exc})") from None
-    if not isinstance(obj, dict):
-        raise TpuplanError(f"{path}: expected a JSON object for a plan document")
-    loader = _plan_loader()
-    if loader is not None:
-        plan = loader(path)  # validates the whole document with one-line errors
-        cuts, model_sha = [int(c) for c in plan.cuts], str(plan.model.sha256)
-    else:
-        cuts_raw, model = obj.get("cuts"), obj.get("model")
-        if not isinstance(cuts_raw, list) or not all(
-            isinstance(c, int) and not isinstance(c, bool) for c in cuts_raw
-        ):
-            raise TpuplanError(f"{path}: not a plan document: no 'cuts' list of integers")
-        if not isinstance(model, dict) or not isinstance(model.get("sha256"), str):
-            raise TpuplanError(f"{path}: not a plan document: no 'model'.'sha256' string")
-        cuts, model_sha = list(cuts_raw), str(model["sha256"])
-    stages = obj.get("stages")
-    predicted: tuple[tuple[int | None, int | None], ...] = ()
-    if isinstance(stages, list):
-        if len(stages) != len(cuts) + 1:
-            raise TpuplanError(f"{path}: {len(stages)} stages do not match {len(cuts)} cuts")
-        predicted = tuple((_opt_int(s, "onchip_bytes"), _opt_int(s, "offchip_bytes")) for s in stages)
-    return PlanCuts(cuts, model_sha, sha256_of(raw), path, predicted)
-
-
-def _plan_loader() -> Any:
-    """planner.plan.load_plan if that module is installed (it is written separately), else None."""
-    try:
-        module = importlib.import_module("planner.plan")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("planner.plan", "planner"):
-            raise
-        return None
-    return getattr(module, "load_plan", None)
+    plan = parse_doc(raw, Plan, kind=PLAN_KIND, version=PLAN_VERSION, source=str(path))  # the bytes hashed
+    predicted = tuple((s.predicted_onchip_bytes, s.predicted_offchip_bytes) for s in plan.stages)
+    return PlanCuts([int(c) for c in plan.cuts], str(plan.model.sha256), sha256_of(raw), path, predicted)
 
 
 def _specs(loaded: LoadedModel, seg: Segment) -> tuple[list[TensorSpec], list[TensorSpec]]:
@@ -241,6 +197,8 @@ def write_split(
     keep = [model_path] + ([plan.path] if plan.path is not None else [])
     _check_destination(out_dir, force, keep)
     segments = split_model(loaded, cuts)
+    probe_models([(str(model_path), loaded.data)]
+                 + [(f"segment {seg.index} of {model_path}", seg.data) for seg in segments])
 
     created: list[Path] = []
     parent = out_dir.parent

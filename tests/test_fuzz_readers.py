@@ -25,6 +25,7 @@ from profiles.errors import TpuplanError
 from profiles.graph import analyse
 from profiles.model import PROFILE_KIND, Profile
 from profiles.tflite import parse_model
+from runtime.probe import probe_models
 from tests.conftest import MODELS
 
 CASES = 10_000
@@ -68,18 +69,40 @@ def test_tflite_reader_survives_10000_hostile_files() -> None:
     seeds = _seeds()
     rng = random.Random(20261123)
     outcomes = {"error": 0, "valid": 0}
+    accepted: list[tuple[str, bytes]] = []
     for case in range(CASES):
         data = mutate_bytes(rng, rng.choice(seeds))
         try:
             loaded = parse_model(data, Path("fuzz.tflite"))
             profile_from_graph(analyse(loaded), preset("edgetpu-usb"))
             outcomes["valid"] += 1
+            accepted.append((f"case {case}", data))
         except TpuplanError as exc:
             assert "fuzz.tflite" in str(exc), f"case {case}: {exc}"
             outcomes["error"] += 1
         except Exception as exc:  # pragma: no cover - the failure this test exists to find
             pytest.fail(f"case {case}: {type(exc).__name__}: {exc}")
     assert outcomes["error"] > CASES // 2 and outcomes["valid"] > 0
+    # what the reader accepts goes to the interpreter only through the probe: run every one there
+    refused = _probe_all(accepted)
+    print(f"tflite fuzz: {CASES} files, {len(accepted)} accepted, {len(refused)} refused by the probe")
+    assert len(refused) < len(accepted) // 100
+
+
+def _probe_all(models: list[tuple[str, bytes]]) -> list[str]:
+    """Probe every model, going on after one crashes the child; the labels of those refused."""
+    refused: list[str] = []
+    rest = models
+    while rest:
+        try:
+            probe_models(rest)
+            break
+        except TpuplanError as exc:
+            label, _, why = str(exc).partition(": ")
+            assert why.startswith(("the TFLite interpreter crashed", "the TFLite interpreter did not finish")), exc
+            refused.append(label)
+            rest = rest[[name for name, _ in rest].index(label) + 1 :]
+    return refused
 
 
 # --- JSON documents -------------------------------------------------------------------------------

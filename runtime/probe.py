@@ -1,0 +1,125 @@
+"""Run a model once in a child process before this process's interpreter ever sees it.
+
+The native interpreter trusts the file: some corrupt models that pass every structural check of
+`profiles.tflite` still crash it (a segfault or a heap abort, seen in tests/test_fuzz_readers.py), and
+a crash cannot be caught. So every model is first allocated and invoked on zeros in a throw-away child
+process; if the child dies or hangs, the model is refused with a one-line error. Python exceptions in
+the child (an unresolved op, a bad shape) are not crashes: the caller meets them again and reports them.
+Models that passed are remembered by sha256, so each is probed once per process.
+
+Run as `python -m runtime.probe DIR`: probes DIR/*.tflite in name order, one line per step on stdout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from profiles.errors import TpuplanError
+
+_SAFE: set[str] = set()  # sha256 of models that ran in a child without crashing it
+_LOCK = threading.Lock()
+BASE_TIMEOUT_S, PER_MODEL_TIMEOUT_S = 60.0, 20.0
+
+
+def _how(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit code {returncode}"
+
+
+def probe_models(models: Sequence[tuple[str, bytes]]) -> None:
+    """Refuse the first model (label, content) that crashes or hangs the interpreter in a child process."""
+    with _LOCK:
+        todo: dict[str, tuple[str, bytes]] = {}
+        for label, data in models:
+            digest = hashlib.sha256(data).hexdigest()
+            if digest not in _SAFE:
+                todo.setdefault(digest, (label, data))
+    if not todo:
+        return
+    items = list(todo.items())
+    with tempfile.TemporaryDirectory(prefix="tpuplan-probe-") as tmp:
+        for k, (_, (_, data)) in enumerate(items):
+            (Path(tmp) / f"{k:06d}.tflite").write_bytes(data)
+        timeout = BASE_TIMEOUT_S + PER_MODEL_TIMEOUT_S * len(items)
+        argv = [sys.executable, "-m", "runtime.probe", tmp]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired as exc:
+            started = [ln for ln in _lines(exc.stdout) if ln.startswith("start ")]
+            label = items[int(started[-1].split()[1])][1][0] if started else "a model"
+            raise TpuplanError(
+                f"{label}: the TFLite interpreter did not finish within {timeout:g} s on this model; refused"
+            ) from None
+    finished: set[int] = set()
+    current: int | None = None
+    for line in _lines(done.stdout):
+        word, _, rest = line.partition(" ")
+        if word == "start":
+            current = int(rest.split()[0])
+        elif word in ("ok", "error"):
+            finished.add(int(rest.split()[0]))
+    if done.returncode != 0:
+        if current is not None and current not in finished:
+            raise TpuplanError(
+                f"{items[current][1][0]}: the TFLite interpreter crashed on this model ({_how(done.returncode)} "
+                "in a probe process); tpuplan refuses to load it"
+            )
+        tail = (done.stderr.strip().splitlines() or [""])[-1]
+        raise TpuplanError(f"the interpreter probe process failed ({_how(done.returncode)}): {tail}")
+    with _LOCK:
+        _SAFE.update(digest for k, (digest, _) in enumerate(items) if k in finished)
+
+
+def require_probed(label: str, data: bytes) -> None:
+    """Probe one model unless it already passed in this process."""
+    probe_models([(label, data)])
+
+
+def _lines(text: str | bytes | None) -> list[str]:
+    if text is None:
+        return []
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return text.splitlines()
+
+
+def _child(directory: Path) -> None:
+    """Allocate and invoke each model on zeros; delete it before saying ok, so heap damage shows here."""
+    import gc
+
+    import numpy as np
+
+    from runtime.edgetpu import tflite_module
+
+    module = tflite_module()
+    for path in sorted(directory.glob("*.tflite")):
+        k = int(path.stem)
+        print(f"start {k}", flush=True)
+        try:
+            interp = module.Interpreter(model_content=path.read_bytes(), num_threads=1)
+            interp.allocate_tensors()
+            for d in interp.get_input_details():
+                if np.dtype(d["dtype"]) != np.object_:
+                    interp.set_tensor(d["index"], np.zeros(d["shape"], dtype=d["dtype"]))
+            interp.invoke()
+            del interp
+            gc.collect()
+        except Exception as exc:  # a Python-level refusal is fine: the caller reports it
+            print(f"error {k} {type(exc).__name__}", flush=True)
+            continue
+        print(f"ok {k}", flush=True)
+
+
+if __name__ == "__main__":
+    _child(Path(sys.argv[1]))
