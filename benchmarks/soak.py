@@ -1,0 +1,92 @@
+"""Soak: 100,000 small inputs through a 4-stage pipeline; every result must come back once, in order.
+
+Two runs. `tagged`: four numpy stages pass each input's own sequence number along, so order and count
+are checked exactly. `tflite`: a synthetic int8 FC model (profiles.synth) split into four real segment
+interpreters; every pipelined output is compared with the unsplit model's output for the same input.
+Not run by CI (it takes about a minute here).
+Run: python -m benchmarks.soak [--inputs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import fmt_table, write_results
+from profiles.synth import synth_fc
+from profiles.tflite import parse_model
+from runtime.backends import InterpreterStage
+from runtime.pipeline import THREAD_PREFIX, FunctionStage, Pipeline
+from runtime.split import split_model
+
+Array = np.ndarray[Any, Any]
+
+
+def _tagged_stages() -> list[FunctionStage]:
+    """Stage i adds 10**i to the payload and keeps the tag: the result is a function of the tag alone."""
+    def step(i: int) -> FunctionStage:
+        src, dst = ("x" if i == 0 else f"a{i}"), ("y" if i == 3 else f"a{i + 1}")
+        return FunctionStage(f"s{i}", [src], [dst], lambda d: d[src] + np.int64(10**i))
+    return [step(i) for i in range(4)]
+
+
+def _run(stages: list[Any], outputs: list[str], feeds: list[dict[str, Array]]) -> tuple[list[dict[str, Array]], float]:
+    start = time.perf_counter()
+    with Pipeline(stages, model_outputs=outputs, queue_size=4) as pipe:
+        results = pipe.run_all(feeds)
+    return results, time.perf_counter() - start
+
+
+def soak_tagged(n: int) -> dict[str, Any]:
+    feeds = [{"x": np.array([i], dtype=np.int64)} for i in range(n)]
+    results, wall = _run(list(_tagged_stages()), ["y"], feeds)
+    wrong = sum(1 for i, r in enumerate(results) if int(r["y"][0]) != i + 1111)
+    return {"run": "tagged", "inputs": n, "results": len(results), "wrong_or_out_of_order": wrong,
+            "wall_s": round(wall, 2), "per_s": round(n / wall, 1)}
+
+
+def soak_tflite(n: int) -> dict[str, Any]:
+    data = synth_fc(64, depth=6, in_features=16, out_features=4, seed=1)
+    loaded = parse_model(data, Path("soak_fc.tflite"))
+    segments = split_model(loaded, [3, 6, 9])  # ops: quantize, (fc, tanh) x 6, fc, dequantize
+    stages = [InterpreterStage(f"seg{s.index}", content=s.data) for s in segments]
+    whole = InterpreterStage("whole", content=data)
+    rng = np.random.default_rng(0)
+    in_name, out_name = whole.input_names[0], whole.output_names[0]
+    feeds = [{in_name: rng.uniform(-1, 1, size=(1, 16)).astype(np.float32)} for _ in range(n)]
+    reference = [whole.run(f)[out_name] for f in feeds]
+    whole.close()
+    results, wall = _run(list(stages), [out_name], feeds)
+    wrong = sum(1 for r, ref in zip(results, reference, strict=False) if not np.array_equal(r[out_name], ref))
+    distinct = len({ref.tobytes() for ref in reference})
+    return {"run": "tflite", "inputs": n, "results": len(results), "wrong_or_out_of_order": wrong,
+            "distinct_outputs": distinct, "wall_s": round(wall, 2), "per_s": round(n / wall, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--inputs", type=int, default=100_000)
+    args = parser.parse_args()
+    runs = [soak_tagged(args.inputs), soak_tflite(args.inputs)]
+    leaked = [t.name for t in threading.enumerate() if t.name.startswith(THREAD_PREFIX)]
+    head = ["run", "inputs", "results", "wrong or out of order", "wall s", "inputs/s"]
+    rows: list[list[object]] = [[r["run"], r["inputs"], r["results"], r["wrong_or_out_of_order"], r["wall_s"],
+                                 r["per_s"]] for r in runs]
+    print(fmt_table(head, rows))
+    lost = sum(r["inputs"] - r["results"] for r in runs)
+    wrong = sum(r["wrong_or_out_of_order"] for r in runs)
+    print(f"lost {lost}, wrong or out of order {wrong}, pipeline threads left {len(leaked)}")
+    path = write_results("soak", {"stages": 4, "runs": runs, "lost": lost, "wrong_or_out_of_order": wrong,
+                                  "threads_left": len(leaked)})
+    print(f"wrote {path}")
+    if lost or wrong or leaked:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
