@@ -30,14 +30,22 @@ def write_results(name: str, payload: dict[str, Any]) -> Path:
     return path
 
 
+def shared_manifest() -> list[dict[str, Any]]:
+    """Entries of ../shared/models/MANIFEST.json, or none when the shared set is absent."""
+    path = MODELS / "MANIFEST.json"
+    if not path.is_file():
+        return []
+    models: list[dict[str, Any]] = json.loads(path.read_text())["models"]
+    return models
+
+
 def cpu_model_paths() -> list[Path]:
-    """CPU models of ../shared/models that tpuplan accepts and the interpreter runs."""
+    """CPU (not Edge TPU-compiled) models of ../shared/models that tpuplan accepts."""
     from profiles.errors import TpuplanError
     from profiles.tflite import load_model
 
-    manifest = json.loads((MODELS / "MANIFEST.json").read_text())["models"]
     out = []
-    for entry in manifest:
+    for entry in shared_manifest():
         if entry.get("edgetpu_compiled"):
             continue
         path = MODELS / entry["path"]

@@ -83,7 +83,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print the manifest JSON.")] = False,
     ) -> None:
         """Write each stage of a plan as its own .tflite segment, plus manifest.json describing them."""
-        from runtime.split import write_split
+        from runtime.segments import write_split
 
         if (plan is None) == (cuts is None):
             raise typer.BadParameter("give exactly one of PLAN or --cuts")

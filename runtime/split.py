@@ -22,7 +22,7 @@ from profiles.graph import Graph, analyse
 from profiles.tflite import LoadedModel, buffer_bytes
 
 if TYPE_CHECKING:
-    from runtime.manifest import SegmentManifest
+    pass
 
 BUFFER_ALIGNMENT = 16  # what the TFLite converter guarantees and kernels reading weights in place expect
 _MAX_DEPRECATED_CODE = 127  # deprecated_builtin_code is an int8; larger ops store 127 (placeholder) there
@@ -275,20 +275,6 @@ def split_model(loaded: LoadedModel, cuts: list[int]) -> list[Segment]:
         names_in = [graph.name(t) for t in ins]
         segments.append(Segment(index, first, last, names_in, [graph.name(t) for t in outs], data))
     return segments
-
-
-def write_split(
-    model_path: Path,
-    plan_or_cuts: Path | str | Sequence[int],
-    out_dir: Path,
-    *,
-    compile: bool = False,
-    force: bool = False,
-) -> SegmentManifest:
-    """Split to a directory of segment files + manifest.json (see runtime.segments.write_split)."""
-    from runtime.segments import write_split as write
-
-    return write(model_path, plan_or_cuts, out_dir, compile=compile, force=force)
 
 
 def segment_bytes(

@@ -2,39 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-MODELS = SHARED / "models"
+from benchmarks.common import MODELS, SHARED
+from benchmarks.common import cpu_model_paths as cpu_models
+from benchmarks.common import shared_manifest as manifest
 
-
-def manifest() -> list[dict[str, object]]:
-    path = MODELS / "MANIFEST.json"
-    if not path.is_file():
-        return []
-    models: list[dict[str, object]] = json.loads(path.read_text())["models"]
-    return models
-
-
-def cpu_models() -> list[Path]:
-    """CPU (not Edge TPU-compiled) models of the shared set that tpuplan accepts."""
-    from profiles.errors import TpuplanError
-    from profiles.tflite import load_model
-
-    out = []
-    for entry in manifest():
-        path = MODELS / str(entry["path"])
-        if entry.get("edgetpu_compiled"):
-            continue
-        try:
-            load_model(path, allow_edgetpu=False)
-        except TpuplanError:
-            continue
-        out.append(path)
-    return out
+__all__ = ["MODELS", "SHARED", "cpu_models", "manifest"]
 
 
 @pytest.fixture(scope="session")

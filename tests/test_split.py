@@ -23,7 +23,8 @@ from profiles.errors import TpuplanError
 from profiles.graph import analyse
 from profiles.tflite import LoadedModel, buffer_size, load_model, parse_model, tensor_name
 from runtime.manifest import SegmentManifest, load_manifest
-from runtime.split import Segment, segment_bytes, split_model, write_split
+from runtime.segments import write_split
+from runtime.split import Segment, segment_bytes, split_model
 from tests.conftest import MODELS, cpu_models
 
 CPU_MODELS = cpu_models()
