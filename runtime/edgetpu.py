@@ -7,6 +7,7 @@ machine with no Edge TPU, no libedgetpu and no pycoral.
 from __future__ import annotations
 
 import ctypes
+import importlib
 import platform
 import re
 from collections.abc import Callable
@@ -73,9 +74,10 @@ def list_edge_tpus(*, root: Path | None = None) -> list[dict[str, str]]:
     file system instead (tests) and skips pycoral.
     """
     if root is None:
-        try:
-            from pycoral.utils.edgetpu import list_edge_tpus as coral_list
-        except (ImportError, OSError):
+        coral_list: Callable[[], Any] | None
+        try:  # Google's pycoral, only if the user installed it (never the unrelated PyPI package)
+            coral_list = importlib.import_module("pycoral.utils.edgetpu").list_edge_tpus
+        except (ImportError, OSError, AttributeError):
             coral_list = None
         if coral_list is not None:
             try:
