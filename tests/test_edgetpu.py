@@ -199,3 +199,22 @@ def test_edgetpu_runs_compiled_model() -> None:
     interp.set_tensor(inp["index"], np.zeros(tuple(inp["shape"]), dtype=np.uint8))
     interp.invoke()
     assert interp.get_tensor(out["index"]).shape == (1, 1001)
+
+
+def test_google_pycoral_enumeration_is_used_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    fake = types.ModuleType("pycoral.utils.edgetpu")
+    fake.list_edge_tpus = lambda: [{"type": "usb", "path": "/sys/bus/usb/devices/2-1"}]  # type: ignore[attr-defined]
+    for name in ("pycoral", "pycoral.utils"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, "pycoral.utils.edgetpu", fake)
+    assert list_edge_tpus() == [{"type": "usb", "path": "/sys/bus/usb/devices/2-1"}]
+
+    def broken() -> list[dict[str, str]]:
+        raise RuntimeError("libedgetpu missing")
+
+    fake.list_edge_tpus = broken  # type: ignore[attr-defined]
+    monkeypatch.setattr(edgetpu, "_scan", lambda root: [{"type": "pci", "path": "/dev/apex_0"}])
+    assert list_edge_tpus() == [{"type": "pci", "path": "/dev/apex_0"}]  # falls back to scanning
