@@ -42,32 +42,21 @@ def expected_options(op_name: str) -> int | None:
     return _OPTIONS_BY_KEY.get(op_name.replace("_", "").lower() + "options")
 
 
-def _dense_bytes(shape: list[int], item_bytes: float) -> int | None:
-    if any(d < 0 for d in shape):
-        return None
-    n = math.prod(shape)
-    return math.ceil(n * item_bytes)
-
-
-def check_tensors(
-    model: Any, where: str, data_bytes: list[int], dtypes: list[str], item_bytes: dict[str, float]
-) -> None:
+def check_tensors(model: Any, where: str, data_bytes: list[int], dense_bytes: list[int | None],
+                  dtypes: list[str]) -> None:
     """Constant data must fill its tensor exactly; quantisation parameters must be usable numbers.
 
-    `data_bytes[t]` is the size of tensor t's constant data (0: none), `dtypes[t]` its type's name and
-    `item_bytes` the size of one element per type (strings have no fixed size and are not checked).
+    Per tensor: `data_bytes` the size of its constant data (0: none), `dense_bytes` the size its shape
+    and type need (None: not fixed, e.g. strings, sparse or unknown dimensions), `dtypes` its type.
     """
     sg = model.subgraphs[0]
     for t_index, t in enumerate(sg.tensors or []):
-        size, dtype = data_bytes[t_index], dtypes[t_index]
-        item = None if dtype == "string" else item_bytes.get(dtype)
-        shape = [int(d) for d in (t.shape if t.shape is not None else [])]
-        if size and item is not None and t.sparsity is None:
-            want = _dense_bytes(shape, item)
-            if want is not None and want != size:
-                raise TpuplanError(
-                    f"{where}: tensor {t_index} holds {size} bytes of data but its shape {shape} needs {want}"
-                )
+        size, want, dtype = data_bytes[t_index], dense_bytes[t_index], dtypes[t_index]
+        if size and want is not None and want != size:
+            shape = [int(d) for d in (t.shape if t.shape is not None else [])]
+            raise TpuplanError(
+                f"{where}: tensor {t_index} holds {size} bytes of data but its shape {shape} needs {want}"
+            )
         q = t.quantization
         if q is None:
             continue

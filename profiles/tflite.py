@@ -199,7 +199,9 @@ def check_model(model: Any, where: str, size: int, *, allow_edgetpu: bool) -> No
                 )
     _check_order(ops, sg, where)
     data_bytes = [buffer_size(model, int(t.buffer)) if buffers else 0 for t in tensors]
-    check_tensors(model, where, data_bytes, [dtype_name(t) for t in tensors], _TYPE_BYTES)
+    dense = [None if dtype_name(t) == "string" or t.sparsity is not None or -1 in tensor_shape(t)
+             else tensor_bytes(t) for t in tensors]
+    check_tensors(model, where, data_bytes, dense, [dtype_name(t) for t in tensors])
     check_operators(model, where, [op_code_name(model, int(op.opcodeIndex)) for op in ops], data_bytes)
 
 

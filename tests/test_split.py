@@ -22,6 +22,7 @@ from ai_edge_litert.interpreter import Interpreter
 from profiles.errors import TpuplanError
 from profiles.graph import analyse
 from profiles.tflite import LoadedModel, buffer_size, load_model, parse_model, tensor_name
+from runtime.backends import random_inputs
 from runtime.manifest import SegmentManifest, load_manifest
 from runtime.segments import write_split
 from runtime.split import Segment, segment_bytes, split_model
@@ -34,22 +35,6 @@ LSTM = MODELS / "keras_lstm_mnist_ptq.tflite"
 TRAFFIC = MODELS / "automl_video_ondevice" / "traffic_model.tflite"
 
 Tensors = dict[str, np.ndarray]
-
-
-def _random_inputs(details: list[dict[str, Any]], seed: int) -> Tensors:
-    rng = np.random.default_rng(seed)
-    out: Tensors = {}
-    for d in details:
-        dtype, shape = np.dtype(d["dtype"]), tuple(int(x) for x in d["shape"])
-        if dtype == np.uint8:
-            out[d["name"]] = rng.integers(0, 256, shape, dtype=np.uint8)
-        elif dtype == np.int8:
-            out[d["name"]] = rng.integers(-128, 128, shape, dtype=np.int8)
-        elif dtype.kind == "f":
-            out[d["name"]] = rng.standard_normal(shape).astype(dtype)
-        else:
-            out[d["name"]] = rng.integers(0, 2, shape).astype(dtype)
-    return out
 
 
 def _run(data: bytes, feeds: Tensors) -> Tensors:
@@ -81,7 +66,7 @@ def _reference(loaded: LoadedModel, seed: int = 0) -> tuple[Tensors, Tensors]:
     try:
         interp = Interpreter(model_content=loaded.data, num_threads=1)
         interp.allocate_tensors()
-        feeds = _random_inputs(interp.get_input_details(), seed)
+        feeds = random_inputs(interp.get_input_details(), np.random.default_rng(seed))
         return feeds, _run(loaded.data, feeds)
     except (ValueError, RuntimeError) as exc:
         pytest.skip(f"the LiteRT interpreter cannot run {loaded.path.name}: {exc}")
