@@ -17,10 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-from profiles.calibrate import CalibrationResult, calibrate
-from profiles.device import Calibration, DeviceSpec, device_json, preset
-from profiles.docio import write_atomic
-from runtime.cli_synth import calibration_table
+from tpuplan.cli.calibrate import calibration_table
+from tpuplan.profiles.calibrate import CalibrationResult, calibrate, read_measurements
+from tpuplan.profiles.device import Calibration, DeviceSpec, device_json, preset
+from tpuplan.profiles.docio import write_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "edgetpu-measurements"
@@ -51,7 +51,7 @@ def summary(result: CalibrationResult) -> dict[str, dict[str, float | bool | int
 
 def pcie_spec(usb: DeviceSpec) -> DeviceSpec:
     """The USB fit with an assumed PCIe host link: the sweeps cannot separate link bandwidth."""
-    cal = usb.calibration or Calibration(source="")
+    cal = usb.calibration or Calibration(source="", points=0)
     note = (
         f"same fit as edgetpu-usb ({cal.source}) except link_bytes_per_us = {PCIE_BYTES_PER_US:g}, an "
         f"ASSUMPTION for PCIe Gen2 x1 (~500 MB/s) instead of the USB fit's {usb.link_bytes_per_us:g} B/us. "
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"measurements not found in {args.data}", file=sys.stderr)
         return 1
     start = time.perf_counter()
-    result = calibrate(paths, preset("edgetpu-usb"))
+    result = calibrate([read_measurements(p) for p in paths], preset("edgetpu-usb"))
     seconds = time.perf_counter() - start
     print(calibration_table(result))
     goals = summary(result)

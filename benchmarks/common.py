@@ -41,8 +41,8 @@ def shared_manifest() -> list[dict[str, Any]]:
 
 def cpu_model_paths() -> list[Path]:
     """CPU (not Edge TPU-compiled) models of ../shared/models that tpuplan accepts."""
-    from profiles.errors import TpuplanError
-    from profiles.tflite import load_model
+    from tpuplan.profiles.errors import TpuplanError
+    from tpuplan.profiles.tflite import load_model
 
     out = []
     for entry in shared_manifest():

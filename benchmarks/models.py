@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import cpu_model_paths, fmt_table, write_results
-from planner.baselines import param_balanced_cuts
-from planner.plan import evaluate
-from planner.solve import solve
-from profiles.build import build_profile
-from profiles.device import preset
-from profiles.model import Profile
+from tpuplan.planner.baselines import param_balanced_cuts
+from tpuplan.planner.plan import evaluate
+from tpuplan.planner.solve import solve
+from tpuplan.profiles.build import build_profile
+from tpuplan.profiles.device import preset
+from tpuplan.profiles.model import Profile
+from tpuplan.profiles.tflite import load_model
 
 KERAS_MODELS = ["ResNet50", "ResNet101", "InceptionV3", "Xception", "EfficientNetB0", "DenseNet121"]
 
@@ -87,7 +88,7 @@ def main() -> None:
             notes.append("larger architectures not built (pass --keras with TensorFlow installed)")
         rows: list[dict[str, Any]] = []
         for path in paths:
-            rows += rows_for(path, build_profile(path, device), args.max_tpus)
+            rows += rows_for(path, build_profile(load_model(path), device), args.max_tpus)
     table = [[r["model"][:40], r["tpus"], r["ours_us"] / 1000, r["compiler_us"] / 1000, f"{r['ratio']:.2f}x",
               f"{r['ours_offchip'] / 2**20:.2f}", f"{r['compiler_offchip'] / 2**20:.2f}", r["status"], r["solve_s"]]
              for r in rows]

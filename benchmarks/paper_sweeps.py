@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import fmt_table, write_results
-from planner.baselines import param_balanced_cuts
-from planner.plan import evaluate
-from planner.solve import solve
-from profiles.build import build_profile
-from profiles.device import preset
-from profiles.model import Profile
-from profiles.synth import synth_conv, synth_fc
-from profiles.tflite import parse_model
+from tpuplan.planner.baselines import param_balanced_cuts
+from tpuplan.planner.plan import evaluate
+from tpuplan.planner.solve import solve
+from tpuplan.profiles.build import build_profile
+from tpuplan.profiles.device import preset
+from tpuplan.profiles.model import Profile
+from tpuplan.profiles.synth import synth_conv, synth_fc
+from tpuplan.profiles.tflite import parse_model
 
 PUBLISHED = {"fc_4tpu_over_1": 46.0, "conv_4tpu_over_1": 6.0, "balanced_over_compiler": 2.6}
 

@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import fmt_table, write_results
-from profiles.synth import synth_fc
-from profiles.tflite import parse_model
-from runtime.backends import InterpreterStage
-from runtime.pipeline import THREAD_PREFIX, FunctionStage, Pipeline
-from runtime.split import split_model
+from tpuplan.profiles.synth import synth_fc
+from tpuplan.profiles.tflite import parse_model
+from tpuplan.runtime.backends import InterpreterStage
+from tpuplan.runtime.pipeline import THREAD_PREFIX, Pipeline
+from tpuplan.runtime.split import split_model
+from tpuplan.runtime.stage import FunctionStage
 
 Array = np.ndarray[Any, Any]
 
@@ -54,8 +55,8 @@ def soak_tflite(n: int) -> dict[str, Any]:
     data = synth_fc(64, depth=6, in_features=16, out_features=4, seed=1)
     loaded = parse_model(data, Path("soak_fc.tflite"))
     segments = split_model(loaded, [3, 6, 9])  # ops: quantize, (fc, tanh) x 6, fc, dequantize
-    stages = [InterpreterStage(f"seg{s.index}", content=s.data) for s in segments]
-    whole = InterpreterStage("whole", content=data)
+    stages = [InterpreterStage(f"seg{s.index}", s.data) for s in segments]
+    whole = InterpreterStage("whole", data)
     rng = np.random.default_rng(0)
     in_name, out_name = whole.input_names[0], whole.output_names[0]
     feeds = [{in_name: rng.uniform(-1, 1, size=(1, 16)).astype(np.float32)} for _ in range(n)]

@@ -22,11 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from planner.costs import StageCostTable, stage_table
-from planner.reference import random_table, reference_solve, synthetic_table
-from planner.solve import DEFAULT_WORKERS, solve_tables
-from profiles.build import build_profile
-from profiles.device import preset
+from tpuplan.planner.reference import reference_solve
+from tpuplan.planner.solve import DEFAULT_WORKERS, solve_tables
+from tpuplan.planner.synthetic import random_table, synthetic_table
+from tpuplan.profiles.build import build_profile
+from tpuplan.profiles.device import preset
+from tpuplan.profiles.stagecost import StageCostTable, stage_table
+from tpuplan.profiles.tflite import load_model
 
 ROOT = Path(__file__).resolve().parent
 MODELS = ROOT.parents[1] / "shared" / "models"
@@ -68,7 +70,7 @@ def tile(table: StageCostTable, n: int, offset: int = 0) -> StageCostTable:
 def real_tables() -> list[StageCostTable]:
     dev = preset("edgetpu-usb")
     found = [MODELS / f"{name}.tflite" for name in REAL if (MODELS / f"{name}.tflite").is_file()]
-    return [stage_table(build_profile(path, dev)) for path in found]
+    return [stage_table(build_profile(load_model(path), dev)) for path in found]
 
 
 def run_cell(table: StageCostTable, k: int, workers: int) -> dict[str, Any]:
@@ -91,6 +93,30 @@ def run_cell(table: StageCostTable, k: int, workers: int) -> dict[str, Any]:
     }
 
 
+def run_row(family: str, n: int, k: int, reals: list[StageCostTable], workers: int) -> dict[str, Any]:
+    """One (family, N, K) cell over every seed: solve times, statuses, agreement with the reference."""
+    cells = []
+    for seed in SEEDS:
+        if family == "random":
+            table = random_table(np.random.default_rng(seed * 7919 + n), n, tpus=6)
+        else:
+            base = reals[seed % len(reals)]
+            table = tile(base, n, offset=seed * 5 % base.n)
+        cells.append({"seed": seed, **run_cell(table, k, workers)})
+    times = [c["wall_s"] for c in cells]
+    return {
+        "family": family,
+        "n": n,
+        "k": k,
+        "median_wall_s": round(statistics.median(times), 4),
+        "max_wall_s": max(times),
+        "median_reference_s": round(statistics.median(c["reference_s"] for c in cells), 4),
+        "statuses": sorted({c["status"] for c in cells}),
+        "all_equal_reference": all(c["equal"] for c in cells),
+        "cells": cells,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
@@ -108,29 +134,10 @@ def main() -> None:
     print(head)
     print("-" * len(head))
     for family, n, k in itertools.product(families, sizes, TPUS):
-        cells = []
-        for seed in SEEDS:
-            if family == "random":
-                table = random_table(np.random.default_rng(seed * 7919 + n), n, tpus=6)
-            else:
-                base = reals[seed % len(reals)]
-                table = tile(base, n, offset=seed * 5 % base.n)
-            cells.append({"seed": seed, **run_cell(table, k, args.workers)})
-        times = [c["wall_s"] for c in cells]
-        statuses = sorted({c["status"] for c in cells})
-        row = {
-            "family": family,
-            "n": n,
-            "k": k,
-            "median_wall_s": round(statistics.median(times), 4),
-            "max_wall_s": max(times),
-            "median_reference_s": round(statistics.median(c["reference_s"] for c in cells), 4),
-            "statuses": statuses,
-            "all_equal_reference": all(c["equal"] for c in cells),
-            "cells": cells,
-        }
+        row = run_row(family, n, k, reals, args.workers)
         rows.append(row)
-        status = "/".join(statuses) + f" x{len(cells)}"
+        cells = row["cells"]
+        status = "/".join(row["statuses"]) + f" x{len(cells)}"
         print(
             f"{family:<7} {n:>6} {k:>3}  {row['median_wall_s']:>8.3f} {row['max_wall_s']:>7.3f}  {status:<12} "
             f"{cells[0]['objective']:>21,}  {row['median_reference_s']:>12.3f}  "

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 from benchmarks.common import cpu_model_paths, fmt_table, write_results
-from planner.solve import solve
-from profiles.docio import write_doc
-from profiles.errors import TpuplanError
-from runtime.measure import measure_profile
-from runtime.verify import verify
+from tpuplan.planner.solve import solve
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.tflite import load_model
+from tpuplan.runtime.measure import measure_profile
+from tpuplan.runtime.verify import verify
 
 GOAL = 0.15
 
@@ -36,7 +34,8 @@ def main() -> None:
     for path in cpu_model_paths():
         t0 = time.perf_counter()
         try:
-            profile = measure_profile(path, repeats=args.repeats)
+            loaded = load_model(path)
+            profile = measure_profile(loaded, repeats=args.repeats)
         except TpuplanError as exc:
             print(f"skip {path.name}: {exc}")
             continue
@@ -45,10 +44,7 @@ def main() -> None:
             if k > len(profile.ops):
                 continue
             plan = solve(profile, k)
-            with tempfile.TemporaryDirectory() as tmp:
-                plan_path = Path(tmp) / "plan.json"
-                write_doc(plan_path, plan)
-                rep = verify(plan_path, path, inputs=args.inputs, repeats=args.repeats)
+            rep = verify(plan, loaded, inputs=args.inputs, repeats=args.repeats)
             stage_err = [c.rel_error for c in rep.stages]
             errors.extend(stage_err)
             rows.append([path.name[:44], k, f"{plan.predicted_bottleneck_us / 1000:.2f}",
@@ -59,7 +55,7 @@ def main() -> None:
                             "report": rep.model_dump(mode="json")})
     head = ["model", "K", "pred bottleneck ms", "meas ms", "worst stage err", "pred tp/s", "meas tp/s",
             "tp err", "outputs equal"]
-    print(fmt_table(head, rows))  # type: ignore[arg-type]
+    print(fmt_table(head, rows))
     median = statistics.median(errors) if errors else float("nan")
     print(f"\nstages: {len(errors)}; median relative error {median:.1%} (goal <= {GOAL:.0%}); "
           f"worst {max(errors):.1%}")

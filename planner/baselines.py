@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from planner.plan import Plan, check_k, evaluate, expand_devices
-from planner.solve import DEFAULT_WORKERS, solve
-from profiles.device import DeviceSpec
-from profiles.model import ModelRef, Profile
+from tpuplan.planner.plan import Plan, check_k, evaluate, expand_devices
+from tpuplan.planner.solve import DEFAULT_WORKERS, solve
+from tpuplan.profiles.device import DeviceSpec
+from tpuplan.profiles.docio import StrictModel
+from tpuplan.profiles.model import ModelRef, Profile
 
 
 def param_balanced_cuts(param_bytes: Sequence[int], k: int) -> list[int]:
@@ -44,8 +45,7 @@ def equal_ops_cuts(n: int, k: int) -> list[int]:
     return [(j + 1) * n // k - 1 for j in range(k - 1)]
 
 
-class Entry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Entry(StrictModel):
     name: str
     tpus: int
     cuts: list[int]
@@ -57,8 +57,7 @@ class Entry(BaseModel):
     speedup_of_ours: float = Field(description="this entry's bottleneck / ours")
 
 
-class Comparison(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Comparison(StrictModel):
     kind: Literal["tpuplan.comparison"] = "tpuplan.comparison"
     schema_version: Literal[1] = 1
     model: ModelRef

@@ -12,13 +12,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from planner.costs import StageCostTable, stage_table
-from profiles.device import DeviceSpec
-from profiles.docio import dump_json, load_doc, read_bytes
-from profiles.errors import TpuplanError
-from profiles.model import ModelRef, Profile
+from tpuplan.planner.costs import stage_tables, throughput_per_s
+from tpuplan.planner.reference import fewest_onchip_stages
+from tpuplan.profiles.device import DeviceSpec
+from tpuplan.profiles.docio import StrictModel, dump_json, load_doc
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.model import ModelRef, Profile
+from tpuplan.profiles.stagecost import StageCostTable
+from tpuplan.profiles.tflite import sha256_of
 
 PLAN_KIND: Final = "tpuplan.plan"
 PLAN_VERSION: Final = 1
@@ -26,10 +29,9 @@ PLAN_VERSION: Final = 1
 Status = Literal["OPTIMAL", "FEASIBLE", "EVALUATED", "REFERENCE"]
 
 
-class StagePlan(BaseModel):
+class StagePlan(StrictModel):
     """One pipeline stage: ops first_op..last_op on one device."""
 
-    model_config = ConfigDict(extra="forbid")
     index: int = Field(ge=0)
     device: str
     first_op: int = Field(ge=0)
@@ -48,18 +50,16 @@ class StagePlan(BaseModel):
     fits_on_chip: bool
 
 
-class SolverParameters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SolverParameters(StrictModel):
     workers: int = Field(ge=1)
     time_limit_s: float | None = None
     seed: int = 0
     allow_spill: bool = False
 
 
-class SolverInfo(BaseModel):
+class SolverInfo(StrictModel):
     """How the plan was found and what is proven about it (objective = bottleneck in us)."""
 
-    model_config = ConfigDict(extra="forbid")
     status: Status
     objective: int
     best_bound: int
@@ -69,10 +69,9 @@ class SolverInfo(BaseModel):
     note: str = ""
 
 
-class AutoRow(BaseModel):
+class AutoRow(StrictModel):
     """One row of `--tpus auto`: what K TPUs would give."""
 
-    model_config = ConfigDict(extra="forbid")
     tpus: int = Field(ge=1)
     predicted_bottleneck_us: int
     predicted_throughput_per_s: float
@@ -81,8 +80,7 @@ class AutoRow(BaseModel):
     proven_optimal: bool
 
 
-class Plan(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Plan(StrictModel):
     kind: Literal["tpuplan.plan"] = PLAN_KIND
     schema_version: Literal[1] = PLAN_VERSION
     model: ModelRef
@@ -114,8 +112,9 @@ def stable_json(plan: Plan) -> str:
     return dump_json(plan.model_copy(update={"solver": solver}))
 
 
-def throughput_per_s(bottleneck_us: int) -> float:
-    return round(1e6 / max(bottleneck_us, 1), 3)
+def plan_digest(plan: Plan) -> str:
+    """sha256 of the plan's canonical JSON: what `plan solve -o` wrote, so it equals the file's sha256."""
+    return hashlib.sha256(dump_json(plan).encode()).hexdigest()
 
 
 def expand_devices(profile: Profile, devices: Sequence[DeviceSpec] | None, k: int) -> list[DeviceSpec]:
@@ -129,24 +128,12 @@ def expand_devices(profile: Profile, devices: Sequence[DeviceSpec] | None, k: in
     return list(devices)
 
 
-def stage_tables(profile: Profile, devices: Sequence[DeviceSpec]) -> list[StageCostTable]:
-    """One table per stage, built once per distinct device."""
-    cache: dict[str, StageCostTable] = {}
-    out = []
-    for dev in devices:
-        key = dev.model_dump_json()
-        if key not in cache:
-            cache[key] = stage_table(profile, dev)
-        out.append(cache[key])
-    return out
-
-
 def check_k(profile: Profile, k: int) -> None:
     n = len(profile.ops)
     if k < 1:
-        raise TpuplanError(f"--tpus must be at least 1 (got {k})")
+        raise TpuplanError(f"the number of TPUs must be at least 1 (got {k})")
     if k > n:
-        raise TpuplanError(f"--tpus {k} is more than the {n} ops of the model (each TPU needs an op)")
+        raise TpuplanError(f"{k} TPUs are more than the {n} ops of the model (each TPU needs an op)")
 
 
 def check_cuts(cuts: Sequence[int], n: int, k: int) -> list[int]:
@@ -162,12 +149,12 @@ def check_cuts(cuts: Sequence[int], n: int, k: int) -> list[int]:
     return cuts
 
 
-def check_profile_matches(profile: Profile, model_path: Path) -> None:
-    """Refuse a profile made from another model than the one given."""
-    digest = hashlib.sha256(read_bytes(Path(model_path), what="TFLite model")).hexdigest()
+def check_profile_matches(profile: Profile, model: bytes, where: str) -> None:
+    """Refuse a profile made from another model than the one given (the model's bytes, from `where`)."""
+    digest = sha256_of(model)
     if digest != profile.model.sha256:
         raise TpuplanError(
-            f"{model_path}: the profile is for another model ({profile.model.path}, "
+            f"{where}: the profile is for another model ({profile.model.path}, "
             f"sha256 {profile.model.sha256[:12]} != {digest[:12]})"
         )
 
@@ -234,8 +221,6 @@ def build_plan(
 
 def evaluate(profile: Profile, devices: Sequence[DeviceSpec] | None, cuts: Sequence[int]) -> Plan:
     """Price a given segmentation (status EVALUATED): what `--cuts` and the baselines report."""
-    from planner.reference import fewest_onchip_stages
-
     k = len(cuts) + 1
     check_k(profile, k)
     cuts = check_cuts(cuts, len(profile.ops), k)

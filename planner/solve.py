@@ -27,8 +27,8 @@ from typing import Any
 
 from ortools.sat.python import cp_model
 
-from planner.costs import StageCostTable
-from planner.plan import (
+from tpuplan.planner.costs import stage_tables
+from tpuplan.planner.plan import (
     AutoRow,
     Plan,
     SolverInfo,
@@ -37,10 +37,8 @@ from planner.plan import (
     build_plan,
     check_k,
     expand_devices,
-    stage_tables,
-    throughput_per_s,
 )
-from planner.reference import (
+from tpuplan.planner.reference import (
     T_ANY,
     StageArrays,
     arrays_for,
@@ -52,9 +50,10 @@ from planner.reference import (
     reference_solve,
     windows,
 )
-from profiles.device import DeviceSpec
-from profiles.errors import TpuplanError
-from profiles.model import Profile
+from tpuplan.profiles.device import DeviceSpec
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.model import Profile
+from tpuplan.profiles.stagecost import StageCostTable
 
 DEFAULT_TIME_LIMIT_S = 30.0
 DEFAULT_WORKERS = 1  # fastest on the narrowed models (measured: see benchmarks), and a deterministic search
@@ -200,9 +199,9 @@ def solve_tables(
     start = time.monotonic()
     limit = DEFAULT_TIME_LIMIT_S if time_limit_s is None else time_limit_s
     if limit <= 0:
-        raise TpuplanError(f"--time-limit must be positive (got {limit:g})")
+        raise TpuplanError(f"the time limit must be positive (got {limit:g} s)")
     if workers < 1:
-        raise TpuplanError(f"--workers must be at least 1 (got {workers})")
+        raise TpuplanError(f"workers must be at least 1 (got {workers})")
     deadline = start + limit
     k, n = len(tables), tables[0].n
     if not 1 <= k <= n:
@@ -302,7 +301,7 @@ def solve_auto(
     start = time.monotonic()
     n = len(profile.ops)
     if max_tpus < 1:
-        raise TpuplanError(f"--max-tpus must be at least 1 (got {max_tpus})")
+        raise TpuplanError(f"max_tpus must be at least 1 (got {max_tpus})")
     devs = [devices] if isinstance(devices, DeviceSpec) else list(devices or [profile.device])
     if len(devs) != 1 and len(devs) < max_tpus:
         raise TpuplanError(f"{len(devs)} devices given for up to {max_tpus} TPUs (give one, or one per TPU)")
@@ -344,4 +343,4 @@ def solve_auto(
     return chosen.model_copy(update={"auto": rows, "solver": info})
 
 
-__all__ = ["Outcome", "solve", "solve_auto", "solve_tables", "throughput_per_s"]
+__all__ = ["Outcome", "solve", "solve_auto", "solve_tables"]

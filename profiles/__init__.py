@@ -1,5 +1,5 @@
 """Per-layer profiles of a TFLite model and the Edge TPU cost model."""
 
-from profiles.errors import TpuplanError
+from tpuplan.profiles.errors import TpuplanError
 
 __all__ = ["TpuplanError"]

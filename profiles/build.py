@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from profiles.cost import cached_layout_bytes, op_time_us, stream_time_us
-from profiles.device import DeviceSpec
-from profiles.graph import Graph, analyse
-from profiles.model import CutProfile, ModelRef, OpProfile, Profile, TensorInfo
-from profiles.tflite import LoadedModel, dtype_name, load_model
+from tpuplan.profiles.cost import cached_layout_bytes, op_time_us, stream_time_us
+from tpuplan.profiles.device import DeviceSpec
+from tpuplan.profiles.graph import Graph, analyse
+from tpuplan.profiles.model import CutProfile, ModelRef, OpProfile, Profile, TensorInfo
+from tpuplan.profiles.tflite import LoadedModel, dtype_name, require_cpu_model
 
 
-def build_profile(model: Path | LoadedModel, device: DeviceSpec) -> Profile:
+def build_profile(loaded: LoadedModel, device: DeviceSpec) -> Profile:
     """Profile every op of subgraph 0 in execution order for one device (static, predicted times)."""
-    loaded = model if isinstance(model, LoadedModel) else load_model(Path(model), allow_edgetpu=False)
-    graph = analyse(loaded)
-    return profile_from_graph(graph, device)
+    require_cpu_model(loaded)
+    return profile_from_graph(analyse(loaded), device)
 
 
 def _tensor_info(graph: Graph, t: int) -> TensorInfo:

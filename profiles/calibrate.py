@@ -21,17 +21,17 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from planner.costs import stage_table
-from profiles.build import build_profile
-from profiles.cost import cached_layout_bytes, last_cached
-from profiles.device import OP_CLASSES, Calibration, DeviceSpec, OpClassCost
-from profiles.docio import read_bytes
-from profiles.errors import TpuplanError
-from profiles.model import Profile
-from profiles.synth import synth_conv, synth_fc
-from profiles.tflite import parse_model
+from tpuplan.profiles.build import build_profile
+from tpuplan.profiles.cost import cached_layout_bytes, last_cached
+from tpuplan.profiles.device import OP_CLASSES, Calibration, DeviceSpec, OpClassCost
+from tpuplan.profiles.docio import StrictModel, read_bytes
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.model import Profile
+from tpuplan.profiles.stagecost import stage_table
+from tpuplan.profiles.synth import synth_conv, synth_fc
+from tpuplan.profiles.tflite import parse_model
 
 MIB = 1 << 20
 TOL_MIB = 0.3
@@ -57,8 +57,7 @@ class Measurement:
     ms: float
 
 
-class CalibrationPoint(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CalibrationPoint(StrictModel):
     sweep: str
     x: int
     measured_ms: float
@@ -71,16 +70,30 @@ class CalibrationPoint(BaseModel):
     memory_ok: bool = Field(description="both splits within 0.3 MiB of the compiler's report")
 
 
-class CalibrationResult(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CalibrationResult(StrictModel):
     device: DeviceSpec
     points: list[CalibrationPoint]
 
 
-def read_measurements(path: Path) -> list[Measurement]:
-    """Rows of one sweep CSV; any other format is a TpuplanError naming the file and line."""
+@dataclass(frozen=True)
+class Sweep:
+    """One measurement CSV as read: where it came from (name and sha256) and its rows."""
+
+    name: str
+    sha256: str
+    rows: list[Measurement]
+
+
+def read_measurements(path: Path) -> Sweep:
+    """One sweep CSV, read once; any other format is a TpuplanError naming the file and line."""
+    raw = read_bytes(Path(path), what="measurement CSV")
+    return Sweep(Path(path).name, hashlib.sha256(raw).hexdigest(), parse_measurements(raw, str(path)))
+
+
+def parse_measurements(raw: bytes, path: str) -> list[Measurement]:
+    """Rows of a sweep CSV's bytes; `path` names the source in errors."""
     try:
-        rows = list(csv.reader(io.StringIO(read_bytes(Path(path), what="measurement CSV").decode("utf-8"))))
+        rows = list(csv.reader(io.StringIO(raw.decode("utf-8"))))
     except (UnicodeDecodeError, csv.Error) as exc:
         raise TpuplanError(f"{path}: not a measurement CSV ({exc})") from None
     head = [h.strip() for h in rows[0]] if rows else []
@@ -313,14 +326,12 @@ def predict(prof: Profile, dev: DeviceSpec) -> tuple[int, int, int]:
     return parts["total_us"], parts["onchip_bytes"], parts["offchip_bytes"]
 
 
-def calibrate(csv_paths: list[Path], base: DeviceSpec) -> CalibrationResult:
+def calibrate(sweeps: Sequence[Sweep], base: DeviceSpec) -> CalibrationResult:
     """Fit an Edge TPU spec to the sweeps; base gives the name and the classes the sweeps lack."""
-    if not csv_paths or base.backend != "edgetpu":
+    if not sweeps or base.backend != "edgetpu":
         raise TpuplanError(f"calibrate: needs measurement CSVs and an Edge TPU base (got {base.name!r})")
-    meas, sources = [], []
-    for path in csv_paths:
-        meas += read_measurements(path)
-        sources.append(f"{Path(path).name} (sha256 {hashlib.sha256(read_bytes(Path(path))).hexdigest()})")
+    meas = [m for sweep in sweeps for m in sweep.rows]
+    sources = [f"{sweep.name} (sha256 {sweep.sha256})" for sweep in sweeps]
     profs = [sweep_profile(m.sweep, m.x) for m in meas]
     cpad, ipad = _fit_pads(meas, profs, base)
     dev = base.model_copy(update={"channel_pad": cpad, "input_pad": ipad})

@@ -11,7 +11,7 @@ import math
 from collections import deque
 from collections.abc import Sequence
 
-from profiles.device import DeviceSpec
+from tpuplan.profiles.device import DeviceSpec
 
 
 def _pad(n: int, multiple: int) -> int:

@@ -11,10 +11,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from profiles.docio import load_doc, parse_doc
-from profiles.errors import TpuplanError
+from tpuplan.profiles.docio import StrictModel, load_doc, parse_doc
+from tpuplan.profiles.errors import TpuplanError
 
 DEVICE_KIND: Final = "tpuplan.device"
 DEVICE_VERSION: Final = 1
@@ -23,10 +23,9 @@ OpClass = Literal["fc", "conv", "depthwise", "elementwise", "other", "host"]
 OP_CLASSES: tuple[OpClass, ...] = ("fc", "conv", "depthwise", "elementwise", "other", "host")
 
 
-class OpClassCost(BaseModel):
+class OpClassCost(StrictModel):
     """Time of one op of a class: fixed + per MAC + per activation byte; streaming cost per byte."""
 
-    model_config = ConfigDict(extra="forbid")
     us_per_op: float = Field(0.0, ge=0)
     us_per_mmac: float = Field(0.0, ge=0, description="microseconds per million MACs")
     us_per_kib_act: float = Field(0.0, ge=0, description="microseconds per KiB of input+output activations")
@@ -35,10 +34,9 @@ class OpClassCost(BaseModel):
     )
 
 
-class Calibration(BaseModel):
+class Calibration(StrictModel):
     """Where a spec's numbers come from and how well they fit."""
 
-    model_config = ConfigDict(extra="forbid")
     source: str
     points: int = Field(0, ge=0)
     median_rel_error: dict[str, float] = Field(default_factory=dict)
@@ -46,10 +44,9 @@ class Calibration(BaseModel):
     memory_within_0_3_mib: dict[str, float] = Field(default_factory=dict)
 
 
-class DeviceSpec(BaseModel):
+class DeviceSpec(StrictModel):
     """One accelerator. `backend` says how stages on it run: on an Edge TPU or the host CPU."""
 
-    model_config = ConfigDict(extra="forbid")
     kind: Literal["tpuplan.device"] = DEVICE_KIND
     schema_version: Literal[1] = DEVICE_VERSION
     name: str = Field(min_length=1, max_length=200)
@@ -78,12 +75,12 @@ def load_device(path: Path) -> DeviceSpec:
 
 
 def preset_names() -> list[str]:
-    folder = resources.files("profiles") / "presets"
+    folder = resources.files("tpuplan.profiles") / "presets"
     return sorted(p.name.removesuffix(".json") for p in folder.iterdir() if p.name.endswith(".json"))
 
 
 def preset(name: str) -> DeviceSpec:
-    folder = resources.files("profiles") / "presets"
+    folder = resources.files("tpuplan.profiles") / "presets"
     res = folder / f"{name}.json"
     if not res.is_file():
         raise TpuplanError(f"unknown device preset {name!r} (known: {', '.join(preset_names())})")

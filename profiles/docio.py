@@ -9,18 +9,25 @@ import tempfile
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from profiles.errors import TpuplanError
+from tpuplan.profiles.errors import TpuplanError
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def write_atomic(path: Path, data: bytes, *, force: bool = True) -> None:
+class StrictModel(BaseModel):
+    """Base of every document and every part of one: documents come from other people and other tools,
+    so an unknown field (a typo, a newer writer) and a non-finite float (NaN is not JSON) are refused."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def write_atomic(path: Path, data: bytes, *, overwrite: bool = True) -> None:
     """Write `data` whole or not at all: a temporary file in the same directory, then rename."""
     path = Path(path)
-    if not force and path.exists():
-        raise TpuplanError(f"{path}: already exists (use --force to overwrite)")
+    if not overwrite and path.exists():
+        raise TpuplanError(f"{path}: already exists")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise TpuplanError(f"{path}: directory {parent} does not exist")
@@ -42,8 +49,8 @@ def dump_json(doc: BaseModel) -> str:
     return json.dumps(doc.model_dump(mode="json"), indent=2, sort_keys=False) + "\n"
 
 
-def write_doc(path: Path, doc: BaseModel, *, force: bool = True) -> None:
-    write_atomic(Path(path), dump_json(doc).encode(), force=force)
+def write_doc(path: Path, doc: BaseModel, *, overwrite: bool = True) -> None:
+    write_atomic(Path(path), dump_json(doc).encode(), overwrite=overwrite)
 
 
 def read_bytes(path: Path, *, what: str = "file", max_bytes: int = 2**31) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from profiles.tflite import (
+from tpuplan.profiles.tflite import (
     LoadedModel,
     buffer_size,
     dtype_name,

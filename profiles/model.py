@@ -5,17 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from profiles.device import DeviceSpec, OpClass
-from profiles.docio import load_doc
+from tpuplan.profiles.device import DeviceSpec, OpClass
+from tpuplan.profiles.docio import StrictModel, load_doc
 
 PROFILE_KIND: Final = "tpuplan.profile"
 PROFILE_VERSION: Final = 1
 
 
-class TensorInfo(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TensorInfo(StrictModel):
     index: int = Field(ge=0)
     name: str
     shape: list[int]
@@ -23,10 +22,9 @@ class TensorInfo(BaseModel):
     bytes: int = Field(ge=0)
 
 
-class OpProfile(BaseModel):
+class OpProfile(StrictModel):
     """One operator. Times are integer microseconds; `predicted_us` is a prediction, never measured."""
 
-    model_config = ConfigDict(extra="forbid")
     index: int = Field(ge=0)
     op_type: str
     op_class: OpClass
@@ -46,24 +44,21 @@ class OpProfile(BaseModel):
     measured_us: float | None = None
 
 
-class CutProfile(BaseModel):
+class CutProfile(StrictModel):
     """Cut `index` lies between op `index` and op `index + 1`."""
 
-    model_config = ConfigDict(extra="forbid")
     index: int = Field(ge=0)
     bytes: int = Field(ge=0)
     tensors: list[str]
 
 
-class ModelRef(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ModelRef(StrictModel):
     path: str
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     bytes: int = Field(ge=0)
 
 
-class Profile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Profile(StrictModel):
     kind: Literal["tpuplan.profile"] = PROFILE_KIND
     schema_version: Literal[1] = PROFILE_VERSION
     model: ModelRef

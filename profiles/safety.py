@@ -14,7 +14,7 @@ from typing import Any
 
 from ai_edge_litert import schema_py_generated as schema
 
-from profiles.errors import TpuplanError
+from tpuplan.profiles.errors import TpuplanError
 
 # Inputs that the op defines as optional (index -1 = absent). LSTM: input gate, peepholes, projection
 # and layer norm weights; FULLY_CONNECTED: bias; TRANSPOSE_CONV: bias.

@@ -16,8 +16,8 @@ import flatbuffers  # type: ignore[import-untyped]
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from profiles.errors import TpuplanError
-from profiles.tflite import MAX_MODEL_BYTES
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.tflite import MAX_MODEL_BYTES
 
 Weights = Literal["random", "zeros"]
 

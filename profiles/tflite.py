@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from profiles.docio import read_bytes
-from profiles.errors import TpuplanError
-from profiles.safety import check_operators, check_tensors
+from tpuplan.profiles.docio import read_bytes
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.safety import check_operators, check_tensors
 
 # Custom ops whose meaning we know; any other custom op makes a model unplannable.
 KNOWN_CUSTOM_OPS = frozenset({"TFLite_Detection_PostProcess", "edgetpu-custom-op"})
@@ -143,6 +143,16 @@ def parse_model(data: bytes, path: Path, *, allow_edgetpu: bool = True) -> Loade
         raise TpuplanError(f"{where}: corrupt .tflite model ({type(exc).__name__}: {exc})") from None
     check_model(model, where, len(data), allow_edgetpu=allow_edgetpu)
     return LoadedModel(path=path, data=data, sha256=sha256_of(data), model=model)
+
+
+def require_cpu_model(loaded: LoadedModel) -> None:
+    """Planning needs the model before compilation: a compiled file hides its ops in one custom op."""
+    model = loaded.model
+    for op in loaded.subgraph.operators or []:
+        if op_code_name(model, int(op.opcodeIndex)) == "edgetpu-custom-op":
+            raise TpuplanError(
+                f"{loaded.path}: is already compiled for the Edge TPU (edgetpu-custom-op); give the CPU model"
+            )
 
 
 def check_model(model: Any, where: str, size: int, *, allow_edgetpu: bool) -> None:

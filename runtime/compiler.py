@@ -12,9 +12,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from profiles.errors import TpuplanError
+from tpuplan.profiles.docio import StrictModel
+from tpuplan.profiles.errors import TpuplanError
 
 COMPILER_NAME = "edgetpu_compiler"
 COMPILER_INSTALL_HINT = (
@@ -61,20 +62,18 @@ _REQUIRED = (
 )
 
 
-class OperatorRow(BaseModel):
+class OperatorRow(StrictModel):
     """One row of the `-s` operator table; the same op appears once per status."""
 
-    model_config = ConfigDict(extra="forbid")
     op: str
     count: int = Field(ge=0)
     status: str
     mapped: bool
 
 
-class CompilerReport(BaseModel):
+class CompilerReport(StrictModel):
     """What one `edgetpu_compiler` run printed, sizes in integer bytes."""
 
-    model_config = ConfigDict(extra="forbid")
     compiler_version: str | None = None
     input_model: str
     input_bytes: int = Field(ge=0)
@@ -92,10 +91,9 @@ class CompilerReport(BaseModel):
     operators: list[OperatorRow] = Field(default_factory=list)
 
 
-class CompiledSegment(BaseModel):
+class CompiledSegment(StrictModel):
     """A compiled segment: where the `_edgetpu.tflite` file is and what the compiler reported."""
 
-    model_config = ConfigDict(extra="forbid")
     source: Path
     compiled: Path
     report: CompilerReport

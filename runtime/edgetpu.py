@@ -14,7 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from profiles.errors import TpuplanError
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.runtime.litert import tflite_module
 
 # Coral USB Accelerator: Global Unichip ID until libedgetpu uploads the firmware, Google ID after.
 CORAL_USB_IDS = frozenset({("1a6e", "089a"), ("18d1", "9302")})
@@ -109,20 +110,6 @@ def require_tpus(n: int) -> list[str]:
     return present[:n]
 
 
-def tflite_module() -> Any:
-    """The LiteRT interpreter module: ai-edge-litert first, tflite-runtime on older Coral hosts."""
-    try:
-        from ai_edge_litert import interpreter
-    except ImportError:
-        try:
-            from tflite_runtime import interpreter
-        except ImportError as exc:
-            raise TpuplanError(
-                "no LiteRT interpreter: pip install ai-edge-litert (or tflite-runtime)"
-            ) from exc
-    return interpreter
-
-
 def _load_delegate_fn() -> Callable[..., Any]:
     fn: Callable[..., Any] = tflite_module().load_delegate
     return fn
@@ -159,23 +146,3 @@ def load_edgetpu_delegate(device: str, options: dict[str, str] | None = None) ->
             f"cannot load the Edge TPU delegate {library} for device {device!r}: {detail}; "
             "check that the Edge TPU is connected and not used by another process"
         ) from exc
-
-
-def make_interpreter(model_path: Path, device: str | None = None) -> Any:
-    """A LiteRT interpreter for `model_path`: CPU with one thread if `device` is None, else that Edge TPU.
-
-    Like pycoral, tensors are not allocated here; the caller does that before invoking.
-    """
-    from profiles.docio import read_bytes
-    from runtime.probe import require_probed
-
-    content = read_bytes(model_path, what=".tflite model")
-    require_probed(str(model_path), content)
-    module = tflite_module()
-    try:
-        if device is None:
-            return module.Interpreter(model_content=content, num_threads=1)
-        delegate = load_edgetpu_delegate(device)
-        return module.Interpreter(model_content=content, experimental_delegates=[delegate])
-    except (ValueError, RuntimeError, OSError) as exc:
-        raise TpuplanError(f"cannot create an interpreter for {model_path}: {exc}") from exc

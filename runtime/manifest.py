@@ -7,14 +7,15 @@ match the recorded sha256: it can never make the runner open /etc/passwd or ../.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Final, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
-from profiles.docio import load_doc, read_bytes
-from profiles.errors import TpuplanError
-from runtime.compiler import CompilerReport
+from tpuplan.profiles.docio import StrictModel, load_doc, read_bytes
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.runtime.compiler import CompilerReport
 
 MANIFEST_KIND: Final = "tpuplan.manifest"
 MANIFEST_VERSION: Final = 1
@@ -42,10 +43,9 @@ RelativeName = Annotated[str, AfterValidator(_check_relative)]
 Sha256 = Annotated[str, AfterValidator(_check_sha)]
 
 
-class TensorSpec(BaseModel):
+class TensorSpec(StrictModel):
     """A tensor crossing a segment boundary; shape as the interpreter reports it after allocation."""
 
-    model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1)
     shape: list[int]
     dtype: str
@@ -53,10 +53,9 @@ class TensorSpec(BaseModel):
     zero_point: int | None = None
 
 
-class CompiledEntry(BaseModel):
+class CompiledEntry(StrictModel):
     """The Edge TPU compiler's output for a segment and how it compares with the plan's prediction."""
 
-    model_config = ConfigDict(extra="forbid")
     file: RelativeName
     sha256: Sha256
     report: CompilerReport
@@ -64,8 +63,7 @@ class CompiledEntry(BaseModel):
 
 
 
-class SegmentEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SegmentEntry(StrictModel):
     index: int = Field(ge=0)
     file: RelativeName
     first_op: int = Field(ge=0)
@@ -78,8 +76,7 @@ class SegmentEntry(BaseModel):
 
 
 
-class ModelRef(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ModelRef(StrictModel):
     path: str
     sha256: Sha256
     num_ops: int = Field(ge=1)
@@ -88,10 +85,9 @@ class ModelRef(BaseModel):
 
 
 
-class SegmentManifest(BaseModel):
+class SegmentManifest(StrictModel):
     """Versioned description of a split: the source model, the cuts, and every segment file."""
 
-    model_config = ConfigDict(extra="forbid")
     kind: Literal["tpuplan.manifest"] = MANIFEST_KIND
     schema_version: Literal[1] = MANIFEST_VERSION
     model: ModelRef
@@ -119,8 +115,55 @@ class SegmentManifest(BaseModel):
         return self
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(read_bytes(path, what="segment file")).hexdigest()
+@dataclass(frozen=True)
+class LoadedSplit:
+    """A split read from disk once: its manifest and the bytes of the file each stage runs."""
+
+    directory: Path
+    manifest: SegmentManifest
+    contents: list[bytes]  # per segment: the CPU file, or the Edge TPU compiler's when `compiled`
+    compiled: bool
+
+    def where(self, index: int) -> str:
+        seg = self.manifest.segments[index]
+        name = seg.compiled.file if self.compiled and seg.compiled is not None else seg.file
+        return str(self.directory / name)
+
+
+def _read_checked(directory: Path, name: str, sha256: str) -> bytes:
+    """The bytes of a file the manifest names: inside the directory and unchanged since splitting."""
+    path = resolve_inside(directory, name)
+    if not path.is_file():
+        raise TpuplanError(f"{directory / MANIFEST_NAME}: segment file {name!r} is missing")
+    data = read_bytes(path, what="segment file")
+    got = hashlib.sha256(data).hexdigest()
+    if got != sha256:
+        raise TpuplanError(
+            f"{path}: sha256 {got} does not match the manifest ({sha256}); the file changed after splitting"
+        )
+    return data
+
+
+def read_manifest(directory: Path) -> SegmentManifest:
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise TpuplanError(f"{directory}: not a directory (expected the output of `plan split`)")
+    return load_doc(directory / MANIFEST_NAME, SegmentManifest, kind=MANIFEST_KIND, version=MANIFEST_VERSION)
+
+
+def load_split(directory: Path, *, compiled: bool = False) -> LoadedSplit:
+    """Read DIR/manifest.json and the segment files a run needs, each once, checked against the manifest."""
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    contents = []
+    for seg in manifest.segments:
+        if not compiled:
+            contents.append(_read_checked(directory, seg.file, seg.sha256))
+        elif seg.compiled is None:
+            raise TpuplanError(f"segment {seg.index} ({seg.file}) was not compiled for the Edge TPU")
+        else:
+            contents.append(_read_checked(directory, seg.compiled.file, seg.compiled.sha256))
+    return LoadedSplit(directory, manifest, contents, compiled)
 
 
 def resolve_inside(directory: Path, name: str) -> Path:
@@ -136,39 +179,11 @@ def resolve_inside(directory: Path, name: str) -> Path:
     return target
 
 
-def _checked_file(directory: Path, name: str, sha256: str) -> Path:
-    path = resolve_inside(directory, name)
-    if not path.is_file():
-        raise TpuplanError(f"{directory / MANIFEST_NAME}: segment file {name!r} is missing")
-    got = file_sha256(path)
-    if got != sha256:
-        raise TpuplanError(
-            f"{path}: sha256 {got} does not match the manifest ({sha256}); the file changed after splitting"
-        )
-    return path
-
-
 def load_manifest(directory: Path) -> SegmentManifest:
     """Read DIR/manifest.json and check that every segment (and compiled) file is inside DIR and intact."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise TpuplanError(f"{directory}: not a directory (expected the output of `plan split`)")
-    manifest = load_doc(
-        directory / MANIFEST_NAME, SegmentManifest, kind=MANIFEST_KIND, version=MANIFEST_VERSION
-    )
+    manifest = read_manifest(directory)
     for seg in manifest.segments:
-        _checked_file(directory, seg.file, seg.sha256)
+        _read_checked(Path(directory), seg.file, seg.sha256)
         if seg.compiled is not None:
-            _checked_file(directory, seg.compiled.file, seg.compiled.sha256)
+            _read_checked(Path(directory), seg.compiled.file, seg.compiled.sha256)
     return manifest
-
-
-def segment_path(directory: Path, seg: SegmentEntry, *, compiled: bool = False) -> Path:
-    """The (already checked) file of a segment: the CPU one, or the Edge TPU one when asked and present."""
-    if compiled:
-        if seg.compiled is None:
-            raise TpuplanError(
-                f"segment {seg.index} ({seg.file}) was not compiled; run `plan split --compile`"
-            )
-        return resolve_inside(directory, seg.compiled.file)
-    return resolve_inside(directory, seg.file)

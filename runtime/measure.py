@@ -10,22 +10,19 @@ import os
 import platform
 import statistics
 import time
-import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from profiles.build import profile_from_graph
-from profiles.device import preset
-from profiles.errors import TpuplanError
-from profiles.graph import analyse
-from profiles.model import Profile
-from profiles.tflite import load_model
-from runtime.backends import InterpreterStage, random_inputs
-from runtime.edgetpu import tflite_module
-from runtime.probe import probe_models, require_probed
-from runtime.split import segment_bytes
+from tpuplan.profiles.build import profile_from_graph
+from tpuplan.profiles.device import preset
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.graph import analyse
+from tpuplan.profiles.model import Profile
+from tpuplan.profiles.tflite import LoadedModel
+from tpuplan.runtime.backends import InterpreterStage, get_backend, new_interpreter, random_inputs
+from tpuplan.runtime.probe import probe_models
+from tpuplan.runtime.split import segment_bytes
 
 WARMUP = 3
 
@@ -58,12 +55,8 @@ def round_robin_medians(calls: list[Any], repeats: int) -> list[float]:
 
 def all_tensor_values(content: bytes, seed: int = 0) -> dict[str, np.ndarray]:
     """Run the whole model once on random inputs and keep every tensor, to feed single-op segments."""
-    require_probed("the model", content)
-    module = tflite_module()
+    interp = new_interpreter(content, "the model", preserve_all_tensors=True)
     try:
-        with warnings.catch_warnings():  # keeping every tensor is exactly what we want here
-            warnings.simplefilter("ignore", UserWarning)
-            interp = module.Interpreter(model_content=content, num_threads=1, experimental_preserve_all_tensors=True)
         interp.allocate_tensors()
         inputs = random_inputs(interp.get_input_details(), np.random.default_rng(seed))
         for d in interp.get_input_details():
@@ -80,23 +73,24 @@ def all_tensor_values(content: bytes, seed: int = 0) -> dict[str, np.ndarray]:
     return values
 
 
-def measure_profile(model_path: Path, *, backend: str = "cpu", repeats: int = 30, seed: int = 0) -> Profile:
+def measure_profile(loaded: LoadedModel, *, backend: str = "cpu", repeats: int = 30, seed: int = 0) -> Profile:
     """A profile whose op times are measured on `backend` (only the CPU backend can be timed per op)."""
-    if backend != "cpu":
+    chosen = get_backend(backend)
+    if chosen.compiled:
         raise TpuplanError(
-            f"per-op measurement is available on the cpu backend only, not {backend!r}: an Edge TPU "
-            "segment runs as one custom op; use `plan verify --backend edgetpu` to measure stages"
+            f"per-op measurement is available on the cpu backend only, not {chosen.name!r}: an Edge TPU "
+            "segment runs as one custom op; measure its stages with verify on that backend instead"
         )
-    loaded = load_model(Path(model_path), allow_edgetpu=False)
+    where = str(loaded.path)
     graph = analyse(loaded)
     singles = [segment_bytes(loaded, op.index, op.index) for op in graph.ops]
-    probe_models([(str(model_path), loaded.data)]
-                 + [(f"{model_path} op {op.index}", data) for op, data in zip(graph.ops, singles, strict=True)])
+    probe_models([(where, loaded.data)]
+                 + [(f"{where} op {op.index}", data) for op, data in zip(graph.ops, singles, strict=True)])
     values = all_tensor_values(loaded.data, seed)
     copy_rates: list[float] = []
     stages: list[InterpreterStage] = []
     for op, data in zip(graph.ops, singles, strict=True):
-        stage = InterpreterStage(f"op{op.index}", content=data)
+        stage = InterpreterStage(f"op{op.index}", data, where=f"{where} op {op.index}")
         feed = {name: values[name] for name in stage.input_names if name in values}
         if len(feed) < len(stage.input_names):
             feed.update(random_inputs(

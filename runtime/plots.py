@@ -6,9 +6,8 @@ import io
 from pathlib import Path
 from typing import Any
 
-from planner.plan import Plan
-from profiles.docio import write_atomic
-from profiles.errors import TpuplanError
+from tpuplan.planner.plan import Plan
+from tpuplan.profiles.errors import TpuplanError
 
 INSTALL_HINT = "drawing needs matplotlib: pip install 'tpuplan[plot]' (or pip install matplotlib)"
 
@@ -78,7 +77,3 @@ def plan_figure(plan: Plan, measured_us: list[float] | None = None, title: str |
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
     return buf.getvalue()
-
-
-def write_plan_png(path: Path, plan: Plan, measured_us: list[float] | None = None) -> None:
-    write_atomic(Path(path), plan_figure(plan, measured_us))

@@ -7,7 +7,8 @@ process; if the child dies or hangs, the model is refused with a one-line error.
 the child (an unresolved op, a bad shape) are not crashes: the caller meets them again and reports them.
 Models that passed are remembered by sha256, so each is probed once per process.
 
-Run as `python -m runtime.probe DIR`: probes DIR/*.tflite in name order, one line per step on stdout.
+The child is `probe_child.py`, run by file with `python -I`: no tpuplan import, nothing from the working
+directory or the environment's PYTHON* variables.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from profiles.errors import TpuplanError
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.runtime.litert import tflite_module
 
 _SAFE: set[str] = set()  # sha256 of models that ran in a child without crashing it
 _LOCK = threading.Lock()
 BASE_TIMEOUT_S, PER_MODEL_TIMEOUT_S = 60.0, 20.0
+CHILD = Path(__file__).with_name("probe_child.py")
 
 
 def _how(returncode: int) -> str:
@@ -52,7 +55,7 @@ def probe_models(models: Sequence[tuple[str, bytes]]) -> None:
         for k, (_, (_, data)) in enumerate(items):
             (Path(tmp) / f"{k:06d}.tflite").write_bytes(data)
         timeout = BASE_TIMEOUT_S + PER_MODEL_TIMEOUT_S * len(items)
-        argv = [sys.executable, "-m", "runtime.probe", tmp]
+        argv = [sys.executable, "-I", str(CHILD), tmp, tflite_module().__name__]
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired as exc:
@@ -92,34 +95,3 @@ def _lines(text: str | bytes | None) -> list[str]:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     return text.splitlines()
-
-
-def _child(directory: Path) -> None:
-    """Allocate and invoke each model on zeros; delete it before saying ok, so heap damage shows here."""
-    import gc
-
-    import numpy as np
-
-    from runtime.edgetpu import tflite_module
-
-    module = tflite_module()
-    for path in sorted(directory.glob("*.tflite")):
-        k = int(path.stem)
-        print(f"start {k}", flush=True)
-        try:
-            interp = module.Interpreter(model_content=path.read_bytes(), num_threads=1)
-            interp.allocate_tensors()
-            for d in interp.get_input_details():
-                if np.dtype(d["dtype"]) != np.object_:
-                    interp.set_tensor(d["index"], np.zeros(d["shape"], dtype=d["dtype"]))
-            interp.invoke()
-            del interp
-            gc.collect()
-        except Exception as exc:  # a Python-level refusal is fine: the caller reports it
-            print(f"error {k} {type(exc).__name__}", flush=True)
-            continue
-        print(f"ok {k}", flush=True)
-
-
-if __name__ == "__main__":
-    _child(Path(sys.argv[1]))

@@ -11,15 +11,16 @@ import os
 import secrets
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from profiles.docio import dump_json, parse_doc, read_bytes
-from profiles.errors import TpuplanError
-from profiles.tflite import LoadedModel, dtype_name, load_model, sha256_of, tensor_name, tensor_shape
-from runtime.compiler import COMPILER_INSTALL_HINT, compile_segment, find_compiler
-from runtime.manifest import (
+from tpuplan.planner.plan import Plan, plan_digest
+from tpuplan.profiles.docio import dump_json
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.tflite import LoadedModel, dtype_name, sha256_of, tensor_name, tensor_shape
+from tpuplan.runtime.backends import new_interpreter
+from tpuplan.runtime.compiler import COMPILER_INSTALL_HINT, compile_segment, find_compiler
+from tpuplan.runtime.manifest import (
     MANIFEST_NAME,
     CompiledEntry,
     ModelRef,
@@ -27,32 +28,10 @@ from runtime.manifest import (
     SegmentManifest,
     TensorSpec,
 )
-from runtime.probe import probe_models
-from runtime.split import Segment, segment_file_name, split_model, validate_cuts
+from tpuplan.runtime.probe import probe_models
+from tpuplan.runtime.split import Segment, segment_file_name, split_model, validate_cuts
 
 PREDICTION_TOLERANCE_BYTES = round(0.3 * 2**20)  # compiler vs plan on-chip/off-chip: beyond this, warn
-
-
-@dataclass(frozen=True)
-class PlanCuts:
-    """What the splitter needs from a plan: cuts, the model it was made for, and predicted bytes."""
-
-    cuts: list[int]
-    model_sha256: str | None = None
-    plan_sha256: str | None = None
-    path: Path | None = None
-    predicted: tuple[tuple[int | None, int | None], ...] = ()  # per stage (onchip_bytes, offchip_bytes)
-
-
-def read_plan(path: Path) -> PlanCuts:
-    """Cuts, model sha256 and predicted bytes of a plan document (validated by planner.plan)."""
-    from planner.plan import PLAN_KIND, PLAN_VERSION, Plan
-
-    path = Path(path)
-    raw = read_bytes(path, what="plan JSON document", max_bytes=1 << 30)
-    plan = parse_doc(raw, Plan, kind=PLAN_KIND, version=PLAN_VERSION, source=str(path))  # the bytes hashed
-    predicted = tuple((s.predicted_onchip_bytes, s.predicted_offchip_bytes) for s in plan.stages)
-    return PlanCuts([int(c) for c in plan.cuts], str(plan.model.sha256), sha256_of(raw), path, predicted)
 
 
 def _specs(loaded: LoadedModel, seg: Segment) -> tuple[list[TensorSpec], list[TensorSpec]]:
@@ -60,15 +39,8 @@ def _specs(loaded: LoadedModel, seg: Segment) -> tuple[list[TensorSpec], list[Te
     of TFLite_Detection_PostProcess, are [] in the file); the file's facts if no interpreter loads it."""
     by_name = {tensor_name(t): t for t in loaded.subgraph.tensors}
     details: dict[str, dict[str, Any]] = {}
-    try:
-        from runtime.edgetpu import tflite_module
-
-        module = tflite_module()
-        kwargs: dict[str, Any] = {"model_content": seg.data, "num_threads": 1}
-        resolver = getattr(getattr(module, "OpResolverType", None), "BUILTIN_WITHOUT_DEFAULT_DELEGATES", None)
-        if resolver is not None:  # shapes only: no XNNPACK delegate (and no banner on stderr)
-            kwargs["experimental_op_resolver_type"] = resolver
-        interp = module.Interpreter(**kwargs)
+    try:  # shapes only: no XNNPACK delegate (and no banner on stderr)
+        interp = new_interpreter(seg.data, f"segment {seg.index}", default_delegates=False)
         interp.allocate_tensors()
         for d in [*interp.get_input_details(), *interp.get_output_details()]:
             details[str(d["name"])] = d
@@ -128,13 +100,16 @@ def _compile(
 
 
 def _check_destination(out_dir: Path, force: bool, keep: Sequence[Path]) -> None:
-    """Refuse a non-empty destination without force, and with force anything holding our inputs."""
+    """An empty or missing directory, or with `force` an earlier split (a directory holding our manifest);
+    never a directory that holds the working directory, the home directory or an input."""
     if not (out_dir.exists() or out_dir.is_symlink()):
         return
     if out_dir.is_dir() and not out_dir.is_symlink() and not any(out_dir.iterdir()):
         return
     if not force:
-        raise TpuplanError(f"{out_dir}: already exists and is not empty (use --force to replace it)")
+        raise TpuplanError(f"{out_dir}: already exists and is not empty (force=True replaces an earlier split)")
+    if out_dir.is_symlink() or not out_dir.is_dir() or not (out_dir / MANIFEST_NAME).is_file():
+        raise TpuplanError(f"{out_dir}: exists and is not an earlier split (no {MANIFEST_NAME}); not replaced")
     target = out_dir.resolve()
     guarded = [Path.cwd().resolve(), Path.home().resolve(), *(p.resolve() for p in keep)]
     if target == Path(target.anchor) or any(g == target or g.is_relative_to(target) for g in guarded):
@@ -171,35 +146,72 @@ def _publish(tmp: Path, out_dir: Path) -> None:
             old.unlink()
 
 
-def write_split(
-    model_path: Path,
-    plan_or_cuts: Path | str | Sequence[int],
-    out_dir: Path,
-    *,
-    compile: bool = False,
-    force: bool = False,
-) -> SegmentManifest:
-    """Split the model by a plan file (or explicit cuts) into out_dir: segment files + manifest.json."""
-    model_path, out_dir = Path(model_path), Path(out_dir)
+def _entries(loaded: LoadedModel, segments: list[Segment], tmp: Path, plan: Plan | None,
+             compile: bool) -> list[SegmentEntry]:
+    """Write every segment into the staging directory (and compile it) and describe it."""
+    stem = Path(loaded.path).stem
+    entries = []
+    for seg in segments:
+        name = segment_file_name(stem, seg.index, len(segments))
+        _write_file(tmp / name, seg.data)
+        ins, outs = _specs(loaded, seg)
+        entry = SegmentEntry(index=seg.index, file=name, first_op=seg.first_op, last_op=seg.last_op, inputs=ins,
+                             outputs=outs, bytes=len(seg.data), sha256=sha256_of(seg.data))
+        if compile:
+            stage = plan.stages[seg.index] if plan is not None else None
+            predicted = (stage.predicted_onchip_bytes, stage.predicted_offchip_bytes) if stage else None
+            entry.compiled = _compile(tmp, entry, predicted)
+        entries.append(entry)
+    return entries
+
+
+def _manifest(loaded: LoadedModel, cuts: list[int], entries: list[SegmentEntry], plan: Plan | None
+              ) -> SegmentManifest:
+    sg = loaded.subgraph
+    return SegmentManifest(
+        model=ModelRef(
+            path=str(loaded.path),
+            sha256=loaded.sha256,
+            num_ops=len(sg.operators),
+            inputs=[tensor_name(sg.tensors[int(i)]) for i in sg.inputs],
+            outputs=[tensor_name(sg.tensors[int(i)]) for i in sg.outputs],
+        ),
+        plan_sha256=plan_digest(plan) if plan is not None else None,
+        cuts=cuts,
+        segments=entries,
+    )
+
+
+def split_cuts(loaded: LoadedModel, plan: Plan | None, cuts: Sequence[int] | None) -> list[int]:
+    """The cuts of a plan made for this model, or explicit cuts; checked against the model."""
+    if (plan is None) == (cuts is None):
+        raise TpuplanError("split: give a plan or cuts, not both or neither")
+    if plan is not None:
+        if plan.model.sha256 != loaded.sha256:
+            raise TpuplanError(
+                f"{loaded.path}: the plan is for model sha256 {plan.model.sha256}, but this model has sha256 "
+                f"{loaded.sha256}"
+            )
+        cuts = plan.cuts
+    return validate_cuts(list(cuts or []), len(loaded.subgraph.operators))
+
+
+def write_split(loaded: LoadedModel, out_dir: Path, *, plan: Plan | None = None, cuts: Sequence[int] | None = None,
+                compile: bool = False, force: bool = False) -> SegmentManifest:
+    """Split the model by a plan (or explicit cuts) into out_dir: segment files + manifest.json.
+
+    `force` replaces an earlier split only. Everything is built in a hidden sibling directory that is
+    renamed into place at the end, so a failure (the compiler's, a full disk) leaves nothing behind.
+    """
+    out_dir = Path(out_dir)
     if compile and find_compiler() is None:
         raise TpuplanError(COMPILER_INSTALL_HINT)
-    loaded = load_model(model_path, allow_edgetpu=False)
-    if isinstance(plan_or_cuts, (str, Path)):
-        plan = read_plan(Path(plan_or_cuts))
-        if plan.model_sha256 != loaded.sha256:
-            raise TpuplanError(
-                f"{plan.path}: plan is for model sha256 {plan.model_sha256}, "
-                f"but {model_path} has sha256 {loaded.sha256}"
-            )
-    else:
-        plan = PlanCuts(list(plan_or_cuts))
-    cuts = validate_cuts(plan.cuts, len(loaded.subgraph.operators))
-    keep = [model_path] + ([plan.path] if plan.path is not None else [])
+    chosen = split_cuts(loaded, plan, cuts)
+    keep = [Path(loaded.path)]
     _check_destination(out_dir, force, keep)
-    segments = split_model(loaded, cuts)
-    probe_models([(str(model_path), loaded.data)]
-                 + [(f"segment {seg.index} of {model_path}", seg.data) for seg in segments])
-
+    segments = split_model(loaded, chosen)
+    probe_models([(str(loaded.path), loaded.data)]
+                 + [(f"segment {seg.index} of {loaded.path}", seg.data) for seg in segments])
     created: list[Path] = []
     parent = out_dir.parent
     while not parent.exists():
@@ -212,37 +224,7 @@ def write_split(
             d.mkdir()
         tmp = _sibling(out_dir, "tmp")
         tmp.mkdir()  # honours the umask, unlike mkdtemp's 0700
-        entries = []
-        for seg in segments:
-            name = segment_file_name(model_path.stem, seg.index, len(segments))
-            _write_file(tmp / name, seg.data)
-            ins, outs = _specs(loaded, seg)
-            entry = SegmentEntry(
-                index=seg.index,
-                file=name,
-                first_op=seg.first_op,
-                last_op=seg.last_op,
-                inputs=ins,
-                outputs=outs,
-                bytes=len(seg.data),
-                sha256=sha256_of(seg.data),
-            )
-            if compile:
-                predicted = plan.predicted[seg.index] if plan.predicted else None
-                entry.compiled = _compile(tmp, entry, predicted)
-            entries.append(entry)
-        manifest = SegmentManifest(
-            model=ModelRef(
-                path=str(model_path),
-                sha256=loaded.sha256,
-                num_ops=len(loaded.subgraph.operators),
-                inputs=[tensor_name(loaded.subgraph.tensors[int(i)]) for i in loaded.subgraph.inputs],
-                outputs=[tensor_name(loaded.subgraph.tensors[int(i)]) for i in loaded.subgraph.outputs],
-            ),
-            plan_sha256=plan.plan_sha256,
-            cuts=cuts,
-            segments=entries,
-        )
+        manifest = _manifest(loaded, chosen, _entries(loaded, segments, tmp, plan, compile), plan)
         _write_file(tmp / MANIFEST_NAME, dump_json(manifest).encode())
         _check_destination(out_dir, force, keep)  # it may have appeared while we compiled
         _publish(tmp, out_dir)

@@ -17,9 +17,9 @@ import flatbuffers  # type: ignore[import-untyped,unused-ignore]
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from profiles.errors import TpuplanError
-from profiles.graph import Graph, analyse
-from profiles.tflite import LoadedModel, buffer_bytes
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.graph import Graph, analyse
+from tpuplan.profiles.tflite import LoadedModel, buffer_bytes
 
 if TYPE_CHECKING:
     pass

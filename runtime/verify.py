@@ -7,33 +7,32 @@ what a stage prediction describes; the pipeline's throughput is measured with al
 
 from __future__ import annotations
 
-import hashlib
 import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from planner.plan import Plan, load_plan
-from profiles.docio import load_doc, read_bytes
-from profiles.errors import TpuplanError
-from profiles.tflite import load_model
-from runtime.backends import InterpreterStage, random_inputs
-from runtime.edgetpu import require_tpus
-from runtime.manifest import SegmentManifest, segment_path
-from runtime.pipeline import FunctionStage, Pipeline
-from runtime.segments import write_split
+from tpuplan.planner.plan import Plan, plan_digest
+from tpuplan.profiles.docio import StrictModel, load_doc
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.tflite import LoadedModel
+from tpuplan.runtime.backends import Backend, InterpreterStage, get_backend, random_inputs
+from tpuplan.runtime.manifest import load_split
+from tpuplan.runtime.run import PipelineRun, build_stages, run_pipeline
+from tpuplan.runtime.segments import write_split
+from tpuplan.runtime.stage import Array, FunctionStage
 
 REPORT_KIND: Final = "tpuplan.verify"
 REPORT_VERSION: Final = 1
 
 
-class StageCheck(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class StageCheck(StrictModel):
     index: int
     device: str
     first_op: int
@@ -45,13 +44,12 @@ class StageCheck(BaseModel):
     within_tolerance: bool
 
 
-class VerifyReport(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class VerifyReport(StrictModel):
     kind: Literal["tpuplan.verify"] = REPORT_KIND
     schema_version: Literal[1] = REPORT_VERSION
     model_sha256: str
     plan_sha256: str
-    backend: Literal["cpu", "edgetpu"]
+    backend: str
     devices: list[str]
     inputs: int
     tolerance: float
@@ -85,7 +83,7 @@ def effective_cores(model_content: bytes, seconds: float = 0.5) -> float:
     """How many interpreters make progress at once here: invokes/s of two threads over one thread."""
 
     def rate(n_threads: int) -> float:
-        stages = [InterpreterStage(f"probe{i}", content=model_content) for i in range(n_threads)]
+        stages = [InterpreterStage(f"probe{i}", model_content) for i in range(n_threads)]
         feed = random_inputs(stages[0].input_details(), np.random.default_rng(0))
         for s in stages:
             s.run(feed)
@@ -116,108 +114,65 @@ def pipeline_overhead_us(k: int, items: int = 400) -> float:
     def forward(i: int) -> FunctionStage:
         return FunctionStage(f"probe{i}", [f"t{i}"], [f"t{i + 1}"], lambda d: {f"t{i + 1}": d[f"t{i}"]})
 
-    stages = [forward(i) for i in range(k)]
     feeds = [{"t0": np.zeros(4, dtype=np.int8)} for _ in range(items)]
-    start = time.perf_counter()
-    with Pipeline(stages, model_outputs=[f"t{k}"], queue_size=2) as pipe:
-        pipe.run_all(feeds)
-    return (time.perf_counter() - start) * 1e6 / (items * k)
+    run = run_pipeline([forward(i) for i in range(k)], feeds, model_outputs=[f"t{k}"], stage_timeout_s=None)
+    return run.wall_s * 1e6 / (items * k)
 
 
 def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else 0.0
 
 
-def verify(
-    plan_path: Path,
-    model_path: Path,
-    *,
-    backend: str = "cpu",
-    devices: list[str] | None = None,
-    inputs: int = 50,
-    tolerance: float = 0.15,
-    repeats: int = 30,
-    seed: int = 0,
-) -> VerifyReport:
+def verify(plan: Plan, loaded: LoadedModel, *, backend: str | Backend = "cpu", devices: Sequence[str] | None = None,
+           inputs: int = 50, tolerance: float = 0.15, repeats: int = 30, seed: int = 0) -> VerifyReport:
     """Split, run, measure and compare. Raises TpuplanError on bad input; the verdict says the rest."""
-    if backend not in ("cpu", "edgetpu"):
-        raise TpuplanError(f"unknown backend {backend!r} (use cpu or edgetpu)")
+    chosen = get_backend(backend)
     if inputs < 1:
-        raise TpuplanError("--inputs must be at least 1")
-    plan = load_plan(plan_path)
-    loaded = load_model(model_path, allow_edgetpu=False)
+        raise TpuplanError("inputs must be at least 1")
     if plan.model.sha256 != loaded.sha256:
         raise TpuplanError(
-            f"{plan_path}: plan is for model sha256 {plan.model.sha256[:12]}, but {model_path} is "
+            f"{loaded.path}: the plan is for model sha256 {plan.model.sha256[:12]}, but this model is "
             f"{loaded.sha256[:12]}"
         )
-    k = len(plan.stages)
-    if backend == "edgetpu":
-        devices = devices or require_tpus(k)
-        if len(devices) != k:
-            raise TpuplanError(f"{k} stages need {k} devices, got {len(devices)}: {', '.join(devices)}")
+    devs = chosen.devices(len(plan.stages), devices)
     plan_backends = {s.backend for s in plan.devices}
-    comparable = plan_backends == {backend}
+    comparable = plan_backends == {chosen.name}
     notes: list[str] = []
     if not comparable:
         notes.append(
-            f"the plan predicts {'/'.join(sorted(plan_backends))} times; measuring on {backend} checks outputs "
+            f"the plan predicts {'/'.join(sorted(plan_backends))} times; measuring on {chosen.name} checks outputs "
             "and reports times, but stage times are not compared against the predictions"
         )
     with tempfile.TemporaryDirectory(prefix="tpuplan-verify-") as tmp:
         out_dir = Path(tmp) / "segments"
-        manifest = write_split(model_path, plan_path, out_dir, compile=(backend == "edgetpu"))
-        return _measure(plan, plan_path, loaded.data, manifest, out_dir, backend, devices, inputs,
-                        tolerance, repeats, seed, comparable, notes)
+        write_split(loaded, out_dir, plan=plan, compile=chosen.compiled)
+        split = load_split(out_dir, compiled=chosen.compiled)
+        feeds = _feeds(loaded, inputs, seed)
+        stages_alone, chained = _time_alone(build_stages(split, chosen, devs), feeds, repeats)
+        run = run_pipeline(build_stages(split, chosen, devs), feeds, model_outputs=split.manifest.model.outputs,
+                           stage_timeout_s=None)
+    outputs_match, outputs_note = _compare_outputs(chosen, loaded.data, feeds, run.results)
+    cores = float(len(devs)) if chosen.compiled else effective_cores(loaded.data)
+    return _report(plan, chosen, devs, tolerance, comparable, notes, stages_alone, chained, run, cores,
+                   outputs_match, outputs_note)
 
 
-def _reference_outputs(content: bytes, feeds: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
-    whole = InterpreterStage("whole", content=content)
-    try:
-        return [whole.run(feed) for feed in feeds]
-    finally:
-        whole.close()
-
-
-def _measure(
-    plan: Plan,
-    plan_path: Path,
-    model_content: bytes,
-    manifest: SegmentManifest,
-    out_dir: Path,
-    backend: str,
-    devices: list[str] | None,
-    n_inputs: int,
-    tolerance: float,
-    repeats: int,
-    seed: int,
-    comparable: bool,
-    notes: list[str],
-) -> VerifyReport:
-    compiled = backend == "edgetpu"
-
-    def make_stages() -> list[InterpreterStage]:
-        return [
-            InterpreterStage(
-                f"stage{seg.index}",
-                path=segment_path(out_dir, seg, compiled=compiled),
-                device=devices[seg.index] if devices else None,
-            )
-            for seg in manifest.segments
-        ]
-
-    whole = InterpreterStage("whole", content=model_content)
+def _feeds(loaded: LoadedModel, n: int, seed: int) -> list[dict[str, Array]]:
+    whole = InterpreterStage("whole", loaded.data, where=str(loaded.path))
     rng = np.random.default_rng(seed)
-    feeds = [random_inputs(whole.input_details(), rng) for _ in range(n_inputs)]
-    model_outputs = whole.output_names
+    feeds = [random_inputs(whole.input_details(), rng) for _ in range(n)]
     whole.close()
+    return feeds
 
-    # 1. one input at a time through the stages in turn: each stage timed alone, the rounds giving the
-    #    single-input latency too (stages alternate, so a slow spell of the machine hits them alike)
-    stages = make_stages()
+
+def _time_alone(stages: list[InterpreterStage], feeds: list[dict[str, Array]], repeats: int
+                ) -> tuple[list[float], list[float]]:
+    """One input at a time through the stages in turn: each stage's median time alone, and the chained
+    single-input latencies (stages alternate, so a slow spell of the machine hits them alike)."""
     per_stage: list[list[float]] = [[] for _ in stages]
     chained: list[float] = []
-    for r in range(repeats + 3):
+    warmup = 3
+    for r in range(repeats + warmup):
         available = dict(feeds[r % len(feeds)])
         total = 0.0
         for k, st in enumerate(stages):
@@ -226,56 +181,61 @@ def _measure(
             available.update(st.run(feed))
             dt = (time.perf_counter_ns() - t0) / 1000.0
             total += dt
-            if r >= 3:  # warm-up rounds
+            if r >= warmup:
                 per_stage[k].append(dt)
-        if r >= 3:
+        if r >= warmup:
             chained.append(total)
-    stage_alone = [float(statistics.median(x)) for x in per_stage]
     for st in stages:
         st.close()
+    return [float(statistics.median(x)) for x in per_stage], chained
 
-    # 2. the pipeline, every stage in its own thread
-    start = time.perf_counter()
-    with Pipeline(make_stages(), model_outputs=model_outputs, queue_size=2) as pipe:
-        results = pipe.run_all(feeds)
-        wall = time.perf_counter() - start
-        stats = pipe.stats()
-        latencies = pipe.latencies_us()
-    measured_tp = float(n_inputs) / wall if wall > 0 else 0.0
 
-    # 3. outputs against the unsplit model (CPU kernels on both sides: bit-identical expected)
-    if compiled:
-        outputs_match: bool | None = None
-        outputs_note = "not compared: Edge TPU segments against the CPU model differ by design"
-    else:
-        reference = _reference_outputs(model_content, feeds)
-        mismatches = [
-            i for i, (got, ref) in enumerate(zip(results, reference, strict=True))
-            if set(got) != set(ref) or any(not np.array_equal(got[k], ref[k]) for k in ref)
-        ]
-        outputs_match = not mismatches
-        outputs_note = (
-            f"all {n_inputs} outputs bit-identical to the unsplit model"
-            if outputs_match else f"{len(mismatches)} of {n_inputs} inputs differ, first #{mismatches[0]}"
-        )
+def _compare_outputs(backend: Backend, model_content: bytes, feeds: list[dict[str, Array]],
+                     results: list[dict[str, Array]]) -> tuple[bool | None, str]:
+    """Pipeline outputs against the unsplit model (CPU kernels on both sides: bit-identical expected)."""
+    if backend.compiled:
+        return None, "not compared: Edge TPU segments against the CPU model differ by design"
+    whole = InterpreterStage("whole", model_content)
+    try:
+        reference = [whole.run(feed) for feed in feeds]
+    finally:
+        whole.close()
+    mismatches = [
+        i for i, (got, ref) in enumerate(zip(results, reference, strict=True))
+        if set(got) != set(ref) or any(not np.array_equal(got[k], ref[k]) for k in ref)
+    ]
+    if not mismatches:
+        return True, f"all {len(feeds)} outputs bit-identical to the unsplit model"
+    return False, f"{len(mismatches)} of {len(feeds)} inputs differ, first #{mismatches[0]}"
 
-    cores = effective_cores(model_content) if backend == "cpu" else float(len(stages))
-    checks: list[StageCheck] = []
-    for sp, alone, stat in zip(plan.stages, stage_alone, stats, strict=True):
-        rel = abs(alone - sp.predicted_us) / max(alone, 1e-9)
+
+def _stage_checks(plan: Plan, alone: list[float], run: PipelineRun, tolerance: float) -> list[StageCheck]:
+    checks = []
+    for sp, t, stat in zip(plan.stages, alone, run.stats, strict=True):
+        rel = abs(t - sp.predicted_us) / max(t, 1e-9)
         checks.append(StageCheck(
             index=sp.index, device=sp.device, first_op=sp.first_op, last_op=sp.last_op,
-            predicted_us=float(sp.predicted_us), measured_us=round(alone, 1),
+            predicted_us=float(sp.predicted_us), measured_us=round(t, 1),
             measured_in_pipeline_us=round(stat.median_us, 1), rel_error=round(rel, 4),
             within_tolerance=rel <= tolerance,
         ))
+    return checks
+
+
+def _report(plan: Plan, backend: Backend, devices: list[str | None], tolerance: float, comparable: bool,
+            notes: list[str], alone: list[float], chained: list[float], run: PipelineRun, cores: float,
+            outputs_match: bool | None, outputs_note: str) -> VerifyReport:
+    """Predicted against measured, stage by stage and for the whole pipeline, with a verdict."""
+    k = len(devices)
+    n_inputs = len(run.results)
+    measured_tp = float(n_inputs) / run.wall_s if run.wall_s > 0 else 0.0
+    checks = _stage_checks(plan, alone, run, tolerance)
     total_pred = float(sum(sp.predicted_us for sp in plan.stages))
     bottleneck = float(plan.predicted_bottleneck_us)
-    overhead = pipeline_overhead_us(len(stages))
+    overhead = pipeline_overhead_us(k)
     ideal = 1e6 / (bottleneck + overhead) if bottleneck + overhead > 0 else 0.0
-    limited = min(ideal, cores * 1e6 / (total_pred + len(stages) * overhead))
-    tp_err = abs(measured_tp - limited) / max(measured_tp, 1e-9)
-    if backend == "cpu":
+    limited = min(ideal, cores * 1e6 / (total_pred + k * overhead))
+    if not backend.compiled:
         notes.append(
             f"this machine ran {cores:g} interpreters' worth of work at once (measured) and the pipeline "
             f"itself costs {overhead:.0f} us per item and stage (measured with empty stages), so the predicted "
@@ -283,42 +243,25 @@ def _measure(
             f"with one core per stage it would be {ideal:.1f}/s"
         )
     worst = max(checks, key=lambda c: c.rel_error)
-    missed = comparable and any(not c.within_tolerance for c in checks)
+    verdict: Literal["ok", "prediction_missed", "outputs_differ"] = "ok"
     if outputs_match is False:
-        verdict: Literal["ok", "prediction_missed", "outputs_differ"] = "outputs_differ"
-    elif missed:
+        verdict = "outputs_differ"
+    elif comparable and any(not c.within_tolerance for c in checks):
         verdict = "prediction_missed"
         notes.append(
             f"stage {worst.index} measured {worst.measured_us:.0f} us vs predicted {worst.predicted_us:.0f} us "
             f"({worst.rel_error:.0%} off, tolerance {tolerance:.0%})"
         )
-    else:
-        verdict = "ok"
+    lat = run.latencies_us
     return VerifyReport(
-        model_sha256=plan.model.sha256,
-        plan_sha256=hashlib.sha256(read_bytes(plan_path, what="plan")).hexdigest(),
-        backend=backend,  # type: ignore[arg-type]
-        devices=devices or ["cpu"] * len(stages),
-        inputs=n_inputs,
-        tolerance=tolerance,
-        comparable=comparable,
-        stages=checks,
-        predicted_bottleneck_us=bottleneck,
-        measured_bottleneck_us=round(max(stage_alone), 1),
-        predicted_latency_us=total_pred,
-        measured_latency_us=round(float(statistics.median(chained)), 1),
-        effective_cores=cores,
-        predicted_throughput_ideal_per_s=round(ideal, 2),
-        predicted_throughput_per_s=round(limited, 2),
-        measured_throughput_per_s=round(measured_tp, 2),
-        throughput_rel_error=round(tp_err, 4),
-        pipeline_overhead_us=round(overhead, 1),
-        pipeline_latency_p50_us=round(_percentile(latencies, 50), 1),
-        pipeline_latency_p90_us=round(_percentile(latencies, 90), 1),
-        pipeline_latency_p99_us=round(_percentile(latencies, 99), 1),
-        outputs_match=outputs_match,
-        outputs_note=outputs_note,
-        worst_stage=worst.index,
-        verdict=verdict,
-        notes=notes,
+        model_sha256=plan.model.sha256, plan_sha256=plan_digest(plan), backend=backend.name,
+        devices=[d or backend.name for d in devices], inputs=n_inputs, tolerance=tolerance, comparable=comparable,
+        stages=checks, predicted_bottleneck_us=bottleneck, measured_bottleneck_us=round(max(alone), 1),
+        predicted_latency_us=total_pred, measured_latency_us=round(float(statistics.median(chained)), 1),
+        effective_cores=cores, predicted_throughput_ideal_per_s=round(ideal, 2),
+        predicted_throughput_per_s=round(limited, 2), measured_throughput_per_s=round(measured_tp, 2),
+        throughput_rel_error=round(abs(measured_tp - limited) / max(measured_tp, 1e-9), 4),
+        pipeline_overhead_us=round(overhead, 1), pipeline_latency_p50_us=round(_percentile(lat, 50), 1),
+        pipeline_latency_p90_us=round(_percentile(lat, 90), 1), pipeline_latency_p99_us=round(_percentile(lat, 99), 1),
+        outputs_match=outputs_match, outputs_note=outputs_note, worst_stage=worst.index, verdict=verdict, notes=notes,
     )

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from planner.costs import stage_table
-from profiles.build import build_profile
-from profiles.calibrate import CalibrationResult, calibrate, read_measurements, sweep_profile
-from profiles.device import preset
-from profiles.errors import TpuplanError
-from profiles.synth import synth_fc
-from profiles.tflite import parse_model
+from tpuplan.profiles.build import build_profile
+from tpuplan.profiles.calibrate import CalibrationResult, calibrate, read_measurements, sweep_profile
+from tpuplan.profiles.device import preset
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.stagecost import stage_table
+from tpuplan.profiles.synth import synth_fc
+from tpuplan.profiles.tflite import parse_model
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "edgetpu-measurements"
 CSVS = [DATA / "fc_single_tpu.csv", DATA / "conv_single_tpu.csv"]
@@ -23,7 +23,7 @@ CSVS = [DATA / "fc_single_tpu.csv", DATA / "conv_single_tpu.csv"]
 def result() -> CalibrationResult:
     if not all(p.is_file() for p in CSVS):
         pytest.skip(f"{DATA} is absent: the real Edge TPU measurements are needed")
-    return calibrate(CSVS, preset("edgetpu-usb"))
+    return calibrate([read_measurements(p) for p in CSVS], preset("edgetpu-usb"))
 
 
 @pytest.mark.parametrize("sweep", ["fc", "conv"])
@@ -60,7 +60,7 @@ def test_caching_rule_reproduces_the_compilers_drops(result: CalibrationResult) 
 
 
 def test_calibration_is_deterministic_and_fills_the_source(result: CalibrationResult) -> None:
-    again = calibrate(CSVS, preset("edgetpu-usb"))
+    again = calibrate([read_measurements(p) for p in CSVS], preset("edgetpu-usb"))
     assert again.model_dump() == result.model_dump()
     cal = result.device.calibration
     assert cal is not None and cal.points == 131
@@ -79,7 +79,7 @@ def test_the_presets_are_this_fit(result: CalibrationResult) -> None:
 def test_csv_macs_column_matches_the_profiles() -> None:
     if not CSVS[0].is_file():
         pytest.skip(f"{DATA} is absent")
-    for m in read_measurements(CSVS[0])[::7] + read_measurements(CSVS[1])[::9]:
+    for m in read_measurements(CSVS[0]).rows[::7] + read_measurements(CSVS[1]).rows[::9]:
         prof = sweep_profile(m.sweep, m.x)
         assert sum(op.macs for op in prof.ops if op.op_class == m.sweep) == m.macs
 
@@ -109,33 +109,30 @@ def test_bad_csv_names_file_and_line(tmp_path: Path, text: str, match: str) -> N
     path = tmp_path / "bad.csv"
     path.write_text(text)
     with pytest.raises(TpuplanError, match=match) as info:
-        calibrate([path], preset("edgetpu-usb"))
+        calibrate([read_measurements(path)], preset("edgetpu-usb"))
     assert str(path) in str(info.value)
 
 
 def test_bad_inputs_to_calibrate(tmp_path: Path) -> None:
     with pytest.raises(TpuplanError, match="no such file"):
-        calibrate([tmp_path / "missing.csv"], preset("edgetpu-usb"))
+        calibrate([read_measurements(tmp_path / "missing.csv")], preset("edgetpu-usb"))
     with pytest.raises(TpuplanError, match="Edge TPU base"):
-        calibrate([tmp_path / "x.csv"], preset("cpu"))
+        calibrate([read_measurements(CSVS[0])], preset("cpu"))
     (tmp_path / "b.csv").write_bytes(b"\xff\xfe\x00")
     with pytest.raises(TpuplanError, match="not a measurement CSV"):
-        calibrate([tmp_path / "b.csv"], preset("edgetpu-usb"))
+        calibrate([read_measurements(tmp_path / "b.csv")], preset("edgetpu-usb"))
 
 
 def test_cli_calibrate_writes_device_json(tmp_path: Path, result: CalibrationResult) -> None:
-    import typer
     from typer.testing import CliRunner
 
-    from profiles.device import load_device
-    from runtime.cli_synth import register
+    from tpuplan.cli import app
+    from tpuplan.profiles.device import load_device
 
-    app = typer.Typer()
-    register(app)
     out = tmp_path / "device.json"
     res = CliRunner().invoke(app, ["calibrate", *map(str, CSVS), "-o", str(out)])
     assert res.exit_code == 0, res.output
     assert "median error" in res.output and "conv     742" in res.output
     assert load_device(out) == result.device
-    res = CliRunner().invoke(app, ["calibrate", *map(str, CSVS), "-o", str(out), "--json"])
+    res = CliRunner().invoke(app, ["calibrate", *map(str, CSVS), "-o", str(out), "--json", "--force"])
     assert res.exit_code == 0 and len(json.loads(res.output)["points"]) == 131

@@ -1,4 +1,4 @@
-"""`plan solve`, `plan compare`, `plan show` through `runtime.cli.main`, the console script's entry.
+"""`plan solve`, `plan compare`, `plan show` through `tpuplan.cli.main`, the console script's entry.
 
 In process for speed (importing ortools costs ~1 s per subprocess); one test runs the installed `plan`
 script itself, so exit codes and "one line on stderr" are checked as a user sees them.
@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from planner.plan import load_plan
-from profiles.build import build_profile
-from profiles.device import preset
-from profiles.docio import write_doc
-from runtime import cli
+from tpuplan import cli
+from tpuplan.planner.plan import load_plan
+from tpuplan.profiles.build import build_profile
+from tpuplan.profiles.device import preset
+from tpuplan.profiles.docio import write_doc
+from tpuplan.profiles.tflite import load_model
 
 MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
 MODEL = MODELS / "mobilenet_v1_0.25_128_quant.tflite"
@@ -28,33 +29,28 @@ PLAN_BIN = Path(sys.executable).parent / "plan"
 pytestmark = pytest.mark.skipif(not MODEL.is_file(), reason=f"{MODEL} not found")
 
 
-cli._register()  # once: main() would add the commands again on every call
-
 
 def plan(*args: str | Path) -> subprocess.CompletedProcess[str]:
     """Run `plan ARGS` in process, exactly as the console script does (main() catches our errors)."""
     out, err = io.StringIO(), io.StringIO()
     code = 0
-    register, cli._register = cli._register, lambda: None
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             cli.main([str(a) for a in args])
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        cli._register = register
     return subprocess.CompletedProcess(["plan", *map(str, args)], code, out.getvalue(), err.getvalue())
 
 
 def plan_script(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    exe = [str(PLAN_BIN)] if PLAN_BIN.is_file() else [sys.executable, "-m", "runtime.cli"]
+    exe = [str(PLAN_BIN)] if PLAN_BIN.is_file() else [sys.executable, "-m", "tpuplan"]
     return subprocess.run([*exe, *map(str, args)], capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture(scope="module")
 def profile_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("cli") / "profile.json"
-    write_doc(path, build_profile(MODEL, preset("edgetpu-usb")))
+    write_doc(path, build_profile(load_model(MODEL), preset("edgetpu-usb")))
     return path
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from profiles.errors import TpuplanError
-from runtime.compiler import (
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.runtime.compiler import (
     COMPILER_INSTALL_HINT,
     CompilerReport,
     compile_segment,

@@ -8,14 +8,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from profiles.errors import TpuplanError
-from runtime import edgetpu
-from runtime.edgetpu import (
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.runtime import edgetpu
+from tpuplan.runtime.backends import make_interpreter
+from tpuplan.runtime.edgetpu import (
     device_strings,
     edgetpu_library_name,
     list_edge_tpus,
     load_edgetpu_delegate,
-    make_interpreter,
     parse_device,
     require_tpus,
 )

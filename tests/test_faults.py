@@ -16,14 +16,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-import runtime.backends as backends
-from profiles.errors import TpuplanError
-from runtime.backends import InterpreterStage, random_inputs
-from runtime.manifest import load_manifest, segment_path
-from runtime.pipeline import THREAD_PREFIX, Pipeline, PipelineError
-from runtime.segments import write_split
+import tpuplan.runtime.backends as backends
 from tests.conftest import MODELS
 from tests.test_cli_plan import one_line_error, plan
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.tflite import load_model
+from tpuplan.runtime.backends import InterpreterStage, random_inputs
+from tpuplan.runtime.manifest import load_split
+from tpuplan.runtime.pipeline import THREAD_PREFIX, Pipeline, PipelineError
+from tpuplan.runtime.segments import write_split
 
 MODEL = MODELS / "mobilenet_v1_0.25_128_quant.tflite"
 CUTS = [7, 15, 23]  # four stages
@@ -75,7 +76,7 @@ def split_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not MODEL.is_file():
         pytest.skip(f"{MODEL} is absent")
     out = tmp_path_factory.mktemp("faults") / "segments"
-    write_split(MODEL, CUTS, out)
+    write_split(load_model(MODEL), out, cuts=CUTS)
     return out
 
 
@@ -103,11 +104,13 @@ def test_device_lost_mid_run(
     good = 13
     gone = _Gone(good, mode)
     _simulate(monkeypatch, gone, lambda kw: bool(kw.get("experimental_delegates")))
-    manifest = load_manifest(split_dir)
+    split = load_split(split_dir)
+    manifest = split.manifest
     devices = [None, None, "usb:1", None]  # stage 2 sits on the TPU that vanishes
-    stages = [InterpreterStage(f"stage{s.index}", path=segment_path(split_dir, s, compiled=False),
-                               device=devices[s.index]) for s in manifest.segments]
-    whole = InterpreterStage("whole", path=MODEL)
+    stages = [InterpreterStage(f"stage{s.index}", split.contents[s.index], device=devices[s.index],
+                               backend="cpu" if devices[s.index] is None else "edgetpu")
+              for s in manifest.segments]
+    whole = InterpreterStage("whole", MODEL.read_bytes())
     rng = np.random.default_rng(3)
     feeds = [random_inputs(whole.input_details(), rng) for _ in range(40)]
     reference = [whole.run(f) for f in feeds]
@@ -150,7 +153,7 @@ def test_plan_run_names_the_stage_and_input(
     split_dir: Path, monkeypatch: pytest.MonkeyPatch, no_leaked_threads: None
 ) -> None:
     gone = _Gone(5, "raise")
-    seg1 = segment_path(split_dir, load_manifest(split_dir).segments[1], compiled=False).read_bytes()
+    seg1 = load_split(split_dir).contents[1]
     _simulate(monkeypatch, gone, lambda kw: kw.get("model_content") == seg1)
     res = plan("run", split_dir, "--inputs", "30")
     one_line_error(res, "stage 'stage1' failed on input #5")
@@ -160,8 +163,7 @@ def test_plan_run_names_the_stage_and_input(
 def test_a_vanished_device_keeps_failing(split_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     gone = _Gone(1, "raise")
     _simulate(monkeypatch, gone, lambda kw: True)
-    seg = load_manifest(split_dir).segments[0]
-    stage = InterpreterStage("s", path=segment_path(split_dir, seg, compiled=False), device="pci:0")
+    stage = InterpreterStage("s", load_split(split_dir).contents[0], backend="edgetpu", device="pci:0")
     feed = random_inputs(stage.input_details(), np.random.default_rng(0))
     assert set(stage.run(feed)) == set(stage.output_names)
     for _ in range(2):

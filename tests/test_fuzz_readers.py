@@ -17,16 +17,16 @@ from typing import Any
 
 import pytest
 
-from planner.plan import PLAN_KIND, Plan
-from profiles.build import build_profile, profile_from_graph
-from profiles.device import DEVICE_KIND, DeviceSpec, preset
-from profiles.docio import parse_doc
-from profiles.errors import TpuplanError
-from profiles.graph import analyse
-from profiles.model import PROFILE_KIND, Profile
-from profiles.tflite import parse_model
-from runtime.probe import probe_models
 from tests.conftest import MODELS
+from tpuplan.planner.plan import PLAN_KIND, Plan
+from tpuplan.profiles.build import build_profile, profile_from_graph
+from tpuplan.profiles.device import DEVICE_KIND, DeviceSpec, preset
+from tpuplan.profiles.docio import parse_doc
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.graph import analyse
+from tpuplan.profiles.model import PROFILE_KIND, Profile
+from tpuplan.profiles.tflite import load_model, parse_model
+from tpuplan.runtime.probe import probe_models
 
 CASES = 10_000
 SMALL_MODELS = [
@@ -186,12 +186,12 @@ def _fuzz_loader(base: str, model: type[Any], kind: str, seed: int) -> None:
 @functools.cache
 def _profile_json() -> str:
     _seeds()
-    return build_profile(MODELS / "keras_lstm_mnist_ptq.tflite", preset("edgetpu-usb")).model_dump_json()
+    return build_profile(load_model(MODELS / "keras_lstm_mnist_ptq.tflite"), preset("edgetpu-usb")).model_dump_json()
 
 
 @functools.cache
 def _plan_json() -> str:
-    from planner.solve import solve
+    from tpuplan.planner.solve import solve
 
     return solve(Profile.model_validate_json(_profile_json()), 2).model_dump_json()
 
@@ -209,20 +209,21 @@ def test_plan_loader_survives_10000_hostile_documents() -> None:
 
 
 def test_manifest_loader_survives_10000_hostile_documents(tmp_path: Path) -> None:
-    from runtime.manifest import MANIFEST_KIND, MANIFEST_NAME, SegmentManifest
-    from runtime.segments import write_split
+    from tpuplan.runtime.manifest import MANIFEST_KIND, MANIFEST_NAME, SegmentManifest
+    from tpuplan.runtime.segments import write_split
 
     _seeds()
-    write_split(MODELS / "keras_lstm_mnist_ptq.tflite", [1, 3], tmp_path / "seg")
+    write_split(load_model(MODELS / "keras_lstm_mnist_ptq.tflite"), tmp_path / "seg", cuts=[1, 3])
     _fuzz_loader((tmp_path / "seg" / MANIFEST_NAME).read_text(), SegmentManifest, MANIFEST_KIND, 4)
 
 
 def test_verify_report_loader_survives_10000_hostile_documents(tmp_path: Path) -> None:
-    from profiles.docio import write_doc
-    from runtime.verify import REPORT_KIND, VerifyReport, verify
+    from tpuplan.planner.plan import load_plan
+    from tpuplan.profiles.docio import write_doc
+    from tpuplan.runtime.verify import REPORT_KIND, VerifyReport, verify
 
     plan_path = tmp_path / "plan.json"
     plan_path.write_text(_plan_json())
-    report = verify(plan_path, MODELS / "keras_lstm_mnist_ptq.tflite", inputs=2, repeats=2)
+    report = verify(load_plan(plan_path), load_model(MODELS / "keras_lstm_mnist_ptq.tflite"), inputs=2, repeats=2)
     write_doc(tmp_path / "r.json", report)
     _fuzz_loader((tmp_path / "r.json").read_text(), VerifyReport, REPORT_KIND, 5)

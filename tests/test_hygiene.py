@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("profiles", "planner", "runtime", "benchmarks")
+PACKAGES = ("profiles", "planner", "runtime", "tpuplan/cli", "benchmarks")
 
 UNSAFE_MODULES = {"pickle", "cPickle", "_pickle", "marshal", "shelve", "dill", "cloudpickle", "joblib"}
 UNSAFE_BUILTINS = {"eval", "exec", "compile", "__import__"}

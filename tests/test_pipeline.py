@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from profiles.errors import TpuplanError
-from runtime.pipeline import THREAD_PREFIX, FunctionStage, Pipeline, PipelineError, StageStats
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.runtime.pipeline import THREAD_PREFIX, Pipeline, PipelineError, StageStats
+from tpuplan.runtime.stage import FunctionStage
 
 MODEL = Path("/work/shared/models/mobilenet_v1_0.25_128_quant.tflite")
 Array = np.ndarray[Any, Any]

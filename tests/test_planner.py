@@ -17,17 +17,20 @@ import numpy as np
 import pytest
 from ortools.sat.python import cp_model
 
-import planner.solve as solve_mod
-from planner.baselines import baseline_plans, compare, equal_ops_cuts, param_balanced_cuts
-from planner.costs import stage_table
-from planner.plan import Plan, evaluate, load_plan, stable_json, stage_tables
-from planner.reference import brute_force, random_table, reference_solve
-from planner.solve import solve, solve_auto, solve_tables
-from profiles.build import build_profile
-from profiles.device import DeviceSpec, preset
-from profiles.docio import write_doc
-from profiles.errors import TpuplanError
-from profiles.model import Profile
+import tpuplan.planner.solve as solve_mod
+from tpuplan.planner.baselines import baseline_plans, compare, equal_ops_cuts, param_balanced_cuts
+from tpuplan.planner.costs import stage_tables
+from tpuplan.planner.plan import Plan, evaluate, load_plan, stable_json
+from tpuplan.planner.reference import brute_force, reference_solve
+from tpuplan.planner.solve import solve, solve_auto, solve_tables
+from tpuplan.planner.synthetic import random_table
+from tpuplan.profiles.build import build_profile
+from tpuplan.profiles.device import DeviceSpec, preset
+from tpuplan.profiles.docio import write_doc
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.model import Profile
+from tpuplan.profiles.stagecost import stage_table
+from tpuplan.profiles.tflite import load_model
 
 MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
 SMALL = MODELS / "mobilenet_v1_0.25_128_quant.tflite"
@@ -42,7 +45,7 @@ def _cpu_models() -> list[Path]:
 @cache
 def _profile(path: Path) -> Profile | None:
     try:
-        return build_profile(path, preset("edgetpu-usb"))
+        return build_profile(load_model(path), preset("edgetpu-usb"))
     except TpuplanError:
         return None
 
@@ -100,7 +103,7 @@ def test_real_models_cpsat_equals_reference_and_beats_baselines(path: Path) -> N
 
 
 def _synth_profiles(tmp_path: Path) -> list[Profile]:
-    synth = pytest.importorskip("profiles.synth")
+    synth = pytest.importorskip("tpuplan.profiles.synth")
     made: list[Profile] = []
     cases: list[tuple[str, Callable[[], bytes]]] = [
         ("fc1024", lambda: synth.synth_fc(1024)),
@@ -111,7 +114,7 @@ def _synth_profiles(tmp_path: Path) -> list[Profile]:
     for name, make in cases:
         path = tmp_path / f"{name}.tflite"
         path.write_bytes(make())
-        made.append(build_profile(path, preset("edgetpu-usb")))
+        made.append(build_profile(load_model(path), preset("edgetpu-usb")))
     return made
 
 
@@ -260,12 +263,12 @@ def test_evaluate_and_baseline_cuts() -> None:
         (lambda p: solve(p, 0), "at least 1"),
         (lambda p: solve(p, 10_000), "more than the"),
         (lambda p: solve(p, 3, [preset("edgetpu-usb")] * 2), "2 devices given for 3 TPUs"),
-        (lambda p: solve(p, 3, time_limit_s=0), "time-limit"),
+        (lambda p: solve(p, 3, time_limit_s=0), "time limit"),
         (lambda p: solve(p, 3, workers=0), "workers"),
         (lambda p: evaluate(p, None, [4, 3]), "strictly increasing"),
         (lambda p: evaluate(p, None, [-1]), "out of range"),
         (lambda p: evaluate(p, None, [len(p.ops) - 1]), "out of range"),
-        (lambda p: solve_auto(p, None, 0), "max-tpus"),
+        (lambda p: solve_auto(p, None, 0), "max_tpus"),
     ],
 )
 def test_errors_are_one_line(call: Callable[[Profile], Any], message: str) -> None:
@@ -276,14 +279,12 @@ def test_errors_are_one_line(call: Callable[[Profile], Any], message: str) -> No
 
 
 def test_profile_for_another_model(tmp_path: Path) -> None:
-    from planner.plan import check_profile_matches
+    from tpuplan.planner.plan import check_profile_matches
 
     prof = real_profile(SMALL)
-    check_profile_matches(prof, SMALL)
-    other = tmp_path / "other.tflite"
-    other.write_bytes(b"not the same model")
+    check_profile_matches(prof, SMALL.read_bytes(), str(SMALL))
     with pytest.raises(TpuplanError, match="another model"):
-        check_profile_matches(prof, other)
+        check_profile_matches(prof, b"not the same model", "other.tflite")
 
 
 def test_plan_document_roundtrip(tmp_path: Path) -> None:

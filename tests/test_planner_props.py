@@ -11,9 +11,10 @@ import dataclasses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from planner.costs import StageCostTable
-from planner.reference import brute_force, fewest_onchip_stages, reference_solve, synthetic_table
-from planner.solve import solve_tables
+from tpuplan.planner.reference import brute_force, fewest_onchip_stages, reference_solve
+from tpuplan.planner.solve import solve_tables
+from tpuplan.planner.synthetic import synthetic_table
+from tpuplan.profiles.stagecost import StageCostTable
 
 
 @st.composite

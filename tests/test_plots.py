@@ -8,20 +8,22 @@ from pathlib import Path
 
 import pytest
 
-from planner.solve import solve
-from profiles.build import build_profile
-from profiles.device import preset
-from profiles.docio import write_doc
-from profiles.errors import TpuplanError
+from tpuplan.planner.solve import solve
+from tpuplan.profiles.build import build_profile
+from tpuplan.profiles.device import preset
+from tpuplan.profiles.docio import write_doc
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.tflite import load_model
 
 
 def test_plan_show_png(shared_models: Path, tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
-    plan = solve(build_profile(shared_models / "movenet_single_pose_lightning_ptq.tflite", preset("edgetpu-usb")), 3)
+    movenet = load_model(shared_models / "movenet_single_pose_lightning_ptq.tflite")
+    plan = solve(build_profile(movenet, preset("edgetpu-usb")), 3)
     plan_path = tmp_path / "plan.json"
     write_doc(plan_path, plan)
     png = tmp_path / "plan.png"
-    res = subprocess.run([sys.executable, "-m", "runtime.cli", "show", str(plan_path), "--png", str(png)],
+    res = subprocess.run([sys.executable, "-m", "tpuplan", "show", str(plan_path), "--png", str(png)],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     data = png.read_bytes()
@@ -29,7 +31,7 @@ def test_plan_show_png(shared_models: Path, tmp_path: Path) -> None:
 
 
 def test_missing_matplotlib_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from runtime import plots
+    from tpuplan.runtime import plots
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(TpuplanError, match=r"pip install 'tpuplan\[plot\]'"):

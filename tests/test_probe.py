@@ -15,12 +15,11 @@ import flatbuffers
 import pytest
 from ai_edge_litert import schema_py_generated as schema
 
-import runtime.probe as probe
-from profiles.errors import TpuplanError
-from profiles.tflite import load_model, op_code_name, parse_model
-from runtime.backends import InterpreterStage
-from runtime.edgetpu import make_interpreter
+import tpuplan.runtime.probe as probe
 from tests.conftest import MODELS
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.tflite import load_model, op_code_name, parse_model
+from tpuplan.runtime.backends import InterpreterStage, make_interpreter
 
 LSTM = MODELS / "keras_lstm_mnist_ptq.tflite"
 SPLIT_CONCAT = MODELS / "tools" / "split_concat.tflite"
@@ -118,7 +117,7 @@ def test_probe_refuses_what_crashes_the_interpreter(tmp_path: Path) -> None:
         probe.probe_models([("fine", LSTM.read_bytes()), ("crasher", data)])
     path = tmp_path / "crasher.tflite"
     path.write_bytes(data)
-    for make in (lambda: InterpreterStage("s", path=path), lambda: make_interpreter(path)):
+    for make in (lambda: InterpreterStage("s", path.read_bytes(), where=str(path)), lambda: make_interpreter(path)):
         with pytest.raises(TpuplanError, match=r"crasher\.tflite: the TFLite interpreter crashed") as info:
             make()
         assert "\n" not in str(info.value)
@@ -133,7 +132,7 @@ def test_probe_runs_each_model_once(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(probe.subprocess, "run", no_child)
     probe.require_probed("lstm again", data)
-    InterpreterStage("s", content=data).close()
+    InterpreterStage("s", data).close()
 
 
 def test_probe_timeout_names_the_model(monkeypatch: pytest.MonkeyPatch) -> None:

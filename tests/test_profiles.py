@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from profiles.build import build_profile
-from profiles.device import preset
-from profiles.errors import TpuplanError
-from profiles.graph import analyse
-from profiles.model import Profile
-from profiles.tflite import load_model
 from tests.conftest import MODELS, cpu_models, manifest
+from tpuplan.profiles.build import build_profile
+from tpuplan.profiles.device import preset
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.graph import analyse
+from tpuplan.profiles.model import Profile
+from tpuplan.profiles.tflite import load_model
 
 CPU_MODELS = cpu_models()
 
@@ -23,7 +23,7 @@ CPU_MODELS = cpu_models()
 @pytest.mark.parametrize("path", CPU_MODELS, ids=[p.name for p in CPU_MODELS])
 def test_param_bytes_equal_manifest_weight_bytes(path: Path) -> None:
     entry = next(e for e in manifest() if MODELS / str(e["path"]) == path)
-    prof = build_profile(path, preset("edgetpu-usb"))
+    prof = build_profile(load_model(path), preset("edgetpu-usb"))
     assert prof.param_bytes == entry["weight_bytes"]
     assert len(prof.ops) == entry["num_operators"]
     assert len(prof.cuts) == len(prof.ops) - 1
@@ -31,7 +31,7 @@ def test_param_bytes_equal_manifest_weight_bytes(path: Path) -> None:
 
 def _brute_crossing(path: Path) -> list[set[str]]:
     """Crossing sets recomputed the slow, obvious way from the op list of the profile."""
-    prof = build_profile(path, preset("edgetpu-usb"))
+    prof = build_profile(load_model(path), preset("edgetpu-usb"))
     model_inputs = {t.name for t in prof.inputs}
     produced_at: dict[str, int] = {name: -1 for name in model_inputs}
     for op in prof.ops:
@@ -50,7 +50,7 @@ def _brute_crossing(path: Path) -> list[set[str]]:
 
 @pytest.mark.parametrize("path", CPU_MODELS, ids=[p.name for p in CPU_MODELS])
 def test_crossing_sets_match_brute_force(path: Path) -> None:
-    prof = build_profile(path, preset("edgetpu-usb"))
+    prof = build_profile(load_model(path), preset("edgetpu-usb"))
     brute = _brute_crossing(path)
     for cut, expected in zip(prof.cuts, brute, strict=True):
         assert set(cut.tensors) == expected, f"cut {cut.index}"
@@ -58,7 +58,7 @@ def test_crossing_sets_match_brute_force(path: Path) -> None:
 
 def test_residual_and_skip_connections_cross_cuts(shared_models: Path) -> None:
     # MobileNet v2 has residual ADDs: after the first block output, two tensors must be live at once.
-    prof = build_profile(shared_models / "mobilenet_v2_1.0_224_quant.tflite", preset("edgetpu-usb"))
+    prof = build_profile(load_model(shared_models / "mobilenet_v2_1.0_224_quant.tflite"), preset("edgetpu-usb"))
     add_ops = [op for op in prof.ops if op.op_type == "ADD"]
     assert add_ops
     first_add = add_ops[0]
@@ -76,7 +76,8 @@ def test_lstm_state_never_crosses_a_cut(shared_models: Path) -> None:
 
 
 def test_traffic_model_lstm_state_skips_many_ops(shared_models: Path) -> None:
-    prof = build_profile(shared_models / "automl_video_ondevice/traffic_model.tflite", preset("edgetpu-usb"))
+    traffic = load_model(shared_models / "automl_video_ondevice/traffic_model.tflite")
+    prof = build_profile(traffic, preset("edgetpu-usb"))
     state_inputs = [t.name for t in prof.inputs if "lstm" in t.name]
     assert len(state_inputs) == 2
     # the state is split first; its pieces are read by the LSTM cell deep in the graph
@@ -90,7 +91,7 @@ def test_traffic_model_lstm_state_skips_many_ops(shared_models: Path) -> None:
 
 
 def test_macs_of_known_layers(shared_models: Path) -> None:
-    prof = build_profile(shared_models / "mobilenet_v1_0.25_128_quant.tflite", preset("edgetpu-usb"))
+    prof = build_profile(load_model(shared_models / "mobilenet_v1_0.25_128_quant.tflite"), preset("edgetpu-usb"))
     first = prof.ops[0]
     assert first.op_type == "CONV_2D"
     # 3x3 conv, stride 2, 3 -> 8 channels on 128x128: 64*64*8 outputs * 27 MACs each
@@ -99,12 +100,12 @@ def test_macs_of_known_layers(shared_models: Path) -> None:
 
 
 def test_profile_json_round_trip_is_byte_identical(shared_models: Path, tmp_path: Path) -> None:
-    from profiles.docio import dump_json
-    from profiles.model import load_profile
+    from tpuplan.profiles.docio import dump_json
+    from tpuplan.profiles.model import load_profile
 
     path = shared_models / "mobilenet_v1_0.25_128_quant.tflite"
-    a = dump_json(build_profile(path, preset("edgetpu-usb")))
-    b = dump_json(build_profile(path, preset("edgetpu-usb")))
+    a = dump_json(build_profile(load_model(path), preset("edgetpu-usb")))
+    b = dump_json(build_profile(load_model(path), preset("edgetpu-usb")))
     assert a == b
     out = tmp_path / "p.json"
     out.write_text(a)
@@ -131,18 +132,18 @@ def test_truncated_model_is_rejected(shared_models: Path, tmp_path: Path) -> Non
     path = tmp_path / "cut.tflite"
     path.write_bytes(data[: len(data) // 3])
     with pytest.raises(TpuplanError, match=r"cut\.tflite"):
-        build_profile(path, preset("edgetpu-usb"))
+        build_profile(load_model(path), preset("edgetpu-usb"))
 
 
 def test_unknown_custom_op_and_compiled_model_rejected(shared_models: Path) -> None:
     with pytest.raises(TpuplanError, match="unknown custom op"):
         load_model(shared_models / "invalid_models/model_invoking_error.tflite")
     with pytest.raises(TpuplanError, match="already compiled"):
-        build_profile(shared_models / "mobilenet_v1_0.25_128_quant_edgetpu.tflite", preset("edgetpu-usb"))
+        build_profile(load_model(shared_models / "mobilenet_v1_0.25_128_quant_edgetpu.tflite"), preset("edgetpu-usb"))
 
 
 def _plan(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "runtime.cli", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "tpuplan", *args], capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize("content", [b"\x13\x37" * 500, b'{"a": 1}', b""])
@@ -161,7 +162,7 @@ def test_cli_bad_input_one_line_exit_1_no_output(tmp_path: Path, content: bytes)
 def test_cli_missing_file_and_future_profile(tmp_path: Path, shared_models: Path) -> None:
     res = _plan("inspect", str(tmp_path / "nope.tflite"))
     assert res.returncode == 1 and "no such file" in res.stderr
-    prof = build_profile(shared_models / "keras_lstm_mnist_ptq.tflite", preset("edgetpu-usb"))
+    prof = build_profile(load_model(shared_models / "keras_lstm_mnist_ptq.tflite"), preset("edgetpu-usb"))
     doc = json.loads(prof.model_dump_json())
     doc["schema_version"] = 99
     future = tmp_path / "future.json"

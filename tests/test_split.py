@@ -19,14 +19,15 @@ import pytest
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter
 
-from profiles.errors import TpuplanError
-from profiles.graph import analyse
-from profiles.tflite import LoadedModel, buffer_size, load_model, parse_model, tensor_name
-from runtime.backends import random_inputs
-from runtime.manifest import SegmentManifest, load_manifest
-from runtime.segments import write_split
-from runtime.split import Segment, segment_bytes, split_model
 from tests.conftest import MODELS, cpu_models
+from tpuplan.planner.plan import load_plan
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.graph import analyse
+from tpuplan.profiles.tflite import LoadedModel, buffer_size, load_model, parse_model, tensor_name
+from tpuplan.runtime.backends import random_inputs
+from tpuplan.runtime.manifest import SegmentManifest, load_manifest
+from tpuplan.runtime.segments import write_split
+from tpuplan.runtime.split import Segment, segment_bytes, split_model
 
 CPU_MODELS = cpu_models()
 LARGE_BYTES = 2_000_000  # above this, fewer random cut sets keep the file under its time budget
@@ -181,7 +182,7 @@ def test_lstm_state_stays_with_its_op() -> None:
 def test_detection_postprocess_shapes_come_from_the_interpreter(tmp_path: Path) -> None:
     loaded = load_model(TRAFFIC)
     n = len(loaded.subgraph.operators)
-    manifest = write_split(TRAFFIC, [n - 2], tmp_path / "out")
+    manifest = _split(TRAFFIC, [n - 2], tmp_path / "out")
     last = manifest.segments[-1]
     static = {t.name.decode(): list(t.shape) for t in loaded.subgraph.tensors}
     assert any(static[o.name] == [] for o in last.outputs)  # the file does not know them
@@ -207,12 +208,20 @@ def test_segment_bytes_single_op_and_explicit_io() -> None:
         segment_bytes(loaded, 7, 5)
 
 
-def _plan_file(tmp_path: Path, model: Path, plan_cuts: list[int], **changes: Any) -> Path:
-    from planner.plan import evaluate
-    from profiles.build import build_profile
-    from profiles.device import preset
+def _split(model: Path, plan_or_cuts: Path | list[int], out: Path, **options: Any) -> SegmentManifest:
+    """write_split with the model read from disk, and a plan file read (or cuts given) as `plan split` does."""
+    loaded = load_model(model)
+    if isinstance(plan_or_cuts, Path):
+        return write_split(loaded, out, plan=load_plan(plan_or_cuts), **options)
+    return write_split(loaded, out, cuts=plan_or_cuts, **options)
 
-    plan = evaluate(build_profile(model, preset("edgetpu-usb")), None, plan_cuts)
+
+def _plan_file(tmp_path: Path, model: Path, plan_cuts: list[int], **changes: Any) -> Path:
+    from tpuplan.planner.plan import evaluate
+    from tpuplan.profiles.build import build_profile
+    from tpuplan.profiles.device import preset
+
+    plan = evaluate(build_profile(load_model(model), preset("edgetpu-usb")), None, plan_cuts)
     doc = plan.model_dump(mode="json")
     for key, value in changes.items():
         if key == "sha256":
@@ -220,14 +229,14 @@ def _plan_file(tmp_path: Path, model: Path, plan_cuts: list[int], **changes: Any
         else:
             doc[key] = value
     path = tmp_path / f"plan{len(list(tmp_path.glob('plan*')))}.json"
-    path.write_text(json.dumps(doc))
+    path.write_text(json.dumps(doc, indent=2) + "\n")  # as `plan solve -o` writes it
     return path
 
 
 def test_write_split_from_plan_and_manifest_round_trip(tmp_path: Path) -> None:
     plan = _plan_file(tmp_path, MOBILENET_V2, [20, 40])
     out = tmp_path / "segs"
-    manifest = write_split(MOBILENET_V2, plan, out)
+    manifest = _split(MOBILENET_V2, plan, out)
     assert manifest.cuts == [20, 40] and manifest.plan_sha256 == hashlib.sha256(plan.read_bytes()).hexdigest()
     names = sorted(p.name for p in out.iterdir())
     expected = [f"mobilenet_v2_1.0_224_quant_segment_{i}_of_3.tflite" for i in range(3)]
@@ -247,24 +256,24 @@ def test_bad_plans_are_refused(tmp_path: Path) -> None:
     other = load_model(LSTM).sha256
     wrong = _plan_file(tmp_path, MOBILENET_V2, [20, 40], sha256=other)
     with pytest.raises(TpuplanError, match=other):
-        write_split(MOBILENET_V2, wrong, tmp_path / "a")
+        _split(MOBILENET_V2, wrong, tmp_path / "a")
     backwards = _plan_file(tmp_path, MOBILENET_V2, [20, 40], cuts=[40, 20])
     with pytest.raises(TpuplanError):
-        write_split(MOBILENET_V2, backwards, tmp_path / "b")
+        _split(MOBILENET_V2, backwards, tmp_path / "b")
     for cuts in ([5, 5], [9, 3], [-1], [10_000]):
         with pytest.raises(TpuplanError):
-            write_split(MOBILENET_V2, cuts, tmp_path / "c")
+            _split(MOBILENET_V2, cuts, tmp_path / "c")
     not_json = tmp_path / "junk.json"
     not_json.write_text("{")
     with pytest.raises(TpuplanError):
-        write_split(MOBILENET_V2, not_json, tmp_path / "d")
+        _split(MOBILENET_V2, not_json, tmp_path / "d")
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("plan")) == ["junk.json"]
 
 
 def _tampered(tmp_path: Path, file_name: str, sha: str | None = None) -> Path:
     out = tmp_path / "segs"
     if not out.exists():
-        write_split(LSTM, [2], out)
+        _split(LSTM, [2], out)
     doc = json.loads((out / "manifest.json").read_text())
     doc["segments"][0]["file"] = file_name
     if sha is not None:
@@ -287,7 +296,7 @@ def test_manifest_symlink_escape_and_changed_file(tmp_path: Path) -> None:
     with pytest.raises(TpuplanError, match="outside"):
         load_manifest(out)
     out2 = tmp_path / "fresh"
-    write_split(LSTM, [2], out2)
+    _split(LSTM, [2], out2)
     seg = out2 / "keras_lstm_mnist_ptq_segment_1_of_2.tflite"
     seg.write_bytes(seg.read_bytes()[:-1] + b"\x01")
     with pytest.raises(TpuplanError, match="sha256"):
@@ -295,10 +304,10 @@ def test_manifest_symlink_escape_and_changed_file(tmp_path: Path) -> None:
 
 
 def test_failed_split_leaves_no_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import runtime.segments
+    import tpuplan.runtime.segments as segments
 
     calls = {"n": 0}
-    real = runtime.segments._specs
+    real = segments._specs
 
     def flaky(loaded: LoadedModel, seg: Segment) -> Any:
         calls["n"] += 1
@@ -306,26 +315,29 @@ def test_failed_split_leaves_no_directory(tmp_path: Path, monkeypatch: pytest.Mo
             raise TpuplanError("simulated failure on the second segment")
         return real(loaded, seg)
 
-    monkeypatch.setattr(runtime.segments, "_specs", flaky)
+    monkeypatch.setattr(segments, "_specs", flaky)
     with pytest.raises(TpuplanError, match="simulated"):
-        write_split(LSTM, [1, 3], tmp_path / "new" / "out")
+        _split(LSTM, [1, 3], tmp_path / "new" / "out")
     assert list(tmp_path.iterdir()) == []
     existing = tmp_path / "old"
-    existing.mkdir()
+    monkeypatch.setattr(segments, "_specs", real)
+    before = _split(LSTM, [2], existing)
+    monkeypatch.setattr(segments, "_specs", flaky)
     (existing / "keep.txt").write_text("x")
     calls["n"] = 0
     with pytest.raises(TpuplanError, match="simulated"):
-        write_split(LSTM, [1, 3], existing, force=True)
+        _split(LSTM, [1, 3], existing, force=True)
     assert [p.name for p in tmp_path.iterdir()] == ["old"] and (existing / "keep.txt").read_text() == "x"
+    assert load_manifest(existing) == before
 
 
 def test_existing_directory_needs_force(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    write_split(LSTM, [2], out)  # empty: fine
+    _split(LSTM, [2], out)  # empty: fine
     with pytest.raises(TpuplanError, match="force"):
-        write_split(LSTM, [1], out)
-    manifest = write_split(LSTM, [1], out, force=True)
+        _split(LSTM, [1], out)
+    manifest = _split(LSTM, [1], out, force=True)
     assert load_manifest(out).cuts == [1] == manifest.cuts
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
@@ -333,13 +345,13 @@ def test_existing_directory_needs_force(tmp_path: Path) -> None:
 def test_compile_without_compiler_gives_the_hint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(TpuplanError, match="edgetpu-compiler"):
-        write_split(LSTM, [2], tmp_path / "out", compile=True)
+        _split(LSTM, [2], tmp_path / "out", compile=True)
     assert not (tmp_path / "out").exists()
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "runtime.cli", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "tpuplan", *args], capture_output=True, text=True, timeout=120
     )
 
 
@@ -393,7 +405,7 @@ def test_compile_records_reports_and_warns_on_mispredicted_bytes(
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     plan = _plan_file(tmp_path, LSTM, [2])
     out = tmp_path / "out"
-    manifest = write_split(LSTM, plan, out, compile=True)
+    manifest = _split(LSTM, plan, out, compile=True)
     for seg in manifest.segments:
         assert seg.compiled is not None
         assert seg.compiled.file == seg.file.replace(".tflite", "_edgetpu.tflite")

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from profiles.build import build_profile
-from profiles.device import preset
-from profiles.errors import TpuplanError
-from profiles.synth import conv_param_bytes, fc_param_bytes, synth_conv, synth_fc
-from profiles.tflite import buffer_size, op_code_name, parse_model
+from tpuplan.profiles.build import build_profile
+from tpuplan.profiles.device import preset
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.synth import conv_param_bytes, fc_param_bytes, synth_conv, synth_fc
+from tpuplan.profiles.tflite import buffer_size, op_code_name, parse_model
 
 
 def _run(data: bytes, x: np.ndarray) -> np.ndarray:
@@ -129,7 +129,7 @@ def test_cli_synth_writes_models(tmp_path: Path) -> None:
     import typer
     from typer.testing import CliRunner
 
-    from runtime.cli_synth import register
+    from tpuplan.cli.synth import register
 
     app = typer.Typer()
     register(app)
@@ -145,7 +145,7 @@ def test_cli_synth_nonsense_is_one_line_error(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "runtime.cli", "synth", "fc", "--width", "0", "-o", str(tmp_path / "x.tflite")]
+    cmd = [sys.executable, "-m", "tpuplan", "synth", "fc", "--width", "0", "-o", str(tmp_path / "x.tflite")]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     assert res.returncode == 1
     assert res.stderr.strip().startswith("plan: error: synth: width must be")

@@ -9,22 +9,24 @@ from pathlib import Path
 
 import pytest
 
-from planner.plan import evaluate
-from planner.solve import solve
-from profiles.docio import write_doc
-from profiles.errors import TpuplanError
-from profiles.model import Profile
-from runtime.measure import measure_profile
-from runtime.run import run_split
-from runtime.segments import write_split
-from runtime.verify import load_report, verify
+from tpuplan.planner.plan import evaluate, load_plan
+from tpuplan.planner.solve import solve
+from tpuplan.profiles.docio import write_doc
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.model import Profile
+from tpuplan.profiles.tflite import load_model
+from tpuplan.runtime.manifest import load_split
+from tpuplan.runtime.measure import measure_profile
+from tpuplan.runtime.run import check_split_matches_plan, run_split
+from tpuplan.runtime.segments import write_split
+from tpuplan.runtime.verify import load_report, verify
 
 SMALL = "mobilenet_v1_0.25_128_quant.tflite"
 
 
 @pytest.fixture(scope="module")
 def measured(shared_models: Path) -> Profile:
-    return measure_profile(shared_models / SMALL, repeats=5)
+    return measure_profile(load_model(shared_models / SMALL), repeats=5)
 
 
 def test_measured_profile_has_real_times(measured: Profile) -> None:
@@ -42,7 +44,7 @@ def test_measured_profile_has_real_times(measured: Profile) -> None:
 
 def test_measure_refuses_edgetpu_backend(shared_models: Path) -> None:
     with pytest.raises(TpuplanError, match="cpu backend only"):
-        measure_profile(shared_models / SMALL, backend="edgetpu")
+        measure_profile(load_model(shared_models / SMALL), backend="edgetpu")
 
 
 def test_verify_cpu_outputs_identical_and_report_round_trips(
@@ -51,7 +53,7 @@ def test_verify_cpu_outputs_identical_and_report_round_trips(
     plan = solve(measured, 2)
     plan_path = tmp_path / "plan.json"
     write_doc(plan_path, plan)
-    rep = verify(plan_path, shared_models / SMALL, inputs=8, repeats=5)
+    rep = verify(load_plan(plan_path), load_model(shared_models / SMALL), inputs=8, repeats=5)
     assert rep.outputs_match is True
     assert rep.comparable
     assert len(rep.stages) == 2
@@ -74,11 +76,11 @@ def test_verify_flags_a_wrong_prediction_with_exit_3(
     plan = evaluate(inflated, None, [10])
     plan_path = tmp_path / "plan.json"
     write_doc(plan_path, plan)
-    rep = verify(plan_path, shared_models / SMALL, inputs=4, repeats=3)
+    rep = verify(load_plan(plan_path), load_model(shared_models / SMALL), inputs=4, repeats=3)
     assert rep.verdict == "prediction_missed"
     assert any(not s.within_tolerance for s in rep.stages)
     res = subprocess.run(
-        [sys.executable, "-m", "runtime.cli", "verify", str(plan_path), "--model", str(shared_models / SMALL),
+        [sys.executable, "-m", "tpuplan", "verify", str(plan_path), "--model", str(shared_models / SMALL),
          "--inputs", "4", "--json"],
         capture_output=True, text=True, timeout=300,
     )
@@ -91,7 +93,7 @@ def test_verify_rejects_plan_for_another_model(measured: Profile, shared_models:
     write_doc(plan_path, solve(measured, 2))
     other = shared_models / "mobilenet_v1_0.5_160_quant.tflite"
     res = subprocess.run(
-        [sys.executable, "-m", "runtime.cli", "verify", str(plan_path), "--model", str(other)],
+        [sys.executable, "-m", "tpuplan", "verify", str(plan_path), "--model", str(other)],
         capture_output=True, text=True, timeout=120,
     )
     assert res.returncode == 1
@@ -104,19 +106,19 @@ def test_verify_edgetpu_without_devices_is_a_clear_error(
     plan_path = tmp_path / "plan.json"
     write_doc(plan_path, solve(measured, 2))
     with pytest.raises(TpuplanError, match="Edge TPU"):
-        verify(plan_path, shared_models / SMALL, backend="edgetpu", inputs=2)
+        verify(load_plan(plan_path), load_model(shared_models / SMALL), backend="edgetpu", inputs=2)
 
 
 def test_run_split_counts_every_input(shared_models: Path, tmp_path: Path) -> None:
     out = tmp_path / "seg"
-    write_split(shared_models / SMALL, [5, 20], out)
-    res = run_split(out, inputs=30)
+    write_split(load_model(shared_models / SMALL), out, cuts=[5, 20])
+    res = run_split(load_split(out), inputs=30)
     assert len(res.stages) == 3
     assert all(s.items == 30 for s in res.stages)
     assert res.throughput_per_s > 0
     assert res.latency_p50_us <= res.latency_p99_us
     with pytest.raises(TpuplanError, match="edgetpu backend only"):
-        run_split(out, devices=["usb:0"], inputs=1)
+        run_split(load_split(out), devices=["usb:0"], inputs=1)
 
 
 def test_run_refuses_segments_of_another_plan(measured: Profile, shared_models: Path, tmp_path: Path) -> None:
@@ -124,13 +126,14 @@ def test_run_refuses_segments_of_another_plan(measured: Profile, shared_models: 
     write_doc(plan3, solve(measured, 3))
     write_doc(plan2, solve(measured, 2))
     out = tmp_path / "seg"
-    manifest = write_split(shared_models / SMALL, plan3, out)
-    assert run_split(out, plan=plan3, inputs=3).inputs == 3
+    manifest = write_split(load_model(shared_models / SMALL), out, plan=load_plan(plan3))
+    check_split_matches_plan(manifest, load_plan(plan3), str(out))
+    assert run_split(load_split(out), inputs=3).inputs == 3
     with pytest.raises(TpuplanError, match=rf"split at cuts \[{manifest.cuts[0]}, .* cuts at \[\d+\]"):
-        run_split(out, plan=plan2, inputs=3)
+        check_split_matches_plan(manifest, load_plan(plan2), str(out))
     other = json.loads(plan3.read_text())
     other["model"]["sha256"] = "ab" * 32
     foreign = tmp_path / "foreign.json"
     foreign.write_text(json.dumps(other))
-    with pytest.raises(TpuplanError, match=r"segments of model sha256 .* plan for model sha256 abababababab"):
-        run_split(out, plan=foreign, inputs=3)
+    with pytest.raises(TpuplanError, match=r"segments of model sha256 .* plan is for model sha256 abababababab"):
+        check_split_matches_plan(manifest, load_plan(foreign), str(out))

@@ -8,17 +8,11 @@ from typing import Annotated
 
 import typer
 
-from profiles.docio import dump_json
-from runtime.cli_common import mib, table
-from runtime.manifest import SegmentManifest
-
-
-def parse_cuts(text: str) -> list[int]:
-    """'3,10' -> [3, 10]; a usage error (exit 2) for anything else."""
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise typer.BadParameter(f"expected comma-separated op indices like 3,10, got {text!r}") from None
+from tpuplan.cli.common import JSON_HELP, check_output, mib, parse_cuts, read_model, table
+from tpuplan.planner.plan import load_plan
+from tpuplan.profiles.docio import dump_json
+from tpuplan.runtime.manifest import SegmentManifest
+from tpuplan.runtime.segments import write_split
 
 
 def _names(specs: list[str], width: int = 48) -> str:
@@ -72,23 +66,23 @@ def register(app: typer.Typer) -> None:
             Path, typer.Option("--output", "-o", help="Directory to create with the segments.")
         ] = Path("segments"),
         cuts: Annotated[
-            str | None,
-            typer.Option("--cuts", help="Cuts instead of a plan: a stage ends at each op, e.g. 3,10."),
+            str | None, typer.Option("--cuts", help="Cuts instead of a plan: a stage ends at each op, e.g. 3,10.")
         ] = None,
         compile_: Annotated[
-            bool,
-            typer.Option("--compile", help="Also run edgetpu_compiler on every segment."),
+            bool, typer.Option("--compile", help="Also run edgetpu_compiler on every segment.")
         ] = False,
-        force: Annotated[bool, typer.Option("--force", help="Replace a non-empty output directory.")] = False,
-        as_json: Annotated[bool, typer.Option("--json", help="Print the manifest JSON.")] = False,
+        force: Annotated[
+            bool, typer.Option("--force", help="Replace the output directory if it holds an earlier split.")
+        ] = False,
+        as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
     ) -> None:
         """Write each stage of a plan as its own .tflite segment, plus manifest.json describing them."""
-        from runtime.segments import write_split
-
         if (plan is None) == (cuts is None):
             raise typer.BadParameter("give exactly one of PLAN or --cuts")
-        source: Path | list[int] = plan if plan is not None else parse_cuts(cuts or "")
-        manifest = write_split(model, source, output, compile=compile_, force=force)
+        check_output(output, force=force, inputs=[model] + ([plan] if plan else []), directory=True)
+        cut_list = parse_cuts(cuts) if cuts is not None else None
+        plan_doc = load_plan(plan) if plan is not None else None
+        manifest = write_split(read_model(model), output, plan=plan_doc, cuts=cut_list, compile=compile_, force=force)
         if as_json:
             sys.stdout.write(dump_json(manifest))
         else:

@@ -1,4 +1,7 @@
-"""The `plan` command: a thin layer over the library; the only place TpuplanError is caught."""
+"""The `plan` command: a thin shell over the library, and the only place TpuplanError is caught.
+
+Each command group lives in its own module named after it and registers itself on `app`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,8 @@ import sys
 
 import typer
 
-from profiles.errors import TpuplanError
+from tpuplan.cli import calibrate, devices, profile, run, schema, show, solve, split, synth, verify
+from tpuplan.profiles.errors import TpuplanError
 
 app = typer.Typer(
     name="plan",
@@ -20,25 +24,12 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-def _register() -> None:
-    import importlib
-
-    for name in ("runtime.cli_profile", "runtime.cli_plan", "runtime.cli_run", "runtime.cli_verify",
-                 "runtime.cli_synth"):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        module.register(app)
+for _module in (profile, schema, devices, solve, show, split, run, verify, synth, calibrate):
+    _module.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script: errors become one line on stderr and exit code 1."""
-    _register()
     try:
         app(args=argv, standalone_mode=True)
     except TpuplanError as exc:
@@ -47,7 +38,3 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("plan: interrupted", file=sys.stderr)
         sys.exit(130)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,5 @@
+"""`python -m tpuplan`: the `plan` command."""
+
+from tpuplan.cli import main
+
+main()

@@ -1,0 +1,180 @@
+"""What every command shares: reading inputs once, the one output check, options, tables.
+
+One place decides "is this argument a profile or a model" (`read_source`), one parses cut lists
+(`parse_cuts`), and one checks an output path before any long work starts (`check_output`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+from pydantic import BaseModel
+
+from tpuplan.profiles.build import build_profile
+from tpuplan.profiles.device import DeviceSpec, preset_names, resolve_device
+from tpuplan.profiles.docio import dump_json, parse_doc, read_bytes, write_atomic
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.model import PROFILE_KIND, PROFILE_VERSION, Profile
+from tpuplan.profiles.tflite import MAX_MODEL_BYTES, LoadedModel, parse_model
+
+DEVICE_HELP = (
+    "Device preset name or DeviceSpec JSON file. Presets: edgetpu-usb (calibrated default), edgetpu-pci, cpu."
+)
+DEVICES_HELP = DEVICE_HELP + " Repeat or comma-separate: one for every TPU, or one per TPU in stage order."
+SOURCE_HELP = "A profile JSON (from `plan profile`) or a .tflite CPU model (profiled on the first --device)."
+FORCE_HELP = "Overwrite the output if it exists (a file; for `plan split`, only an earlier split)."
+JSON_HELP = "Print JSON for machines instead of a table."
+
+
+def read_model(path: Path) -> LoadedModel:
+    """A .tflite model from disk, read and checked once."""
+    return parse_model(read_bytes(path, what=".tflite model", max_bytes=MAX_MODEL_BYTES), path)
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a planning command was given: a profile, and the model when it was a model."""
+
+    profile: Profile
+    model: LoadedModel | None
+
+
+def read_source(path: Path, device: DeviceSpec | None) -> Source:
+    """The one rule for "profile or model": a .tflite file is a model, profiled on `device` (default
+    preset when None); a .json file is a profile document; anything else is refused before reading."""
+    if path.suffix not in (".tflite", ".json"):
+        raise TpuplanError(f"{path}: expected a profile .json or a .tflite model")
+    if path.suffix == ".tflite":
+        loaded = read_model(path)
+        return Source(build_profile(loaded, device or resolve_device(None)), loaded)
+    data = read_bytes(path, what="profile JSON document", max_bytes=1 << 30)
+    return Source(parse_doc(data, Profile, kind=PROFILE_KIND, version=PROFILE_VERSION, source=str(path)), None)
+
+
+def parse_devices(specs: Sequence[str] | None) -> list[DeviceSpec]:
+    """--device values, repeated or comma-separated, as device specs (presets or JSON files)."""
+    return [resolve_device(name) for name in split_list(specs)]
+
+
+def split_list(values: Sequence[str] | None) -> list[str]:
+    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+
+def parse_cuts(text: str) -> list[int]:
+    """'3,10' -> [3, 10]: a stage ends after each op listed."""
+    try:
+        return [int(c) for c in text.split(",") if c.strip()]
+    except ValueError:
+        raise TpuplanError(f"--cuts must be comma-separated op indices like 3,10 (got {text!r})") from None
+
+
+def positive(value: float | None, flag: str) -> None:
+    if value is not None and not value > 0:
+        raise TpuplanError(f"{flag} must be positive (got {value:g})")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def check_output(path: Path, *, force: bool, inputs: Sequence[Path] = (), directory: bool = False) -> None:
+    """The rule for every command that writes, checked before any long work starts.
+
+    Never one of the command's inputs, never a non-regular file (a device, a FIFO, a symlink to one), an
+    existing file only with --force, and its directory must exist. A split's output directory may be
+    replaced with --force only when it holds an earlier split.
+    """
+    for given in inputs:
+        if _same_file(path, given) or (directory and given.resolve().is_relative_to(path.resolve())):
+            raise TpuplanError(f"{path}: is an input of this command; choose another output")
+    if directory:
+        if path.exists() and not path.is_dir():
+            raise TpuplanError(f"{path}: exists and is not a directory")
+        if path.is_dir() and any(path.iterdir()) and not force:
+            raise TpuplanError(f"{path}: already exists and is not empty (use --force to replace an earlier split)")
+        return
+    if not path.parent.is_dir():
+        raise TpuplanError(f"{path}: directory {path.parent} does not exist")
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise TpuplanError(f"{path}: is a dangling symbolic link; not written through") from None
+        return
+    except OSError as exc:
+        raise TpuplanError(f"{path}: cannot check the output ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(mode) or path.is_symlink():
+        raise TpuplanError(f"{path}: is not a regular file; choose a file name")
+    if not force:
+        raise TpuplanError(f"{path}: already exists (use --force to overwrite)")
+
+
+def write_output(path: Path, data: bytes) -> None:
+    """Write an output checked by `check_output`: whole or not at all."""
+    write_atomic(path, data)
+
+
+def emit(doc: BaseModel, *, output: Path | None, as_json: bool, table: str) -> None:
+    """Write the document to `output` (already checked), then print JSON or the table for people."""
+    if output is not None:
+        write_output(output, dump_json(doc).encode())
+    if as_json:
+        sys.stdout.write(dump_json(doc))
+    else:
+        typer.echo(table)
+        if output is not None:
+            typer.echo(f"wrote {output}")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]], *, right: Sequence[bool] | None = None) -> str:
+    """A plain fixed-width text table."""
+    cells = [[str(h) for h in headers]] + [[_fmt(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    align = right or [False] + [True] * (len(headers) - 1)
+    lines = []
+    for k, row in enumerate(cells):
+        parts = [c.rjust(w) if align[i] else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=False))]
+        lines.append("  ".join(parts).rstrip())
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:,.3f}" if abs(v) < 100 else f"{v:,.1f}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return str(v)
+
+
+def mib(n: int | float) -> str:
+    return f"{n / 2**20:.2f}"
+
+
+def ms(us: int | float) -> str:
+    return f"{us / 1000:,.3f}"
+
+
+def bar(value: float, scale: float, width: int = 30) -> str:
+    if scale <= 0:
+        return ""
+    return "#" * max(0, min(width, round(width * value / scale)))
+
+
+def known_presets() -> str:
+    return ", ".join(preset_names())
+
+
+def print_json(obj: object) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2) + "\n")

@@ -1,0 +1,83 @@
+"""`plan profile` and `plan inspect`: a model's per-op table, predicted or measured."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tpuplan.cli.common import (
+    DEVICE_HELP,
+    FORCE_HELP,
+    JSON_HELP,
+    check_output,
+    emit,
+    mib,
+    read_model,
+    read_source,
+    table,
+)
+from tpuplan.profiles.build import build_profile
+from tpuplan.profiles.device import resolve_device
+from tpuplan.profiles.model import Profile
+from tpuplan.runtime.measure import measure_profile
+
+
+def profile_table(profile: Profile) -> str:
+    rows = [
+        [op.index, op.op_type, op.op_class, op.param_bytes, op.cached_bytes, op.macs, op.input_bytes,
+         op.output_bytes, "yes" if op.edgetpu else "no", op.predicted_us,
+         f"{op.measured_us:.1f}" if op.measured_us is not None else "-",
+         profile.cuts[op.index].bytes if op.index < len(profile.cuts) else "-"]
+        for op in profile.ops
+    ]
+    head = ["#", "op", "class", "param B", "cached B", "MACs", "in B", "out B", "TPU", "pred us", "meas us", "cut B"]
+    dev = profile.device
+    capacity = f"on-chip {mib(dev.onchip_bytes)} MiB" if dev.backend == "edgetpu" else "host CPU"
+    lines = [
+        f"model   {profile.model.path}  sha256 {profile.model.sha256[:12]}  ({profile.source} profile)",
+        f"device  {dev.name} ({dev.backend}), {capacity}",
+        "",
+        table(head, rows),
+        "",
+        f"{len(profile.ops)} ops, parameters {profile.param_bytes:,} B ({mib(profile.param_bytes)} MiB), "
+        f"{sum(op.macs for op in profile.ops):,} MACs, "
+        f"{sum(1 for op in profile.ops if not op.edgetpu)} ops on the host CPU, "
+        f"predicted {sum(op.predicted_us for op in profile.ops):,} us of op time (predicted, not measured)",
+        "'cut B' is the bytes of every tensor live across the cut after that op.",
+    ]
+    return "\n".join(lines)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("profile")
+    def profile_cmd(
+        model: Annotated[Path, typer.Argument(help="The .tflite model (CPU model, not *_edgetpu).")],
+        device: Annotated[str | None, typer.Option("--device", "-d", help=DEVICE_HELP)] = None,
+        output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the profile JSON here.")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+        measure: Annotated[bool, typer.Option("--measure", help="Measure per-op times on --backend.")] = False,
+        backend: Annotated[str, typer.Option("--backend", help="Backend for --measure: cpu.")] = "cpu",
+        repeats: Annotated[int, typer.Option("--repeats", min=1, help="Timed runs per op (--measure).")] = 30,
+        force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
+    ) -> None:
+        """Profile every operator: parameters, MACs, activations, Edge TPU support, predicted time."""
+        if output is not None:
+            check_output(output, force=force, inputs=[model])
+        loaded = read_model(model)
+        if measure:
+            prof = measure_profile(loaded, backend=backend, repeats=repeats)
+        else:
+            prof = build_profile(loaded, resolve_device(device))
+        emit(prof, output=output, as_json=as_json, table=profile_table(prof))
+
+    @app.command("inspect")
+    def inspect_cmd(
+        source: Annotated[Path, typer.Argument(help="A .tflite model or a profile JSON.")],
+        device: Annotated[str | None, typer.Option("--device", "-d", help=DEVICE_HELP)] = None,
+        as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+    ) -> None:
+        """Print a readable per-op table and totals of a model (or of a saved profile)."""
+        prof = read_source(source, resolve_device(device)).profile
+        emit(prof, output=None, as_json=as_json, table=profile_table(prof))

@@ -1,0 +1,77 @@
+"""`plan verify`: split, run and compare a plan's predictions with measurements on this machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tpuplan.cli.common import FORCE_HELP, JSON_HELP, check_output, emit, read_model, split_list, table, write_output
+from tpuplan.cli.run import BACKEND_HELP, DEVICES_HELP
+from tpuplan.planner.plan import load_plan
+from tpuplan.profiles.docio import dump_json
+from tpuplan.runtime.plots import plan_figure
+from tpuplan.runtime.verify import VerifyReport, verify
+
+EXIT_MISSED = 3
+
+
+def verify_table(rep: VerifyReport) -> str:
+    rows = [[c.index, c.device, f"{c.first_op}..{c.last_op}", c.predicted_us / 1000, c.measured_us / 1000,
+             c.measured_in_pipeline_us / 1000, f"{c.rel_error:.1%}", "ok" if c.within_tolerance else "MISS"]
+            for c in rep.stages]
+    head = ["stage", "device", "ops", "predicted ms", "measured ms", "in pipeline ms", "error", ""]
+    lines = [
+        f"plan verify on {rep.backend}: {rep.inputs} inputs, tolerance {rep.tolerance:.0%}",
+        "",
+        table(head, rows),
+        "",
+        f"slowest stage   predicted {rep.predicted_bottleneck_us / 1000:.3f} ms, "
+        f"measured {rep.measured_bottleneck_us / 1000:.3f} ms",
+        f"latency         predicted {rep.predicted_latency_us / 1000:.3f} ms, "
+        f"measured {rep.measured_latency_us / 1000:.3f} ms (one input through every stage)",
+        f"throughput      predicted {rep.predicted_throughput_per_s:.1f}/s "
+        f"(ideal one core per stage: {rep.predicted_throughput_ideal_per_s:.1f}/s), "
+        f"measured {rep.measured_throughput_per_s:.1f}/s ({rep.throughput_rel_error:.1%} off)",
+        f"outputs         {rep.outputs_note}",
+        f"verdict         {rep.verdict}",
+    ]
+    lines += [f"note: {n}" for n in rep.notes]
+    return "\n".join(lines)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("verify")
+    def verify_cmd(
+        plan: Annotated[Path, typer.Argument(help="The plan JSON from `plan solve`.")],
+        model: Annotated[Path, typer.Option("--model", "-m", help="The .tflite model the plan is for.")],
+        backend: Annotated[str, typer.Option("--backend", "-b", help=BACKEND_HELP)] = "cpu",
+        devices: Annotated[list[str] | None, typer.Option("--devices", help=DEVICES_HELP)] = None,
+        inputs: Annotated[int, typer.Option("--inputs", "-n", min=1, help="Random inputs to push.")] = 50,
+        tolerance: Annotated[
+            float, typer.Option("--tolerance", min=0.0, help="Allowed relative error per stage.")
+        ] = 0.15,
+        output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report JSON here.")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+        force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
+        png: Annotated[
+            Path | None, typer.Option("--png", help="Draw predicted vs measured stage times (needs matplotlib).")
+        ] = None,
+    ) -> None:
+        """Split, run and compare predicted with measured stage times; exit 3 when a prediction misses."""
+        for out in (output, png):
+            if out is not None:
+                check_output(out, force=force, inputs=[plan, model])
+        if output is not None and output == png:
+            raise typer.BadParameter("--output and --png must be different files")
+        plan_doc = load_plan(plan)
+        rep = verify(plan_doc, read_model(model), backend=backend, devices=split_list(devices), inputs=inputs,
+                     tolerance=tolerance)
+        if output is not None:
+            write_output(output, dump_json(rep).encode())
+        if png is not None:
+            write_output(png, plan_figure(plan_doc, [c.measured_us for c in rep.stages]))
+        emit(rep, output=None, as_json=as_json, table=verify_table(rep))
+        if rep.verdict != "ok":
+            raise typer.Exit(EXIT_MISSED if rep.verdict == "prediction_missed" else 1)
