@@ -33,3 +33,21 @@ def test_readme_quick_start_runs(tmp_path: Path) -> None:
         ran += 1
     assert ran >= 2
     assert "OPTIMAL" in res.stdout and "bottleneck" in res.stdout
+
+
+def test_readme_python_example_runs(tmp_path: Path) -> None:
+    """The README's library example, run as written on a generated model."""
+    from tpuplan.profiles.synth import synth_fc
+
+    text = (ROOT / "README.md").read_text()
+    code = text.split("```python", 1)[1].split("```", 1)[0]
+    (tmp_path / "model.tflite").write_bytes(synth_fc(600, weights="zeros"))
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    cuts, bottleneck, status = res.stdout.rsplit(" ", 2)
+    assert status.strip() == "OPTIMAL" and int(bottleneck) > 0 and len(int_list(cuts)) == 3
+
+
+def int_list(text: str) -> list[int]:
+    """'[1, 4, 6]' -> [1, 4, 6]."""
+    return [int(x) for x in text.strip().strip("[]").split(",") if x.strip()]
