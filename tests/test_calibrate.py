@@ -116,8 +116,10 @@ def test_bad_csv_names_file_and_line(tmp_path: Path, text: str, match: str) -> N
 def test_bad_inputs_to_calibrate(tmp_path: Path) -> None:
     with pytest.raises(TpuplanError, match="no such file"):
         calibrate([read_measurements(tmp_path / "missing.csv")], preset("edgetpu-usb"))
+    good = tmp_path / "good.csv"
+    good.write_text("Hidden neurons,# MACs,On chip mem used,Off chip mem used,Inference time\n100,1,0.05,0,0.1\n")
     with pytest.raises(TpuplanError, match="Edge TPU base"):
-        calibrate([read_measurements(CSVS[0])], preset("cpu"))
+        calibrate([read_measurements(good)], preset("cpu"))
     (tmp_path / "b.csv").write_bytes(b"\xff\xfe\x00")
     with pytest.raises(TpuplanError, match="not a measurement CSV"):
         calibrate([read_measurements(tmp_path / "b.csv")], preset("edgetpu-usb"))

@@ -37,6 +37,8 @@ TRAFFIC = MODELS / "automl_video_ondevice" / "traffic_model.tflite"
 
 Tensors = dict[str, np.ndarray]
 
+pytestmark = pytest.mark.skipif(not MODELS.is_dir(), reason=f"{MODELS} is absent: the shared model set is needed")
+
 
 def _run(data: bytes, feeds: Tensors) -> Tensors:
     interp = Interpreter(model_content=data, num_threads=1)
