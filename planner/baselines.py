@@ -11,10 +11,12 @@ from typing import Literal
 
 from pydantic import Field
 
-from tpuplan.planner.plan import Plan, check_k, evaluate, expand_devices
+from tpuplan.planner.costs import Goal
+from tpuplan.planner.plan import GoalInfo, Plan, check_k, evaluate, expand_devices
 from tpuplan.planner.solve import DEFAULT_WORKERS, solve
 from tpuplan.profiles.device import DeviceSpec
 from tpuplan.profiles.docio import StrictModel
+from tpuplan.profiles.host import HostSpec, resolve_host
 from tpuplan.profiles.model import ModelRef, Profile
 
 
@@ -49,19 +51,23 @@ class Entry(StrictModel):
     name: str
     tpus: int
     cuts: list[int]
-    predicted_bottleneck_us: int
+    predicted_period_us: int
     predicted_throughput_per_s: float
     predicted_latency_us: int
+    objective: int
     predicted_offchip_bytes: int = Field(description="cached-layout bytes streamed, all stages")
     fits_on_chip: bool
-    speedup_of_ours: float = Field(description="this entry's bottleneck / ours")
+    host_only_stages: int = Field(description="stages whose TPU runs no op")
+    speedup_of_ours: float = Field(description="this entry's objective / ours")
 
 
 class Comparison(StrictModel):
     kind: Literal["tpuplan.comparison"] = "tpuplan.comparison"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     model: ModelRef
     tpus: int
+    goal: GoalInfo
+    host: str
     ours_status: str
     ours_proven_optimal: bool
     entries: list[Entry]
@@ -69,49 +75,37 @@ class Comparison(StrictModel):
 
 def _entry(name: str, plan: Plan, ours: int) -> Entry:
     return Entry(
-        name=name,
-        tpus=plan.tpus,
-        cuts=plan.cuts,
-        predicted_bottleneck_us=plan.predicted_bottleneck_us,
-        predicted_throughput_per_s=plan.predicted_throughput_per_s,
-        predicted_latency_us=plan.predicted_latency_us,
-        predicted_offchip_bytes=sum(s.predicted_offchip_bytes for s in plan.stages),
-        fits_on_chip=plan.fits_on_chip,
-        speedup_of_ours=round(plan.predicted_bottleneck_us / max(ours, 1), 4),
+        name=name, tpus=plan.tpus, cuts=plan.cuts, predicted_period_us=plan.predicted_period_us,
+        predicted_throughput_per_s=plan.predicted_throughput_per_s, predicted_latency_us=plan.predicted_latency_us,
+        objective=plan.solver.objective, predicted_offchip_bytes=sum(s.predicted_offchip_bytes for s in plan.stages),
+        fits_on_chip=plan.fits_on_chip, host_only_stages=sum(1 for s in plan.stages if s.tpu_ops == 0),
+        speedup_of_ours=round(plan.solver.objective / max(ours, 1), 4),
     )
 
 
-def baseline_plans(profile: Profile, k: int, devices: Sequence[DeviceSpec] | None) -> dict[str, Plan]:
+def baseline_plans(profile: Profile, k: int, devices: Sequence[DeviceSpec] | None, host: HostSpec,
+                   goal: Goal) -> dict[str, Plan]:
     check_k(profile, k)
     devs = expand_devices(profile, devices, k)
     n = len(profile.ops)
+    params = [op.param_bytes for op in profile.ops]
     return {
-        "compiler --num_segments (equal params)": evaluate(
-            profile, devs, param_balanced_cuts([op.param_bytes for op in profile.ops], k)
-        ),
-        "equal ops": evaluate(profile, devs, equal_ops_cuts(n, k)),
-        "single TPU": evaluate(profile, devs[:1], []),
+        "compiler --num_segments (equal params)": evaluate(profile, devs, param_balanced_cuts(params, k), host, goal),
+        "equal ops": evaluate(profile, devs, equal_ops_cuts(n, k), host, goal),
+        "single TPU": evaluate(profile, devs[:1], [], host, goal),
     }
 
 
-def compare(
-    profile: Profile,
-    k: int,
-    devices: Sequence[DeviceSpec] | None = None,
-    *,
-    allow_spill: bool = False,
-    time_limit_s: float | None = None,
-    workers: int = DEFAULT_WORKERS,
-) -> Comparison:
-    """Our plan next to the baselines, all priced by `evaluate`."""
-    ours = solve(profile, k, devices, allow_spill=allow_spill, time_limit_s=time_limit_s, workers=workers)
-    best = ours.predicted_bottleneck_us
+def compare(profile: Profile, k: int, devices: Sequence[DeviceSpec] | None = None, *, host: HostSpec | None = None,
+            goal: Goal | None = None, allow_spill: bool = False, time_limit_s: float | None = None,
+            workers: int = DEFAULT_WORKERS) -> Comparison:
+    """Our plan next to the baselines, all priced by the same tables."""
+    goal = goal or Goal()
+    host = host or resolve_host(profile.host)
+    ours = solve(profile, k, devices, host=host, goal=goal, allow_spill=allow_spill, time_limit_s=time_limit_s,
+                 workers=workers)
+    best = ours.solver.objective
     entries = [_entry("tpuplan", ours, best)]
-    entries += [_entry(name, plan, best) for name, plan in baseline_plans(profile, k, devices).items()]
-    return Comparison(
-        model=profile.model,
-        tpus=k,
-        ours_status=ours.solver.status,
-        ours_proven_optimal=ours.solver.proven_optimal,
-        entries=entries,
-    )
+    entries += [_entry(name, plan, best) for name, plan in baseline_plans(profile, k, devices, host, goal).items()]
+    return Comparison(model=profile.model, tpus=k, goal=ours.goal, host=host.name, ours_status=ours.solver.status,
+                      ours_proven_optimal=ours.solver.proven_optimal, entries=entries)

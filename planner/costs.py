@@ -1,32 +1,109 @@
-"""What the planner minimises, from the per-stage tables of `tpuplan.profiles.stagecost`.
+"""What a plan costs and what the planner minimises, from the stage tables of `tpuplan.profiles.stagecost`.
 
-The objective is the pipeline's period, the time between results in steady state:
+For stages k = 1..K with stage time T_k, serialized share S_k, shared-bus time V_k and one-off O_k:
 
-    period = max over stages k of stage_time_k(a_k, b_k)
+    period      P = max( max_k T_k,  sum_k S_k,  sum_k V_k )      time between results, steady state
+    latency     L = sum_k T_k                                      one input through every stage
+    one-off     O = start_us + sum_k O_k                           once per run (start-up, uploads)
+    batch of N  W_N = (O + L + (N - 1) P) / N                      time per input, N inputs pushed at once
 
-and the latency of one input is the sum of its stage times. Stage k covers ops a_k..b_k on device k.
+Objectives, all as one integer  J = alpha P + beta L + gamma O  (the planner minimises J):
+    throughput              J = P                  (tie-break: least L)
+    throughput, batch N     J = (N - 1) P + L + O  (= N W_N)
+    latency                 J = L                  (tie-break: least P)
+    latency, batch N        J = N L + O            (one input at a time, one-offs spread over N)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 from tpuplan.profiles.device import DeviceSpec
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.host import HostSpec
 from tpuplan.profiles.model import Profile
 from tpuplan.profiles.stagecost import StageCostTable, stage_table
 
+Objective = Literal["throughput", "latency"]
+MAX_BATCH = 1_000_000
 
-def throughput_per_s(bottleneck_us: int) -> float:
-    return round(1e6 / max(bottleneck_us, 1), 3)
+
+@dataclass(frozen=True)
+class Goal:
+    """The objective and the batch size that one-off costs are spread over (None: steady state)."""
+
+    objective: Objective = "throughput"
+    batch: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.objective not in ("throughput", "latency"):
+            raise TpuplanError(f"unknown objective {self.objective!r} (use throughput or latency)")
+        if self.batch is not None and not 1 <= self.batch <= MAX_BATCH:
+            raise TpuplanError(f"the batch must be between 1 and {MAX_BATCH:,} (got {self.batch})")
+
+    @property
+    def weights(self) -> tuple[int, int, int]:
+        """(alpha, beta, gamma) of J = alpha P + beta L + gamma O."""
+        n = self.batch
+        if self.objective == "throughput":
+            return (1, 0, 0) if n is None else (n - 1, 1, 1)
+        return (0, 1, 0) if n is None else (0, n, 1)
+
+    def describe(self) -> str:
+        if self.objective == "throughput":
+            return "least period" if self.batch is None else f"least time per input over a batch of {self.batch}"
+        return "least latency" if self.batch is None else f"least latency, one-off costs spread over {self.batch} inputs"
 
 
-def stage_tables(profile: Profile, devices: Sequence[DeviceSpec]) -> list[StageCostTable]:
+@dataclass(frozen=True)
+class Totals:
+    """The pipeline-level numbers of one cut list (all integer us)."""
+
+    period_us: int
+    latency_us: int
+    oneoff_us: int
+    bound: Literal["stage", "serialized", "bus"]  # what sets the period
+    objective: int
+
+    def per_input_us(self, batch: int) -> float:
+        return (self.oneoff_us + self.latency_us + (batch - 1) * self.period_us) / batch
+
+
+def start_us(tables: Sequence[StageCostTable]) -> int:
+    pricer = tables[0].pricer
+    return round(pricer.host.start_us) if pricer is not None else 0
+
+
+def totals(tables: Sequence[StageCostTable], cuts: Sequence[int], goal: Goal) -> Totals:
+    """Period, latency, one-off cost and objective of the plan `cuts` (stage k on tables[k])."""
+    ends = [*cuts, tables[0].n - 1]
+    starts = [0, *(c + 1 for c in cuts)]
+    pairs = list(zip(starts, ends, strict=True))
+    slowest = max(int(t.time_us[a, b]) for t, (a, b) in zip(tables, pairs, strict=True))
+    serial = sum(int(t.serial_us[a, b]) for t, (a, b) in zip(tables, pairs, strict=True))
+    bus = sum(int(t.bus_us[a, b]) for t, (a, b) in zip(tables, pairs, strict=True))
+    latency = sum(int(t.time_us[a, b]) for t, (a, b) in zip(tables, pairs, strict=True))
+    oneoff = start_us(tables) + sum(int(t.oneoff_us[a, b]) for t, (a, b) in zip(tables, pairs, strict=True))
+    period = max(slowest, serial, bus)
+    bound: Literal["stage", "serialized", "bus"] = "stage" if period == slowest else (
+        "serialized" if period == serial else "bus")
+    alpha, beta, gamma = goal.weights
+    return Totals(period, latency, oneoff, bound, alpha * period + beta * latency + gamma * oneoff)
+
+
+def throughput_per_s(period_us: int) -> float:
+    return round(1e6 / max(period_us, 1), 3)
+
+
+def stage_tables(profile: Profile, devices: Sequence[DeviceSpec], host: HostSpec) -> list[StageCostTable]:
     """One table per stage, built once per distinct device."""
     cache: dict[str, StageCostTable] = {}
     out = []
     for dev in devices:
         key = dev.model_dump_json()
         if key not in cache:
-            cache[key] = stage_table(profile, dev)
+            cache[key] = stage_table(profile, dev, host)
         out.append(cache[key])
     return out

@@ -1,7 +1,8 @@
-"""The Plan document: one contiguous segment of ops per Edge TPU, with every predicted number.
+"""The Plan document: one contiguous segment of ops per stage, with every predicted number.
 
-Everything here is priced by `StageCostTable.stage_parts`, the single definition of a stage's time,
-so a plan from the solver, from a baseline or from `--cuts` is comparable number for number.
+Everything here is priced by `StageCostTable.stage_parts` and `planner.costs.totals`, the single
+definitions of a stage's and a pipeline's time, so a plan from the solver, from a baseline or from
+`--cuts` is comparable number for number. A plan is checked against itself when it is read.
 """
 
 from __future__ import annotations
@@ -12,93 +13,134 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from tpuplan.planner.costs import stage_tables, throughput_per_s
+from tpuplan.planner.costs import Goal, Objective, Totals, stage_tables, throughput_per_s, totals
 from tpuplan.planner.reference import fewest_onchip_stages
 from tpuplan.profiles.device import DeviceSpec
 from tpuplan.profiles.docio import StrictModel, dump_json, load_doc
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.profiles.model import ModelRef, Profile
+from tpuplan.profiles.host import HostSpec
+from tpuplan.profiles.model import BIG, ModelRef, Profile
 from tpuplan.profiles.stagecost import StageCostTable
 from tpuplan.profiles.tflite import sha256_of
 
 PLAN_KIND: Final = "tpuplan.plan"
-PLAN_VERSION: Final = 1
+PLAN_VERSION: Final = 2
+UNCALIBRATED_WARNING = 0.5  # a bottleneck stage with more uncalibrated time than this gets a note
 
 Status = Literal["OPTIMAL", "FEASIBLE", "EVALUATED", "REFERENCE"]
 
 
 class StagePlan(StrictModel):
-    """One pipeline stage: ops first_op..last_op on one device."""
+    """One pipeline stage: ops first_op..last_op on one device. Every `predicted_*` is predicted."""
 
-    index: int = Field(ge=0)
-    device: str
-    first_op: int = Field(ge=0)
-    last_op: int = Field(ge=0)
-    n_ops: int = Field(ge=1)
-    param_bytes: int = Field(ge=0, description="parameter bytes as stored in the model")
-    predicted_onchip_bytes: int = Field(ge=0, description="cached-layout bytes the compiler keeps on chip")
-    predicted_offchip_bytes: int = Field(ge=0, description="cached-layout bytes streamed every inference")
-    bytes_in: int = Field(ge=0, description="activation bytes entering the stage over the host link")
-    bytes_out: int = Field(ge=0, description="activation bytes leaving the stage over the host link")
-    predicted_us: int
-    predicted_compute_us: int
-    predicted_spill_us: int = Field(ge=0)
-    predicted_link_us: int = Field(ge=0)
-    predicted_overhead_us: int = Field(ge=0)
+    index: int = Field(ge=0, le=1 << 20)
+    device: str = Field(max_length=200)
+    first_op: int = Field(ge=0, le=1 << 31)
+    last_op: int = Field(ge=0, le=1 << 31)
+    n_ops: int = Field(ge=1, le=1 << 31)
+    copies: int = Field(1, ge=1, le=1 << 10, description="devices running this stage, inputs dealt in turn")
+    tpu_ops: int = Field(ge=0, le=1 << 31, description="ops the Edge TPU runs (the rest run on the host)")
+    param_bytes: int = Field(ge=0, le=BIG, description="parameter bytes as stored in the model")
+    predicted_onchip_bytes: int = Field(ge=0, le=BIG, description="cached-layout bytes the compiler keeps on chip")
+    predicted_offchip_bytes: int = Field(ge=0, le=BIG, description="cached-layout bytes streamed every inference")
+    bytes_in: int = Field(ge=0, le=BIG, description="activation bytes entering the stage")
+    bytes_out: int = Field(ge=0, le=BIG, description="activation bytes leaving the stage")
+    predicted_us: int = Field(ge=0, le=BIG, description="one input through this stage (T)")
+    predicted_device_us: int = Field(ge=0, le=BIG)
+    predicted_compute_us: int = Field(ge=0, le=BIG)
+    predicted_spill_us: int = Field(ge=0, le=BIG)
+    predicted_link_us: int = Field(ge=0, le=BIG)
+    predicted_host_ops_us: int = Field(ge=0, le=BIG)
+    predicted_runner_us: int = Field(ge=0, le=BIG)
+    predicted_serial_us: int = Field(ge=0, le=BIG)
+    predicted_bus_us: int = Field(ge=0, le=BIG)
+    predicted_oneoff_us: int = Field(ge=0, le=BIG)
+    uncalibrated_share: float = Field(0.0, ge=0, le=1, description="share of its time from uncalibrated costs")
     fits_on_chip: bool
 
 
 class SolverParameters(StrictModel):
-    workers: int = Field(ge=1)
-    time_limit_s: float | None = None
-    seed: int = 0
+    workers: int = Field(ge=1, le=64)
+    time_limit_s: float | None = Field(None, gt=0, le=86_400)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
     allow_spill: bool = False
 
 
 class SolverInfo(StrictModel):
-    """How the plan was found and what is proven about it (objective = bottleneck in us)."""
+    """How the plan was found and what is proven about it (objective J in us, see planner.costs)."""
 
     status: Status
-    objective: int
-    best_bound: int
-    wall_time_s: float = Field(ge=0)
+    objective: int = Field(ge=0, le=BIG)
+    best_bound: int = Field(ge=0, le=BIG)
     parameters: SolverParameters
     proven_optimal: bool
-    note: str = ""
+    wall_time_s: float | None = Field(None, ge=0, le=1e7, description="left out unless asked (--timings)")
+    note: str = Field("", max_length=10_000)
 
 
-class AutoRow(StrictModel):
-    """One row of `--tpus auto`: what K TPUs would give."""
+class GoalInfo(StrictModel):
+    objective: Objective = "throughput"
+    batch: int | None = Field(None, ge=1, le=1_000_000)
 
-    tpus: int = Field(ge=1)
-    predicted_bottleneck_us: int
-    predicted_throughput_per_s: float
-    gain_vs_previous: float | None = Field(None, description="throughput ratio vs K-1 TPUs")
+
+class CurveRow(StrictModel):
+    """What K TPUs would give (the --tpus auto curve)."""
+
+    tpus: int = Field(ge=1, le=1 << 10)
+    predicted_period_us: int = Field(ge=0, le=BIG)
+    predicted_latency_us: int = Field(ge=0, le=BIG)
+    predicted_throughput_per_s: float = Field(ge=0, le=1e9)
+    objective: int = Field(ge=0, le=BIG)
+    gain_vs_previous: float | None = Field(None, ge=0, le=1e9, description="throughput ratio vs K-1 TPUs")
     fits_on_chip: bool
     proven_optimal: bool
 
 
 class Plan(StrictModel):
     kind: Literal["tpuplan.plan"] = PLAN_KIND
-    schema_version: Literal[1] = PLAN_VERSION
+    schema_version: Literal[2] = PLAN_VERSION
     model: ModelRef
     profile_source: Literal["static", "measured"]
-    n_ops: int = Field(ge=1)
-    tpus: int = Field(ge=1)
-    devices: list[DeviceSpec] = Field(description="one full device spec per stage")
+    n_ops: int = Field(ge=1, le=1 << 31)
+    goal: GoalInfo = Field(default_factory=GoalInfo)
+    host: HostSpec
+    tpus: int = Field(ge=1, le=1 << 10, description="TPUs the plan uses")
+    tpus_requested: int = Field(ge=1, le=1 << 10)
+    devices: list[DeviceSpec] = Field(min_length=1, description="one full device spec per stage")
     cuts: list[int] = Field(description="stage k ends at op cuts[k]; the last stage ends at the last op")
-    stages: list[StagePlan]
-    predicted_bottleneck_us: int
-    predicted_throughput_per_s: float
-    predicted_latency_us: int = Field(description="one input through every stage, no overlap")
+    stages: list[StagePlan] = Field(min_length=1)
+    predicted_period_us: int = Field(ge=0, le=BIG, description="time between results in steady state")
+    period_bound: Literal["stage", "serialized", "bus"]
+    predicted_throughput_per_s: float = Field(ge=0, le=1e9)
+    predicted_latency_us: int = Field(ge=0, le=BIG, description="one input through every stage")
+    predicted_oneoff_us: int = Field(ge=0, le=BIG, description="once per run: start-up, first-inference upload")
+    predicted_per_input_us: float | None = Field(None, ge=0, le=1e18, description="over the goal's batch")
     fits_on_chip: bool
-    tpus_needed_on_chip: int | None = Field(
-        None, description="fewest TPUs keeping every parameter on chip (None: impossible)"
-    )
+    tpus_needed_on_chip: int | None = Field(None, ge=1, le=1 << 31,
+                                            description="fewest stages keeping every parameter on chip")
     solver: SolverInfo
-    auto: list[AutoRow] | None = None
+    curve: list[CurveRow] | None = None
+    notes: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Plan:
+        """Cuts, stages, devices and counts must describe one segmentation of n_ops ops."""
+        first = 0
+        for i, s in enumerate(self.stages):
+            if s.index != i or s.first_op != first or s.last_op < s.first_op or s.n_ops != s.last_op - s.first_op + 1:
+                raise ValueError(f"stage {i} does not continue the one before it (ops {s.first_op}..{s.last_op})")
+            first = s.last_op + 1
+        if first != self.n_ops:
+            raise ValueError(f"the stages cover {first} ops, the model has {self.n_ops}")
+        if self.cuts != [s.last_op for s in self.stages[:-1]]:
+            raise ValueError(f"cuts {self.cuts} do not match the stages")
+        if len(self.devices) != len(self.stages) or [d.name for d in self.devices] != [s.device for s in self.stages]:
+            raise ValueError("there must be one device per stage, named as the stage says")
+        if self.tpus != sum(s.copies for s in self.stages):
+            raise ValueError(f"tpus is {self.tpus} but the stages use {sum(s.copies for s in self.stages)}")
+        return self
 
 
 def load_plan(path: Path) -> Plan:
@@ -106,15 +148,15 @@ def load_plan(path: Path) -> Plan:
 
 
 def stable_json(plan: Plan) -> str:
-    """The plan's JSON without the facts that vary between runs (wall time, worker count)."""
+    """The plan's JSON without what varies between runs of the same solve (wall time, worker count)."""
     params = plan.solver.parameters.model_copy(update={"workers": 1})
-    solver = plan.solver.model_copy(update={"wall_time_s": 0.0, "parameters": params})
+    solver = plan.solver.model_copy(update={"wall_time_s": None, "parameters": params})
     return dump_json(plan.model_copy(update={"solver": solver}))
 
 
 def plan_digest(plan: Plan) -> str:
-    """sha256 of the plan's canonical JSON: what `plan solve -o` wrote, so it equals the file's sha256."""
-    return hashlib.sha256(dump_json(plan).encode()).hexdigest()
+    """sha256 of the reproducible part of a plan: the same for the same inputs, whatever the run."""
+    return hashlib.sha256(stable_json(plan).encode()).hexdigest()
 
 
 def expand_devices(profile: Profile, devices: Sequence[DeviceSpec] | None, k: int) -> list[DeviceSpec]:
@@ -160,81 +202,67 @@ def check_profile_matches(profile: Profile, model: bytes, where: str) -> None:
 
 
 def stage_plans(tables: Sequence[StageCostTable], cuts: Sequence[int]) -> list[StagePlan]:
-    n = tables[0].n
     stages = []
-    a = 0
-    for i, b in enumerate([*cuts, n - 1]):
+    bounds = zip([0, *(c + 1 for c in cuts)], [*cuts, tables[0].n - 1], strict=True)
+    for i, (a, b) in enumerate(bounds):
         t = tables[i]
         p = t.stage_parts(a, b)
-        stages.append(
-            StagePlan(
-                index=i,
-                device=t.device_name,
-                first_op=a,
-                last_op=b,
-                n_ops=b - a + 1,
-                param_bytes=p["param_bytes"],
-                predicted_onchip_bytes=p["onchip_bytes"],
-                predicted_offchip_bytes=p["offchip_bytes"],
-                bytes_in=p["bytes_in"],
-                bytes_out=p["bytes_out"],
-                predicted_us=p["total_us"],
-                predicted_compute_us=p["compute_us"],
-                predicted_spill_us=p["spill_us"],
-                predicted_link_us=p["link_us"],
-                predicted_overhead_us=p["overhead_us"],
-                fits_on_chip=t.fits_on_chip(a, b),
-            )
-        )
-        a = b + 1
+        stages.append(StagePlan(
+            index=i, device=t.device_name, first_op=a, last_op=b, n_ops=b - a + 1, tpu_ops=p.tpu_ops,
+            param_bytes=p.param_bytes, predicted_onchip_bytes=p.onchip_bytes, predicted_offchip_bytes=p.offchip_bytes,
+            bytes_in=p.bytes_in, bytes_out=p.bytes_out, predicted_us=p.total_us, predicted_device_us=p.device_us,
+            predicted_compute_us=p.compute_us, predicted_spill_us=p.spill_us, predicted_link_us=p.link_us,
+            predicted_host_ops_us=p.host_ops_us, predicted_runner_us=p.runner_us, predicted_serial_us=p.serial_us,
+            predicted_bus_us=p.bus_us, predicted_oneoff_us=p.oneoff_us,
+            uncalibrated_share=round(p.uncalibrated_us / max(p.total_us, 1), 4), fits_on_chip=p.fits,
+        ))
     return stages
 
 
-def build_plan(
-    profile: Profile,
-    devices: Sequence[DeviceSpec],
-    tables: Sequence[StageCostTable],
-    cuts: Sequence[int],
-    solver: SolverInfo,
-    *,
-    tpus_needed_on_chip: int | None,
-) -> Plan:
+def _notes(stages: Sequence[StagePlan], tot: Totals) -> list[str]:
+    notes = []
+    slowest = max(stages, key=lambda s: s.predicted_us)
+    if tot.bound == "stage" and slowest.uncalibrated_share > UNCALIBRATED_WARNING:
+        notes.append(f"the bottleneck, stage {slowest.index}, is {slowest.uncalibrated_share:.0%} uncalibrated cost "
+                     "(op classes with no real measurements here): treat its time as a rough guess")
+    for s in stages:
+        if s.tpu_ops == 0 and s.device != "cpu":
+            notes.append(f"stage {s.index} runs only host ops on its TPU")
+    return notes
+
+
+def build_plan(profile: Profile, devices: Sequence[DeviceSpec], tables: Sequence[StageCostTable], cuts: Sequence[int],
+               goal: Goal, solver: SolverInfo, *, tpus_requested: int, notes: Sequence[str] = ()) -> Plan:
     """Assemble the document from a cut list already checked against the tables."""
     stages = stage_plans(tables, cuts)
-    bottleneck = max(s.predicted_us for s in stages)
+    tot = totals(tables, cuts, goal)
+    pricer = tables[0].pricer
+    if pricer is None:
+        raise TpuplanError("internal error: a plan needs tables priced from a profile")
     return Plan(
-        model=profile.model,
-        profile_source=profile.source,
-        n_ops=len(profile.ops),
-        tpus=len(stages),
-        devices=list(devices),
-        cuts=list(cuts),
-        stages=stages,
-        predicted_bottleneck_us=bottleneck,
-        predicted_throughput_per_s=throughput_per_s(bottleneck),
-        predicted_latency_us=sum(s.predicted_us for s in stages),
-        fits_on_chip=all(s.fits_on_chip for s in stages),
-        tpus_needed_on_chip=tpus_needed_on_chip,
-        solver=solver,
+        model=profile.model, profile_source=profile.source, n_ops=len(profile.ops),
+        goal=GoalInfo(objective=goal.objective, batch=goal.batch), host=pricer.host,
+        tpus=len(stages), tpus_requested=tpus_requested, devices=list(devices), cuts=list(cuts), stages=stages,
+        predicted_period_us=tot.period_us, period_bound=tot.bound,
+        predicted_throughput_per_s=throughput_per_s(tot.period_us), predicted_latency_us=tot.latency_us,
+        predicted_oneoff_us=tot.oneoff_us,
+        predicted_per_input_us=round(tot.per_input_us(goal.batch), 1) if goal.batch else None,
+        fits_on_chip=all(s.fits_on_chip for s in stages), tpus_needed_on_chip=fewest_onchip_stages(tables),
+        solver=solver, notes=[*notes, *_notes(stages, tot)],
     )
 
 
-def evaluate(profile: Profile, devices: Sequence[DeviceSpec] | None, cuts: Sequence[int]) -> Plan:
+def evaluate(profile: Profile, devices: Sequence[DeviceSpec] | None, cuts: Sequence[int], host: HostSpec,
+             goal: Goal | None = None) -> Plan:
     """Price a given segmentation (status EVALUATED): what `--cuts` and the baselines report."""
+    goal = goal or Goal()
     k = len(cuts) + 1
     check_k(profile, k)
     cuts = check_cuts(cuts, len(profile.ops), k)
     devs = expand_devices(profile, devices, k)
-    tables = stage_tables(profile, devs)
-    stages = stage_plans(tables, cuts)
-    bottleneck = max(s.predicted_us for s in stages)
-    info = SolverInfo(
-        status="EVALUATED",
-        objective=bottleneck,
-        best_bound=bottleneck,
-        wall_time_s=0.0,
-        parameters=SolverParameters(workers=1, allow_spill=True),
-        proven_optimal=False,
-        note="cuts given by the user, priced, not optimised",
-    )
-    return build_plan(profile, devs, tables, cuts, info, tpus_needed_on_chip=fewest_onchip_stages(tables))
+    tables = stage_tables(profile, devs, host)
+    tot = totals(tables, cuts, goal)
+    info = SolverInfo(status="EVALUATED", objective=tot.objective, best_bound=tot.objective,
+                      parameters=SolverParameters(workers=1, allow_spill=True), proven_optimal=False,
+                      note="cuts given, priced, not optimised")
+    return build_plan(profile, devs, tables, cuts, goal, info, tpus_requested=k)

@@ -1,16 +1,12 @@
-"""Exact reference for the min-max segmentation, independent of CP-SAT, plus a brute force for tests.
+"""Exact reference for every objective of `planner.costs`, independent of CP-SAT, plus a brute force.
 
-A stage a..b on table t costs (see planner.costs)
-
-    U[a] + V[b] + max(0, Sb[b] - W[a])
-
-with U[a] = overhead + link_in[a] - C[a] - MO[a], V[b] = C[b+1] + MO[b+1] + link_out[b],
-W[a] = S[last_cached[a] + 1] and Sb[b] = S[b+1]. The time is not monotone in b (link_out[b] jumps),
-so "is bottleneck T feasible" is answered by reachability over all end positions, layer by layer
-(stage k uses table k). When the table is regular (S nondecreasing, last_cached nondecreasing), a stage
-spills exactly when a < amin[b] (the first start whose cached prefix reaches b), so each layer is a
-range minimum (a in amin[b]..b, no spill) plus a prefix minimum (a < amin[b], spill): O(n log n) numpy.
-Irregular tables fall back to O(n^2) numpy. The optimum is found by binary search on integer T.
+A label is a partial plan (stages 0..k, the last ending at op b) summarised by what the objective needs
+of it: the largest stage time M, the sum of serialized shares S, the sum of bus times V, and the sum W
+of beta x stage time + gamma x one-off. Labels are extended stage by stage; one that another label at
+the same b beats (or equals) in every component is dropped, which never loses the optimum because J
+grows with every component. The least period alone (the default objective) is found faster by binary
+search on the period t: is there a plan with every stage time, S and V at most t? That needs the
+(S, V) labels only, none above t. A least latency needs W alone: a plain shortest path.
 """
 
 from __future__ import annotations
@@ -23,345 +19,301 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from tpuplan.planner.costs import Goal, start_us, totals
 from tpuplan.profiles.stagecost import StageCostTable
 
 I64 = npt.NDArray[np.int64]
 Mask = npt.NDArray[np.bool_]
-INF = 2**62  # "no candidate": larger than any stage time or threshold
-T_ANY = 2**60  # a threshold every finite stage passes
+INF = 2**62
+_PAIRWISE_CHUNK = 2048  # candidates of one end compared at once when labels have 3 or more components
 
 
-@dataclass(frozen=True)
-class StageArrays:
-    """The four per-position terms of one table, as numpy int64 arrays of length n."""
-
-    U: I64
-    V: I64
-    W: I64
-    Sb: I64
-    LC: I64
-    amin: I64  # per end b: first start a with LC[a] >= b (meaningful when regular)
-    regular: bool
-
-    @classmethod
-    def of(cls, t: StageCostTable) -> StageArrays:
-        n = t.n
-        c = np.asarray(t.compute_prefix, dtype=np.int64)
-        s = np.asarray(t.stream_prefix, dtype=np.int64)
-        mo = np.asarray(t.model_out_prefix_us, dtype=np.int64)
-        lc = np.asarray(t.last_cached, dtype=np.int64)
-        idx = np.arange(n, dtype=np.int64)
-        if np.any(lc < idx - 1) or np.any(lc > n - 1):
-            raise ValueError("last_cached out of range")
-        u = t.overhead_us + np.asarray(t.link_in_us, dtype=np.int64) - c[:n] - mo[:n]
-        v = c[1:] + mo[1:] + np.asarray(t.link_out_us, dtype=np.int64)
-        regular = bool(np.all(np.diff(s) >= 0) and np.all(np.diff(lc) >= 0))
-        amin = np.searchsorted(lc, idx, side="left").astype(np.int64)
-        return cls(U=u, V=v, W=s[lc + 1], Sb=s[1:], LC=lc, amin=amin, regular=regular)
-
-    def times(self, a: int, b: I64) -> I64:
-        """Stage times of a..b for an array of ends b."""
-        out: I64 = self.U[a] + self.V[b] + np.maximum(0, self.Sb[b] - self.W[a])
-        return out
+def stage_masks(tables: Sequence[StageCostTable], onchip: bool) -> list[Mask]:
+    """Allowed stages a..b per table: a stage with an Edge TPU op, and on chip when that is imposed."""
+    return [t.valid & t.onchip if onchip else t.valid for t in tables]
 
 
-def arrays_for(tables: Sequence[StageCostTable]) -> list[StageArrays]:
-    """One StageArrays per stage, shared between stages that use the same table object."""
-    cache: dict[int, StageArrays] = {}
-    for t in tables:
-        if id(t) not in cache:
-            cache[id(t)] = StageArrays.of(t)
-    return [cache[id(t)] for t in tables]
+@dataclass
+class _Layer:
+    """Labels after one stage: where each ends, its components, and the label of the stage before."""
+
+    end: I64
+    comps: I64  # [labels, components]
+    parent: I64
 
 
-def _sparse_table(x: I64) -> I64:
-    """Row j holds min(x[i .. i + 2^j - 1]) (INF past the end): O(1) range minima afterwards."""
-    n = len(x)
-    rows = [x]
-    span = 1
-    while 2 * span <= n:
-        prev = rows[-1]
-        nxt = np.full(n, INF, dtype=np.int64)
-        nxt[: n - 2 * span + 1] = np.minimum(prev[: n - 2 * span + 1], prev[span : n - span + 1])
-        rows.append(nxt)
-        span *= 2
-    return np.stack(rows)
+def _first(n: int, d: int) -> _Layer:
+    return _Layer(np.array([-1], dtype=np.int64), np.zeros((1, d), dtype=np.int64), np.array([-1], dtype=np.int64))
 
 
-def _range_min(st: I64, lo: I64, hi: I64) -> I64:
-    """min(x[lo..hi]) per element; INF where the range is empty."""
-    length = hi - lo + 1
-    empty = length <= 0
-    length = np.where(empty, 1, length)
-    level = np.minimum(np.frexp(length.astype(np.float64))[1] - 1, st.shape[0] - 1).astype(np.int64)
-    lo_c = np.where(empty, 0, lo)
-    hi2 = np.where(empty, 0, hi - (np.int64(1) << level) + 1)
-    out = np.minimum(st[level, lo_c], st[level, hi2])
-    return np.where(empty, INF, out)
+def _extend(prev: _Layer, table: StageCostTable, mask: Mask, last_end: int, only_last: bool, cap: int,
+            kinds: Sequence[str], beta_gamma: tuple[int, int]) -> _Layer:
+    """Every stage a..b after every label (a = its end + 1) allowed by `mask`, ending at most at
+    `last_end` (exactly there when `only_last`) and taking at most `cap` us."""
+    n = table.n
+    starts = prev.end + 1
+    ok_start = starts < n
+    rows = np.zeros((len(starts), n), dtype=np.bool_)
+    rows[ok_start] = mask[starts[ok_start]] & (table.time_us[starts[ok_start]] <= cap)
+    cols = np.arange(n)
+    rows &= (cols == last_end) if only_last else (cols <= last_end)
+    lab, b = np.nonzero(rows)
+    a = starts[lab]
+    parts = []
+    for j, kind in enumerate(kinds):
+        old = prev.comps[lab, j]
+        if kind == "M":
+            parts.append(np.maximum(old, table.time_us[a, b]))
+        elif kind == "S":
+            parts.append(old + table.serial_us[a, b])
+        elif kind == "V":
+            parts.append(old + table.bus_us[a, b])
+        else:
+            parts.append(old + beta_gamma[0] * table.time_us[a, b] + beta_gamma[1] * table.oneoff_us[a, b])
+    comps = np.stack(parts, axis=1) if parts else np.zeros((len(b), 0), dtype=np.int64)
+    return _Layer(b.astype(np.int64), comps.astype(np.int64), lab.astype(np.int64))
 
 
-def forward(arr: StageArrays, start_ok: Mask, t_max: int, onchip: bool) -> Mask:
-    """Ends b reachable by one stage from some allowed start with time <= t_max."""
-    n = len(arr.U)
-    if arr.regular:
-        b = np.arange(n, dtype=np.int64)
-        u = np.where(start_ok, arr.U, INF)
-        m1 = _range_min(_sparse_table(u), arr.amin, b)
-        ok: Mask = m1 <= t_max - arr.V
-        if not onchip:
-            pm = np.minimum.accumulate(np.where(start_ok, arr.U - arr.W, INF))
-            m2 = np.where(arr.amin >= 1, pm[np.maximum(arr.amin - 1, 0)], INF)
-            ok |= m2 <= t_max - arr.V - arr.Sb
-        return ok
-    ok = np.zeros(n, dtype=np.bool_)
-    for a in np.flatnonzero(start_ok):
-        bs = np.arange(a, n, dtype=np.int64)
-        good = arr.times(int(a), bs) <= t_max
-        if onchip:
-            good &= bs <= arr.LC[a]
-        ok[a:] |= good
-    return ok
+def _front(layer: _Layer) -> _Layer:
+    """Keep, at every end, only the labels that no other label there beats or equals in every component."""
+    if len(layer.end) == 0:
+        return layer
+    d = layer.comps.shape[1]
+    order = np.lexsort([layer.comps[:, j] for j in reversed(range(d))] + [layer.end])
+    end, comps = layer.end[order], layer.comps[order]
+    new_group = np.r_[True, end[1:] != end[:-1]]
+    if d <= 1:
+        keep = new_group
+    elif d == 2:
+        span = int(comps[:, 1].max()) + 1
+        shifted = comps[:, 1] - np.cumsum(new_group) * span
+        running = np.minimum.accumulate(shifted)
+        before = np.r_[np.iinfo(np.int64).max, running[:-1]]
+        keep = new_group | (shifted < before)
+    else:
+        keep = np.ones(len(end), dtype=np.bool_)
+        bounds = np.r_[np.flatnonzero(new_group), len(end)]
+        for lo, hi in itertools.pairwise(bounds):
+            keep[lo:hi] = ~_dominated(comps[lo:hi])
+    sel = order[keep]
+    return _Layer(layer.end[sel], layer.comps[sel], layer.parent[sel])
 
 
-def backward(arr: StageArrays, end_ok: Mask, t_max: int, onchip: bool) -> Mask:
-    """Starts a from which one stage reaches an allowed end with time <= t_max."""
-    n = len(arr.U)
-    if arr.regular:
-        a = np.arange(n, dtype=np.int64)
-        v = np.where(end_ok, arr.V, INF)
-        m1 = _range_min(_sparse_table(v), a, arr.LC)
-        ok: Mask = m1 <= t_max - arr.U
-        if not onchip:
-            sm = np.minimum.accumulate(np.where(end_ok, arr.V + arr.Sb, INF)[::-1])[::-1]
-            nxt = arr.LC + 1
-            m2 = np.where(nxt < n, sm[np.minimum(nxt, n - 1)], INF)
-            ok |= m2 <= t_max - arr.U + arr.W
-        return ok
-    ok = np.zeros(n, dtype=np.bool_)
-    for b in np.flatnonzero(end_ok):
-        starts = np.arange(0, b + 1, dtype=np.int64)
-        tt = arr.U[: b + 1] + arr.V[b] + np.maximum(0, arr.Sb[b] - arr.W[: b + 1])
-        good = tt <= t_max
-        if onchip:
-            good &= arr.LC[: b + 1] >= b
-        ok[starts] |= good
-    return ok
-
-
-def _next_starts(end_ok: Mask) -> Mask:
-    start_ok = np.zeros_like(end_ok)
-    start_ok[1:] = end_ok[:-1]
-    return start_ok
-
-
-def forward_masks(arrs: Sequence[StageArrays], t_max: int, onchip: bool) -> list[Mask] | None:
-    """Reachable ends after each stage with every stage <= t_max, or None when n-1 is unreachable."""
-    n, k = len(arrs[0].U), len(arrs)
-    start_ok = np.zeros(n, dtype=np.bool_)
-    start_ok[0] = True
-    out = []
-    for s, arr in enumerate(arrs):
-        end_ok = forward(arr, start_ok, t_max, onchip)
-        end_ok[:s] = False  # stage s ends at op >= s
-        if s < k - 1:  # and leaves one op for each later stage
-            end_ok[n - (k - 1 - s) :] = False
-        out.append(end_ok)
-        if not end_ok.any():
-            return None
-        start_ok = _next_starts(end_ok)
-    return out if out[-1][n - 1] else None
-
-
-def windows(arrs: Sequence[StageArrays], t_max: int, onchip: bool) -> list[I64] | None:
-    """For each cut k < K-1, the ends that lie on some plan with every stage <= t_max."""
-    fwd = forward_masks(arrs, t_max, onchip)
-    if fwd is None:
-        return None
-    n, k = len(arrs[0].U), len(arrs)
-    end_ok = np.zeros(n, dtype=np.bool_)
-    end_ok[n - 1] = True
-    out: list[I64] = []
-    for s in range(k - 1, 0, -1):
-        start_ok = backward(arrs[s], end_ok, t_max, onchip)
-        end_ok = np.zeros(n, dtype=np.bool_)
-        end_ok[:-1] = start_ok[1:]
-        end_ok &= fwd[s - 1]
-        out.append(np.flatnonzero(end_ok).astype(np.int64))
-    out.reverse()
+def _dominated(c: I64) -> Mask:
+    """For lexicographically sorted rows: each row that an earlier row matches or beats in every column."""
+    out = np.zeros(len(c), dtype=np.bool_)
+    for lo in range(0, len(c), _PAIRWISE_CHUNK):
+        block = c[lo : lo + _PAIRWISE_CHUNK]
+        earlier = c[: lo + len(block)]
+        le = (earlier[:, None, :] <= block[None, :, :]).all(axis=2)  # [earlier j, block i]
+        j = np.arange(len(earlier))[:, None]
+        i = np.arange(lo, lo + len(block))[None, :]
+        out[lo : lo + len(block)] = (le & (j < i)).any(axis=0)
     return out
 
 
-def backtrack(arrs: Sequence[StageArrays], fwd: Sequence[Mask], t_max: int, onchip: bool) -> list[int]:
-    """One plan through the reachable ends (the latest feasible start of each stage)."""
-    n = len(arrs[0].U)
-    cuts: list[int] = []
-    b = n - 1
-    for s in range(len(arrs) - 1, 0, -1):
-        arr = arrs[s]
-        starts = np.arange(1, b + 1, dtype=np.int64)
-        tt = arr.U[starts] + arr.V[b] + np.maximum(0, arr.Sb[b] - arr.W[starts])
-        good = fwd[s - 1][starts - 1] & (tt <= t_max)
-        if onchip:
-            good &= arr.LC[starts] >= b
-        a = int(starts[np.flatnonzero(good)[-1]])
-        cuts.append(a - 1)
-        b = a - 1
-    cuts.reverse()
-    return cuts
+def _backtrack(layers: list[_Layer], index: int) -> list[int]:
+    ends = []
+    for layer in reversed(layers):
+        ends.append(int(layer.end[index]))
+        index = int(layer.parent[index])
+    ends.reverse()
+    return ends[:-1]
 
 
-def bottleneck_of(tables: Sequence[StageCostTable], cuts: Sequence[int]) -> int:
-    ends = [*cuts, tables[0].n - 1]
-    starts = [0, *(c + 1 for c in cuts)]
-    return max(tables[i].stage_time_us(a, b) for i, (a, b) in enumerate(zip(starts, ends, strict=True)))
+class _Timeout(Exception):
+    """The deadline passed during a search."""
 
 
-def lower_bound(tables: Sequence[StageCostTable]) -> int:
-    """A cheap valid lower bound on the bottleneck: the heaviest single op, and the average stage."""
-    comp = np.stack([np.diff(np.asarray(t.compute_prefix, dtype=np.int64)) for t in tables])
-    outs = np.stack([np.diff(np.asarray(t.model_out_prefix_us, dtype=np.int64)) for t in tables])
-    ovh = min(t.overhead_us for t in tables)
-    single = int(np.max(np.min(comp, axis=0))) + ovh
-    total = sum(t.overhead_us for t in tables) + int(np.sum(np.min(comp + outs, axis=0)))
-    total += tables[0].link_in_us[0] + tables[-1].link_out_us[-1]
-    return max(0, single, -(-total // len(tables)))
+def _run(tables: Sequence[StageCostTable], masks: Sequence[Mask], cap: int, kinds: Sequence[str],
+         beta_gamma: tuple[int, int], prune: tuple[int, int] | None, deadline: float | None) -> list[_Layer] | None:
+    """All labels, stage by stage; `prune` (alpha, bound) drops labels whose objective already exceeds
+    the bound. None when no plan exists; _Timeout when the deadline passes."""
+    n, k = tables[0].n, len(tables)
+    layers = [_first(n, len(kinds))]
+    for s in range(k):
+        if deadline is not None and time.monotonic() > deadline:
+            raise _Timeout
+        layer = _extend(layers[-1], tables[s], masks[s], n - (k - s), s == k - 1, cap, kinds, beta_gamma)
+        if prune is not None and len(layer.end):
+            alpha, bound = prune
+            worst = layer.comps[:, [j for j, x in enumerate(kinds) if x != "W"]]
+            low = np.zeros(len(layer.end), dtype=np.int64)
+            if worst.shape[1]:
+                low += alpha * worst.max(axis=1)
+            if "W" in kinds:
+                low += layer.comps[:, kinds.index("W")]
+            keep = low <= bound
+            layer = _Layer(layer.end[keep], layer.comps[keep], layer.parent[keep])
+        layer = _front(layer)
+        if len(layer.end) == 0:
+            return None
+        layers.append(layer)
+    return layers[1:]
+
+
+def _sums(tables: Sequence[StageCostTable]) -> list[str]:
+    """The summed components that can be non-zero: S, V."""
+    return [kind for kind, attr in (("S", "serial_us"), ("V", "bus_us"))
+            if any(bool(np.any(getattr(t, attr))) for t in tables)]
 
 
 @dataclass(frozen=True)
 class ReferenceResult:
-    bottleneck: int
+    objective: int
     cuts: list[int]
-    proven: bool  # False when the deadline stopped the binary search early
+    proven: bool  # False when the deadline stopped the search early
     probes: int
 
 
-def reference_solve(
-    tables: Sequence[StageCostTable], *, onchip: bool, deadline: float | None = None
-) -> ReferenceResult | None:
-    """Exact min-max bottleneck over K = len(tables) stages, or None when no plan exists."""
-    arrs = arrays_for(tables)
-    fwd = forward_masks(arrs, T_ANY, onchip)
-    if fwd is None:
+def _least_period(tables: Sequence[StageCostTable], masks: Sequence[Mask], deadline: float | None
+                  ) -> ReferenceResult | None:
+    kinds = _sums(tables)
+    try:
+        found = _run(tables, masks, INF, kinds, (0, 0), None, deadline)
+    except _Timeout:
         return None
-    cuts = backtrack(arrs, fwd, T_ANY, onchip)
-    hi = bottleneck_of(tables, cuts)
-    lo = min(lower_bound(tables), hi)
-    probes, proven = 1, True
+    if found is None:
+        return None
+    best = _backtrack(found, 0)
+    hi = totals(tables, best, Goal()).period_us
+    lo, probes, proven = 0, 1, True
     while lo < hi:
-        if deadline is not None and time.monotonic() > deadline:
-            proven = False
-            break
         mid = (lo + hi) // 2
         probes += 1
-        masks = forward_masks(arrs, mid, onchip)
-        if masks is None:
+        try:
+            got = _run(tables, masks, mid, kinds, (0, 0), (1, mid), deadline)
+        except _Timeout:
+            proven = False
+            break
+        if got is None:
             lo = mid + 1
         else:
-            cuts = backtrack(arrs, masks, mid, onchip)
-            hi = bottleneck_of(tables, cuts)
-    return ReferenceResult(bottleneck=hi, cuts=cuts, proven=proven, probes=probes)
+            best = _backtrack(got, 0)
+            hi = totals(tables, best, Goal()).period_us
+    return ReferenceResult(hi, best, proven, probes)
+
+
+def reference_solve(tables: Sequence[StageCostTable], goal: Goal, *, onchip: bool, deadline: float | None = None
+                    ) -> ReferenceResult | None:
+    """The least objective J over K = len(tables) stages and one plan reaching it; None if no plan exists
+    (or the deadline passed before any plan was found)."""
+    masks = stage_masks(tables, onchip)
+    alpha, beta, gamma = goal.weights
+    if beta == 0 and gamma == 0:
+        return _least_period(tables, masks, deadline)
+    if alpha == 0:  # latency: a shortest path on W alone
+        cuts = _shortest(tables, masks, beta, gamma, deadline)
+        return None if cuts is None else ReferenceResult(totals(tables, cuts, goal).objective, cuts, True, 1)
+    return _least_batch_time(tables, masks, goal, deadline)
+
+
+def _shortest(tables: Sequence[StageCostTable], masks: Sequence[Mask], beta: int, gamma: int,
+              deadline: float | None) -> list[int] | None:
+    """The plan of least sum of beta x stage time + gamma x one-off (None: no plan, or out of time)."""
+    try:
+        found = _run(tables, masks, INF, ["W"], (beta, gamma), None, deadline)
+    except _Timeout:
+        return None
+    return None if found is None else _backtrack(found, 0)
+
+
+def _least_batch_time(tables: Sequence[StageCostTable], masks: Sequence[Mask], goal: Goal, deadline: float | None
+                      ) -> ReferenceResult | None:
+    """J = alpha P + W: labels (M, S, V, W), pruned by the better of the least-period and the
+    least-latency plans."""
+    alpha, beta, gamma = goal.weights
+    fastest = _least_period(tables, masks, deadline)
+    candidates = [c for c in (fastest.cuts if fastest else None, _shortest(tables, masks, beta, gamma, deadline))
+                  if c is not None]
+    if not candidates:
+        return None
+    incumbent = min(candidates, key=lambda c: totals(tables, c, goal).objective)
+    bound = totals(tables, incumbent, goal).objective
+    constant = gamma * start_us(tables)
+    kinds = ["M", *_sums(tables), "W"]
+    try:
+        layers = _run(tables, masks, INF, kinds, (beta, gamma), (alpha, bound - constant), deadline)
+    except _Timeout:
+        return ReferenceResult(bound, incumbent, False, 1)
+    if layers is None:
+        return ReferenceResult(bound, incumbent, True, 1)
+    final = layers[-1]
+    scores = alpha * final.comps[:, :-1].max(axis=1) + final.comps[:, -1] + constant
+    cuts = _backtrack(layers, int(np.argmin(scores)))
+    return ReferenceResult(totals(tables, cuts, goal).objective, cuts, True, 1)
+
+
+def _any(m: Mask, axis: int) -> Mask:
+    out: Mask = np.asarray(m.any(axis=axis), dtype=np.bool_)
+    return out
+
+
+def _shift(end: Mask) -> Mask:
+    """Starts of the next stage: one op after each end."""
+    out: Mask = np.concatenate([np.zeros(1, dtype=np.bool_), end[:-1]])
+    return out
+
+
+def reachable_ends(tables: Sequence[StageCostTable], masks: Sequence[Mask], cap: int) -> list[I64] | None:
+    """For each cut k < K-1, the ends that lie on some plan whose every stage takes at most `cap`."""
+    n, k = tables[0].n, len(tables)
+    allowed = [m & (t.time_us <= cap) for m, t in zip(masks, tables, strict=True)]
+    fwd: list[Mask] = []
+    start = np.zeros(n, dtype=np.bool_)
+    start[0] = True
+    for s in range(k):
+        end = _any(allowed[s][start], 0)
+        if s == k - 1:
+            end[: n - 1] = False
+        else:
+            end[n - (k - 1 - s) :] = False  # leave one op for each later stage
+        fwd.append(end)
+        start = _shift(end)
+    if not fwd[-1][n - 1]:
+        return None
+    out: list[I64] = []
+    need = np.zeros(n, dtype=np.bool_)
+    need[n - 1] = True
+    for s in range(k - 1, 0, -1):
+        starts = _any(allowed[s][:, need], 1)
+        need = np.concatenate([starts[1:], np.zeros(1, dtype=np.bool_)]) & fwd[s - 1]
+        out.append(np.flatnonzero(need).astype(np.int64))
+    out.reverse()
+    return out
 
 
 def fewest_onchip_stages(tables: Sequence[StageCostTable]) -> int | None:
-    """Fewest stages with every stage on chip (stage s on tables[min(s, len-1)]); None if impossible.
-
-    Greedy from the left is exact for regular tables: ending each stage as late as it fits never
-    leaves a later stage a worse start, because a later start never caches less.
-    """
-    arrs = arrays_for(tables)
+    """Fewest stages with every stage valid and on chip (stage s on tables[min(s, len-1)]); None if none."""
     n = tables[0].n
-    if all(a.regular for a in arrs):
-        a, count = 0, 0
-        while a < n:
-            t = tables[min(count, len(tables) - 1)]
-            e = t.last_cached[a]
-            if e < a:
-                return None
-            count, a = count + 1, e + 1
-        return count
-    start_ok = np.zeros(n, dtype=np.bool_)
-    start_ok[0] = True
+    start = np.zeros(n, dtype=np.bool_)
+    start[0] = True
+    seen = np.zeros(n, dtype=np.bool_)
     for count in range(1, n + 1):
-        end_ok = forward(arrs[min(count - 1, len(arrs) - 1)], start_ok, T_ANY, True)
-        if end_ok[n - 1]:
+        t = tables[min(count - 1, len(tables) - 1)]
+        end = _any((t.valid & t.onchip)[start], 0)
+        if end[n - 1]:
             return count
-        start_ok = _next_starts(end_ok)
-        if not start_ok.any():
+        start = _shift(end) & ~seen
+        seen |= start
+        if not start.any():
             return None
     return None
 
 
-def brute_force(tables: Sequence[StageCostTable], *, onchip: bool) -> tuple[int, int, list[int]] | None:
-    """(bottleneck, sum of stage times, cuts): the least such triple over every cut set. Tiny n only."""
+def brute_force(tables: Sequence[StageCostTable], goal: Goal, *, onchip: bool) -> tuple[int, int, list[int]] | None:
+    """(J, secondary, cuts): the least such triple over every cut set (tiny n only). The secondary is the
+    latency for a throughput objective and the period for a latency one, as the solver breaks ties."""
     n, k = tables[0].n, len(tables)
+    masks = stage_masks(tables, onchip)
     best: tuple[int, int, list[int]] | None = None
     for cuts in itertools.combinations(range(n - 1), k - 1):
-        times = []
-        a = 0
-        for s, b in enumerate([*cuts, n - 1]):
-            if onchip and not tables[s].fits_on_chip(a, b):
-                break
-            times.append(tables[s].stage_time_us(a, b))
-            a = b + 1
-        else:
-            key = (max(times), sum(times), list(cuts))
-            if best is None or key < best:
-                best = key
+        bounds = zip([0, *(c + 1 for c in cuts)], [*cuts, n - 1], strict=True)
+        if not all(masks[s][a, b] for s, (a, b) in enumerate(bounds)):
+            continue
+        tot = totals(tables, cuts, goal)
+        second = tot.latency_us if goal.objective == "throughput" else tot.period_us
+        key = (tot.objective, second, list(cuts))
+        if best is None or key < best:
+            best = key
     return best
-
-
-_BIG = 2**61  # "impossible" in the tie-break DP: two of them still fit in int64
-_CHUNK = 1 << 22  # matrix cells per numpy block
-
-
-def _stage_matrix(arr: StageArrays, prev_ends: I64, ends: I64, t_max: int, onchip: bool) -> I64:
-    """Stage times for every (previous end, end) pair; _BIG where not allowed."""
-    a = (prev_ends + 1)[:, None]
-    b = ends[None, :]
-    tt = arr.U[a] + arr.V[b] + np.maximum(0, arr.Sb[b] - arr.W[a])
-    ok = (b >= a) & (tt <= t_max)
-    if onchip:
-        ok &= b <= arr.LC[a]
-    return np.where(ok, tt, _BIG)
-
-
-def pin_ties(
-    arrs: Sequence[StageArrays],
-    doms: Sequence[I64],
-    t_max: int,
-    onchip: bool,
-    deadline: float | None = None,
-) -> tuple[int, list[int]] | None:
-    """Among plans with every stage <= t_max, the least total time, then the smallest cut list.
-
-    Exact DP over the narrowed end domains (every such plan lies in them): cost-to-go from each end,
-    then a forward pass taking the smallest end that keeps the least total. None on timeout/no plan.
-    """
-    n, k = len(arrs[0].U), len(arrs)
-    layers = [np.array([-1], dtype=np.int64), *(np.asarray(d, dtype=np.int64) for d in doms)]
-    layers.append(np.array([n - 1], dtype=np.int64))
-    togo: list[I64] = [np.zeros(1, dtype=np.int64)]  # togo[0] is for the last layer
-    for s in range(k - 1, -1, -1):
-        prev, ends, nxt = layers[s], layers[s + 1], togo[-1]
-        best = np.empty(len(prev), dtype=np.int64)
-        rows = max(1, _CHUNK // max(len(ends), 1))
-        for i in range(0, len(prev), rows):
-            if deadline is not None and time.monotonic() > deadline:
-                return None
-            m = _stage_matrix(arrs[s], prev[i : i + rows], ends, t_max, onchip)
-            best[i : i + rows] = np.minimum(np.min(m + nxt[None, :], axis=1), _BIG)
-        togo.append(best)
-    togo.reverse()  # togo[s]: least total of stages s.. given the end of layer s (togo[0]: from the start)
-    total = int(togo[0][0])
-    if total >= _BIG:
-        return None
-    cuts: list[int] = []
-    prev_end, budget = -1, total
-    for s in range(k - 1):
-        ends = layers[s + 1]
-        cost = _stage_matrix(arrs[s], np.array([prev_end], dtype=np.int64), ends, t_max, onchip)[0]
-        j = int(np.flatnonzero(cost + togo[s + 1] == budget)[0])
-        cuts.append(int(ends[j]))
-        budget -= int(cost[j])
-        prev_end = int(ends[j])
-    return total, cuts

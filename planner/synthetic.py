@@ -1,4 +1,10 @@
-"""Stage tables from plain integers, for tests and benchmarks: the solver's inputs without a model."""
+"""Stage tables from plain integers, for tests and benchmarks: the solver's inputs without a model.
+
+Stage a..b costs  overhead + sum of compute + streaming of the layers after its cached prefix
++ link_in[a] + link_out[b] + model outputs made inside it; its serialized share, bus time and one-off
+are sums of per-op integers (plus a fixed part each); a stage is valid when it holds a `tpu` op and on
+chip when every layer fits `capacity`, cached whole in order from its start.
+"""
 
 from __future__ import annotations
 
@@ -6,70 +12,77 @@ import itertools
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from tpuplan.profiles.stagecost import StageCostTable
 
+I64 = npt.NDArray[np.int64]
 
-def synthetic_table(
-    compute: Sequence[int],
-    stream: Sequence[int],
-    cached: Sequence[int],
-    link: Sequence[int],
-    *,
-    capacity: int,
-    overhead: int = 100,
-    model_out: Sequence[int] | None = None,
-    input_link: int | None = None,
-    name: str = "synthetic",
-) -> StageCostTable:
-    """A table from plain integers (tests and benchmarks): link[i] is the link time of the cut after
-    op i (the last one: the model's output), input_link that of the model's input (default link[-1]//2).
 
-    Parameters are cached whole op by op in order until the next one does not fit `capacity`.
-    """
-    n = len(compute)
-    lc: list[int] = []
-    p, total = -1, 0
+def _prefix(xs: Sequence[int] | None, n: int) -> I64:
+    values = [0] * n if xs is None else [int(x) for x in xs]
+    return np.array([0, *itertools.accumulate(values)], dtype=np.int64)
+
+
+def _last_cached(cached: Sequence[int], capacity: int) -> I64:
+    """For every start a, the last op of the prefix from a whose layers fit `capacity` (a - 1: none)."""
+    n = len(cached)
+    out, p, total = [], -1, 0
     for a in range(n):
         if p < a - 1:
             p, total = a - 1, 0
         while p + 1 < n and total + cached[p + 1] <= capacity:
             p += 1
             total += cached[p]
-        lc.append(p)
+        out.append(p)
         if p >= a:
             total -= cached[a]
+    return np.array(out, dtype=np.int64)
 
-    def prefix(xs: Sequence[int]) -> list[int]:
-        return [0, *itertools.accumulate(int(x) for x in xs)]
 
+def _span(prefix: I64, a: I64, b: I64) -> I64:
+    out: I64 = prefix[b + 1] - prefix[a]
+    return out
+
+
+def synthetic_table(compute: Sequence[int], stream: Sequence[int], cached: Sequence[int], link: Sequence[int], *,
+                    capacity: int, overhead: int = 100, model_out: Sequence[int] | None = None,
+                    input_link: int | None = None, serial: Sequence[int] | None = None, serial_fixed: int = 0,
+                    bus: Sequence[int] | None = None, oneoff: Sequence[int] | None = None,
+                    tpu: Sequence[bool] | None = None, name: str = "synthetic") -> StageCostTable:
+    """A table from plain integers: link[i] is the link time of the cut after op i (the last one: the
+    model's output), input_link that of the model's input (default link[-1] // 2)."""
+    n = len(compute)
+    a, b = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    upper = b >= a
+    a_, b_ = np.where(upper, a, 0), np.where(upper, b, 0)
+    lc = _last_cached(cached, capacity)
+    s = _prefix(stream, n)
     first = int(link[-1]) // 2 if input_link is None else input_link
-    link_in = [first, *(int(x) for x in link[:-1])]
+    link_in = np.array([first, *(int(x) for x in link[:-1])], dtype=np.int64)
+    link_out = np.array([int(x) for x in link], dtype=np.int64)
+    spill = np.maximum(0, s[b_ + 1] - s[lc[a_] + 1])
+    time = (overhead + _span(_prefix(compute, n), a_, b_) + spill + link_in[a_] + link_out[b_]
+            + _span(_prefix(model_out, n), a_, b_))
+    tpu_count = _span(_prefix([int(x) for x in tpu] if tpu is not None else [1] * n, n), a_, b_)
+
+    def summed(xs: Sequence[int] | None, fixed: int = 0) -> I64:
+        out: I64 = np.where(upper, fixed + _span(_prefix(xs, n), a_, b_), 0)
+        return out
+
     return StageCostTable(
-        device_name=name,
-        n=n,
-        overhead_us=overhead,
-        compute_prefix=prefix(compute),
-        stream_prefix=prefix(stream),
-        param_prefix=prefix(cached),
-        raw_param_prefix=prefix(cached),
-        last_cached=lc,
-        link_in_us=link_in,
-        link_out_us=[int(x) for x in link],
-        model_out_prefix_us=prefix(model_out if model_out is not None else [0] * n),
-        bytes_in=[x * 300 for x in link_in],
-        bytes_out=[int(x) * 300 for x in link],
-        onchip_capacity=capacity,
+        device_name=name, backend="edgetpu", n=n, time_us=np.where(upper, time, 0).astype(np.int64),
+        serial_us=summed(serial, serial_fixed), bus_us=summed(bus), oneoff_us=summed(oneoff),
+        valid=upper & (tpu_count > 0), onchip=upper & (b <= lc[a]),
     )
 
 
 def random_table(rng: np.random.Generator, n: int, *, tpus: int = 4, name: str = "random") -> StageCostTable:
-    """A random regular table whose memory binds: the parameters need about `tpus` devices."""
+    """A random table whose memory binds: the parameters need about `tpus` devices."""
     compute = rng.integers(1, 1000, n)
     cached = rng.integers(0, 1_000_000, n) * (rng.random(n) < 0.7)
     stream = cached // 400
     link = rng.integers(0, 600, n)
     capacity = max(int(cached.max()), int(cached.sum()) // max(tpus, 1))
-    return synthetic_table(
-        compute.tolist(), stream.tolist(), cached.tolist(), link.tolist(), capacity=capacity, name=name
-    )
+    return synthetic_table(compute.tolist(), stream.tolist(), cached.tolist(), link.tolist(), capacity=capacity,
+                           name=name)

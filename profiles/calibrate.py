@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import Field
 
 from tpuplan.profiles.build import build_profile
-from tpuplan.profiles.cost import cached_layout_bytes, last_cached
+from tpuplan.profiles.cost import cached_layout_bytes
 from tpuplan.profiles.device import OP_CLASSES, Calibration, DeviceSpec, OpClassCost
 from tpuplan.profiles.docio import StrictModel, read_bytes
 from tpuplan.profiles.errors import TpuplanError

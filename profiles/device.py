@@ -1,87 +1,99 @@
-"""DeviceSpec: what one accelerator can hold and how fast it runs each class of op.
+"""DeviceSpec: what one accelerator holds and how fast it runs each class of op.
 
-Units are bytes and microseconds. The Edge TPU numbers of the default preset are fitted by
-`plan calibrate` to the single-TPU sweeps in ../shared/edgetpu-measurements (see README).
+Units are bytes and microseconds. The Edge TPU numbers of the `edgetpu-usb` preset are fitted by
+`plan calibrate` to the single-TPU sweeps and 2-TPU pipelines in ../shared/edgetpu-measurements (README).
+Every number is bounded, so that the integer tables built from a spec stay exact in int64.
 """
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from pathlib import Path
 from typing import Final, Literal
 
 from pydantic import Field
 
-from tpuplan.profiles.docio import StrictModel, load_doc, parse_doc
+from tpuplan.profiles.docio import StrictModel, dump_json, load_doc, parse_doc
 from tpuplan.profiles.errors import TpuplanError
 
 DEVICE_KIND: Final = "tpuplan.device"
-DEVICE_VERSION: Final = 1
+DEVICE_VERSION: Final = 2
 
-OpClass = Literal["fc", "conv", "depthwise", "elementwise", "other", "host"]
-OP_CLASSES: tuple[OpClass, ...] = ("fc", "conv", "depthwise", "elementwise", "other", "host")
+OpClass = Literal["fc", "conv", "depthwise", "elementwise", "reduce", "resize", "custom", "other"]
+OP_CLASSES: tuple[OpClass, ...] = ("fc", "conv", "depthwise", "elementwise", "reduce", "resize", "custom", "other")
+
+MAX_US = 1e7  # bound of every time in a spec (10 s): the integer tables built from it stay exact
+MAX_RATE = 1e6  # bound of every microseconds-per-unit rate
 
 
 class OpClassCost(StrictModel):
-    """Time of one op of a class: fixed + per MAC + per activation byte; streaming cost per byte."""
+    """Time of one op of a class on the device: fixed + per million MACs (of the padded layout on an
+    Edge TPU) + per KiB of its output activation; streaming cost per KiB of parameters."""
 
-    us_per_op: float = Field(0.0, ge=0)
-    us_per_mmac: float = Field(0.0, ge=0, description="microseconds per million MACs")
-    us_per_kib_act: float = Field(0.0, ge=0, description="microseconds per KiB of input+output activations")
-    stream_us_per_kib: float = Field(
-        0.0, ge=0, description="extra microseconds per KiB of parameters streamed from host memory"
-    )
+    us_per_op: float = Field(0.0, ge=0, le=MAX_US)
+    us_per_mmac: float = Field(0.0, ge=0, le=MAX_RATE)
+    us_per_kib_act: float = Field(0.0, ge=0, le=MAX_RATE)
+    stream_us_per_kib: float = Field(0.0, ge=0, le=MAX_RATE)
+    calibrated: bool = Field(False, description="fitted to real measurements; else an uncalibrated default")
+
+
+class LinkCost(StrictModel):
+    """Moving tensors between the host and the device, per KiB; the first inference's parameter upload."""
+
+    in_us_per_kib: float = Field(0.0, ge=0, le=1e6, description="host -> device tensor copy and transfer")
+    out_us_per_kib: float = Field(0.0, ge=0, le=1e6, description="device -> host")
+    upload_us_per_kib: float = Field(0.0, ge=0, le=1e6, description="cached parameters, first inference")
+    calibrated: bool = False
 
 
 class Calibration(StrictModel):
     """Where a spec's numbers come from and how well they fit."""
 
-    source: str
-    points: int = Field(0, ge=0)
+    source: str = Field(max_length=4000)
+    points: int = Field(0, ge=0, le=1 << 30)
     median_rel_error: dict[str, float] = Field(default_factory=dict)
     worst_rel_error: dict[str, float] = Field(default_factory=dict)
-    memory_within_0_3_mib: dict[str, float] = Field(default_factory=dict)
+    memory_within_0_1_mib: dict[str, float] = Field(default_factory=dict)
 
 
 class DeviceSpec(StrictModel):
-    """One accelerator. `backend` says how stages on it run: on an Edge TPU or the host CPU."""
+    """One accelerator. `backend` says how stages on it run: on an Edge TPU or on the host CPU."""
 
     kind: Literal["tpuplan.device"] = DEVICE_KIND
-    schema_version: Literal[1] = DEVICE_VERSION
+    schema_version: Literal[2] = DEVICE_VERSION
     name: str = Field(min_length=1, max_length=200)
     backend: Literal["edgetpu", "cpu"] = "edgetpu"
-    onchip_bytes: int = Field(ge=0, le=1 << 40, description="on-chip memory usable for parameters")
-    max_cached_layer_bytes: int = Field(
-        ge=0, le=1 << 40, description="a single layer larger than this is never cached on chip"
-    )
-    activation_reserve_frac: float = Field(
-        0.0, ge=0, le=16, description="on-chip bytes given up per byte of the largest activation"
+    onchip_bytes: int = Field(0, ge=0, le=1 << 40, description="on-chip bytes usable for parameters")
+    max_cached_layer_bytes: int = Field(0, ge=0, le=1 << 40, description="a larger layer is never cached")
+    io_reserve_frac: float = Field(
+        0.0, ge=0, le=16, description="on-chip bytes given up per byte of the Edge TPU part's inputs and outputs"
     )
     channel_pad: int = Field(1, ge=1, le=4096, description="the compiler pads output channels to this")
-    input_pad: int = Field(
-        1, ge=1, le=4096, description="the compiler pads the input depth of each weight row to this"
+    input_pad: int = Field(1, ge=1, le=4096, description="the compiler pads the input depth of each weight row")
+    per_channel_bytes: int = Field(
+        0, ge=0, le=4096, description="extra bytes per padded output channel of a per-channel quantised kernel"
     )
-    invoke_overhead_us: float = Field(0.0, ge=0)
-    link_bytes_per_us: float = Field(
-        0.0, ge=0, description="host link bandwidth for activations; 0 means free (CPU)"
-    )
-    op_costs: dict[OpClass, OpClassCost]
+    invoke_overhead_us: float = Field(0.0, ge=0, le=MAX_US)
+    link: LinkCost = Field(default_factory=lambda: LinkCost())
+    op_costs: dict[OpClass, OpClassCost] = Field(default_factory=dict)
     calibration: Calibration | None = None
+
+    def cost(self, op_class: str) -> OpClassCost:
+        """The class's cost, `other`'s when the class has none of its own, zero when neither exists."""
+        return self.op_costs.get(op_class) or self.op_costs.get("other") or OpClassCost()  # type: ignore[call-overload]
 
 
 def load_device(path: Path) -> DeviceSpec:
     return load_doc(Path(path), DeviceSpec, kind=DEVICE_KIND, version=DEVICE_VERSION)
 
 
-def preset_names() -> list[str]:
-    folder = resources.files("tpuplan.profiles") / "presets"
-    return sorted(p.name.removesuffix(".json") for p in folder.iterdir() if p.name.endswith(".json"))
+def preset_names(folder: str = "devices") -> list[str]:
+    base = resources.files("tpuplan.profiles") / "presets" / folder
+    return sorted(p.name.removesuffix(".json") for p in base.iterdir() if p.name.endswith(".json"))
 
 
 def preset(name: str) -> DeviceSpec:
-    folder = resources.files("tpuplan.profiles") / "presets"
-    res = folder / f"{name}.json"
+    res = resources.files("tpuplan.profiles") / "presets" / "devices" / f"{name}.json"
     if not res.is_file():
         raise TpuplanError(f"unknown device preset {name!r} (known: {', '.join(preset_names())})")
     return parse_doc(res.read_bytes(), DeviceSpec, kind=DEVICE_KIND, version=DEVICE_VERSION, source=name)
@@ -100,4 +112,4 @@ def resolve_device(spec: str | None) -> DeviceSpec:
 
 
 def device_json(spec: DeviceSpec) -> str:
-    return json.dumps(spec.model_dump(mode="json"), indent=2) + "\n"
+    return dump_json(spec)

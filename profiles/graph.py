@@ -5,68 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tpuplan.profiles.placement import OpView, blocking_host_op, first_tpu_partition, op_support
 from tpuplan.profiles.tflite import (
     LoadedModel,
     buffer_size,
-    dtype_name,
+    is_custom,
     op_code_name,
     tensor_bytes,
     tensor_name,
     tensor_shape,
 )
 
-# Coral's table of operations the Edge TPU runs (coral.ai/docs/edgetpu/models-intro, "Supported operations").
-EDGETPU_OPS = frozenset(
-    {
-        "ADD",
-        "AVERAGE_POOL_2D",
-        "CONCATENATION",
-        "CONV_2D",
-        "DEPTHWISE_CONV_2D",
-        "EXPAND_DIMS",
-        "FULLY_CONNECTED",
-        "L2_NORMALIZATION",
-        "LOGISTIC",
-        "UNIDIRECTIONAL_SEQUENCE_LSTM",
-        "MAXIMUM",
-        "MAX_POOL_2D",
-        "MEAN",
-        "MINIMUM",
-        "MUL",
-        "PACK",
-        "PAD",
-        "PADV2",
-        "PRELU",
-        "QUANTIZE",
-        "REDUCE_MAX",
-        "REDUCE_MIN",
-        "RELU",
-        "RELU6",
-        "RELU_N1_TO_1",
-        "RESHAPE",
-        "RESIZE_BILINEAR",
-        "RESIZE_NEAREST_NEIGHBOR",
-        "RSQRT",
-        "SLICE",
-        "SOFTMAX",
-        "SPACE_TO_DEPTH",
-        "SPLIT",
-        "SQUEEZE",
-        "STRIDED_SLICE",
-        "SUB",
-        "SUM",
-        "SQUARED_DIFFERENCE",
-        "TANH",
-        "TRANSPOSE",
-        "TRANSPOSE_CONV",
-        "HARD_SWISH",
-        "DEPTH_TO_SPACE",
-        "GATHER",
-        "UNPACK",
-        "LEAKY_RELU",
-        "BATCH_MATMUL",
-    }
-)
 ELEMENTWISE_OPS = frozenset(
     {
         "ADD",
@@ -97,7 +46,6 @@ ELEMENTWISE_OPS = frozenset(
         "GELU",
     }
 )
-QUANTIZED_TYPES = frozenset({"int8", "uint8"})
 
 
 @dataclass
@@ -111,8 +59,11 @@ class OpInfo:
     own: list[int]  # variable (state) and intermediate tensors that belong to this op
     param_bytes: int = 0  # constant buffers first read by this op
     param_shapes: list[list[int]] = field(default_factory=list)
+    per_channel: bool = False  # a weight tensor quantised per output channel
     macs: int = 0
-    edgetpu: bool = False
+    supported: bool = False  # the compiler can map this op on its own (profiles.placement rules R1-R6)
+    support_reason: str = ""
+    edgetpu: bool = False  # mapped when the whole model is one compiled segment (partitioning P1-P3 too)
     edgetpu_reason: str = ""
 
 
@@ -135,7 +86,14 @@ class Graph:
         return tensor_shape(self.loaded.subgraph.tensors[t])
 
 
-def op_class(op_type: str) -> str:
+REDUCE_OPS = frozenset({"ARG_MAX", "ARG_MIN", "MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD",
+                        "REDUCE_ANY", "L2_NORMALIZATION", "SOFTMAX", "LOG_SOFTMAX"})
+
+
+def op_class(op_type: str, custom: bool = False) -> str:
+    """The cost class of an op: MAC-bound layers, per-element work, reductions, resizes, custom ops."""
+    if custom and op_type != "edgetpu-custom-op":
+        return "custom"
     if op_type == "FULLY_CONNECTED" or op_type == "BATCH_MATMUL" or op_type.endswith("LSTM"):
         return "fc"
     if op_type in ("CONV_2D", "TRANSPOSE_CONV"):
@@ -144,6 +102,10 @@ def op_class(op_type: str) -> str:
         return "depthwise"
     if op_type in ELEMENTWISE_OPS:
         return "elementwise"
+    if op_type in REDUCE_OPS:
+        return "reduce"
+    if op_type.startswith("RESIZE_"):
+        return "resize"
     return "other"
 
 
@@ -158,7 +120,8 @@ def analyse(loaded: LoadedModel) -> Graph:
     ops: list[OpInfo] = []
     for index, op in enumerate(sg.operators):
         op_type = op_code_name(model, int(op.opcodeIndex))
-        info = OpInfo(index, op_type, op_class(op_type), [], [], [], [])
+        custom = is_custom(model, int(op.opcodeIndex))
+        info = OpInfo(index, op_type, op_class(op_type, custom), [], [], [], [])
         for raw in op.inputs if op.inputs is not None else []:
             t = int(raw)
             if t == -1:
@@ -172,6 +135,8 @@ def analyse(loaded: LoadedModel) -> Graph:
             else:
                 info.params.append(t)
                 info.param_shapes.append(tensor_shape(tensor))
+                q = tensor.quantization
+                info.per_channel |= bool(q is not None and q.scale is not None and len(q.scale) > 1)
                 if int(tensor.buffer) not in seen_buffers:
                     seen_buffers.add(int(tensor.buffer))
                     info.param_bytes += buffer_size(model, int(tensor.buffer))
@@ -179,8 +144,10 @@ def analyse(loaded: LoadedModel) -> Graph:
         info.outputs = [int(t) for t in (op.outputs if op.outputs is not None else []) if int(t) != -1]
         produced.update(info.outputs)
         info.macs = count_macs(loaded, op, info)
-        info.edgetpu, info.edgetpu_reason = edgetpu_support(loaded, info)
+        view = OpView(loaded, index, op_type, custom, info.inputs, info.outputs, info.params)
+        info.supported, info.support_reason = op_support(view)
         ops.append(info)
+    place(ops)
     last_use: dict[int, int] = {}
     for info in ops:
         for t in info.inputs:
@@ -250,15 +217,17 @@ def count_macs(loaded: LoadedModel, op: Any, info: OpInfo) -> int:
     return 0
 
 
-def edgetpu_support(loaded: LoadedModel, info: OpInfo) -> tuple[bool, str]:
-    """Whether the Edge TPU compiler can map the op: on Coral's list, with 8-bit quantised activations."""
-    if info.op_type == "edgetpu-custom-op":
-        return True, "already compiled for the Edge TPU"
-    if info.op_type not in EDGETPU_OPS:
-        return False, f"{info.op_type} is not on Coral's supported-operations list"
-    tensors = loaded.subgraph.tensors
-    for t in info.inputs + info.outputs:
-        dt = dtype_name(tensors[t])
-        if dt not in QUANTIZED_TYPES:  # a float->int8 QUANTIZE at the model's input runs on the host too
-            return False, f"tensor {tensor_name(tensors[t])!r} is {dt}, not 8-bit quantised"
-    return True, ""
+def place(ops: list[OpInfo]) -> None:
+    """Where each op runs when the whole model is compiled as one segment, and why (P1-P3)."""
+    supported = [op.supported for op in ops]
+    inputs = [op.inputs for op in ops]
+    producer = {t: op.index for op in ops for t in op.outputs}
+    on_tpu = first_tpu_partition(supported, inputs, [op.outputs for op in ops], producer)
+    for op, tpu in zip(ops, on_tpu, strict=True):
+        op.edgetpu = tpu
+        if tpu or not op.supported:
+            op.edgetpu_reason = op.support_reason
+            continue
+        blocker = blocking_host_op(op.index, supported, inputs, producer)
+        after = f"depends on host op {blocker} ({ops[blocker].op_type})" if blocker is not None else "comes later"
+        op.edgetpu_reason = f"supported, but {after}: the compiler maps one Edge TPU subgraph per segment"

@@ -1,122 +1,294 @@
-"""Integer stage-time tables: the cost model of one contiguous segment, as plain data for the planner.
+"""The cost of every contiguous segment a..b as one pipeline stage: dense integer tables for the planner.
 
-A stage covers ops a..b (inclusive) on one device. Its predicted time in microseconds is
+A stage runs ops a..b, compiled on their own, on one device. On an Edge TPU the compiler maps the first
+partition of supported ops (`profiles.placement`, which depends on where the segment starts) and the
+host runs the rest. For one input, in microseconds:
 
-    overhead
-  + C[b+1] - C[a]                           compute of its ops
-  + max(0, S[b+1] - S[last_cached[a] + 1])   streaming of layers after the cached prefix
-  + link_in[a] + link_out[b]                host link: tensors crossing its two cuts
-  + MO[b+1] - MO[a]                         host link: model outputs produced inside it
+  device  = invoke overhead + sum of its Edge TPU ops' time + streaming of the layers not cached
+            + in_us_per_kib x KiB into the TPU part + out_us_per_kib x KiB out of it
+  host    = sum of its host ops' time (measured on a CPU when the profile was measured)
+  runner  = stage_us + stage_us_per_kib x KiB of the stage's boundary tensors (host work outside invoke)
+  T       = device + host + runner (+ stream_extra_us when a layer streams)        the stage's time
+  S       = serialized x runner + serialized_device x device                     its serialized share
+  V       = bytes over a shared host controller / its rate (0 when not shared)    its bus time
+  O       = stream_cold_us when a layer streams + upload_us_per_kib x KiB cached (fresh runs only)
 
-where C, S and MO are prefix sums (length n+1). `last_cached[a]` is the last op whose parameters the
-Edge TPU compiler caches when a segment starts at a (it caches whole layers in execution order until
-one does not fit; that layer and every later one stream), so at most a - 1 when nothing is cached.
-`mem[a..b]` = P[b+1] - P[a] are the stage's cached-layout parameter bytes.
+Caching (the compiler's, fitted to all 635 segments of ../shared/edgetpu-measurements within 0.1 MiB):
+the budget is onchip_bytes - io_reserve_frac x (bytes into and out of the Edge TPU part); layers are
+taken largest first (ties in execution order), each cached when it is no larger than
+max_cached_layer_bytes and still fits, else streamed, and the next one is tried.
+
+A stage of a CPU device runs every op on the host: device = invoke overhead + its ops + copies.
+Each row (one start a, every end b) is computed by `StagePricer.row`, the single definition; the tables
+stack the rows and `stage_parts` reads one entry of a row back with its breakdown.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
+from typing import Any
 
-from tpuplan.profiles.build import reprice
-from tpuplan.profiles.cost import last_cached, link_time_us
+import numpy as np
+import numpy.typing as npt
+
+from tpuplan.profiles.build import price
 from tpuplan.profiles.device import DeviceSpec
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.host import HostSpec, resolve_host
 from tpuplan.profiles.model import Profile
+from tpuplan.profiles.placement import first_tpu_partition
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+Mask = npt.NDArray[np.bool_]
+MAX_OPS = 2048  # the tables are n x n: 2,048 ops take about 140 MB
+
+
+@dataclass(frozen=True)
+class StageParts:
+    """One stage's breakdown; every time in microseconds, every size in bytes."""
+
+    total_us: int
+    device_us: int
+    compute_us: int
+    spill_us: int
+    link_us: int
+    host_ops_us: int
+    runner_us: int
+    serial_us: int
+    bus_us: int
+    oneoff_us: int
+    uncalibrated_us: int
+    tpu_ops: int
+    host_ops: int
+    onchip_bytes: int
+    offchip_bytes: int
+    param_bytes: int
+    bytes_in: int
+    bytes_out: int
+    tpu_in_bytes: int
+    tpu_out_bytes: int
+    valid: bool
+    fits: bool
+
+
+class StagePricer:
+    """Prices segments of one profile on one device and host, row by row (one start, every end)."""
+
+    def __init__(self, profile: Profile, device: DeviceSpec, host: HostSpec) -> None:
+        if len(profile.ops) > MAX_OPS:
+            raise TpuplanError(f"the model has {len(profile.ops):,} ops; tpuplan plans models of up to {MAX_OPS:,}")
+        prof = price(profile, device, host) if (profile.device != device or profile.host != host.name) else profile
+        self.device, self.host, self.n = device, host, len(prof.ops)
+        ops = prof.ops
+        self.cpu = device.backend == "cpu"
+        self.tpu_us = np.array([op.tpu_us for op in ops], dtype=np.int64)
+        self.host_us = np.array([op.host_us for op in ops], dtype=np.int64)
+        self.stream_us = np.array([op.stream_us for op in ops], dtype=np.int64)
+        self.cached = np.array([op.cached_bytes for op in ops], dtype=np.int64)
+        self.params = np.array([op.param_bytes for op in ops], dtype=np.int64)
+        self.tpu_uncal = np.array([op.tpu_cost == "uncalibrated" for op in ops])
+        self.host_uncal = np.array([op.host_cost == "uncalibrated" for op in ops])
+        self.supported = [op.supported for op in ops]
+        self.inputs = [op.inputs for op in ops]
+        self.outputs = [op.outputs for op in ops]
+        self.producer = {t: op.index for op in ops for t in op.outputs}
+        self._tensor_arrays(prof)
+        host_ops = [op.index for op in ops if not op.supported]
+        feeds_tpu = [h for h in host_ops if any(self.supported[c] for c in self._consumers_of_op(h))]
+        self.last_barrier = max(feeds_tpu, default=-1)
+
+    def _tensor_arrays(self, prof: Profile) -> None:
+        names = [t.name for t in prof.tensors]
+        index = {name: k for k, name in enumerate(names)}
+        self.t_bytes = np.array([t.bytes for t in prof.tensors], dtype=np.int64)
+        self.t_prod = np.array([self.producer.get(name, -1) for name in names], dtype=np.int64)
+        outs = {t.name for t in prof.outputs}
+        self.t_out = np.array([name in outs for name in names])
+        edges = sorted((index[t], op.index) for op in prof.ops for t in set(op.inputs))
+        self.e_t = np.array([e[0] for e in edges], dtype=np.int64)
+        self.e_c = np.array([e[1] for e in edges], dtype=np.int64)
+        self.t_last = np.full(len(names), -1, dtype=np.int64)
+        if len(edges):
+            np.maximum.at(self.t_last, self.e_t, self.e_c)
+        self._op_consumers: dict[int, set[int]] = {}
+        for t, c in edges:
+            p = int(self.t_prod[t])
+            if p >= 0:
+                self._op_consumers.setdefault(p, set()).add(c)
+
+    def _consumers_of_op(self, k: int) -> set[int]:
+        return self._op_consumers.get(k, set())
+
+    def placement(self, a: int) -> Mask:
+        """Which ops of a..n-1 the Edge TPU runs when a segment starts at a (all False on a CPU device)."""
+        if self.cpu:
+            return np.zeros(self.n - a, dtype=np.bool_)
+        if a > self.last_barrier:
+            return np.array(self.supported[a:], dtype=np.bool_)
+        return np.array(first_tpu_partition(self.supported, self.inputs, self.outputs, self.producer, a))
+
+    def _boundary(self, a: int, tpu_full: Mask) -> dict[str, I64]:
+        """Bytes crossing into and out of the segment, and into and out of its Edge TPU part, per end b."""
+        n, m = self.n, self.n - a
+        diff = {k: np.zeros(m + 1, dtype=np.int64) for k in ("seg_in", "seg_out", "tpu_in", "tpu_out")}
+        live = self.e_c >= a
+        outside = self.t_prod[self.e_t] < a
+        for key, mask in (("seg_in", live & outside),
+                          ("tpu_in", live & tpu_full[self.e_c] & (outside | ~tpu_full[np.maximum(self.t_prod[self.e_t], 0)]))):
+            tensors, first = np.unique(self.e_t[mask], return_index=True)
+            np.add.at(diff[key], self.e_c[mask][first] - a, self.t_bytes[tensors])
+        made = self.t_prod >= a
+        host_use = np.zeros(len(self.t_bytes), dtype=np.bool_)
+        host_use[np.unique(self.e_t[live & ~tpu_full[self.e_c]])] = True
+        for key, mask, keep in (("seg_out", made, self.t_out), ("tpu_out", made & tpu_full[np.maximum(self.t_prod, 0)],
+                                                                   self.t_out | host_use)):
+            end = np.where(keep, n - 1, self.t_last - 1)[mask]
+            start = self.t_prod[mask]
+            ok = end >= start
+            np.add.at(diff[key], start[ok] - a, self.t_bytes[mask][ok])
+            np.add.at(diff[key], end[ok] + 1 - a, -self.t_bytes[mask][ok])
+        return {k: np.cumsum(v[:m]) for k, v in diff.items()}
+
+    def _caching(self, a: int, tpu: Mask, budget: I64) -> tuple[I64, I64, I64]:
+        """(on-chip bytes, off-chip bytes, streaming us) per end b: largest layer first, skip what does not fit."""
+        m = self.n - a
+        sizes = np.where(tpu, self.cached[a:], 0)
+        total = np.cumsum(sizes)
+        largest = np.maximum.accumulate(sizes) if m else sizes
+        limit = self.device.max_cached_layer_bytes
+        fits = (total <= budget) & (largest <= limit)
+        on, off, spill = np.where(fits, total, 0), np.zeros(m, dtype=np.int64), np.zeros(m, dtype=np.int64)
+        cols = np.flatnonzero(~fits)
+        if cols.size:
+            order = sorted((j for j in range(m) if sizes[j] > 0 and j <= cols[-1]), key=lambda j: (-sizes[j], j))
+            cum = np.zeros(cols.size, dtype=np.int64)
+            for j in order:
+                inside = cols >= j
+                take = inside & (sizes[j] <= limit) & (cum + sizes[j] <= budget[cols])
+                cum[take] += sizes[j]
+                miss = inside & ~take
+                off[cols[miss]] += sizes[j]
+                spill[cols[miss]] += self.stream_us[a + j]
+            on[cols] = cum
+        return on, off, spill
+
+    def row(self, a: int) -> dict[str, Any]:
+        """Every quantity of the segments a..b for b = a..n-1 (arrays of length n - a)."""
+        tpu = self.placement(a)
+        tpu_full = np.zeros(self.n, dtype=np.bool_)
+        tpu_full[a:] = tpu
+        io = self._boundary(a, tpu_full)
+        dev, host = self.device, self.host
+        if self.cpu:
+            return self._cpu_row(a, io)
+        compute = np.cumsum(np.where(tpu, self.tpu_us[a:], 0))
+        host_ops = np.cumsum(np.where(tpu, 0, self.host_us[a:]))
+        io_tpu = io["tpu_in"] + io["tpu_out"]
+        budget = np.floor(dev.onchip_bytes - dev.io_reserve_frac * io_tpu).astype(np.int64)
+        on, off, spill = self._caching(a, tpu, budget)
+        link = np.ceil((dev.link.in_us_per_kib * io["tpu_in"] + dev.link.out_us_per_kib * io["tpu_out"]) / 1024
+                       - 1e-9).astype(np.int64)
+        device_us = math.ceil(dev.invoke_overhead_us - 1e-9) + compute + spill + link
+        runner = self._runner(io)
+        streams = spill > 0
+        total = device_us + host_ops + runner + np.where(streams, math.ceil(host.stream_extra_us - 1e-9), 0)
+        bus = np.ceil((io_tpu + off) / host.bus_bytes_per_us - 1e-9).astype(np.int64) if host.bus_shared else 0 * total
+        upload = dev.link.upload_us_per_kib * on / 1024 if host.fresh_upload else 0 * on
+        oneoff = np.ceil(np.where(streams, host.stream_cold_us, 0) + upload - 1e-9).astype(np.int64)
+        uncal = np.cumsum(np.where(tpu, self.tpu_us[a:] * self.tpu_uncal[a:], self.host_us[a:] * self.host_uncal[a:]))
+        return {**io, "total": total, "device": device_us, "compute": compute, "spill": spill, "link": link,
+                "host_ops": host_ops, "runner": runner, "serial": self._serial(runner, device_us), "bus": bus,
+                "oneoff": oneoff, "uncal": uncal, "tpu_ops": np.cumsum(tpu), "on": on, "off": off,
+                "params": np.cumsum(self.params[a:]), "valid": np.cumsum(tpu) > 0, "fits": off == 0}
+
+    def _runner(self, io: dict[str, I64]) -> I64:
+        kib = (io["seg_in"] + io["seg_out"]) / 1024
+        return np.ceil(self.host.stage_us + self.host.stage_us_per_kib * kib - 1e-9).astype(np.int64)
+
+    def _serial(self, runner: I64, device_us: I64) -> I64:
+        h = self.host
+        return np.ceil(h.serialized * runner + h.serialized_device * device_us - 1e-9).astype(np.int64)
+
+    def _cpu_row(self, a: int, io: dict[str, I64]) -> dict[str, Any]:
+        dev = self.device
+        ops = np.cumsum(self.host_us[a:])
+        copies = np.ceil((dev.link.in_us_per_kib * io["seg_in"] + dev.link.out_us_per_kib * io["seg_out"]) / 1024
+                         - 1e-9).astype(np.int64)
+        device_us = math.ceil(dev.invoke_overhead_us - 1e-9) + ops + copies
+        runner = self._runner(io)
+        zero = np.zeros(self.n - a, dtype=np.int64)
+        return {**io, "total": device_us + runner, "device": device_us, "compute": ops, "spill": zero,
+                "link": copies, "host_ops": zero, "runner": runner, "serial": self._serial(runner, device_us),
+                "bus": zero, "oneoff": zero, "uncal": np.cumsum(self.host_us[a:] * self.host_uncal[a:]),
+                "tpu_ops": zero, "on": zero, "off": zero, "params": np.cumsum(self.params[a:]),
+                "valid": np.ones(self.n - a, dtype=np.bool_), "fits": np.ones(self.n - a, dtype=np.bool_)}
 
 
 @dataclass(frozen=True)
 class StageCostTable:
-    """Everything the planner needs about one (profile, device) pair, as integers."""
+    """Everything the planner needs about one (profile, device, host), as n x n integer matrices indexed
+    [a, b] for the stage of ops a..b (entries with b < a are never valid)."""
 
     device_name: str
+    backend: str
     n: int
-    overhead_us: int
-    compute_prefix: list[int]  # C, len n+1
-    stream_prefix: list[int]  # S, len n+1
-    param_prefix: list[int]  # P: cached-layout parameter bytes, len n+1
-    raw_param_prefix: list[int]  # parameter bytes as stored in the model, len n+1
-    last_cached: list[int]  # len n, values in [a-1, n-1]
-    link_in_us: list[int]  # len n: link time of what crosses into a stage starting at a
-    link_out_us: list[int]  # len n: link time of what crosses out of a stage ending at b
-    model_out_prefix_us: list[int]  # MO, len n+1
-    bytes_in: list[int]  # len n: bytes crossing into a stage starting at a
-    bytes_out: list[int]  # len n: bytes crossing out of a stage ending at b
-    onchip_capacity: int  # cached bytes one device holds (for reporting and the default rule)
+    time_us: I64
+    serial_us: I64
+    bus_us: I64
+    oneoff_us: I64
+    valid: Mask
+    onchip: Mask
+    pricer: StagePricer | None = field(default=None, compare=False, repr=False)
 
     def stage_time_us(self, a: int, b: int) -> int:
-        """Predicted time of a stage over ops a..b; the one definition every algorithm must match."""
-        return self.stage_parts(a, b)["total_us"]
-
-    def stage_parts(self, a: int, b: int) -> dict[str, int]:
-        if not 0 <= a <= b < self.n:
-            raise ValueError(f"bad stage {a}..{b} for {self.n} ops")
-        c, s, p = self.compute_prefix, self.stream_prefix, self.param_prefix
-        lc = self.last_cached[a]
-        cached_end = min(lc, b)
-        spill_us = max(0, s[b + 1] - s[lc + 1])
-        onchip = p[cached_end + 1] - p[a]
-        offchip = p[b + 1] - p[a] - onchip
-        link = self.link_in_us[a] + self.link_out_us[b] + self.model_out_prefix_us[b + 1]
-        link -= self.model_out_prefix_us[a]
-        compute = c[b + 1] - c[a]
-        total = self.overhead_us + compute + spill_us + link
-        return {
-            "total_us": total,
-            "compute_us": compute,
-            "spill_us": spill_us,
-            "link_us": link,
-            "overhead_us": self.overhead_us,
-            "onchip_bytes": onchip,
-            "offchip_bytes": offchip,
-            "param_bytes": self.raw_param_prefix[b + 1] - self.raw_param_prefix[a],
-            "bytes_in": self.bytes_in[a],
-            "bytes_out": self.bytes_out[b],
-        }
+        self._check(a, b)
+        return int(self.time_us[a, b])
 
     def fits_on_chip(self, a: int, b: int) -> bool:
-        return self.last_cached[a] >= b
+        self._check(a, b)
+        return bool(self.onchip[a, b])
+
+    def _check(self, a: int, b: int) -> None:
+        if not 0 <= a <= b < self.n:
+            raise ValueError(f"bad stage {a}..{b} for {self.n} ops")
+
+    def stage_parts(self, a: int, b: int) -> StageParts:
+        """The breakdown of stage a..b, read from the same row the tables were built from."""
+        self._check(a, b)
+        if self.pricer is None:
+            t = int(self.time_us[a, b])
+            return StageParts(t, t, t, 0, 0, 0, 0, int(self.serial_us[a, b]), int(self.bus_us[a, b]),
+                              int(self.oneoff_us[a, b]), 0, b - a + 1, 0, 0, 0, 0, 0, 0, 0, 0,
+                              bool(self.valid[a, b]), bool(self.onchip[a, b]))
+        r, k = self.pricer.row(a), b - a
+
+        def at(key: str) -> int:
+            return int(r[key][k])
+
+        return StageParts(
+            total_us=at("total"), device_us=at("device"), compute_us=at("compute"), spill_us=at("spill"),
+            link_us=at("link"), host_ops_us=at("host_ops"), runner_us=at("runner"), serial_us=at("serial"),
+            bus_us=at("bus"), oneoff_us=at("oneoff"), uncalibrated_us=at("uncal"), tpu_ops=at("tpu_ops"),
+            host_ops=b - a + 1 - at("tpu_ops"), onchip_bytes=at("on"), offchip_bytes=at("off"),
+            param_bytes=at("params"), bytes_in=at("seg_in"), bytes_out=at("seg_out"), tpu_in_bytes=at("tpu_in"),
+            tpu_out_bytes=at("tpu_out"), valid=bool(r["valid"][k]), fits=bool(r["fits"][k]),
+        )
 
 
-def _prefix(values: list[int]) -> list[int]:
-    out = [0]
-    for v in values:
-        out.append(out[-1] + v)
-    return out
-
-
-def stage_table(profile: Profile, device: DeviceSpec | None = None) -> StageCostTable:
-    """Build the integer table of a profile for one device (the profile's own when None).
-
-    A measured profile uses its measured op times; a static one the cost model's predictions.
-    """
+def stage_table(profile: Profile, device: DeviceSpec | None = None, host: HostSpec | None = None) -> StageCostTable:
+    """The dense tables of a profile on one device and host (the profile's own when None)."""
     dev = device or profile.device
-    prof = reprice(profile, dev) if device is not None and profile.source == "static" else profile
-    ops = prof.ops
-    n = len(ops)
-    compute = [round(op.measured_us) if op.measured_us is not None else op.predicted_us for op in ops]
-    cut_bytes = [c.bytes for c in prof.cuts]
-    bytes_in = [prof.input_bytes, *cut_bytes]
-    bytes_out = [*cut_bytes, 0]
-    out_names = {t.name: t.bytes for t in prof.outputs}
-    model_out = [link_time_us(sum(out_names.get(name, 0) for name in op.outputs), dev) for op in ops]
-    overhead = prof.measurement.get("invoke_overhead_us") if prof.measurement else None
-    return StageCostTable(
-        device_name=dev.name,
-        n=n,
-        overhead_us=round(float(overhead))
-        if isinstance(overhead, (int, float))
-        else round(dev.invoke_overhead_us),
-        compute_prefix=_prefix(compute),
-        stream_prefix=_prefix([op.stream_us for op in ops]),
-        param_prefix=_prefix([op.cached_bytes for op in ops]),
-        raw_param_prefix=_prefix([op.param_bytes for op in ops]),
-        last_cached=last_cached(
-            [op.cached_bytes for op in ops], [op.max_activation_bytes for op in ops], dev
-        ),
-        link_in_us=[link_time_us(b, dev) for b in bytes_in],
-        link_out_us=[link_time_us(b, dev) for b in bytes_out],
-        model_out_prefix_us=_prefix(model_out),
-        bytes_in=bytes_in,
-        bytes_out=bytes_out,
-        onchip_capacity=dev.onchip_bytes,
-    )
+    pricer = StagePricer(profile, dev, host or resolve_host(profile.host))
+    n = pricer.n
+    mats = {k: np.zeros((n, n), dtype=np.int64) for k in ("total", "serial", "bus", "oneoff")}
+    masks = {k: np.zeros((n, n), dtype=np.bool_) for k in ("valid", "fits")}
+    for a in range(n):
+        r = pricer.row(a)
+        for k, mat in mats.items():
+            mat[a, a:] = r[k]
+        for k, msk in masks.items():
+            msk[a, a:] = r[k]
+    return StageCostTable(dev.name, dev.backend, n, mats["total"], mats["serial"], mats["bus"], mats["oneoff"],
+                          masks["valid"], masks["fits"], pricer)

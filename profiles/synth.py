@@ -1,8 +1,10 @@
 """Synthetic int8 .tflite models of the two families measured in shared/edgetpu-measurements.
 
-They mirror what TFLiteConverter emits for the Keras models of the README (float32 input -> QUANTIZE ->
-int8 layers -> DEQUANTIZE -> float32 output), written with the LiteRT schema's object API, so the
-calibration can profile exactly the models that were timed without TensorFlow. `weights="zeros"`
+They mirror what TFLiteConverter emits for the Keras models of the measurements' README: float32 input ->
+QUANTIZE -> int8 layers, then for FC a DEQUANTIZE to a float32 output, while the conv models were
+converted with `inference_output_type = tf.int8` and end in the int8 output of the last convolution.
+Written with the LiteRT schema's object API, so the calibration profiles exactly the models that were
+timed, without TensorFlow. `weights="zeros"`
 skips the random numbers: the profile depends only on shapes, and that keeps 131 models fast.
 """
 
@@ -173,8 +175,12 @@ def synth_fc(width: int, depth: int = 4, in_features: int = 64, out_features: in
 
 
 def synth_conv(filters: int, layers: int = 5, size: int = 64, channels: int = 3, kernel: int = 3,
-               seed: int = 0, *, weights: Weights = "random") -> bytes:
-    """Conv2D(filters, kernel, SAME, relu) x layers on a size x size x channels image, int8 per channel."""
+               seed: int = 0, *, weights: Weights = "random", float_output: bool = False) -> bytes:
+    """Conv2D(filters, kernel, SAME, relu) x layers on a size x size x channels image, int8 per channel.
+
+    The output is the last convolution's int8 tensor, as in the measured models; `float_output` adds a
+    DEQUANTIZE to float32 instead.
+    """
     _positive(filters=filters, layers=layers, size=size, channels=channels, kernel=kernel)
     _check_bytes(conv_param_bytes(filters, layers, channels, kernel), "convolution")
     rng = np.random.default_rng(seed)
@@ -199,7 +205,9 @@ def synth_conv(filters: int, layers: int = 5, size: int = 64, channels: int = 3,
         opts.fusedActivationFunction = schema.ActivationFunctionType.RELU
         g.op(_OP.CONV_2D, [q, tw, tb], [y], schema.BuiltinOptions.Conv2DOptions, opts)
         q, s_in, mean_sq, cin = y, 4 * std / 255, std * std / 2, filters
-    out = g.tensor("output", [1, size, size, filters], _T.FLOAT32)
-    g.op(_OP.DEQUANTIZE, [q], [out])
+    out = q
+    if float_output:
+        out = g.tensor("output", [1, size, size, filters], _T.FLOAT32)
+        g.op(_OP.DEQUANTIZE, [q], [out])
     desc = f"tpuplan synth_conv filters={filters} layers={layers} size={size} channels={channels} seed={seed}"
     return g.finish([x], [out], desc)

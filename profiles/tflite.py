@@ -14,8 +14,6 @@ from tpuplan.profiles.docio import read_bytes
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.safety import check_operators, check_tensors
 
-# Custom ops whose meaning we know; any other custom op makes a model unplannable.
-KNOWN_CUSTOM_OPS = frozenset({"TFLite_Detection_PostProcess", "edgetpu-custom-op"})
 MAX_MODEL_BYTES = 2**31 - 1  # flatbuffers cannot address more
 
 _BUILTIN_NAMES: dict[int, str] = {
@@ -201,8 +199,6 @@ def check_model(model: Any, where: str, size: int, *, allow_edgetpu: bool) -> No
             produced.add(int(i))
         if is_custom(model, int(op.opcodeIndex)):
             name = op_code_name(model, int(op.opcodeIndex))
-            if name not in KNOWN_CUSTOM_OPS:
-                raise TpuplanError(f"{where}: operator {op_index} is an unknown custom op {name!r}")
             if name == "edgetpu-custom-op" and not allow_edgetpu:
                 raise TpuplanError(
                     f"{where}: is already compiled for the Edge TPU (edgetpu-custom-op); give the CPU model"

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from tpuplan.profiles.build import profile_from_graph
-from tpuplan.profiles.device import preset
+from tpuplan.profiles.build import price, profile_from_graph
+from tpuplan.profiles.device import LinkCost, preset
+from tpuplan.profiles.host import resolve_host
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.graph import analyse
 from tpuplan.profiles.model import Profile
@@ -108,12 +109,14 @@ def measure_profile(loaded: LoadedModel, *, backend: str = "cpu", repeats: int =
         stage.close()
     overhead = min(times)
     copy_rate = statistics.median(copy_rates) if copy_rates else 2000.0
+    per_kib = round(1024 / copy_rate, 4)
     device = preset("cpu").model_copy(update={
         "name": "cpu-measured",
         "invoke_overhead_us": round(overhead, 1),
-        "link_bytes_per_us": round(copy_rate, 1),
+        "link": LinkCost(in_us_per_kib=per_kib, out_us_per_kib=per_kib, calibrated=True),
     })
-    static = profile_from_graph(graph, device)
+    host = resolve_host(None)
+    static = profile_from_graph(graph, device, host)
     ops = [
         op.model_copy(update={"measured_us": round(max(0.0, t - overhead), 2)})
         for op, t in zip(static.ops, times, strict=True)
@@ -130,4 +133,5 @@ def measure_profile(loaded: LoadedModel, *, backend: str = "cpu", repeats: int =
         "method": "each op timed as its own single-op segment, fed the whole model's tensors, all ops "
         "in turns; median of warm invokes minus the per-invoke overhead (the fastest op's time)",
     }
-    return static.model_copy(update={"ops": ops, "source": "measured", "measurement": measurement})
+    measured = static.model_copy(update={"ops": ops, "source": "measured", "measurement": measurement})
+    return price(measured, device, host)

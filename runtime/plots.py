@@ -38,7 +38,7 @@ def plan_figure(plan: Plan, measured_us: list[float] | None = None, title: str |
     if measured_us:
         ax_t.bar([x + width / 2 for x in xs], [m / 1000 for m in measured_us], width, label="measured",
                  color="#DD8452")
-    ax_t.axhline(plan.predicted_bottleneck_us / 1000, color="#4C72B0", ls="--", lw=1,
+    ax_t.axhline(plan.predicted_period_us / 1000, color="#4C72B0", ls="--", lw=1,
                  label="predicted bottleneck")
     tallest = max([*pred_ms, *((m / 1000) for m in measured_us or [])])
     ax_t.set_ylim(0, tallest * 1.35 + 1e-9)  # room for the legend

@@ -20,10 +20,13 @@ def _run(data: bytes, x: np.ndarray) -> np.ndarray:
     interp = Interpreter(model_content=data)
     interp.allocate_tensors()
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    assert inp["dtype"] == np.float32 and out["dtype"] == np.float32
+    assert inp["dtype"] == np.float32 and out["dtype"] in (np.float32, np.int8)
     interp.set_tensor(inp["index"], x.astype(np.float32))
     interp.invoke()
     result: np.ndarray = interp.get_tensor(out["index"])
+    if out["dtype"] == np.int8:  # the conv family's int8 output, dequantised for comparison
+        scale, zero = out["quantization"]
+        return (result.astype(np.float64) - zero) * scale
     return result
 
 
@@ -85,6 +88,10 @@ def test_structure_matches_the_converter_layout() -> None:
     for t in tanh_out:
         assert list(t.quantization.scale) == [pytest.approx(1 / 128)] and list(t.quantization.zeroPoint) == [0]
     conv = parse_model(synth_conv(16, layers=1, size=8), Path("c.tflite")).model
+    assert [op_code_name(conv, int(op.opcodeIndex)) for op in conv.subgraphs[0].operators] == ["QUANTIZE", "CONV_2D"]
+    assert conv.subgraphs[0].tensors[conv.subgraphs[0].outputs[0]].type == 9  # int8 output, as the study converted
+    with_float = parse_model(synth_conv(16, layers=1, size=8, float_output=True), Path("f.tflite")).model
+    assert op_code_name(with_float, int(with_float.subgraphs[0].operators[-1].opcodeIndex)) == "DEQUANTIZE"
     w = conv.subgraphs[0].tensors[conv.subgraphs[0].operators[1].inputs[1]]
     assert list(w.shape) == [16, 3, 3, 3] and len(w.quantization.scale) == 16 and w.quantization.quantizedDimension == 0
 

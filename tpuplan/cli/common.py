@@ -17,10 +17,11 @@ from pathlib import Path
 import typer
 from pydantic import BaseModel
 
-from tpuplan.profiles.build import build_profile
+from tpuplan.profiles.build import build_profile, price
 from tpuplan.profiles.device import DeviceSpec, preset_names, resolve_device
 from tpuplan.profiles.docio import dump_json, parse_doc, read_bytes, write_atomic
 from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.host import HostSpec, resolve_host
 from tpuplan.profiles.model import PROFILE_KIND, PROFILE_VERSION, Profile
 from tpuplan.profiles.tflite import MAX_MODEL_BYTES, LoadedModel, parse_model
 
@@ -28,6 +29,7 @@ DEVICE_HELP = (
     "Device preset name or DeviceSpec JSON file. Presets: edgetpu-usb (calibrated default), edgetpu-pci, cpu."
 )
 DEVICES_HELP = DEVICE_HELP + " Repeat or comma-separate: one for every TPU, or one per TPU in stage order."
+HOST_HELP = "Host preset (tpuplan, pycoral, python-threads) or HostSpec JSON: the runner and host CPU costs."
 SOURCE_HELP = "A profile JSON (from `plan profile`) or a .tflite CPU model (profiled on the first --device)."
 FORCE_HELP = "Overwrite the output if it exists (a file; for `plan split`, only an earlier split)."
 JSON_HELP = "Print JSON for machines instead of a table."
@@ -46,16 +48,20 @@ class Source:
     model: LoadedModel | None
 
 
-def read_source(path: Path, device: DeviceSpec | None) -> Source:
-    """The one rule for "profile or model": a .tflite file is a model, profiled on `device` (default
-    preset when None); a .json file is a profile document; anything else is refused before reading."""
+def read_source(path: Path, device: DeviceSpec | None, host: HostSpec | None = None) -> Source:
+    """The one rule for "profile or model": a .tflite file is a model, profiled on `device` and `host`
+    (default presets when None); a .json file is a profile document, re-priced for `device`/`host` when
+    given; anything else is refused before reading."""
     if path.suffix not in (".tflite", ".json"):
         raise TpuplanError(f"{path}: expected a profile .json or a .tflite model")
     if path.suffix == ".tflite":
         loaded = read_model(path)
-        return Source(build_profile(loaded, device or resolve_device(None)), loaded)
+        return Source(build_profile(loaded, device or resolve_device(None), host or resolve_host(None)), loaded)
     data = read_bytes(path, what="profile JSON document", max_bytes=1 << 30)
-    return Source(parse_doc(data, Profile, kind=PROFILE_KIND, version=PROFILE_VERSION, source=str(path)), None)
+    profile = parse_doc(data, Profile, kind=PROFILE_KIND, version=PROFILE_VERSION, source=str(path))
+    if device is not None or host is not None:
+        profile = price(profile, device or profile.device, host or resolve_host(profile.host))
+    return Source(profile, None)
 
 
 def parse_devices(specs: Sequence[str] | None) -> list[DeviceSpec]:

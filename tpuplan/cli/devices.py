@@ -9,6 +9,7 @@ import typer
 
 from tpuplan.cli.common import JSON_HELP, mib, table
 from tpuplan.profiles.device import DeviceSpec, preset, preset_names
+from tpuplan.profiles.host import host_preset, host_preset_names
 from tpuplan.runtime.edgetpu import list_edge_tpus
 
 
@@ -19,14 +20,20 @@ def register(app: typer.Typer) -> None:
         specs: list[DeviceSpec] = [preset(n) for n in preset_names()]
         present = list_edge_tpus()
         if as_json:
-            typer.echo(json.dumps(
-                {"presets": [s.model_dump(mode="json") for s in specs], "edgetpus_present": present}, indent=2
-            ))
+            hosts_json = [host_preset(n).model_dump(mode="json") for n in host_preset_names()]
+            typer.echo(json.dumps({"kind": "tpuplan.devices", "schema_version": 1,
+                                   "presets": [s.model_dump(mode="json") for s in specs], "hosts": hosts_json,
+                                   "edgetpus_present": present}, indent=2))
             return
         rows = [
-            [s.name, s.backend, mib(s.onchip_bytes) if s.backend == "edgetpu" else "-", f"{s.link_bytes_per_us:g}",
+            [s.name, s.backend, mib(s.onchip_bytes) if s.backend == "edgetpu" else "-",
+             f"{s.link.in_us_per_kib:g}/{s.link.out_us_per_kib:g}", "yes" if s.link.calibrated else "no",
              (s.calibration.source if s.calibration else "")[:60]]
             for s in specs
         ]
-        typer.echo(table(["preset", "backend", "on-chip MiB", "link B/us", "source"], rows))
+        typer.echo(table(["device", "backend", "on-chip MiB", "link us/KiB in/out", "calibrated", "source"], rows))
+        hosts = [host_preset(n) for n in host_preset_names()]
+        rows = [[h.name, f"{h.stage_us:g}", f"{h.serialized:g}", "yes" if h.fresh_upload else "no",
+                 "shared" if h.bus_shared else "own", h.description[:60]] for h in hosts]
+        typer.echo("\n" + table(["host", "stage us", "serialized", "fresh runs", "USB", "runner"], rows))
         typer.echo(f"\nEdge TPUs present: {len(present)}" + "".join(f"\n  {d}" for d in present))

@@ -10,6 +10,7 @@ import typer
 from tpuplan.cli.common import (
     DEVICE_HELP,
     FORCE_HELP,
+    HOST_HELP,
     JSON_HELP,
     check_output,
     emit,
@@ -20,33 +21,46 @@ from tpuplan.cli.common import (
 )
 from tpuplan.profiles.build import build_profile
 from tpuplan.profiles.device import resolve_device
+from tpuplan.profiles.host import resolve_host
 from tpuplan.profiles.model import Profile
 from tpuplan.runtime.measure import measure_profile
 
 
+def _cost(us: int, source: str) -> str:
+    return f"{us:,}" + ("" if source == "calibrated" else "*" if source == "uncalibrated" else "m")
+
+
 def profile_table(profile: Profile) -> str:
     rows = [
-        [op.index, op.op_type, op.op_class, op.param_bytes, op.cached_bytes, op.macs, op.input_bytes,
-         op.output_bytes, "yes" if op.edgetpu else "no", op.predicted_us,
+        [op.index, op.op_type[:28], op.op_class, "TPU" if op.edgetpu else "host", op.param_bytes, op.cached_bytes,
+         op.macs, op.input_bytes, op.output_bytes, _cost(op.tpu_us, op.tpu_cost), _cost(op.host_us, op.host_cost),
          f"{op.measured_us:.1f}" if op.measured_us is not None else "-",
          profile.cuts[op.index].bytes if op.index < len(profile.cuts) else "-"]
         for op in profile.ops
     ]
-    head = ["#", "op", "class", "param B", "cached B", "MACs", "in B", "out B", "TPU", "pred us", "meas us", "cut B"]
+    head = ["#", "op", "class", "runs on", "param B", "cached B", "MACs", "in B", "out B", "device us", "host us",
+            "meas us", "cut B"]
     dev = profile.device
     capacity = f"on-chip {mib(dev.onchip_bytes)} MiB" if dev.backend == "edgetpu" else "host CPU"
+    host_ops = [op for op in profile.ops if not op.edgetpu]
+    uncal = sorted({op.op_class for op in profile.ops
+                    if (op.tpu_cost if op.edgetpu else op.host_cost) == "uncalibrated"})
     lines = [
         f"model   {profile.model.path}  sha256 {profile.model.sha256[:12]}  ({profile.source} profile)",
-        f"device  {dev.name} ({dev.backend}), {capacity}",
+        f"device  {dev.name} ({dev.backend}), {capacity}; host {profile.host}",
         "",
         table(head, rows),
         "",
         f"{len(profile.ops)} ops, parameters {profile.param_bytes:,} B ({mib(profile.param_bytes)} MiB), "
-        f"{sum(op.macs for op in profile.ops):,} MACs, "
-        f"{sum(1 for op in profile.ops if not op.edgetpu)} ops on the host CPU, "
-        f"predicted {sum(op.predicted_us for op in profile.ops):,} us of op time (predicted, not measured)",
-        "'cut B' is the bytes of every tensor live across the cut after that op.",
+        f"{sum(op.macs for op in profile.ops):,} MACs, {len(host_ops)} ops on the host CPU (when compiled whole)",
+        "device/host us: predicted; * = an uncalibrated default (no real measurements of that op class here), "
+        "m = measured on this machine's CPU. 'cut B': bytes live across the cut after that op.",
     ]
+    if uncal:
+        lines.append(f"uncalibrated op classes in use: {', '.join(uncal)}")
+    lines += [f"host  #{op.index} {op.op_type}: {op.edgetpu_reason}" for op in host_ops[:40]]
+    if len(host_ops) > 40:
+        lines.append(f"host  ... and {len(host_ops) - 40} more (see --json)")
     return "\n".join(lines)
 
 
@@ -55,6 +69,7 @@ def register(app: typer.Typer) -> None:
     def profile_cmd(
         model: Annotated[Path, typer.Argument(help="The .tflite model (CPU model, not *_edgetpu).")],
         device: Annotated[str | None, typer.Option("--device", "-d", help=DEVICE_HELP)] = None,
+        host: Annotated[str | None, typer.Option("--host", help=HOST_HELP)] = None,
         output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the profile JSON here.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
         measure: Annotated[bool, typer.Option("--measure", help="Measure per-op times on --backend.")] = False,
@@ -69,15 +84,17 @@ def register(app: typer.Typer) -> None:
         if measure:
             prof = measure_profile(loaded, backend=backend, repeats=repeats)
         else:
-            prof = build_profile(loaded, resolve_device(device))
+            prof = build_profile(loaded, resolve_device(device), resolve_host(host))
         emit(prof, output=output, as_json=as_json, table=profile_table(prof))
 
     @app.command("inspect")
     def inspect_cmd(
         source: Annotated[Path, typer.Argument(help="A .tflite model or a profile JSON.")],
         device: Annotated[str | None, typer.Option("--device", "-d", help=DEVICE_HELP)] = None,
+        host: Annotated[str | None, typer.Option("--host", help=HOST_HELP)] = None,
         as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
     ) -> None:
         """Print a readable per-op table and totals of a model (or of a saved profile)."""
-        prof = read_source(source, resolve_device(device)).profile
+        dev, host_spec = resolve_device(device) if device else None, resolve_host(host) if host else None
+        prof = read_source(source, dev, host_spec).profile
         emit(prof, output=None, as_json=as_json, table=profile_table(prof))

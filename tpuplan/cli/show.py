@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from tpuplan.cli.common import FORCE_HELP, check_output, emit, write_output
-from tpuplan.cli.solve import plan_table
+from tpuplan.cli.plantable import plan_table
 from tpuplan.planner.plan import load_plan
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.runtime.plots import plan_figure

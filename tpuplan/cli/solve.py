@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -10,26 +12,36 @@ import typer
 from tpuplan.cli.common import (
     DEVICES_HELP,
     FORCE_HELP,
+    HOST_HELP,
     JSON_HELP,
     SOURCE_HELP,
-    bar,
     check_output,
     emit,
-    mib,
-    ms,
     parse_cuts,
     parse_devices,
     positive,
     read_source,
-    table,
 )
-from tpuplan.planner.baselines import Comparison, compare
+from tpuplan.cli.plantable import comparison_table, plan_table
+from tpuplan.planner.baselines import compare
+from tpuplan.planner.costs import Goal, Objective
 from tpuplan.planner.plan import Plan, check_profile_matches, evaluate
 from tpuplan.planner.solve import DEFAULT_WORKERS, solve, solve_auto
 from tpuplan.profiles.device import DeviceSpec
 from tpuplan.profiles.docio import read_bytes
 from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.host import HostSpec, resolve_host
 from tpuplan.profiles.model import Profile
+
+OBJECTIVE_HELP = "throughput: least period (inputs per second); latency: least time for one input."
+BATCH_HELP = "Spread one-off costs (start-up, first-inference upload) over a batch of N inputs."
+TOLERANCE_HELP = "--tpus auto: the fewest TPUs within this fraction of the best (0.05 = 5%)."
+
+
+def parse_objective(text: str) -> Objective:
+    if text not in ("throughput", "latency"):
+        raise TpuplanError(f"--objective must be throughput or latency (got {text!r})")
+    return "throughput" if text == "throughput" else "latency"
 
 
 def parse_tpus(text: str | None) -> int | None:
@@ -42,116 +54,39 @@ def parse_tpus(text: str | None) -> int | None:
         raise TpuplanError(f"--tpus must be a number or 'auto' (got {text!r})") from None
 
 
-def status_text(plan: Plan) -> str:
-    s = plan.solver
-    if s.status == "OPTIMAL":
-        return "OPTIMAL (proven)"
-    if s.status == "REFERENCE":
-        return "OPTIMAL (proven by the exact reference; CP-SAT did not finish)"
-    if s.status == "EVALUATED":
-        return "EVALUATED (cuts given, not optimised)"
-    return "FEASIBLE, not proven optimal"
+@dataclass(frozen=True)
+class SolveOptions:
+    """What --tpus, --cuts and the solver options ask for."""
+
+    tpus: str | None
+    cuts: str | None
+    max_tpus: int
+    tolerance: float
+    allow_spill: bool
+    time_limit: float | None
+    workers: int
+    seed: int
+    timings: bool
 
 
-def plan_table(plan: Plan) -> str:
-    """The plan for people: one row per stage with a bar of its predicted time."""
-    worst = plan.predicted_bottleneck_us
-    rows = [
-        [
-            s.index,
-            f"{s.first_op}..{s.last_op}",
-            s.n_ops,
-            mib(s.param_bytes),
-            mib(s.predicted_onchip_bytes),
-            mib(s.predicted_offchip_bytes),
-            f"{s.bytes_in / 1024:.1f}",
-            f"{s.bytes_out / 1024:.1f}",
-            ms(s.predicted_us),
-            s.device,
-            bar(s.predicted_us, worst, 24),
-        ]
-        for s in plan.stages
-    ]
-    head = ["stage", "ops", "#ops", "param MiB", "on-chip MiB", "off-chip MiB", "in KiB", "out KiB",
-            "pred ms", "device", "time"]
-    align = [False, False, *([True] * 7), False, False]
-    slowest = max(plan.stages, key=lambda s: s.predicted_us).index
-    lines = [
-        f"model   {plan.model.path}  sha256 {plan.model.sha256[:12]}  ({plan.profile_source} profile, "
-        f"{plan.n_ops} ops)",
-        f"plan    {plan.tpus} TPU(s), cuts after ops: {','.join(map(str, plan.cuts)) or '-'}",
-        "",
-        table(head, rows, right=align),
-        "",
-        f"bottleneck  {ms(worst)} ms (stage {slowest})   throughput {plan.predicted_throughput_per_s:,.1f}"
-        f"/s   latency {ms(plan.predicted_latency_us)} ms   (predicted)",
-        f"status      {status_text(plan)}, {plan.solver.wall_time_s:.2f} s",
-    ]
-    if not plan.fits_on_chip:
-        spill = [str(s.index) for s in plan.stages if not s.fits_on_chip]
-        need = plan.tpus_needed_on_chip
-        lines.append(
-            f"memory      stage(s) {','.join(spill)} stream parameters from the host every inference; "
-            + (f"{need} TPUs would keep everything on chip" if need else "no TPU count keeps it all on chip")
-        )
-    if plan.auto:
-        lines += ["", "TPUs  bottleneck ms  throughput/s  gain vs K-1  on chip"]
-        for r in plan.auto:
-            gain = f"x{r.gain_vs_previous:.2f}" if r.gain_vs_previous is not None else "-"
-            lines.append(
-                f"{r.tpus:>4}  {ms(r.predicted_bottleneck_us):>13}  {r.predicted_throughput_per_s:>12,.1f}"
-                f"  {gain:>11}  {'yes' if r.fits_on_chip else 'no'}"
-            )
-    if plan.solver.note:
-        lines.append(f"note        {plan.solver.note}")
-    return "\n".join(lines)
-
-
-def comparison_table(cmp: Comparison) -> str:
-    rows = [
-        [
-            e.name,
-            e.tpus,
-            ",".join(map(str, e.cuts)) or "-",
-            ms(e.predicted_bottleneck_us),
-            f"{e.predicted_throughput_per_s:,.1f}",
-            mib(e.predicted_offchip_bytes),
-            "yes" if e.fits_on_chip else "no",
-            f"x{e.speedup_of_ours:.2f}",
-        ]
-        for e in cmp.entries
-    ]
-    head = ["plan", "TPUs", "cuts", "bottleneck ms", "throughput/s", "off-chip MiB", "on chip", "ours is"]
-    return "\n".join(
-        [
-            f"model {cmp.model.path}, {cmp.tpus} TPU(s); ours: {cmp.ours_status}"
-            + (" (proven)" if cmp.ours_proven_optimal else ", not proven optimal"),
-            "",
-            table(head, rows),
-            "",
-            "'ours is' = that plan's predicted bottleneck / ours (x2.00: ours has twice the throughput).",
-        ]
-    )
-
-
-def _plan_for(profile: Profile, devices: list[DeviceSpec], tpus: str | None, cuts: str | None, max_tpus: int,
-              allow_spill: bool, time_limit: float | None, workers: int, seed: int) -> Plan:
+def _plan_for(profile: Profile, devices: list[DeviceSpec], host: HostSpec, goal: Goal, o: SolveOptions) -> Plan:
     """Price --cuts, or solve for --tpus K or auto."""
-    k = parse_tpus(tpus)
-    if tpus is None and cuts is None:
+    k = parse_tpus(o.tpus)
+    if o.tpus is None and o.cuts is None:
         raise TpuplanError("give --tpus K, --tpus auto or --cuts")
-    if cuts is not None:
-        if tpus is not None and k is None:
+    if o.cuts is not None:
+        if o.tpus is not None and k is None:
             raise TpuplanError("--cuts cannot be combined with --tpus auto")
-        cut_list = parse_cuts(cuts)
+        cut_list = parse_cuts(o.cuts)
         if k is not None and k != len(cut_list) + 1:
             raise TpuplanError(f"{len(cut_list)} cuts given for {k} TPUs (need {k - 1})")
-        return evaluate(profile, devices or None, cut_list)
+        return evaluate(profile, devices or None, cut_list, host, goal)
     if k is None:
-        return solve_auto(profile, devices or None, max_tpus, allow_spill=allow_spill, time_limit_s=time_limit,
-                          workers=workers, seed=seed)
-    return solve(profile, k, devices or None, allow_spill=allow_spill, time_limit_s=time_limit, workers=workers,
-                 seed=seed)
+        return solve_auto(profile, devices or None, o.max_tpus, host=host, goal=goal, tolerance=o.tolerance,
+                          allow_spill=o.allow_spill, time_limit_s=o.time_limit, workers=o.workers, seed=o.seed,
+                          timings=o.timings)
+    return solve(profile, k, devices or None, host=host, goal=goal, allow_spill=o.allow_spill,
+                 time_limit_s=o.time_limit, workers=o.workers, seed=o.seed, timings=o.timings)
 
 
 def register(app: typer.Typer) -> None:
@@ -159,49 +94,68 @@ def register(app: typer.Typer) -> None:
     def solve_cmd(
         source: Annotated[Path, typer.Argument(help=SOURCE_HELP)],
         tpus: Annotated[str | None, typer.Option("--tpus", "-k", help="Number of Edge TPUs, or 'auto'.")] = None,
-        max_tpus: Annotated[int, typer.Option("--max-tpus", min=1, help="Largest K tried by --tpus auto.")] = 8,
+        max_tpus: Annotated[int, typer.Option("--max-tpus", min=1, max=64, help="Largest K tried by --tpus auto.")] = 8,
+        tolerance: Annotated[float, typer.Option("--tolerance", min=0.0, max=10.0, help=TOLERANCE_HELP)] = 0.05,
+        objective: Annotated[str, typer.Option("--objective", help=OBJECTIVE_HELP)] = "throughput",
+        batch: Annotated[int | None, typer.Option("--batch", min=1, max=1_000_000, help=BATCH_HELP)] = None,
         device: Annotated[list[str] | None, typer.Option("--device", "-d", help=DEVICES_HELP)] = None,
+        host: Annotated[str | None, typer.Option("--host", help=HOST_HELP)] = None,
         allow_spill: Annotated[
             bool, typer.Option("--allow-spill", help="Allow stages that stream parameters even when all could fit.")
         ] = False,
         time_limit: Annotated[
             float | None, typer.Option("--time-limit", help="Seconds for the whole solve (default 30).")
         ] = None,
-        workers: Annotated[int, typer.Option("--workers", min=1, help="CP-SAT worker threads.")] = DEFAULT_WORKERS,
-        seed: Annotated[int, typer.Option("--seed", help="CP-SAT random seed.")] = 0,
+        workers: Annotated[
+            int, typer.Option("--workers", min=1, max=64, help="CP-SAT worker threads.")
+        ] = DEFAULT_WORKERS,
+        seed: Annotated[int, typer.Option("--seed", min=0, max=2**31 - 1, help="CP-SAT random seed.")] = 0,
         cuts: Annotated[
             str | None, typer.Option("--cuts", help="Price these cuts (e.g. 12,40,77) instead of solving.")
         ] = None,
         model: Annotated[
             Path | None, typer.Option("--model", help="Check that the profile was made from this model.")
         ] = None,
+        timings: Annotated[bool, typer.Option("--timings", help="Record the solve's wall time in the plan.")] = False,
         output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the plan JSON here.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     ) -> None:
-        """Find the segmentation with the least predicted bottleneck (highest pipeline throughput)."""
+        """Find the segmentation with the least predicted period (or latency), proven optimal by CP-SAT."""
         if output is not None:
             check_output(output, force=force, inputs=[source] + ([model] if model else []))
         positive(time_limit, "--time-limit")
+        goal = Goal(parse_objective(objective), batch)
         devices = parse_devices(device)
-        profile = read_source(source, devices[0] if devices else None).profile
+        host_spec = resolve_host(host)
+        profile = read_source(source, devices[0] if devices else None, host_spec).profile
         if model is not None:
             check_profile_matches(profile, read_bytes(model, what=".tflite model"), str(model))
-        plan = _plan_for(profile, devices, tpus, cuts, max_tpus, allow_spill, time_limit, workers, seed)
+        options = SolveOptions(tpus, cuts, max_tpus, tolerance, allow_spill, time_limit, workers, seed, timings)
+        started = time.monotonic()
+        plan = _plan_for(profile, devices, host_spec, goal, options)
+        if not as_json:
+            typer.echo(f"solved in {time.monotonic() - started:.2f} s", err=True)
         emit(plan, output=output, as_json=as_json, table=plan_table(plan))
 
     @app.command("compare")
     def compare_cmd(
         source: Annotated[Path, typer.Argument(help=SOURCE_HELP)],
-        tpus: Annotated[int, typer.Option("--tpus", "-k", help="Number of Edge TPUs.")],
+        tpus: Annotated[int, typer.Option("--tpus", "-k", min=1, max=64, help="Number of Edge TPUs.")],
         device: Annotated[list[str] | None, typer.Option("--device", "-d", help=DEVICES_HELP)] = None,
+        host: Annotated[str | None, typer.Option("--host", help=HOST_HELP)] = None,
+        objective: Annotated[str, typer.Option("--objective", help=OBJECTIVE_HELP)] = "throughput",
+        batch: Annotated[int | None, typer.Option("--batch", min=1, max=1_000_000, help=BATCH_HELP)] = None,
         allow_spill: Annotated[bool, typer.Option("--allow-spill", help="As for `plan solve`.")] = False,
         time_limit: Annotated[float | None, typer.Option("--time-limit", help="Seconds for our solve.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
     ) -> None:
         """Our plan next to the compiler's --num_segments split, equal ops and a single TPU."""
         positive(time_limit, "--time-limit")
+        goal = Goal(parse_objective(objective), batch)
         devices = parse_devices(device)
-        profile = read_source(source, devices[0] if devices else None).profile
-        cmp = compare(profile, tpus, devices or None, allow_spill=allow_spill, time_limit_s=time_limit)
+        host_spec = resolve_host(host)
+        profile = read_source(source, devices[0] if devices else None, host_spec).profile
+        cmp = compare(profile, tpus, devices or None, host=host_spec, goal=goal, allow_spill=allow_spill,
+                      time_limit_s=time_limit)
         emit(cmp, output=None, as_json=as_json, table=comparison_table(cmp))

@@ -1,0 +1,225 @@
+"""Optimal contiguous segmentation with OR-Tools CP-SAT, pinned to one answer and checked by the reference.
+
+Data: the stage tables (profiles.stagecost) and the goal (planner.costs). Variables: end_k, the last op of
+stage k; for each stage, (end_{k-1}, end_k) picks one allowed row of a table constraint that also gives
+the stage's time T, serialized share S, bus time V and one-off O. Constraints: P >= every T_k,
+P >= sum S_k, P >= sum V_k. Objective: alpha P + beta sum T_k + gamma sum O_k (planner.costs).
+
+Why it is fast: the exact reference (planner.reference) gives the optimum first; the ends that lie on a
+plan whose every stage is at most the largest stage time that optimum allows narrow each end_k, and the
+reference's plan is the hint. Why it is deterministic: after CP-SAT proves the optimum, two more
+phases pin one plan among the optimal ones: the least secondary number (latency for a throughput goal,
+period for a latency goal), then the lexicographically smallest cut list, end by end.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from ortools.sat.python import cp_model
+
+from tpuplan.planner.costs import Goal, start_us, totals
+from tpuplan.planner.reference import Mask, reachable_ends, reference_solve, stage_masks
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.stagecost import StageCostTable
+
+DEFAULT_TIME_LIMIT_S = 30.0
+DEFAULT_WORKERS = 1  # deterministic search, and the fastest on these narrowed models
+MAX_WORKERS = 64
+_STOP_GRACE_S = 0.05  # the watchdog stops a solve this long after its own time limit should have
+
+
+@dataclass
+class Outcome:
+    """What the solver found for one K, before it becomes a Plan."""
+
+    cuts: list[int]
+    status: str  # OPTIMAL, FEASIBLE, REFERENCE
+    objective: int
+    best_bound: int
+    proven: bool
+    onchip: bool  # the every-stage-on-chip rule was imposed
+    notes: list[str] = field(default_factory=list)
+
+
+def _run(solver: cp_model.CpSolver, model: cp_model.CpModel, deadline: float) -> Any:
+    """Solve with a watchdog: ortools can overrun max_time_in_seconds inside presolve (#5163)."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return cp_model.UNKNOWN
+    solver.parameters.max_time_in_seconds = remaining
+    timer = threading.Timer(remaining + _STOP_GRACE_S, solver.stop_search)
+    timer.daemon = True
+    timer.start()
+    try:
+        return solver.solve(model)
+    finally:
+        timer.cancel()
+
+
+class _CutModel:
+    """The CP-SAT model over narrowed end domains."""
+
+    def __init__(self, tables: Sequence[StageCostTable], masks: Sequence[Mask], doms: Sequence[Sequence[int]],
+                 goal: Goal, cap: int) -> None:
+        n, k = tables[0].n, len(tables)
+        m = cp_model.CpModel()
+        self.model = m
+        self._top: list[list[int]] = [[], [], []]  # per stage: the largest T, S and V it can take
+        self.ends = [m.new_int_var_from_domain(cp_model.Domain.from_values(list(d)), f"end_{j}")
+                     for j, d in enumerate(doms)]
+        cols: list[tuple[Any, Any, Any, Any]] = []
+        for s in range(k):
+            prev = [-1] if s == 0 else list(doms[s - 1])
+            cur = [n - 1] if s == k - 1 else list(doms[s])
+            cols.append(self._stage(s, tables[s], masks[s], prev, cur, cap))
+        times, serials, buses, oneoffs = (list(x) for x in zip(*cols, strict=True))
+        alpha, beta, gamma = goal.weights
+        hi = max(max(self._top[0]), sum(self._top[1]), sum(self._top[2]))
+        self.period = m.new_int_var(0, hi, "period")
+        for t in times:
+            m.add(self.period >= t)
+        m.add(self.period >= sum(serials))
+        m.add(self.period >= sum(buses))
+        self.latency = sum(times)
+        self.objective = alpha * self.period + beta * self.latency + gamma * (sum(oneoffs) + start_us(tables))
+        self.secondary = self.latency if goal.objective == "throughput" else self.period
+
+    def _stage(self, s: int, table: StageCostTable, mask: Mask, prev: list[int], cur: list[int], cap: int
+               ) -> tuple[Any, Any, Any, Any]:
+        """One table constraint: (previous end, end) -> (T, S, V, O) over the allowed pairs."""
+        m = self.model
+        p = np.array(prev, dtype=np.int64)[:, None]
+        e = np.array(cur, dtype=np.int64)[None, :]
+        a = np.broadcast_to(p + 1, (len(prev), len(cur)))
+        b = np.broadcast_to(e, (len(prev), len(cur)))
+        ok = (b >= a) & mask[np.minimum(a, table.n - 1), b] & (table.time_us[np.minimum(a, table.n - 1), b] <= cap)
+        ai, bi = a[ok], b[ok]
+        if ai.size == 0:
+            raise TpuplanError("internal error: a narrowed stage has no allowed segment")
+        values = [table.time_us[ai, bi], table.serial_us[ai, bi], table.bus_us[ai, bi], table.oneoff_us[ai, bi]]
+        out = [m.new_int_var(int(v.min()), int(v.max()), f"{name}_{s}") for v, name in zip(values, "tsvo", strict=True)]
+        for top, v in zip(self._top, values, strict=False):
+            top.append(int(v.max()))
+        keys: list[Any] = []
+        rows = [values[j] for j in range(4)]
+        if s > 0:
+            keys.append(self.ends[s - 1])
+            rows.insert(0, ai - 1)
+        if s < len(self.ends):
+            keys.append(self.ends[s])
+            rows.insert(1 if s > 0 else 0, bi)
+        tuples = np.stack(rows, axis=1).tolist()
+        m.add_allowed_assignments(keys + out, tuples)
+        return out[0], out[1], out[2], out[3]
+
+    def hint(self, cuts: Sequence[int]) -> None:
+        for var, c in zip(self.ends, cuts, strict=True):
+            self.model.add_hint(var, c)
+
+
+def _solver(workers: int, seed: int) -> cp_model.CpSolver:
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = workers
+    solver.parameters.random_seed = seed
+    solver.parameters.cp_model_probing_level = 0  # presolve probing dominates on these small models (#5163)
+    return solver
+
+
+def _minimise(cm: _CutModel, expr: Any, deadline: float, workers: int, seed: int) -> tuple[int, list[int]] | None:
+    """Minimise `expr` on the model as it stands; (proven value, cuts), or None if not proven in time."""
+    cm.model.minimize(expr)
+    solver = _solver(workers, seed)
+    status = _run(solver, cm.model, deadline)
+    if status == cp_model.MODEL_INVALID:
+        raise TpuplanError(f"internal error: CP-SAT rejected the model ({cm.model.validate()})")
+    if status != cp_model.OPTIMAL:
+        return None
+    return round(solver.objective_value), [int(solver.value(e)) for e in cm.ends]
+
+
+def _pin(cm: _CutModel, objective: int, deadline: float, workers: int, seed: int) -> list[int] | None:
+    """Among plans of objective `objective`: the least secondary number, then the smallest cuts."""
+    cm.model.add(cm.objective <= objective)
+    got = _minimise(cm, cm.secondary, deadline, workers, seed)
+    if got is None:
+        return None
+    cm.model.add(cm.secondary <= got[0])
+    cuts = got[1]
+    for end in cm.ends:
+        found = _minimise(cm, end, deadline, workers, seed)
+        if found is None:
+            return None
+        cm.model.add(end == found[0])
+        cuts = found[1]
+    return cuts
+
+
+def _stage_cap(goal: Goal, objective: int, tables: Sequence[StageCostTable]) -> int:
+    """The largest stage time a plan of objective <= `objective` can have (every T is at most P and L)."""
+    alpha, beta, gamma = goal.weights
+    budget = objective - gamma * start_us(tables)
+    caps = [budget // w for w in (alpha, beta) if w > 0]
+    return max(0, min(caps))
+
+
+def solve_tables(tables: Sequence[StageCostTable], goal: Goal | None = None, *, allow_spill: bool = False,
+                 time_limit_s: float | None = None, workers: int = DEFAULT_WORKERS, seed: int = 0) -> Outcome:
+    """Best cut list for K = len(tables) stages (stage k on tables[k]); the core of `solve`."""
+    goal = goal or Goal()
+    limit = DEFAULT_TIME_LIMIT_S if time_limit_s is None else time_limit_s
+    if not 0 < limit <= 86_400:
+        raise TpuplanError(f"the time limit must be positive and at most a day (got {limit:g} s)")
+    if not 1 <= workers <= MAX_WORKERS:
+        raise TpuplanError(f"workers must be from 1 to {MAX_WORKERS} (got {workers})")
+    deadline = time.monotonic() + limit
+    k, n = len(tables), tables[0].n
+    if not 1 <= k <= n:
+        raise TpuplanError(f"cannot split {n} ops over {k} TPUs")
+    onchip = not allow_spill and reference_solve(tables, Goal(), onchip=True, deadline=deadline) is not None
+    ref = reference_solve(tables, goal, onchip=onchip, deadline=deadline)
+    if ref is None:
+        raise TpuplanError(f"no plan over {k} TPUs: every stage needs an op the Edge TPU runs")
+    out = Outcome(ref.cuts, "REFERENCE" if ref.proven else "FEASIBLE", ref.objective,
+                  ref.objective if ref.proven else 0, ref.proven, onchip)
+    if not ref.proven:
+        out.notes.append("reference search stopped by the time limit")
+    if k == 1:
+        out.status, out.proven, out.best_bound = "OPTIMAL", True, ref.objective
+        return out
+    _prove(tables, goal, onchip, ref.cuts, deadline, workers, seed, out)
+    if totals(tables, out.cuts, goal).objective != out.objective:
+        raise TpuplanError("internal error: the solver's objective disagrees with the cost tables")
+    if not onchip and not allow_spill:
+        out.notes.append("no plan keeps every stage on chip with these TPUs; parameters stream")
+    return out
+
+
+def _prove(tables: Sequence[StageCostTable], goal: Goal, onchip: bool, hint: list[int], deadline: float,
+           workers: int, seed: int, out: Outcome) -> None:
+    """CP-SAT proves the optimum on the narrowed model and pins one plan; every status updates `out`."""
+    masks = stage_masks(tables, onchip)
+    cap = _stage_cap(goal, out.objective, tables)
+    doms = reachable_ends(tables, masks, cap)
+    if doms is None:
+        raise TpuplanError("internal error: the reference plan is outside its own windows")
+    cm = _CutModel(tables, masks, [d.tolist() for d in doms], goal, cap)
+    cm.hint(hint)
+    got = _minimise(cm, cm.objective, deadline, workers, seed)
+    if got is None:
+        out.notes.append("CP-SAT stopped before proving the optimum (time limit); kept the reference plan")
+        return
+    value, cuts = got
+    if out.proven and value != out.objective:
+        raise TpuplanError(f"internal error: CP-SAT optimum {value} != reference optimum {out.objective}")
+    out.cuts, out.objective, out.best_bound, out.proven, out.status = cuts, value, value, True, "OPTIMAL"
+    pinned = _pin(cm, value, deadline, workers, seed)
+    if pinned is None:
+        out.notes.append("tie-break not finished in time: the choice among optimal plans is not pinned")
+    else:
+        out.cuts = pinned

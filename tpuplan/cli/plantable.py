@@ -1,0 +1,94 @@
+"""Plans and comparisons for people: `plan solve`, `plan show` and `plan compare` print these."""
+
+from __future__ import annotations
+
+from tpuplan.cli.common import bar, mib, ms, table
+from tpuplan.planner.baselines import Comparison
+from tpuplan.planner.plan import Plan
+
+_BOUND = {"stage": "the slowest stage", "serialized": "host work that does not overlap (summed over stages)",
+          "bus": "the shared USB controller (bytes of every stage)"}
+
+
+def status_text(plan: Plan) -> str:
+    s = plan.solver
+    if s.status == "OPTIMAL":
+        return "OPTIMAL (proven)"
+    if s.status == "REFERENCE":
+        return "OPTIMAL (proven by the exact reference; CP-SAT did not finish)"
+    if s.status == "EVALUATED":
+        return "EVALUATED (cuts given, not optimised)"
+    return "FEASIBLE, not proven optimal"
+
+
+def _stage_rows(plan: Plan) -> list[list[object]]:
+    worst = max(s.predicted_us for s in plan.stages)
+    return [
+        [s.index, f"{s.first_op}..{s.last_op}", f"{s.tpu_ops}/{s.n_ops}", mib(s.param_bytes),
+         mib(s.predicted_onchip_bytes), mib(s.predicted_offchip_bytes), f"{s.bytes_in / 1024:.1f}",
+         f"{s.bytes_out / 1024:.1f}", ms(s.predicted_device_us), ms(s.predicted_host_ops_us),
+         ms(s.predicted_runner_us), ms(s.predicted_us), s.device, bar(s.predicted_us, worst, 20)]
+        for s in plan.stages
+    ]
+
+
+def plan_table(plan: Plan) -> str:
+    """The plan for people: one row per stage with a bar of its predicted time, then the pipeline."""
+    head = ["stage", "ops", "TPU ops", "param MiB", "on-chip MiB", "off-chip MiB", "in KiB", "out KiB", "device ms",
+            "host ops ms", "runner ms", "stage ms", "device", "time"]
+    align = [False, False, *([True] * 10), False, False]
+    goal = plan.goal
+    lines = [
+        f"model   {plan.model.path}  sha256 {plan.model.sha256[:12]}  ({plan.profile_source} profile, "
+        f"{plan.n_ops} ops)",
+        f"plan    {plan.tpus} TPU(s), cuts after ops: {','.join(map(str, plan.cuts)) or '-'}; host {plan.host.name}; "
+        f"goal: {goal.objective}" + (f", batch {goal.batch}" if goal.batch else ""),
+        "",
+        table(head, _stage_rows(plan), right=align),
+        "",
+        f"period      {ms(plan.predicted_period_us)} ms, set by {_BOUND[plan.period_bound]}   throughput "
+        f"{plan.predicted_throughput_per_s:,.1f}/s   latency {ms(plan.predicted_latency_us)} ms   (predicted)",
+    ]
+    if plan.predicted_per_input_us is not None:
+        lines.append(f"batch       {ms(plan.predicted_per_input_us)} ms per input over {goal.batch} inputs, with "
+                     f"{ms(plan.predicted_oneoff_us)} ms of one-off costs (predicted)")
+    timing = f", {plan.solver.wall_time_s:.2f} s" if plan.solver.wall_time_s is not None else ""
+    lines.append(f"status      {status_text(plan)}{timing}")
+    if not plan.fits_on_chip:
+        spill = [str(s.index) for s in plan.stages if not s.fits_on_chip]
+        need = plan.tpus_needed_on_chip
+        lines.append(f"memory      stage(s) {','.join(spill)} stream parameters from the host every inference; "
+                     + (f"{need} TPUs would keep everything on chip" if need else "no TPU count keeps it all on chip"))
+    lines += _curve_lines(plan)
+    lines += [f"note        {n}" for n in [plan.solver.note, *plan.notes] if n]
+    return "\n".join(lines)
+
+
+def _curve_lines(plan: Plan) -> list[str]:
+    if not plan.curve:
+        return []
+    rows = [[r.tpus, ms(r.predicted_period_us), ms(r.predicted_latency_us), f"{r.predicted_throughput_per_s:,.1f}",
+             f"x{r.gain_vs_previous:.2f}" if r.gain_vs_previous is not None else "-",
+             "yes" if r.fits_on_chip else "no", "<- chosen" if r.tpus == plan.tpus else ""]
+            for r in plan.curve]
+    head = ["TPUs", "period ms", "latency ms", "throughput/s", "gain vs K-1", "on chip", ""]
+    return ["", table(head, rows)]
+
+
+def comparison_table(cmp: Comparison) -> str:
+    rows = [
+        [e.name, e.tpus, ",".join(map(str, e.cuts)) or "-", ms(e.predicted_period_us), ms(e.predicted_latency_us),
+         f"{e.predicted_throughput_per_s:,.1f}", mib(e.predicted_offchip_bytes), "yes" if e.fits_on_chip else "no",
+         e.host_only_stages, f"x{e.speedup_of_ours:.2f}"]
+        for e in cmp.entries
+    ]
+    head = ["plan", "TPUs", "cuts", "period ms", "latency ms", "throughput/s", "off-chip MiB", "on chip",
+            "host-only stages", "ours is"]
+    return "\n".join([
+        f"model {cmp.model.path}, {cmp.tpus} TPU(s), host {cmp.host}, goal {cmp.goal.objective}; ours: "
+        f"{cmp.ours_status}" + (" (proven)" if cmp.ours_proven_optimal else ", not proven optimal"),
+        "",
+        table(head, rows),
+        "",
+        "'ours is' = that plan's objective / ours (x2.00: ours is twice as good). All numbers predicted.",
+    ])
