@@ -24,7 +24,7 @@ from tpuplan.profiles.device import DeviceSpec
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.host import HostSpec
 from tpuplan.profiles.model import Profile
-from tpuplan.profiles.stagecost import StageCostTable, stage_table
+from tpuplan.profiles.stagecost import PipelineCost, StageCostTable, pipeline_cost, stage_table
 
 Objective = Literal["throughput", "latency"]
 MAX_BATCH = 1_000_000
@@ -51,46 +51,21 @@ class Goal:
             return (1, 0, 0) if n is None else (n - 1, 1, 1)
         return (0, 1, 0) if n is None else (0, n, 1)
 
-    def describe(self) -> str:
-        if self.objective == "throughput":
-            return "least period" if self.batch is None else f"least time per input over a batch of {self.batch}"
-        return "least latency" if self.batch is None else f"least latency, one-off costs spread over {self.batch} inputs"
 
 
 @dataclass(frozen=True)
-class Totals:
-    """The pipeline-level numbers of one cut list (all integer us)."""
+class Totals(PipelineCost):
+    """A plan's pipeline numbers and its objective J."""
 
-    period_us: int
-    latency_us: int
-    oneoff_us: int
-    bound: Literal["stage", "serialized", "bus"]  # what sets the period
     objective: int
-
-    def per_input_us(self, batch: int) -> float:
-        return (self.oneoff_us + self.latency_us + (batch - 1) * self.period_us) / batch
-
-
-def start_us(tables: Sequence[StageCostTable]) -> int:
-    pricer = tables[0].pricer
-    return round(pricer.host.start_us) if pricer is not None else 0
 
 
 def totals(tables: Sequence[StageCostTable], cuts: Sequence[int], goal: Goal) -> Totals:
     """Period, latency, one-off cost and objective of the plan `cuts` (stage k on tables[k])."""
-    ends = [*cuts, tables[0].n - 1]
-    starts = [0, *(c + 1 for c in cuts)]
-    pairs = list(zip(starts, ends, strict=True))
-    slowest = max(int(t.time_us[a, b]) for t, (a, b) in zip(tables, pairs, strict=True))
-    serial = sum(int(t.serial_us[a, b]) for t, (a, b) in zip(tables, pairs, strict=True))
-    bus = sum(int(t.bus_us[a, b]) for t, (a, b) in zip(tables, pairs, strict=True))
-    latency = sum(int(t.time_us[a, b]) for t, (a, b) in zip(tables, pairs, strict=True))
-    oneoff = start_us(tables) + sum(int(t.oneoff_us[a, b]) for t, (a, b) in zip(tables, pairs, strict=True))
-    period = max(slowest, serial, bus)
-    bound: Literal["stage", "serialized", "bus"] = "stage" if period == slowest else (
-        "serialized" if period == serial else "bus")
+    cost = pipeline_cost(tables, cuts)
     alpha, beta, gamma = goal.weights
-    return Totals(period, latency, oneoff, bound, alpha * period + beta * latency + gamma * oneoff)
+    objective = alpha * cost.period_us + beta * cost.latency_us + gamma * cost.oneoff_us
+    return Totals(cost.period_us, cost.latency_us, cost.oneoff_us, cost.bound, objective)
 
 
 def throughput_per_s(period_us: int) -> float:

@@ -23,15 +23,16 @@ from typing import Any
 import numpy as np
 from ortools.sat.python import cp_model
 
-from tpuplan.planner.costs import Goal, start_us, totals
-from tpuplan.planner.reference import Mask, reachable_ends, reference_solve, stage_masks
+from tpuplan.planner.costs import Goal, totals
+from tpuplan.planner.reference import I64, INF, Mask, reachable_ends, reference_solve, stage_masks
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.profiles.stagecost import StageCostTable
+from tpuplan.profiles.stagecost import StageCostTable, start_us
 
 DEFAULT_TIME_LIMIT_S = 30.0
 DEFAULT_WORKERS = 1  # deterministic search, and the fastest on these narrowed models
 MAX_WORKERS = 64
 _STOP_GRACE_S = 0.05  # the watchdog stops a solve this long after its own time limit should have
+MAX_ARCS = 250_000  # stage choices above which CP-SAT is not built (the reference's plan is kept)
 
 
 @dataclass
@@ -63,64 +64,82 @@ def _run(solver: cp_model.CpSolver, model: cp_model.CpModel, deadline: float) ->
 
 
 class _CutModel:
-    """The CP-SAT model over narrowed end domains."""
+    """The CP-SAT model: one boolean per allowed stage (previous end, end) of each stage k, chosen along a
+    path (one arc per stage, each starting where the last one ended). Every cost is linear in the arcs, so
+    the relaxation is a shortest path and proofs are quick."""
 
-    def __init__(self, tables: Sequence[StageCostTable], masks: Sequence[Mask], doms: Sequence[Sequence[int]],
-                 goal: Goal, cap: int) -> None:
-        n, k = tables[0].n, len(tables)
+    def __init__(self, tables: Sequence[StageCostTable], arcs: Sequence[tuple[I64, I64]], doms: Sequence[Sequence[int]],
+                 goal: Goal) -> None:
+        k = len(tables)
         m = cp_model.CpModel()
         self.model = m
-        self._top: list[list[int]] = [[], [], []]  # per stage: the largest T, S and V it can take
         self.ends = [m.new_int_var_from_domain(cp_model.Domain.from_values(list(d)), f"end_{j}")
                      for j, d in enumerate(doms)]
-        cols: list[tuple[Any, Any, Any, Any]] = []
-        for s in range(k):
-            prev = [-1] if s == 0 else list(doms[s - 1])
-            cur = [n - 1] if s == k - 1 else list(doms[s])
-            cols.append(self._stage(s, tables[s], masks[s], prev, cur, cap))
-        times, serials, buses, oneoffs = (list(x) for x in zip(*cols, strict=True))
-        alpha, beta, gamma = goal.weights
-        hi = max(max(self._top[0]), sum(self._top[1]), sum(self._top[2]))
-        self.period = m.new_int_var(0, hi, "period")
+        self.arcs = arcs
+        self.x = [[m.new_bool_var(f"x_{s}_{p}_{e}") for p, e in zip(ps.tolist(), es.tolist(), strict=True)]
+                  for s, (ps, es) in enumerate(arcs)]
+        m.add_exactly_one(self.x[0])
+        for s in range(k - 1):
+            self._link(s)
+        cost = [[self._values(getattr(tables[s], f), s) for s in range(k)]
+                for f in ("time_us", "serial_us", "bus_us", "oneoff_us")]
+        times = [cp_model.LinearExpr.weighted_sum(self.x[s], cost[0][s]) for s in range(k)]
+        sums = [cp_model.LinearExpr.weighted_sum([x for xs in self.x for x in xs], [c for cs in cost[j] for c in cs])
+                for j in (1, 2, 3)]
+        top = max(max(max(c) for c in cost[0]), *(sum(max(c) for c in cost[j]) for j in (1, 2)))
+        self.period = m.new_int_var(0, top, "period")
         for t in times:
             m.add(self.period >= t)
-        m.add(self.period >= sum(serials))
-        m.add(self.period >= sum(buses))
-        self.latency = sum(times)
-        self.objective = alpha * self.period + beta * self.latency + gamma * (sum(oneoffs) + start_us(tables))
+        m.add(self.period >= sums[0])
+        m.add(self.period >= sums[1])
+        alpha, beta, gamma = goal.weights
+        self.latency = cp_model.LinearExpr.sum(times)
+        self.objective = alpha * self.period + beta * self.latency + gamma * (sums[2] + start_us(tables))
         self.secondary = self.latency if goal.objective == "throughput" else self.period
 
-    def _stage(self, s: int, table: StageCostTable, mask: Mask, prev: list[int], cur: list[int], cap: int
-               ) -> tuple[Any, Any, Any, Any]:
-        """One table constraint: (previous end, end) -> (T, S, V, O) over the allowed pairs."""
-        m = self.model
-        p = np.array(prev, dtype=np.int64)[:, None]
-        e = np.array(cur, dtype=np.int64)[None, :]
-        a = np.broadcast_to(p + 1, (len(prev), len(cur)))
-        b = np.broadcast_to(e, (len(prev), len(cur)))
-        ok = (b >= a) & mask[np.minimum(a, table.n - 1), b] & (table.time_us[np.minimum(a, table.n - 1), b] <= cap)
-        ai, bi = a[ok], b[ok]
-        if ai.size == 0:
-            raise TpuplanError("internal error: a narrowed stage has no allowed segment")
-        values = [table.time_us[ai, bi], table.serial_us[ai, bi], table.bus_us[ai, bi], table.oneoff_us[ai, bi]]
-        out = [m.new_int_var(int(v.min()), int(v.max()), f"{name}_{s}") for v, name in zip(values, "tsvo", strict=True)]
-        for top, v in zip(self._top, values, strict=False):
-            top.append(int(v.max()))
-        keys: list[Any] = []
-        rows = [values[j] for j in range(4)]
-        if s > 0:
-            keys.append(self.ends[s - 1])
-            rows.insert(0, ai - 1)
-        if s < len(self.ends):
-            keys.append(self.ends[s])
-            rows.insert(1 if s > 0 else 0, bi)
-        tuples = np.stack(rows, axis=1).tolist()
-        m.add_allowed_assignments(keys + out, tuples)
-        return out[0], out[1], out[2], out[3]
+    def _link(self, s: int) -> None:
+        """Stage s+1 starts right after stage s ends; end_s is that end."""
+        es = self.arcs[s][1]
+        nxt_ps = self.arcs[s + 1][0]
+        ending: dict[int, list[Any]] = {}
+        for e, x in zip(es.tolist(), self.x[s], strict=True):
+            ending.setdefault(e, []).append(x)
+        starting: dict[int, list[Any]] = {}
+        for p, x in zip(nxt_ps.tolist(), self.x[s + 1], strict=True):
+            starting.setdefault(p, []).append(x)
+        for e in set(ending) | set(starting):
+            self.model.add(cp_model.LinearExpr.sum(ending.get(e, [])) == cp_model.LinearExpr.sum(starting.get(e, [])))
+        self.model.add(self.ends[s] == cp_model.LinearExpr.weighted_sum(self.x[s], es.tolist()))
+
+    def _values(self, matrix: I64, s: int) -> list[int]:
+        ps, es = self.arcs[s]
+        out: list[int] = matrix[ps + 1, es].tolist()
+        return out
 
     def hint(self, cuts: Sequence[int]) -> None:
+        ends = [-1, *cuts, int(self.arcs[-1][1][0])]
+        for s, (ps, es) in enumerate(self.arcs):
+            chosen = np.flatnonzero((ps == ends[s]) & (es == ends[s + 1]))
+            for j in chosen.tolist():
+                self.model.add_hint(self.x[s][j], True)
         for var, c in zip(self.ends, cuts, strict=True):
             self.model.add_hint(var, c)
+
+
+def stage_arcs(tables: Sequence[StageCostTable], masks: Sequence[Mask], doms: Sequence[Sequence[int]], cap: int
+               ) -> list[tuple[I64, I64]]:
+    """For each stage: the allowed (previous end, end) pairs of the narrowed domains, at most `cap` us."""
+    n, k = tables[0].n, len(tables)
+    layers = [[-1], *(list(d) for d in doms), [n - 1]]
+    out = []
+    for s in range(k):
+        p = np.array(layers[s], dtype=np.int64)[:, None]
+        e = np.array(layers[s + 1], dtype=np.int64)[None, :]
+        a = np.minimum(np.broadcast_to(p + 1, (p.shape[0], e.shape[1])), n - 1)
+        b = np.broadcast_to(e, a.shape)
+        ok = (b >= p + 1) & masks[s][a, b] & (tables[s].time_us[a, b] <= cap)
+        out.append(((a[ok] - 1).astype(np.int64), b[ok].astype(np.int64)))
+    return out
 
 
 def _solver(workers: int, seed: int) -> cp_model.CpSolver:
@@ -169,8 +188,13 @@ def _stage_cap(goal: Goal, objective: int, tables: Sequence[StageCostTable]) -> 
 
 
 def solve_tables(tables: Sequence[StageCostTable], goal: Goal | None = None, *, allow_spill: bool = False,
-                 time_limit_s: float | None = None, workers: int = DEFAULT_WORKERS, seed: int = 0) -> Outcome:
-    """Best cut list for K = len(tables) stages (stage k on tables[k]); the core of `solve`."""
+                 time_limit_s: float | None = None, workers: int = DEFAULT_WORKERS, seed: int = 0,
+                 prove: bool = True) -> Outcome:
+    """Best cut list for K = len(tables) stages (stage k on tables[k]); the core of `solve`.
+
+    The exact reference finds the optimum; with `prove`, CP-SAT proves it again on the narrowed model and
+    pins one plan among the optimal ones (without, the reference's plan is returned, status REFERENCE).
+    """
     goal = goal or Goal()
     limit = DEFAULT_TIME_LIMIT_S if time_limit_s is None else time_limit_s
     if not 0 < limit <= 86_400:
@@ -181,7 +205,7 @@ def solve_tables(tables: Sequence[StageCostTable], goal: Goal | None = None, *, 
     k, n = len(tables), tables[0].n
     if not 1 <= k <= n:
         raise TpuplanError(f"cannot split {n} ops over {k} TPUs")
-    onchip = not allow_spill and reference_solve(tables, Goal(), onchip=True, deadline=deadline) is not None
+    onchip = not allow_spill and reachable_ends(tables, stage_masks(tables, True), INF) is not None
     ref = reference_solve(tables, goal, onchip=onchip, deadline=deadline)
     if ref is None:
         raise TpuplanError(f"no plan over {k} TPUs: every stage needs an op the Edge TPU runs")
@@ -191,6 +215,8 @@ def solve_tables(tables: Sequence[StageCostTable], goal: Goal | None = None, *, 
         out.notes.append("reference search stopped by the time limit")
     if k == 1:
         out.status, out.proven, out.best_bound = "OPTIMAL", True, ref.objective
+        return out
+    if not prove:
         return out
     _prove(tables, goal, onchip, ref.cuts, deadline, workers, seed, out)
     if totals(tables, out.cuts, goal).objective != out.objective:
@@ -208,7 +234,15 @@ def _prove(tables: Sequence[StageCostTable], goal: Goal, onchip: bool, hint: lis
     doms = reachable_ends(tables, masks, cap)
     if doms is None:
         raise TpuplanError("internal error: the reference plan is outside its own windows")
-    cm = _CutModel(tables, masks, [d.tolist() for d in doms], goal, cap)
+    arcs = stage_arcs(tables, masks, [d.tolist() for d in doms], cap)
+    if any(len(p) == 0 for p, _ in arcs):
+        raise TpuplanError("internal error: a narrowed stage has no allowed segment")
+    size = sum(len(p) for p, _ in arcs)
+    if time.monotonic() >= deadline or size > MAX_ARCS:
+        why = "the time limit" if time.monotonic() >= deadline else f"its size ({size:,} stage choices)"
+        out.notes.append(f"CP-SAT skipped because of {why}; kept the reference plan")
+        return
+    cm = _CutModel(tables, arcs, [d.tolist() for d in doms], goal)
     cm.hint(hint)
     got = _minimise(cm, cm.objective, deadline, workers, seed)
     if got is None:

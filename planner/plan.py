@@ -20,7 +20,7 @@ from tpuplan.planner.reference import fewest_onchip_stages
 from tpuplan.profiles.device import DeviceSpec
 from tpuplan.profiles.docio import StrictModel, dump_json, load_doc
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.profiles.host import HostSpec
+from tpuplan.profiles.host import HostSpec, resolve_host
 from tpuplan.profiles.model import BIG, ModelRef, Profile
 from tpuplan.profiles.stagecost import StageCostTable
 from tpuplan.profiles.tflite import sha256_of
@@ -252,10 +252,11 @@ def build_plan(profile: Profile, devices: Sequence[DeviceSpec], tables: Sequence
     )
 
 
-def evaluate(profile: Profile, devices: Sequence[DeviceSpec] | None, cuts: Sequence[int], host: HostSpec,
-             goal: Goal | None = None) -> Plan:
+def evaluate(profile: Profile, devices: Sequence[DeviceSpec] | None, cuts: Sequence[int],
+             host: HostSpec | None = None, goal: Goal | None = None) -> Plan:
     """Price a given segmentation (status EVALUATED): what `--cuts` and the baselines report."""
     goal = goal or Goal()
+    host = host or resolve_host(profile.host)
     k = len(cuts) + 1
     check_k(profile, k)
     cuts = check_cuts(cuts, len(profile.ops), k)

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from tpuplan.planner.costs import Goal, start_us, totals
-from tpuplan.profiles.stagecost import StageCostTable
+from tpuplan.planner.costs import Goal, totals
+from tpuplan.profiles.stagecost import StageCostTable, start_us
 
 I64 = npt.NDArray[np.int64]
 Mask = npt.NDArray[np.bool_]
@@ -57,6 +57,8 @@ def _extend(prev: _Layer, table: StageCostTable, mask: Mask, last_end: int, only
     rows[ok_start] = mask[starts[ok_start]] & (table.time_us[starts[ok_start]] <= cap)
     cols = np.arange(n)
     rows &= (cols == last_end) if only_last else (cols <= last_end)
+    if len(kinds) <= 1:
+        return _best_per_end(prev, table, rows, np.where(ok_start, starts, 0), kinds, beta_gamma)
     lab, b = np.nonzero(rows)
     a = starts[lab]
     parts = []
@@ -72,6 +74,27 @@ def _extend(prev: _Layer, table: StageCostTable, mask: Mask, last_end: int, only
             parts.append(old + beta_gamma[0] * table.time_us[a, b] + beta_gamma[1] * table.oneoff_us[a, b])
     comps = np.stack(parts, axis=1) if parts else np.zeros((len(b), 0), dtype=np.int64)
     return _Layer(b.astype(np.int64), comps.astype(np.int64), lab.astype(np.int64))
+
+
+def _best_per_end(prev: _Layer, table: StageCostTable, rows: Mask, starts: I64, kinds: Sequence[str],
+                  beta_gamma: tuple[int, int]) -> _Layer:
+    """With at most one component a front is one label per end: take it column by column, no sort.
+    Ties go to the earliest label, as the sorted front keeps them."""
+    if not kinds:
+        b = np.flatnonzero(rows.any(axis=0))
+        return _Layer(b.astype(np.int64), np.zeros((len(b), 0), dtype=np.int64), rows.argmax(axis=0)[b])
+    old = prev.comps[:, :1]
+    if kinds[0] == "M":
+        value = np.maximum(old, table.time_us[starts])
+    elif kinds[0] in ("S", "V"):
+        value = old + (table.serial_us if kinds[0] == "S" else table.bus_us)[starts]
+    else:
+        value = old + beta_gamma[0] * table.time_us[starts] + beta_gamma[1] * table.oneoff_us[starts]
+    value = np.where(rows, value, INF)
+    lab = value.argmin(axis=0)
+    best = value[lab, np.arange(table.n)]
+    b = np.flatnonzero(best < INF)
+    return _Layer(b.astype(np.int64), best[b][:, None].astype(np.int64), lab[b].astype(np.int64))
 
 
 def _front(layer: _Layer) -> _Layer:
@@ -169,10 +192,7 @@ class ReferenceResult:
 def _least_period(tables: Sequence[StageCostTable], masks: Sequence[Mask], deadline: float | None
                   ) -> ReferenceResult | None:
     kinds = _sums(tables)
-    try:
-        found = _run(tables, masks, INF, kinds, (0, 0), None, deadline)
-    except _Timeout:
-        return None
+    found = _run(tables, masks, INF, kinds, (0, 0), None, None)  # one pass, always: some plan to fall back on
     if found is None:
         return None
     best = _backtrack(found, 0)
@@ -203,18 +223,15 @@ def reference_solve(tables: Sequence[StageCostTable], goal: Goal, *, onchip: boo
     if beta == 0 and gamma == 0:
         return _least_period(tables, masks, deadline)
     if alpha == 0:  # latency: a shortest path on W alone
-        cuts = _shortest(tables, masks, beta, gamma, deadline)
+        cuts = _shortest(tables, masks, beta, gamma)
         return None if cuts is None else ReferenceResult(totals(tables, cuts, goal).objective, cuts, True, 1)
     return _least_batch_time(tables, masks, goal, deadline)
 
 
-def _shortest(tables: Sequence[StageCostTable], masks: Sequence[Mask], beta: int, gamma: int,
-              deadline: float | None) -> list[int] | None:
-    """The plan of least sum of beta x stage time + gamma x one-off (None: no plan, or out of time)."""
-    try:
-        found = _run(tables, masks, INF, ["W"], (beta, gamma), None, deadline)
-    except _Timeout:
-        return None
+def _shortest(tables: Sequence[StageCostTable], masks: Sequence[Mask], beta: int, gamma: int) -> list[int] | None:
+    """The plan of least sum of beta x stage time + gamma x one-off (None: no plan). One pass of a
+    shortest path: it runs to the end whatever the deadline, so there is always a plan to fall back on."""
+    found = _run(tables, masks, INF, ["W"], (beta, gamma), None, None)
     return None if found is None else _backtrack(found, 0)
 
 
@@ -224,7 +241,7 @@ def _least_batch_time(tables: Sequence[StageCostTable], masks: Sequence[Mask], g
     least-latency plans."""
     alpha, beta, gamma = goal.weights
     fastest = _least_period(tables, masks, deadline)
-    candidates = [c for c in (fastest.cuts if fastest else None, _shortest(tables, masks, beta, gamma, deadline))
+    candidates = [c for c in (fastest.cuts if fastest else None, _shortest(tables, masks, beta, gamma))
                   if c is not None]
     if not candidates:
         return None

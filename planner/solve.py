@@ -50,8 +50,8 @@ def _solve_each(profile: Profile, devices: Sequence[DeviceSpec], host: HostSpec,
                 cache[key] = stage_tables(profile, [dev], host)[0]
             tables.append(cache[key])
         try:
-            got = solve_tables(tables, opts.goal, allow_spill=opts.allow_spill, time_limit_s=limit / top,
-                               workers=opts.workers, seed=opts.seed)
+            got = solve_tables(tables, opts.goal, allow_spill=opts.allow_spill, time_limit_s=limit / (top + 1),
+                               workers=opts.workers, seed=opts.seed, prove=False)
         except TpuplanError as exc:
             if "no plan over" in str(exc):
                 continue
@@ -60,6 +60,14 @@ def _solve_each(profile: Profile, devices: Sequence[DeviceSpec], host: HostSpec,
     if not out:
         raise TpuplanError("no plan exists: the Edge TPU runs none of this model's ops")
     return out
+
+
+def _proven(solved: _Solved, opts: _Options) -> _Solved:
+    """The chosen K again, proven by CP-SAT and pinned to one plan among the optimal ones."""
+    limit = DEFAULT_TIME_LIMIT_S if opts.time_limit_s is None else opts.time_limit_s
+    got = solve_tables(solved.tables, opts.goal, allow_spill=opts.allow_spill, time_limit_s=limit,
+                       workers=opts.workers, seed=opts.seed)
+    return _Solved(solved.k, got, solved.tables, solved.devices)
 
 
 def _info(got: Outcome, opts: _Options, start: float | None) -> SolverInfo:
@@ -91,7 +99,7 @@ def solve(profile: Profile, k: int, devices: Sequence[DeviceSpec] | None = None,
     devs = expand_devices(profile, devices, k)
     solved = _solve_each(profile, devs, host or resolve_host(profile.host), k, opts)
     best = min(s.outcome.objective for s in solved)
-    chosen = next(s for s in solved if s.outcome.objective == best)
+    chosen = _proven(next(s for s in solved if s.outcome.objective == best), opts)
     notes = []
     if chosen.k < k:
         top = solved[-1]
@@ -139,7 +147,7 @@ def solve_auto(profile: Profile, devices: DeviceSpec | Sequence[DeviceSpec] | No
     opts = _Options(goal or Goal(), allow_spill, time_limit_s, workers, seed)
     solved = _solve_each(profile, devs, host or resolve_host(profile.host), top, opts)
     best = min(s.outcome.objective for s in solved)
-    chosen = next(s for s in solved if s.outcome.objective <= best * (1 + tolerance))
+    chosen = _proven(next(s for s in solved if s.outcome.objective <= best * (1 + tolerance)), opts)
     fastest = next(s for s in solved if s.outcome.objective == best)
     notes = [f"auto: {chosen.k} TPU(s), the fewest within {tolerance:.0%} of the best of 1..{top} "
              f"({fastest.k} TPU(s))"]

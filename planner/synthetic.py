@@ -49,9 +49,12 @@ def synthetic_table(compute: Sequence[int], stream: Sequence[int], cached: Seque
                     capacity: int, overhead: int = 100, model_out: Sequence[int] | None = None,
                     input_link: int | None = None, serial: Sequence[int] | None = None, serial_fixed: int = 0,
                     bus: Sequence[int] | None = None, oneoff: Sequence[int] | None = None,
-                    tpu: Sequence[bool] | None = None, name: str = "synthetic") -> StageCostTable:
+                    tpu: Sequence[bool] | None = None, cut_serial: Sequence[int] | None = None,
+                    cut_bus: Sequence[int] | None = None, name: str = "synthetic") -> StageCostTable:
     """A table from plain integers: link[i] is the link time of the cut after op i (the last one: the
-    model's output), input_link that of the model's input (default link[-1] // 2)."""
+    model's output), input_link that of the model's input (default link[-1] // 2). cut_serial[i] and
+    cut_bus[i] add to the serialized and bus time of both stages beside cut i, as copying a cut's tensors
+    does, so that where the cuts fall changes those sums too."""
     n = len(compute)
     a, b = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
     upper = b >= a
@@ -66,13 +69,15 @@ def synthetic_table(compute: Sequence[int], stream: Sequence[int], cached: Seque
             + _span(_prefix(model_out, n), a_, b_))
     tpu_count = _span(_prefix([int(x) for x in tpu] if tpu is not None else [1] * n, n), a_, b_)
 
-    def summed(xs: Sequence[int] | None, fixed: int = 0) -> I64:
-        out: I64 = np.where(upper, fixed + _span(_prefix(xs, n), a_, b_), 0)
+    def summed(xs: Sequence[int] | None, fixed: int = 0, per_cut: Sequence[int] | None = None) -> I64:
+        cut = np.array([0] * n if per_cut is None else [int(x) for x in per_cut], dtype=np.int64)
+        around = np.where(a_ > 0, cut[np.maximum(a_ - 1, 0)], 0) + np.where(b_ < n - 1, cut[b_], 0)
+        out: I64 = np.where(upper, fixed + _span(_prefix(xs, n), a_, b_) + around, 0)
         return out
 
     return StageCostTable(
         device_name=name, backend="edgetpu", n=n, time_us=np.where(upper, time, 0).astype(np.int64),
-        serial_us=summed(serial, serial_fixed), bus_us=summed(bus), oneoff_us=summed(oneoff),
+        serial_us=summed(serial, serial_fixed, cut_serial), bus_us=summed(bus, 0, cut_bus), oneoff_us=summed(oneoff),
         valid=upper & (tpu_count > 0), onchip=upper & (b <= lc[a]),
     )
 

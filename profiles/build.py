@@ -19,7 +19,7 @@ def build_profile(loaded: LoadedModel, device: DeviceSpec, host: HostSpec | None
 def _tensor_info(graph: Graph, t: int) -> TensorInfo:
     tensor = graph.loaded.subgraph.tensors[t]
     return TensorInfo(
-        index=t, name=graph.name(t), shape=graph.shape(t), dtype=dtype_name(tensor), bytes=graph.nbytes(t)
+        index=t, name=graph.key(t), shape=graph.shape(t), dtype=dtype_name(tensor), bytes=graph.nbytes(t)
     )
 
 
@@ -30,7 +30,7 @@ def profile_from_graph(graph: Graph, device: DeviceSpec, host: HostSpec) -> Prof
         out_bytes = sum(graph.nbytes(t) for t in info.outputs)
         ops.append(OpProfile(
             index=info.index, op_type=info.op_type, op_class=info.op_class,
-            inputs=[graph.name(t) for t in info.inputs], outputs=[graph.name(t) for t in info.outputs],
+            inputs=[graph.key(t) for t in info.inputs], outputs=[graph.key(t) for t in info.outputs],
             param_bytes=info.param_bytes, param_shapes=info.param_shapes, per_channel=info.per_channel,
             cached_bytes=0, macs=info.macs, tpu_macs=info.macs, input_bytes=in_bytes, output_bytes=out_bytes,
             max_activation_bytes=max([graph.nbytes(t) for t in info.inputs + info.outputs] or [0]),
@@ -38,7 +38,7 @@ def profile_from_graph(graph: Graph, device: DeviceSpec, host: HostSpec) -> Prof
             tpu_us=0, tpu_cost="uncalibrated", stream_us=0, host_us=0, host_cost="uncalibrated",
         ))
     cuts = [
-        CutProfile(index=i, bytes=sum(graph.nbytes(t) for t in ts), tensors=[graph.name(t) for t in ts])
+        CutProfile(index=i, bytes=sum(graph.nbytes(t) for t in ts), tensors=[graph.key(t) for t in ts])
         for i, ts in enumerate(graph.crossing)
     ]
     made = graph.model_inputs + [t for info in graph.ops for t in info.outputs]
@@ -79,7 +79,8 @@ def price(profile: Profile, device: DeviceSpec, host: HostSpec) -> Profile:
             "cached_bytes": cached,
             "tpu_macs": tpu_macs,
             "tpu_us": host_us if on_cpu else device_op_us(op.op_class, tpu_macs, op.output_bytes, device),
-            "tpu_cost": host_cost if on_cpu else "calibrated" if device.cost(op.op_class).calibrated else "uncalibrated",
+            "tpu_cost": host_cost if on_cpu else ("calibrated" if device.cost(op.op_class).calibrated
+                                                  else "uncalibrated"),
             "stream_us": stream_us(op.op_class, cached, device),
             "host_us": host_us,
             "host_cost": host_cost,

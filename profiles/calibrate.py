@@ -1,361 +1,343 @@
-"""Fit an Edge TPU DeviceSpec to real single-TPU sweeps (the CSVs of shared/edgetpu-measurements).
+"""Fit the Edge TPU DeviceSpec and one HostSpec per pipeline runner to real measurements.
 
-Each row's model is written with profiles.synth, profiled with build_profile and predicted as ONE stage
-by planner.costs.stage_table - the numbers the planner uses - so the fit checks the whole chain.
-Deterministic: (1) layout padding from the reported total bytes; (2) capacity, activation reserve and
-largest cached layer by a search for the most points within 0.3 MiB of the compiler's on-/off-chip
-report; (3) times by non-negative least squares on relative error, reweighted towards the median. Two
-fixed-depth sweeps cannot separate per-op constants from invoke overhead, nor the host link from host
-per-element work, so a weak ridge pulls every time parameter towards PRIOR, which decides only those.
+The data are single-TPU sweeps (one `invoke()` per row: the one-segment plan's device + host-op time)
+and pipelines (a runner, a batch, a split), read by `profiles.measurements`. Every row's model is
+written with `profiles.synth` and profiled with `build_profile`. The fit has two parts:
+`profiles.calibrate_memory` (layout, inferred cuts, caching capacity) and `profiles.calibrate_time` (the
+time parameters of device and runners, jointly). Every number reported afterwards is the planner's own:
+each row is priced by `stage_table` and `pipeline_cost` (what planner.costs adds the objective to) on the
+fitted specs, so the fit checks the whole chain.
+
+The float->int8 QUANTIZE at the model input runs on the host, priced by the host's `host_ops` (kept as
+the base host has them: ~20 us for the conv models' 48 KiB float input), and the first stage's Edge TPU
+input is the int8 tensor. The data show a few hundred microseconds more for a conv first stage than
+that; the fit can only spread it over the shared device parameters (mostly the conv per-KiB output
+cost, a lower invoke overhead and a lower pycoral stage_us), which costs the conv files about half a
+point of median error against pricing the float input like the link does (the research's model).
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
-import math
-from collections.abc import Sequence
+import statistics
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 from pydantic import Field
 
-from tpuplan.profiles.build import build_profile
-from tpuplan.profiles.cost import cached_layout_bytes
-from tpuplan.profiles.device import OP_CLASSES, Calibration, DeviceSpec, OpClassCost
-from tpuplan.profiles.docio import StrictModel, read_bytes
+from tpuplan.profiles.build import price
+from tpuplan.profiles.calibrate_memory import (
+    MIB,
+    TOL_MIB,
+    LayoutFit,
+    RowMemory,
+    Segment,
+    cached_mask,
+    fit_capacity,
+    fit_layout,
+    layout_bytes,
+    model_geometry,
+    stage_bounds,
+)
+from tpuplan.profiles.calibrate_time import (
+    COVERED,
+    ParamSpace,
+    RowTerms,
+    TimeModel,
+    fit_times,
+    stage_terms,
+)
+from tpuplan.profiles.device import OP_CLASSES, Calibration, DeviceSpec
+from tpuplan.profiles.docio import StrictModel
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.profiles.model import Profile
-from tpuplan.profiles.stagecost import stage_table
-from tpuplan.profiles.synth import synth_conv, synth_fc
-from tpuplan.profiles.tflite import parse_model
+from tpuplan.profiles.host import HostSpec, resolve_host
+from tpuplan.profiles.measurements import MeasuredFile, Measurement
+from tpuplan.profiles.model import OpProfile
+from tpuplan.profiles.stagecost import StageCostTable, StagePricer, pipeline_cost, stage_table
 
-MIB = 1 << 20
-TOL_MIB = 0.3
-SWEEPS = {"Hidden neurons": "fc", "Num filters": "conv"}
-COLUMNS = ["# MACs", "On chip mem used", "Off chip mem used", "Inference time"]
-_COSTS = ("us_per_op", "us_per_mmac", "us_per_kib_act", "stream_us_per_kib")
-_SCALE = {"us_per_op": 10.0, "us_per_mmac": 1.0, "us_per_kib_act": 0.1, "stream_us_per_kib": 1.0}
-_IRLS_ROUNDS = 10
-_RIDGE = 1e-3  # weight of the pull towards PRIOR, against 1 per point of relative error
-# The sweeps show `elementwise` only as QUANTIZE/TANH with near-constant features: fitted freely it soaks
-# up intercepts (errors unchanged) and would tax every ADD of other models, so it is held 1/_STIFF^2 harder.
-# (`host` = DEQUANTIZE stays free: with the link it carries the output-size cost.)
-_STIFF = 0.01
-
-
-@dataclass(frozen=True)
-class Measurement:
-    sweep: str  # "fc" or "conv"
-    x: int  # hidden neurons N or filters F
-    macs: int
-    onchip_mib: float
-    offchip_mib: float
-    ms: float
+RESERVED = frozenset({"device", "link", *OP_CLASSES})  # parameter groups of the device
 
 
 class CalibrationPoint(StrictModel):
-    sweep: str
+    """One measured row beside the planner's prediction for it on the fitted specs."""
+
+    file: str
+    family: str
     x: int
+    runner: str | None = Field(description="the pipeline runner; None: one invoke() of the one-segment model")
+    batch: int
+    cuts: list[int] = Field(description="op ending each stage but the last")
+    cuts_inferred: bool
     measured_ms: float
-    predicted_ms: float
+    predicted_ms: float = Field(description="PREDICTED: stage_table + totals on the fitted specs")
     rel_error: float = Field(description="|predicted - measured| / measured")
-    measured_onchip_mib: float
-    predicted_onchip_mib: float
-    measured_offchip_mib: float
-    predicted_offchip_mib: float
-    memory_ok: bool = Field(description="both splits within 0.3 MiB of the compiler's report")
+    bound: str = Field(description="what sets the predicted period: stage, serialized, bus (single: one invoke)")
+    measured_onchip_mib: list[float]
+    predicted_onchip_mib: list[float]
+    measured_offchip_mib: list[float]
+    predicted_offchip_mib: list[float]
+    memory_ok: bool = Field(description="every segment's on- and off-chip MiB within 0.1 MiB of the report")
+
+
+class FileSummary(StrictModel):
+    file: str
+    runner: str | None
+    batch: int
+    rows: int
+    median_rel_error: float
+    p90_rel_error: float
+    worst_rel_error: float
+    memory_within_0_1_mib: float
 
 
 class CalibrationResult(StrictModel):
+    """The fitted device, the fitted runner of every pipeline file (by runner name), and the points."""
+
     device: DeviceSpec
+    hosts: dict[str, HostSpec]
+    files: list[FileSummary]
     points: list[CalibrationPoint]
 
 
 @dataclass(frozen=True)
-class Sweep:
-    """One measurement CSV as read: where it came from (name and sha256) and its rows."""
+class _Row:
+    """A measured row with its file's run and the cut list it is priced with."""
 
-    name: str
-    sha256: str
-    rows: list[Measurement]
-
-
-def read_measurements(path: Path) -> Sweep:
-    """One sweep CSV, read once; any other format is a TpuplanError naming the file and line."""
-    raw = read_bytes(Path(path), what="measurement CSV")
-    return Sweep(Path(path).name, hashlib.sha256(raw).hexdigest(), parse_measurements(raw, str(path)))
+    file: MeasuredFile
+    m: Measurement
+    cuts: tuple[int, ...]
+    inferred: bool
 
 
-def parse_measurements(raw: bytes, path: str) -> list[Measurement]:
-    """Rows of a sweep CSV's bytes; `path` names the source in errors."""
-    try:
-        rows = list(csv.reader(io.StringIO(raw.decode("utf-8"))))
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise TpuplanError(f"{path}: not a measurement CSV ({exc})") from None
-    head = [h.strip() for h in rows[0]] if rows else []
-    if len(head) != 5 or head[0] not in SWEEPS or head[1:] != COLUMNS:
-        raise TpuplanError(
-            f"{path}:1: unknown header {','.join(head)!r}; expected 'Hidden neurons' or 'Num filters' "
-            f"then {','.join(COLUMNS)}"
-        )
-    sweep, out = SWEEPS[head[0]], []
-    for line, row in enumerate(rows[1:], start=2):
-        if not any(c.strip() for c in row):
+def _runner_hosts(files: Sequence[MeasuredFile], hosts: Mapping[str, HostSpec]) -> dict[str, HostSpec]:
+    """The base spec of every runner named by a file, with `fresh_upload` as the files say (files are
+    reported by name, and runners share the parameter names of the device's groups: both must differ)."""
+    out: dict[str, HostSpec] = {}
+    seen: set[str] = set()
+    for f in files:
+        if f.name in seen:
+            raise TpuplanError(f"{f.name}: given twice (files are reported by name)")
+        seen.add(f.name)
+        name = f.run.runner
+        if name is None:
             continue
-        if len(row) != 5:
-            raise TpuplanError(f"{path}:{line}: expected 5 fields, got {len(row)}")
-        try:
-            x, macs, on, off, ms = (float(c) for c in row)
-        except ValueError:
-            raise TpuplanError(f"{path}:{line}: a field is not a number: {row!r}") from None
-        if not (x == int(x) and 1 <= x <= 1 << 16 and macs >= 0 and on >= 0 and off >= 0
-                and math.isfinite(ms) and ms > 0):
-            raise TpuplanError(f"{path}:{line}: values out of range: {row!r}")
-        out.append(Measurement(sweep, int(x), int(macs), on, off, ms))
-    if not out:
-        raise TpuplanError(f"{path}: no measurement rows")
+        if name in RESERVED:
+            raise TpuplanError(f"{f.name}: {name!r} cannot name a runner")
+        if name not in hosts:
+            raise TpuplanError(f"{f.name}: no host spec given for runner {name!r}")
+        spec = hosts[name].model_copy(update={"fresh_upload": f.run.fresh})
+        if out.get(name, spec).fresh_upload != spec.fresh_upload:
+            raise TpuplanError(f"{f.name}: runner {name!r} is fresh in one file and not in another")
+        out[name] = spec
     return out
 
 
-_SHAPES = DeviceSpec.model_validate({"name": "shapes", "onchip_bytes": 0, "max_cached_layer_bytes": 0, "op_costs": {}})
+def _rows(files: Sequence[MeasuredFile], device: DeviceSpec | None) -> tuple[list[_Row], LayoutFit]:
+    """Every row with its cuts, given or inferred from the memory columns, and the layout they were
+    inferred with: `device`'s, or the one fitted along with the cuts when None."""
+    mem, given = [], []
+    for f in files:
+        if f.run.runner is None and f.sweep.segments > 1:
+            raise TpuplanError(f"{f.name}: {f.sweep.segments} segments per row is a pipeline file; give it "
+                               "as --pipeline FILE:RUNNER:BATCH")
+        for m in f.sweep.rows:
+            geo = model_geometry(m.family, m.x)
+            where = f"{f.name}:{m.line}"
+            cuts = [geo.check_cuts(f.run.cuts, m.segments, where)] if f.run.cuts is not None else (
+                geo.candidate_cuts(m.segments))
+            if not cuts or any(not geo.tpu_ops(a, b) for c in cuts for a, b in stage_bounds(c, geo.n)):
+                raise TpuplanError(f"{where}: no split of the {geo.n}-op model into {m.segments} Edge TPU stages")
+            mem.append(RowMemory(m.family, m.x, m.onchip_mib, m.offchip_mib, cuts))
+            given.append(f.run.cuts is not None or m.segments == 1)
+    layout = fit_layout(mem, device)
+    pairs = [(f, m) for f in files for m in f.sweep.rows]
+    return [_Row(f, m, c, not g) for (f, m), c, g in zip(pairs, layout.cuts, given, strict=True)], layout
 
 
-@lru_cache(maxsize=512)
-def sweep_profile(sweep: str, x: int) -> Profile:
-    """Static profile of the model a sweep row describes (zero weights: only shapes matter)."""
-    data = synth_fc(x, weights="zeros") if sweep == "fc" else synth_conv(x, weights="zeros")
-    return build_profile(parse_model(data, Path(f"synth_{sweep}_{x}.tflite"), allow_edgetpu=False), _SHAPES)
+def _fit_memory(rows: list[_Row], layout: LayoutFit, base: DeviceSpec) -> DeviceSpec:
+    """The base with the fitted layout and the capacity fitted to every segment of the rows."""
+    dev = base.model_copy(update={"channel_pad": layout.channel_pad, "input_pad": layout.input_pad,
+                                  "per_channel_bytes": layout.per_channel_bytes})
+    segs = []
+    for r in rows:
+        geo = model_geometry(r.m.family, r.m.x)
+        lay = layout_bytes(geo.profile, dev)
+        for s, (a, b) in enumerate(stage_bounds(r.cuts, geo.n)):
+            layers = tuple(int(lay[j]) for j in geo.tpu_ops(a, b) if lay[j] > 0)
+            segs.append(Segment(layers, geo.io_bytes(a, b), r.m.onchip_mib[s], r.m.offchip_mib[s]))
+    cap = fit_capacity(segs)
+    return dev.model_copy(update={"onchip_bytes": cap.onchip_bytes, "io_reserve_frac": cap.io_reserve_frac,
+                                  "max_cached_layer_bytes": cap.max_cached_layer_bytes})
 
 
-def _layout(prof: Profile, dev: DeviceSpec) -> np.ndarray:
-    return np.array([cached_layout_bytes(op.op_type, op.param_shapes, op.param_bytes, dev) if op.edgetpu
-                     else 0 for op in prof.ops], dtype=np.float64)
+@lru_cache(maxsize=1024)
+def _pricer(family: str, x: int, device_json: str, host_json: str) -> tuple[StagePricer, list[OpProfile]]:
+    """The planner's pricer of a measured model and its priced ops (cached: rows share models and specs)."""
+    dev, host = DeviceSpec.model_validate_json(device_json), HostSpec.model_validate_json(host_json)
+    priced = price(model_geometry(family, x).profile, dev, host)
+    return StagePricer(priced, dev, host), priced.ops
 
 
-def _fit_pads(meas: Sequence[Measurement], profs: Sequence[Profile], base: DeviceSpec) -> tuple[int, int]:
-    """Output-channel and input-depth padding that best reproduce the reported total bytes."""
-    def key(pads: tuple[int, int]) -> tuple[int, float]:
-        dev = base.model_copy(update={"channel_pad": pads[0], "input_pad": pads[1]})
-        err = np.array([abs(_layout(p, dev).sum() / MIB - m.onchip_mib - m.offchip_mib)
-                        for m, p in zip(meas, profs, strict=True)])
-        return -int(np.sum(err <= TOL_MIB)), float(np.sum(err))
-
-    return min(((c, i) for c in (1, 8, 16, 32, 64, 128) for i in (1, 2, 4, 8, 16)), key=key)
-
-
-@dataclass
-class _Mem:
-    """All points at once, ops padded to one length: cumulative cached bytes C, running largest
-    activation A, layer sizes, and the reported on-/off-chip MiB."""
-
-    C: np.ndarray  # [points, ops]
-    A: np.ndarray
-    layers: np.ndarray
-    on: np.ndarray  # [points]
-    off: np.ndarray
-
-    @classmethod
-    def build(cls, layouts: list[np.ndarray], acts: list[np.ndarray], on: np.ndarray, off: np.ndarray) -> _Mem:
-        n = max(len(x) for x in layouts)
-
-        def pad(rows: list[np.ndarray], mode: str) -> np.ndarray:
-            return np.array([np.pad(r, (0, n - len(r)), mode=mode) for r in rows])  # type: ignore[call-overload]
-
-        cum, run = [np.cumsum(x) for x in layouts], [np.maximum.accumulate(x) for x in acts]
-        return cls(pad(cum, "edge"), pad(run, "edge"), pad(layouts, "constant"), on, off)
-
-    def score(self, onchip: np.ndarray, frac: np.ndarray, max_layer: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray]:
-        """Points within tolerance and total MiB error on the grid onchip x frac x max_layer."""
-        n = self.C.shape[1]
-        big = self.layers[:, :, None] > max_layer[None, None, :]  # [P, ops, L]
-        k_layer = np.where(big.any(axis=1), big.argmax(axis=1), n)  # [P, L]
-        # C and A never decrease along the ops, so the ops that fit are a prefix: count them
-        need = self.C[:, :, None] + frac[None, None, :] * self.A[:, :, None]  # [P, ops, R]
-        k_cap = (need[:, :, None, :] <= onchip[None, None, :, None]).sum(axis=1)  # [P, O, R]
-        k = np.minimum(k_cap[:, :, :, None], k_layer[:, None, None, :])  # [P, O, R, L]
-        lead = np.concatenate([np.zeros((len(self.C), 1)), self.C], axis=1) / MIB
-        on = np.take_along_axis(lead, k.reshape(len(k), -1), axis=1).reshape(k.shape)
-        off = self.C[:, -1, None, None, None] / MIB - on
-        d_on = np.abs(on - self.on[:, None, None, None])
-        d_off = np.abs(off - self.off[:, None, None, None])
-        hits = ((d_on <= TOL_MIB) & (d_off <= TOL_MIB)).sum(axis=0)
-        return hits.astype(float), np.round((d_on + d_off).sum(axis=0), 6)
+def _row_terms(row: _Row, space: ParamSpace, device: DeviceSpec, host: HostSpec, n_file: int) -> RowTerms:
+    """The row's stages as linear forms; the streamed layers are the rule's, checked against the pricer's
+    own on-/off-chip bytes."""
+    pricer, priced = _pricer(row.m.family, row.m.x, device.model_dump_json(), host.model_dump_json())
+    stages = []
+    for a, b in stage_bounds(row.cuts, pricer.n):
+        full = pricer.row(a)
+        entry = {k: int(full[k][b - a]) for k in ("tpu_in", "tpu_out", "seg_in", "seg_out", "host_ops", "on",
+                                                  "off", "bus")}
+        tpu = [bool(t) for t in pricer.placement(a)[: b - a + 1]]
+        sizes = [priced[a + j].cached_bytes if t else 0 for j, t in enumerate(tpu)]
+        budget = int(np.floor(device.onchip_bytes - device.io_reserve_frac * (entry["tpu_in"] + entry["tpu_out"])))
+        kept = cached_mask(sizes, budget, device.max_cached_layer_bytes)
+        on = sum(s for s, k in zip(sizes, kept, strict=True) if k)
+        if (on, sum(sizes) - on) != (entry["on"], entry["off"]):
+            raise TpuplanError(f"calibrate: caching of {row.file.name}:{row.m.line} differs from the pricer's")
+        streamed = [s > 0 and not k for s, k in zip(sizes, kept, strict=True)]
+        stages.append(stage_terms(space, priced[a: b + 1], tpu, streamed, entry, row.file.run.runner))
+    return RowTerms(stages, row.file.run.runner, row.file.run.batch, row.m.ms * 1000, 1 / np.sqrt(n_file))
 
 
-def _top(h: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
-    """Mask of the best candidates (most hits, then least error) and their sort key."""
-    best = h == h.max()
-    least = float(e[best].min())
-    return best & (e == least), (-float(h.max()), least)
+def _time_model(rows: Sequence[_Row], device: DeviceSpec, runners: Mapping[str, HostSpec], single: HostSpec
+                ) -> TimeModel:
+    space = ParamSpace(list(runners.items()))
+    sizes = Counter(r.file.name for r in rows)
+    return TimeModel(space, [_row_terms(r, space, device, runners.get(r.file.run.runner or "", single),
+                                        sizes[r.file.name]) for r in rows])
 
 
-def _middle_run(ok: np.ndarray, edges: np.ndarray) -> float:
-    """Middle of the widest run of good candidates; candidate k stands for [edges[k], edges[k+1])."""
-    idx = np.nonzero(ok)[0]
-    starts = idx[np.r_[True, np.diff(idx) > 1]]
-    ends = idx[np.r_[np.diff(idx) > 1, True]] + 1
-    k = int(np.argmax(edges[ends] - edges[starts]))
-    return float((edges[starts[k]] + edges[ends[k]]) / 2)
+def time_features(files: Sequence[MeasuredFile], device: DeviceSpec, hosts: Mapping[str, HostSpec],
+                  sweep_host: HostSpec | None = None) -> tuple[TimeModel, np.ndarray]:
+    """The linear time model of every row on (fitted) specs, and the parameter values those specs hold:
+    `model.evaluate(theta)[0]` is what the planner predicts for each row before it rounds every stage
+    term up to whole microseconds (the test of the fit's features)."""
+    runners = _runner_hosts(files, hosts)
+    model = _time_model(_rows(files, device)[0], device, runners, _sweep_host(runners, sweep_host))
+    return model, _base_theta(model.space, device, runners)
 
 
-def _best_onchip(mem: _Mem, max_layer: float) -> tuple[float, float]:
-    """Best (onchip, frac) for a fixed max_layer: exact in onchip (the score only changes where a
-    prefix of some point stops fitting), a grid in frac; ties go to the middle of the best region."""
-    found = []
-    for frac in np.linspace(0.0, 1.0, 51):
-        marks = np.unique(mem.C + frac * mem.A)
-        ok, key = _top(*(v[:, 0, 0] for v in mem.score(marks, np.array([frac]), np.array([max_layer]))))
-        found.append((key, _middle_run(ok, np.append(marks, marks[-1] + MIB)), float(frac)))
-    tied = [f for f in found if f[0] == min(f[0] for f in found)]
-    return tied[len(tied) // 2][1:]
-
-
-def _fit_capacity(mem: _Mem) -> tuple[int, float, int]:
-    """onchip_bytes, activation_reserve_frac, max_cached_layer_bytes by coordinate search.
-
-    (onchip, frac), then max_layer exactly (it only matters between layer sizes), until stable. One
-    search can stick (a too-small capacity also explains layers that are too big), so it starts from
-    several max_layer values and keeps the best end point.
-    """
-    sizes = np.unique(mem.layers)
-    edges = np.concatenate([sizes, [sizes[-1] + MIB]])
-    mids = (edges[:-1] + edges[1:]) / 2
-    best: tuple[float, float, tuple[float, float, float]] = (1.0, 0.0, (0.0, 0.0, 0.0))
-    for q in (1.0, 0.95, 0.9, 0.8, 0.65, 0.5):
-        state = (0.0, 0.0, float(np.quantile(edges, q)))
-        for _ in range(4):
-            onchip, frac = _best_onchip(mem, state[2])
-            ok, _ = _top(*(v[0, 0] for v in mem.score(np.array([onchip]), np.array([frac]), mids)))
-            state, old = (onchip, frac, _middle_run(ok, edges)), state
-            if state == old:
-                break
-        hits, err = mem.score(*(np.array([v]) for v in state))
-        best = min(best, (-float(hits.sum()), float(err.sum()), state))
-        if hits.sum() == len(mem.C):
-            break  # every point explained: no other start can do better
-    return int(best[2][0]), round(best[2][1], 4), int(best[2][2])
-
-
-# Rough physical guesses (the uncalibrated preset's) for the classes the sweeps contain. They only decide
-# what the sweeps cannot separate, and keep the fit independent of the base spec. Link 300 B/us (USB 3).
-PRIOR_OVERHEAD_US = 100.0
-PRIOR_LINK_US_PER_BYTE = 1 / 300
-PRIOR: dict[str, OpClassCost] = {
-    "fc": OpClassCost(us_per_op=5, us_per_mmac=20, us_per_kib_act=0, stream_us_per_kib=2.7),
-    "conv": OpClassCost(us_per_op=20, us_per_mmac=1.4, us_per_kib_act=0.5, stream_us_per_kib=10),
-    "elementwise": OpClassCost(us_per_op=5, us_per_mmac=0, us_per_kib_act=0.2, stream_us_per_kib=0),
-    "host": OpClassCost(us_per_op=20, us_per_mmac=2000, us_per_kib_act=1.0, stream_us_per_kib=0),
-}
-
-
-def _features(prof: Profile, dev: DeviceSpec, names: list[tuple[str, str]]) -> np.ndarray:
-    """Row of the linear time model: stage time = row . params (before per-op integer rounding)."""
-    index = {n: i for i, n in enumerate(names)}
-    row = np.zeros(len(names))
-    row[:2] = 1.0, prof.input_bytes + prof.output_bytes  # invoke overhead; float input/output over the link
-    cached = [int(v) for v in _layout(prof, dev)]
-    lc = last_cached(cached, [op.max_activation_bytes for op in prof.ops], dev)[0]
-    for k, op in enumerate(prof.ops):
-        key = op.op_class if op.edgetpu else "host"
-        row[index[(key, "us_per_op")]] += 1
-        row[index[(key, "us_per_mmac")]] += op.macs / 1e6
-        row[index[(key, "us_per_kib_act")]] += (op.input_bytes + op.output_bytes) / 1024
-        if k > lc and op.edgetpu:
-            row[index[(op.op_class, "stream_us_per_kib")]] += cached[k] / 1024
-    return row
-
-
-def nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """min |a x - b| subject to x >= 0 (Lawson-Hanson active set); deterministic."""
-    n = a.shape[1]
-    passive, x = np.zeros(n, dtype=bool), np.zeros(n)
-    for _ in range(10 * n):
-        w = a.T @ (b - a @ x)
-        free = ~passive & (w > 1e-12 * max(1.0, float(np.abs(w).max())))
-        if not free.any():
-            break
-        passive[int(np.argmax(np.where(free, w, -np.inf)))] = True
-        while True:
-            z = np.zeros(n)
-            z[passive] = np.linalg.lstsq(a[:, passive], b, rcond=None)[0]
-            if (z[passive] > 0).all():
-                x = z
-                break
-            neg = passive & (z <= 0)
-            x = x + float(np.min(x[neg] / (x[neg] - z[neg]))) * (z - x)
-            passive &= x > 1e-15
-    return x
-
-
-def _fit_times(meas: Sequence[Measurement], profs: Sequence[Profile], dev: DeviceSpec) -> DeviceSpec:
-    """Time parameters of the op classes the sweeps contain; `other` follows `elementwise` (both are
-    cheap data movement), classes with no ops in the sweeps (depthwise) keep the base's numbers."""
-    classes = sorted({op.op_class if op.edgetpu else "host" for p in profs for op in p.ops})
-    names = [("", "invoke_overhead_us"), ("", "link_us_per_byte")] + [(c, f) for c in classes for f in _COSTS]
-    prior = np.array([PRIOR_OVERHEAD_US, PRIOR_LINK_US_PER_BYTE] + [getattr(PRIOR[c], f) for c, f in names[2:]])
-    scale = np.array([100.0, 1e-3] + [max(_SCALE[f], abs(p)) * (_STIFF if c == "elementwise" else 1)
-                                      for (c, f), p in zip(names[2:], prior[2:], strict=True)])
-    y = np.array([m.ms * 1000 for m in meas])
-    rows = np.array([_features(p, dev, names) for p in profs]) / y[:, None]
-    weights, theta = np.ones(len(meas)), prior
-    for _ in range(_IRLS_ROUNDS):  # reweighting towards least absolute relative error (the median)
-        a = np.vstack([rows * scale * weights[:, None], math.sqrt(_RIDGE) * np.eye(len(names))])
-        b = np.concatenate([weights, math.sqrt(_RIDGE) * prior / scale])
-        theta = nnls(a, b) * scale
-        weights = 1 / np.sqrt(np.maximum(np.abs(rows @ theta - 1), 0.01))
-    costs = dict(dev.op_costs)
-    for c in (c for c in OP_CLASSES if c in classes):
-        costs[c] = OpClassCost(**{f: round(float(theta[i]), 4) for i, (cc, f) in enumerate(names) if cc == c})
-    if "elementwise" in classes:
-        costs["other"] = costs["elementwise"]
-    return dev.model_copy(update={
-        "invoke_overhead_us": round(float(theta[0]), 2),
-        "link_bytes_per_us": round(1 / theta[1], 1) if theta[1] > 1e-9 else 0.0,
+def _apply(theta: np.ndarray, space: ParamSpace, used: np.ndarray, device: DeviceSpec,
+           hosts: Mapping[str, HostSpec]) -> tuple[DeviceSpec, dict[str, HostSpec]]:
+    """The specs the parameters describe: fitted op classes and link marked calibrated, the rest kept."""
+    val = {(p.group, p.field): round(float(v), 4) for p, v, u in zip(space.params, theta, used, strict=True) if u}
+    costs = {c: oc.model_copy(update={"calibrated": False}) for c, oc in device.op_costs.items()}
+    for c in COVERED:  # the fit prices these classes with no per-op constant and (fc) no activation term
+        fields = {f: v for (g, f), v in val.items() if g == c}
+        if fields:
+            fixed = {"us_per_op": 0.0, "us_per_kib_act": 0.0}
+            costs[c] = device.cost(c).model_copy(update={**fixed, **fields, "calibrated": True})
+    link = {f: v for (g, f), v in val.items() if g == "link"}
+    dev = device.model_copy(update={
+        "invoke_overhead_us": val.get(("device", "invoke_overhead_us"), device.invoke_overhead_us),
+        "link": device.link.model_copy(update={**link, "calibrated": "in_us_per_kib" in link}),
         "op_costs": costs,
     })
+    out = {name: h.model_copy(update={f: v for (g, f), v in val.items() if g == name}) for name, h in hosts.items()}
+    return dev, out
 
 
-def predict(prof: Profile, dev: DeviceSpec) -> tuple[int, int, int]:
-    """(time us, on-chip bytes, off-chip bytes) of the whole model as one stage on dev."""
-    parts = (table := stage_table(prof, dev)).stage_parts(0, table.n - 1)
-    return parts["total_us"], parts["onchip_bytes"], parts["offchip_bytes"]
+def _base_theta(space: ParamSpace, device: DeviceSpec, hosts: Mapping[str, HostSpec]) -> np.ndarray:
+    """The base specs' value of every parameter (what an unused one keeps)."""
+    def value(group: str, field: str) -> float:
+        if group in hosts:
+            return float(getattr(hosts[group], field))
+        owner = device if group == "device" else device.link if group == "link" else device.cost(group)
+        return float(getattr(owner, field))
+
+    return np.array([value(p.group, p.field) for p in space.params])
 
 
-def calibrate(sweeps: Sequence[Sweep], base: DeviceSpec) -> CalibrationResult:
-    """Fit an Edge TPU spec to the sweeps; base gives the name and the classes the sweeps lack."""
-    if not sweeps or base.backend != "edgetpu":
-        raise TpuplanError(f"calibrate: needs measurement CSVs and an Edge TPU base (got {base.name!r})")
-    meas = [m for sweep in sweeps for m in sweep.rows]
-    sources = [f"{sweep.name} (sha256 {sweep.sha256})" for sweep in sweeps]
-    profs = [sweep_profile(m.sweep, m.x) for m in meas]
-    cpad, ipad = _fit_pads(meas, profs, base)
-    dev = base.model_copy(update={"channel_pad": cpad, "input_pad": ipad})
-    mem = _Mem.build([_layout(p, dev) for p in profs],
-                     [np.array([op.max_activation_bytes for op in p.ops], dtype=float) for p in profs],
-                     np.array([m.onchip_mib for m in meas]), np.array([m.offchip_mib for m in meas]))
-    onchip, frac, max_layer = _fit_capacity(mem)
-    dev = dev.model_copy(update={"onchip_bytes": onchip, "activation_reserve_frac": frac,
-                                 "max_cached_layer_bytes": max_layer})
-    dev = _fit_times(meas, profs, dev)
-    points = []
-    for m, p in zip(meas, profs, strict=True):
-        us, on_mib, off_mib = (v / d for v, d in zip(predict(p, dev), (1, MIB, MIB), strict=True))
-        points.append(CalibrationPoint(
-            sweep=m.sweep, x=m.x, measured_ms=m.ms, predicted_ms=us / 1000, rel_error=abs(us / 1000 - m.ms) / m.ms,
-            measured_onchip_mib=m.onchip_mib, predicted_onchip_mib=round(on_mib, 4),
-            measured_offchip_mib=m.offchip_mib, predicted_offchip_mib=round(off_mib, 4),
-            memory_ok=abs(on_mib - m.onchip_mib) <= TOL_MIB and abs(off_mib - m.offchip_mib) <= TOL_MIB,
-        ))
-    by = {s: [p for p in points if p.sweep == s] for s in sorted({p.sweep for p in points})}
-    dev = dev.model_copy(update={"calibration": Calibration(
-        source="plan calibrate on " + "; ".join(sources), points=len(points),
-        median_rel_error={s: round(float(np.median([p.rel_error for p in v])), 4) for s, v in by.items()},
-        worst_rel_error={s: round(max(p.rel_error for p in v), 4) for s, v in by.items()},
-        memory_within_0_3_mib={s: round(sum(p.memory_ok for p in v) / len(v), 4) for s, v in by.items()},
-    )})
-    return CalibrationResult(device=dev, points=points)
+@lru_cache(maxsize=1024)
+def _table(family: str, x: int, device_json: str, host_json: str) -> StageCostTable:
+    dev, host = DeviceSpec.model_validate_json(device_json), HostSpec.model_validate_json(host_json)
+    return stage_table(model_geometry(family, x).profile, dev, host)
+
+
+def _point(row: _Row, device: DeviceSpec, host: HostSpec) -> CalibrationPoint:
+    """The planner's own prediction of one row: the stage table of the fitted specs, then the planner's
+    totals (a pipeline) or the one stage's device + host-op time (one invoke, no runner)."""
+    m, run = row.m, row.file.run
+    table = _table(m.family, m.x, device.model_dump_json(), host.model_dump_json())
+    parts = [table.stage_parts(a, b) for a, b in stage_bounds(row.cuts, table.n)]
+    if run.runner is None:
+        us, bound = float(parts[0].device_us + parts[0].host_ops_us), "single"
+    else:
+        cost = pipeline_cost([table] * len(parts), row.cuts)
+        us, bound = cost.per_input_us(run.batch), cost.bound
+    on = [p.onchip_bytes / MIB for p in parts]
+    off = [p.offchip_bytes / MIB for p in parts]
+    ok = all(abs(a - b) <= TOL_MIB for a, b in zip(on + off, m.onchip_mib + m.offchip_mib, strict=True))
+    return CalibrationPoint(
+        file=row.file.name, family=m.family, x=m.x, runner=run.runner, batch=run.batch, cuts=list(row.cuts),
+        cuts_inferred=row.inferred, measured_ms=m.ms, predicted_ms=us / 1000,
+        rel_error=round(abs(us / 1000 - m.ms) / m.ms, 6), bound=bound,
+        measured_onchip_mib=list(m.onchip_mib), predicted_onchip_mib=[round(v, 4) for v in on],
+        measured_offchip_mib=list(m.offchip_mib), predicted_offchip_mib=[round(v, 4) for v in off], memory_ok=ok)
+
+
+def _sweep_host(runners: Mapping[str, HostSpec], given: HostSpec | None) -> HostSpec:
+    """The host whose `host_ops` price the single-TPU rows' host ops: the one given, else the first
+    runner's (the same machine), else the default host."""
+    return given or next(iter(runners.values()), None) or resolve_host(None)
+
+
+def predict(files: Sequence[MeasuredFile], device: DeviceSpec, hosts: Mapping[str, HostSpec], *,
+            sweep_host: HostSpec | None = None) -> list[CalibrationPoint]:
+    """Every row of `files` priced on given specs (cuts not given are inferred with the device's layout):
+    how fitted specs do on files they were not fitted to."""
+    runners = _runner_hosts(files, hosts)
+    single = _sweep_host(runners, sweep_host)
+    return [_point(r, device, runners.get(r.file.run.runner or "", single))
+            for r in _rows(files, device)[0]]
+
+
+def summarise(points: Sequence[CalibrationPoint]) -> list[FileSummary]:
+    """Per file: rows, median / p90 / worst relative error, share of rows with every MiB within 0.1."""
+    out = []
+    for name in dict.fromkeys(p.file for p in points):
+        pts = [p for p in points if p.file == name]
+        err = [p.rel_error for p in pts]
+        out.append(FileSummary(
+            file=name, runner=pts[0].runner, batch=pts[0].batch, rows=len(pts),
+            median_rel_error=round(statistics.median(err), 4), p90_rel_error=round(float(np.percentile(err, 90)), 4),
+            worst_rel_error=round(max(err), 4),
+            memory_within_0_1_mib=round(sum(p.memory_ok for p in pts) / len(pts), 4)))
+    return out
+
+
+def _calibration(files: Sequence[MeasuredFile], summary: Sequence[FileSummary]) -> Calibration:
+    names = {f.name for f in files}
+    part = [s for s in summary if s.file in names]
+    how = {f.name: "one invoke per row" if f.run.runner is None else
+           f"runner {f.run.runner}, batch {f.run.batch}{', fresh' if f.run.fresh else ''}" for f in files}
+    return Calibration(
+        source="plan calibrate on " + "; ".join(f"{f.name} ({how[f.name]}; sha256 {f.sweep.sha256})" for f in files),
+        points=sum(s.rows for s in part),
+        median_rel_error={s.file: s.median_rel_error for s in part},
+        worst_rel_error={s.file: s.worst_rel_error for s in part},
+        memory_within_0_1_mib={s.file: s.memory_within_0_1_mib for s in part})
+
+
+def calibrate(files: Sequence[MeasuredFile], base: DeviceSpec, hosts: Mapping[str, HostSpec] | None = None, *,
+              sweep_host: HostSpec | None = None) -> CalibrationResult:
+    """Fit the device (from `base`: its name and the op classes the data lack) and the runner of every
+    pipeline file (from `hosts[runner]`: structure and host_ops), then price every row on the result."""
+    if not files or base.backend != "edgetpu":
+        raise TpuplanError(f"calibrate: needs measurement files and an Edge TPU base device (got {base.name!r})")
+    runners = _runner_hosts(files, hosts or {})
+    single = _sweep_host(runners, sweep_host)
+    rows, layout = _rows(files, None)
+    dev = _fit_memory(rows, layout, base)
+    model = _time_model(rows, dev, runners, single)
+    used = model.used()
+    theta = fit_times(model, used, _base_theta(model.space, dev, runners))
+    device, fitted = _apply(theta, model.space, used, dev, runners)
+    points = [_point(r, device, fitted.get(r.file.run.runner or "", single)) for r in rows]
+    summary = summarise(points)
+    device = device.model_copy(update={"calibration": _calibration(files, summary)})
+    fitted = {name: h.model_copy(update={"calibration": _calibration(
+        [f for f in files if f.run.runner == name], summary)}) for name, h in fitted.items()}
+    return CalibrationResult(device=device, hosts=fitted, files=summary, points=points)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from tpuplan.profiles.placement import OpView, blocking_host_op, first_tpu_partition, op_support
@@ -78,6 +80,15 @@ class Graph:
 
     def name(self, t: int) -> str:
         return tensor_name(self.loaded.subgraph.tensors[t])
+
+    @cached_property
+    def _name_counts(self) -> Counter[str]:
+        return Counter(tensor_name(t) for t in self.loaded.subgraph.tensors or [])
+
+    def key(self, t: int) -> str:
+        """A name that identifies tensor t in a profile: its own, or with #index when it is empty or shared."""
+        name = self.name(t)
+        return name if name and self._name_counts[name] == 1 else f"{name or 'tensor'}#{t}"
 
     def nbytes(self, t: int) -> int:
         return tensor_bytes(self.loaded.subgraph.tensors[t])

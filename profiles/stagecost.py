@@ -26,8 +26,9 @@ stack the rows and `stage_parts` reads one entry of a row back with its breakdow
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -79,7 +80,7 @@ class StagePricer:
     def __init__(self, profile: Profile, device: DeviceSpec, host: HostSpec) -> None:
         if len(profile.ops) > MAX_OPS:
             raise TpuplanError(f"the model has {len(profile.ops):,} ops; tpuplan plans models of up to {MAX_OPS:,}")
-        prof = price(profile, device, host) if (profile.device != device or profile.host != host.name) else profile
+        prof = price(profile, device, host)  # always: the per-op prices follow from the profile's facts
         self.device, self.host, self.n = device, host, len(prof.ops)
         ops = prof.ops
         self.cpu = device.backend == "cpu"
@@ -135,8 +136,8 @@ class StagePricer:
         diff = {k: np.zeros(m + 1, dtype=np.int64) for k in ("seg_in", "seg_out", "tpu_in", "tpu_out")}
         live = self.e_c >= a
         outside = self.t_prod[self.e_t] < a
-        for key, mask in (("seg_in", live & outside),
-                          ("tpu_in", live & tpu_full[self.e_c] & (outside | ~tpu_full[np.maximum(self.t_prod[self.e_t], 0)]))):
+        host_made = ~tpu_full[np.maximum(self.t_prod[self.e_t], 0)]
+        for key, mask in (("seg_in", live & outside), ("tpu_in", live & tpu_full[self.e_c] & (outside | host_made))):
             tensors, first = np.unique(self.e_t[mask], return_index=True)
             np.add.at(diff[key], self.e_c[mask][first] - a, self.t_bytes[tensors])
         made = self.t_prod >= a
@@ -192,7 +193,7 @@ class StagePricer:
                        - 1e-9).astype(np.int64)
         device_us = math.ceil(dev.invoke_overhead_us - 1e-9) + compute + spill + link
         runner = self._runner(io)
-        streams = spill > 0
+        streams = off > 0
         total = device_us + host_ops + runner + np.where(streams, math.ceil(host.stream_extra_us - 1e-9), 0)
         bus = np.ceil((io_tpu + off) / host.bus_bytes_per_us - 1e-9).astype(np.int64) if host.bus_shared else 0 * total
         upload = dev.link.upload_us_per_kib * on / 1024 if host.fresh_upload else 0 * on
@@ -275,6 +276,40 @@ class StageCostTable:
             param_bytes=at("params"), bytes_in=at("seg_in"), bytes_out=at("seg_out"), tpu_in_bytes=at("tpu_in"),
             tpu_out_bytes=at("tpu_out"), valid=bool(r["valid"][k]), fits=bool(r["fits"][k]),
         )
+
+
+@dataclass(frozen=True)
+class PipelineCost:
+    """The pipeline-level numbers of one cut list (all integer us); see planner.costs for the formulas."""
+
+    period_us: int
+    latency_us: int
+    oneoff_us: int
+    bound: Literal["stage", "serialized", "bus"]  # what sets the period
+
+    def per_input_us(self, batch: int) -> float:
+        """Time per input of a batch pushed at once into a fresh pipeline: (O + L + (N - 1) P) / N."""
+        return (self.oneoff_us + self.latency_us + (batch - 1) * self.period_us) / batch
+
+
+def start_us(tables: Sequence[StageCostTable]) -> int:
+    pricer = tables[0].pricer
+    return math.ceil(pricer.host.start_us - 1e-9) if pricer is not None else 0
+
+
+def pipeline_cost(tables: Sequence[StageCostTable], cuts: Sequence[int]) -> PipelineCost:
+    """Period P = max(slowest stage, sum of serialized shares, sum of bus times), latency L = sum of stage
+    times, one-off O = start + sum of stage one-offs, for the plan `cuts` (stage k on tables[k])."""
+    ends = [*cuts, tables[0].n - 1]
+    pairs = list(zip([0, *(c + 1 for c in cuts)], ends, strict=True))
+    each = [(int(t.time_us[a, b]), int(t.serial_us[a, b]), int(t.bus_us[a, b]), int(t.oneoff_us[a, b]))
+            for t, (a, b) in zip(tables, pairs, strict=True)]
+    slowest = max(e[0] for e in each)
+    serial, bus = sum(e[1] for e in each), sum(e[2] for e in each)
+    period = max(slowest, serial, bus)
+    bound: Literal["stage", "serialized", "bus"] = "stage" if period == slowest else (
+        "serialized" if period == serial else "bus")
+    return PipelineCost(period, sum(e[0] for e in each), start_us(tables) + sum(e[3] for e in each), bound)
 
 
 def stage_table(profile: Profile, device: DeviceSpec | None = None, host: HostSpec | None = None) -> StageCostTable:

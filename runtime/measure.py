@@ -16,9 +16,9 @@ import numpy as np
 
 from tpuplan.profiles.build import price, profile_from_graph
 from tpuplan.profiles.device import LinkCost, preset
-from tpuplan.profiles.host import resolve_host
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.graph import analyse
+from tpuplan.profiles.host import resolve_host
 from tpuplan.profiles.model import Profile
 from tpuplan.profiles.tflite import LoadedModel
 from tpuplan.runtime.backends import InterpreterStage, get_backend, new_interpreter, random_inputs

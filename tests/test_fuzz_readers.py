@@ -21,6 +21,7 @@ from tests.conftest import MODELS
 from tpuplan.planner.plan import PLAN_KIND, Plan
 from tpuplan.profiles.build import build_profile, profile_from_graph
 from tpuplan.profiles.device import DEVICE_KIND, DeviceSpec, preset
+from tpuplan.profiles.host import host_preset
 from tpuplan.profiles.docio import parse_doc
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.graph import analyse
@@ -74,7 +75,7 @@ def test_tflite_reader_survives_10000_hostile_files() -> None:
         data = mutate_bytes(rng, rng.choice(seeds))
         try:
             loaded = parse_model(data, Path("fuzz.tflite"))
-            profile_from_graph(analyse(loaded), preset("edgetpu-usb"))
+            profile_from_graph(analyse(loaded), preset("edgetpu-usb"), host_preset("tpuplan"))
             outcomes["valid"] += 1
             accepted.append((f"case {case}", data))
         except TpuplanError as exc:
@@ -151,7 +152,7 @@ def mutate_doc(rng: random.Random, base_text: str, paths: list[tuple[Any, ...]])
     doc = json.loads(base_text)
     kind = rng.random()
     if kind < 0.08:
-        doc["schema_version"] = rng.choice([0, 2, 99, -1, "1", 1.5, None])
+        doc["schema_version"] = rng.choice([0, 1, 2, 3, 99, -1, "1", 1.5, None])
     elif kind < 0.12:
         return b"[" * rng.randrange(1, 100_000)
     else:
@@ -166,12 +167,13 @@ def mutate_doc(rng: random.Random, base_text: str, paths: list[tuple[Any, ...]])
 
 def _fuzz_loader(base: str, model: type[Any], kind: str, seed: int) -> None:
     rng = random.Random(seed)
+    version = json.loads(base)["schema_version"]
     paths = _paths(json.loads(base))
     outcomes = {"error": 0, "valid": 0}
     for case in range(CASES):
         raw = mutate_doc(rng, base, paths)
         try:
-            doc = parse_doc(raw, model, kind=kind, version=1, source="fuzz.json")
+            doc = parse_doc(raw, model, kind=kind, version=version, source="fuzz.json")
             assert isinstance(doc, model)
             outcomes["valid"] += 1
         except TpuplanError as exc:

@@ -106,7 +106,8 @@ def test_installed_package_is_only_tpuplan(tmp_path: Path) -> None:
         names = zf.namelist()
     tops = {n.split("/")[0] for n in names}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"tpuplan"}
-    assert "tpuplan/profiles/presets/edgetpu-usb.json" in names and "tpuplan/py.typed" in names
+    assert "tpuplan/profiles/presets/devices/edgetpu-usb.json" in names and "tpuplan/py.typed" in names
+    assert "tpuplan/profiles/presets/hosts/pycoral.json" in names
     assert "tpuplan/runtime/probe_child.py" in names
     target = tmp_path / "site"
     done = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target),

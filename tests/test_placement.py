@@ -50,7 +50,7 @@ def test_host_ops_are_the_compilers(cpu_path: Path, compiled_path: Path) -> None
     truth = compiler_cpu_ops(cpu, load_model(compiled_path))
     ops = analyse(cpu).ops
     ours = {op.index for op in ops if not op.edgetpu}
-    assert ours == truth, f"we say host {sorted(ours - truth)}, the compiler says TPU; and the reverse {sorted(truth - ours)}"
+    assert ours == truth, f"we say host: {sorted(ours - truth)}; the compiler says host: {sorted(truth - ours)}"
     assert all(op.edgetpu_reason for op in ops if not op.edgetpu)
 
 

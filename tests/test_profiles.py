@@ -14,7 +14,7 @@ from tpuplan.profiles.build import build_profile
 from tpuplan.profiles.device import preset
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.graph import analyse
-from tpuplan.profiles.model import Profile
+from tpuplan.profiles.model import PROFILE_VERSION, Profile
 from tpuplan.profiles.tflite import load_model
 
 CPU_MODELS = cpu_models()
@@ -135,9 +135,13 @@ def test_truncated_model_is_rejected(shared_models: Path, tmp_path: Path) -> Non
         build_profile(load_model(path), preset("edgetpu-usb"))
 
 
-def test_unknown_custom_op_and_compiled_model_rejected(shared_models: Path) -> None:
-    with pytest.raises(TpuplanError, match="unknown custom op"):
-        load_model(shared_models / "invalid_models/model_invoking_error.tflite")
+def test_unknown_custom_op_is_a_host_op_and_compiled_model_rejected(shared_models: Path) -> None:
+    fake = load_model(shared_models / "invalid_models/model_invoking_error.tflite")
+    prof = build_profile(fake, preset("edgetpu-usb"))
+    (op,) = prof.ops
+    assert op.op_type == "fake-op-double" and op.op_class == "custom" and not op.edgetpu
+    assert "custom op" in op.edgetpu_reason and op.host_us > 0
+    assert len({t.name for t in prof.tensors}) == len(prof.tensors) == 2  # unnamed tensors get distinct keys
     with pytest.raises(TpuplanError, match="already compiled"):
         build_profile(load_model(shared_models / "mobilenet_v1_0.25_128_quant_edgetpu.tflite"), preset("edgetpu-usb"))
 
@@ -173,8 +177,8 @@ def test_cli_missing_file_and_future_profile(tmp_path: Path, shared_models: Path
     future.write_text(json.dumps(doc))
     res = _plan("inspect", str(future))
     assert res.returncode == 1 and res.stderr.count("\n") == 1
-    assert "schema_version 0 is older than 1 and cannot be migrated" in res.stderr
-    doc["schema_version"] = 1
+    assert f"schema_version 0 is older than {PROFILE_VERSION} and cannot be migrated" in res.stderr
+    doc["schema_version"] = PROFILE_VERSION
     doc["ops"] = "not a list"
     wrong = tmp_path / "wrong.json"
     wrong.write_text(json.dumps(doc))

@@ -32,7 +32,7 @@ def test_readme_quick_start_runs(tmp_path: Path) -> None:
         assert res.returncode == 0, f"{step}: {res.stderr}"
         ran += 1
     assert ran >= 2
-    assert "OPTIMAL" in res.stdout and "bottleneck" in res.stdout
+    assert "OPTIMAL" in res.stdout and "period" in res.stdout
 
 
 def test_readme_python_example_runs(tmp_path: Path) -> None:
@@ -44,8 +44,8 @@ def test_readme_python_example_runs(tmp_path: Path) -> None:
     (tmp_path / "model.tflite").write_bytes(synth_fc(600, weights="zeros"))
     res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
-    cuts, bottleneck, status = res.stdout.rsplit(" ", 2)
-    assert status.strip() == "OPTIMAL" and int(bottleneck) > 0 and len(int_list(cuts)) == 3
+    cuts, period, status = res.stdout.rsplit(" ", 2)
+    assert status.strip() == "OPTIMAL" and int(period) > 0 and 1 <= len(int_list(cuts)) + 1 <= 4
 
 
 def int_list(text: str) -> list[int]:
