@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, SHARED, write_results
+from benchmarks.common import HOST_OPS_NOTE, ROOT, SHARED, write_results
 from tpuplan.cli.calibrate import calibration_table
 from tpuplan.profiles.calibrate import CalibrationResult, FileSummary, calibrate
 from tpuplan.profiles.device import Calibration, DeviceSpec, LinkCost, device_json, preset
@@ -91,12 +91,22 @@ def pcie_spec(usb: DeviceSpec) -> DeviceSpec:
                                   "calibration": cal.model_copy(update={"source": note[:4000]})})
 
 
+def with_host_ops_note(fitted: HostSpec) -> HostSpec:
+    """The fitted host, its calibration still saying where its host_ops (kept from the preset) come from."""
+    base = host_preset(fitted.name).calibration
+    kept = [p for p in (base.source if base else "").split("; ") if p.startswith(HOST_OPS_NOTE)]
+    cal = fitted.calibration or Calibration(source="")
+    parts = [p for p in cal.source.split("; ") if p and not p.startswith(HOST_OPS_NOTE)] + kept
+    return fitted.model_copy(update={"calibration": cal.model_copy(update={"source": "; ".join(parts)})})
+
+
 def write_presets(result: CalibrationResult) -> list[Path]:
     """Rewrite the device and host presets from this fit (host_ops stay as the base presets have them)."""
     folder = ROOT / "profiles" / "presets"
     docs = {folder / "devices" / "edgetpu-usb.json": device_json(result.device),
             folder / "devices" / "edgetpu-pci.json": device_json(pcie_spec(result.device)),
-            **{folder / "hosts" / f"{name}.json": host_json(result.hosts[name]) for name in RUNNERS}}
+            **{folder / "hosts" / f"{name}.json": host_json(with_host_ops_note(result.hosts[name]))
+               for name in RUNNERS}}
     for path, text in docs.items():
         write_atomic(path, text.encode())
     return list(docs)

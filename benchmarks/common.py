@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 MODELS = SHARED / "models"
 RESULTS = ROOT / "benchmarks" / "results"
+HOST_OPS_NOTE = "host_ops: benchmarks/host_ops.py"  # how a host preset's calibration says where host_ops are from
 
 
 def write_results(name: str, payload: dict[str, Any]) -> Path:

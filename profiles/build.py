@@ -61,7 +61,7 @@ def profile_from_graph(graph: Graph, device: DeviceSpec, host: HostSpec) -> Prof
 def _host_source(op: OpProfile, host: HostSpec) -> CostSource:
     if op.measured_us is not None:
         return "measured"
-    return "calibrated" if host.op_cost(op.op_class).calibrated else "uncalibrated"
+    return "calibrated" if host.op_cost(op.op_class, op.op_type).calibrated else "uncalibrated"
 
 
 def price(profile: Profile, device: DeviceSpec, host: HostSpec) -> Profile:
@@ -72,7 +72,8 @@ def price(profile: Profile, device: DeviceSpec, host: HostSpec) -> Profile:
         cached = cached_layout_bytes(op.op_type, op.param_shapes, op.param_bytes, op.per_channel, device)
         tpu_macs = padded_macs(op.op_type, op.macs, op.param_shapes, device)
         act = op.input_bytes + op.output_bytes
-        host_us = round(op.measured_us) if op.measured_us is not None else host_op_us(op.op_class, op.macs, act, host)
+        host_us = (round(op.measured_us) if op.measured_us is not None
+                   else host_op_us(op.op_class, op.op_type, op.macs, act, host))
         host_cost = _host_source(op, host)
         on_cpu = device.backend == "cpu"  # a CPU device runs every op on the host
         ops.append(op.model_copy(update={

@@ -82,8 +82,8 @@ def stream_us(op_class: str, cached_bytes: int, device: DeviceSpec) -> int:
     return max(0, math.ceil(device.cost(op_class).stream_us_per_kib * cached_bytes / 1024 - 1e-9))
 
 
-def host_op_us(op_class: str, macs: int, act_bytes: int, host: HostSpec) -> int:
+def host_op_us(op_class: str, op_type: str, macs: int, act_bytes: int, host: HostSpec) -> int:
     """Predicted host CPU time of one op run by the host (an op the Edge TPU does not take)."""
-    cost = host.op_cost(op_class)
+    cost = host.op_cost(op_class, op_type)
     t = cost.us_per_op + cost.us_per_kib * act_bytes / 1024 + cost.us_per_mmac * macs / 1e6
     return max(0, math.ceil(t - 1e-9))

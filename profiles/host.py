@@ -13,17 +13,18 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Final, Literal
+from typing import Annotated, Final, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
-from tpuplan.profiles.device import MAX_RATE, MAX_US, Calibration, OpClass
+from tpuplan.profiles.device import MAX_RATE, MAX_US, Calibration
 from tpuplan.profiles.docio import StrictModel, dump_json, load_doc, parse_doc
 from tpuplan.profiles.errors import TpuplanError
 
 HOST_KIND: Final = "tpuplan.host"
 HOST_VERSION: Final = 1
 DEFAULT_HOST = "tpuplan"
+HostOpKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,100}$")]  # an op class or an op type
 
 
 class HostOpCost(StrictModel):
@@ -53,11 +54,15 @@ class HostSpec(StrictModel):
     fresh_upload: bool = Field(False, description="each run starts new interpreters: the first input uploads")
     bus_shared: bool = Field(True, description="the devices share one host controller")
     bus_bytes_per_us: float = Field(376.0, gt=0.001, le=1e6, description="raw rate of that controller")
-    host_ops: dict[OpClass, HostOpCost] = Field(default_factory=dict)
+    host_ops: dict[HostOpKey, HostOpCost] = Field(
+        default_factory=dict, description="by op type (e.g. ARG_MAX) where measured, else by op class"
+    )
     calibration: Calibration | None = None
 
-    def op_cost(self, op_class: str) -> HostOpCost:
-        return self.host_ops.get(op_class) or self.host_ops.get("other") or HostOpCost()  # type: ignore[call-overload]
+    def op_cost(self, op_class: str, op_type: str = "") -> HostOpCost:
+        """The op type's own cost where one was measured, else its class's, else `other`'s."""
+        return (self.host_ops.get(op_type) or self.host_ops.get(op_class) or self.host_ops.get("other")
+                or HostOpCost())
 
 
 def load_host(path: Path) -> HostSpec:

@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from tpuplan.cli import calibrate, devices, profile, run, schema, show, solve, split, synth, verify
+from tpuplan.cli import calibrate, calibrate_host, devices, profile, run, schema, show, solve, split, synth, verify
 from tpuplan.profiles.errors import TpuplanError
 
 app = typer.Typer(
@@ -24,7 +24,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for _module in (profile, schema, devices, solve, show, split, run, verify, synth, calibrate):
+for _module in (profile, schema, devices, solve, show, split, run, verify, synth, calibrate, calibrate_host):
     _module.register(app)
 
 
