@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +34,7 @@ def stage_masks(tables: Sequence[StageCostTable], onchip: bool) -> list[Mask]:
 
 
 @dataclass
-class _Layer:
+class Layer:
     """Labels after one stage: where each ends, its components, and the label of the stage before."""
 
     end: I64
@@ -42,62 +42,72 @@ class _Layer:
     parent: I64
 
 
-def _first(n: int, d: int) -> _Layer:
-    return _Layer(np.array([-1], dtype=np.int64), np.zeros((1, d), dtype=np.int64), np.array([-1], dtype=np.int64))
+def _first(d: int) -> Layer:
+    return Layer(np.array([-1], dtype=np.int64), np.zeros((1, d), dtype=np.int64), np.array([-1], dtype=np.int64))
 
 
-def _extend(prev: _Layer, table: StageCostTable, mask: Mask, last_end: int, only_last: bool, cap: int,
-            kinds: Sequence[str], beta_gamma: tuple[int, int]) -> _Layer:
-    """Every stage a..b after every label (a = its end + 1) allowed by `mask`, ending at most at
-    `last_end` (exactly there when `only_last`) and taking at most `cap` us."""
-    n = table.n
+@dataclass(frozen=True)
+class Step:
+    """One stage as the search sees it: the segments a..b it may take, and what each adds to a label:
+    per component, ("max", matrix) or ("sum", matrix) indexed [a, b]."""
+
+    allowed: Mask
+    parts: tuple[tuple[str, I64], ...]
+
+
+def steps_for(tables: Sequence[StageCostTable], masks: Sequence[Mask], cap: int, kinds: Sequence[str],
+              beta_gamma: tuple[int, int] = (0, 0)) -> list[Step]:
+    """The steps of the objective components `kinds`: M (largest stage time), S and V (sums of the
+    serialized and bus times), W (sum of beta x stage time + gamma x one-off); stages at most `cap` us."""
+    cache: dict[int, Step] = {}
+    out = []
+    for t, m in zip(tables, masks, strict=True):
+        key = id(t) * 31 + id(m)
+        if key not in cache:
+            mats = {"M": ("max", t.time_us), "S": ("sum", t.serial_us), "V": ("sum", t.bus_us)}
+            parts = tuple(mats[k] if k in mats else ("sum", beta_gamma[0] * t.time_us + beta_gamma[1] * t.oneoff_us)
+                          for k in kinds)
+            cache[key] = Step(m & (t.time_us <= cap), parts)
+        out.append(cache[key])
+    return out
+
+
+def _extend(prev: Layer, step: Step, last_end: int, only_last: bool) -> Layer:
+    """Every stage a..b after every label (a = its end + 1) that the step allows, ending at most at
+    `last_end` (exactly there when `only_last`)."""
+    n = step.allowed.shape[0]
     starts = prev.end + 1
     ok_start = starts < n
     rows = np.zeros((len(starts), n), dtype=np.bool_)
-    rows[ok_start] = mask[starts[ok_start]] & (table.time_us[starts[ok_start]] <= cap)
+    rows[ok_start] = step.allowed[starts[ok_start]]
     cols = np.arange(n)
     rows &= (cols == last_end) if only_last else (cols <= last_end)
-    if len(kinds) <= 1:
-        return _best_per_end(prev, table, rows, np.where(ok_start, starts, 0), kinds, beta_gamma)
+    if len(step.parts) <= 1:
+        return _best_per_end(prev, step, rows, np.where(ok_start, starts, 0))
     lab, b = np.nonzero(rows)
     a = starts[lab]
-    parts = []
-    for j, kind in enumerate(kinds):
-        old = prev.comps[lab, j]
-        if kind == "M":
-            parts.append(np.maximum(old, table.time_us[a, b]))
-        elif kind == "S":
-            parts.append(old + table.serial_us[a, b])
-        elif kind == "V":
-            parts.append(old + table.bus_us[a, b])
-        else:
-            parts.append(old + beta_gamma[0] * table.time_us[a, b] + beta_gamma[1] * table.oneoff_us[a, b])
-    comps = np.stack(parts, axis=1) if parts else np.zeros((len(b), 0), dtype=np.int64)
-    return _Layer(b.astype(np.int64), comps.astype(np.int64), lab.astype(np.int64))
+    comps = np.stack([np.maximum(prev.comps[lab, j], mat[a, b]) if op == "max" else prev.comps[lab, j] + mat[a, b]
+                      for j, (op, mat) in enumerate(step.parts)], axis=1)
+    return Layer(b.astype(np.int64), comps.astype(np.int64), lab.astype(np.int64))
 
 
-def _best_per_end(prev: _Layer, table: StageCostTable, rows: Mask, starts: I64, kinds: Sequence[str],
-                  beta_gamma: tuple[int, int]) -> _Layer:
+def _best_per_end(prev: Layer, step: Step, rows: Mask, starts: I64) -> Layer:
     """With at most one component a front is one label per end: take it column by column, no sort.
     Ties go to the earliest label, as the sorted front keeps them."""
-    if not kinds:
+    if not step.parts:
         b = np.flatnonzero(rows.any(axis=0))
-        return _Layer(b.astype(np.int64), np.zeros((len(b), 0), dtype=np.int64), rows.argmax(axis=0)[b])
+        return Layer(b.astype(np.int64), np.zeros((len(b), 0), dtype=np.int64), rows.argmax(axis=0)[b])
+    op, mat = step.parts[0]
     old = prev.comps[:, :1]
-    if kinds[0] == "M":
-        value = np.maximum(old, table.time_us[starts])
-    elif kinds[0] in ("S", "V"):
-        value = old + (table.serial_us if kinds[0] == "S" else table.bus_us)[starts]
-    else:
-        value = old + beta_gamma[0] * table.time_us[starts] + beta_gamma[1] * table.oneoff_us[starts]
+    value = np.maximum(old, mat[starts]) if op == "max" else old + mat[starts]
     value = np.where(rows, value, INF)
     lab = value.argmin(axis=0)
-    best = value[lab, np.arange(table.n)]
+    best = value[lab, np.arange(rows.shape[1])]
     b = np.flatnonzero(best < INF)
-    return _Layer(b.astype(np.int64), best[b][:, None].astype(np.int64), lab[b].astype(np.int64))
+    return Layer(b.astype(np.int64), best[b][:, None].astype(np.int64), lab[b].astype(np.int64))
 
 
-def _front(layer: _Layer) -> _Layer:
+def _front(layer: Layer) -> Layer:
     """Keep, at every end, only the labels that no other label there beats or equals in every component."""
     if len(layer.end) == 0:
         return layer
@@ -119,7 +129,7 @@ def _front(layer: _Layer) -> _Layer:
         for lo, hi in itertools.pairwise(bounds):
             keep[lo:hi] = ~_dominated(comps[lo:hi])
     sel = order[keep]
-    return _Layer(layer.end[sel], layer.comps[sel], layer.parent[sel])
+    return Layer(layer.end[sel], layer.comps[sel], layer.parent[sel])
 
 
 def _dominated(c: I64) -> Mask:
@@ -135,7 +145,7 @@ def _dominated(c: I64) -> Mask:
     return out
 
 
-def _backtrack(layers: list[_Layer], index: int) -> list[int]:
+def _backtrack(layers: list[Layer], index: int) -> list[int]:
     ends = []
     for layer in reversed(layers):
         ends.append(int(layer.end[index]))
@@ -144,35 +154,55 @@ def _backtrack(layers: list[_Layer], index: int) -> list[int]:
     return ends[:-1]
 
 
-class _Timeout(Exception):
+class SearchTimeout(Exception):
     """The deadline passed during a search."""
 
 
-def _run(tables: Sequence[StageCostTable], masks: Sequence[Mask], cap: int, kinds: Sequence[str],
-         beta_gamma: tuple[int, int], prune: tuple[int, int] | None, deadline: float | None) -> list[_Layer] | None:
-    """All labels, stage by stage; `prune` (alpha, bound) drops labels whose objective already exceeds
-    the bound. None when no plan exists; _Timeout when the deadline passes."""
-    n, k = tables[0].n, len(tables)
-    layers = [_first(n, len(kinds))]
-    for s in range(k):
+def run_labels(steps: Sequence[Step], n: int, prune: Callable[[I64], Mask] | None = None,
+               deadline: float | None = None, open_end: bool = False) -> list[Layer] | None:
+    """All labels, stage by stage (one step each); `prune` says which labels to keep (an objective
+    already over a bound is dropped). None when no plan exists; SearchTimeout when the deadline passes.
+    With `open_end` a plan may end after any stage (its label ends at op n-1) and the layers are
+    returned as they are, for plans of every length up to len(steps)."""
+    k = len(steps)
+    layers = [_first(len(steps[0].parts))]
+    for s, step in enumerate(steps):
         if deadline is not None and time.monotonic() > deadline:
-            raise _Timeout
-        layer = _extend(layers[-1], tables[s], masks[s], n - (k - s), s == k - 1, cap, kinds, beta_gamma)
+            raise SearchTimeout
+        layer = _extend(layers[-1], step, n - 1 if open_end else n - (k - s), s == k - 1 and not open_end)
         if prune is not None and len(layer.end):
-            alpha, bound = prune
-            worst = layer.comps[:, [j for j, x in enumerate(kinds) if x != "W"]]
-            low = np.zeros(len(layer.end), dtype=np.int64)
-            if worst.shape[1]:
-                low += alpha * worst.max(axis=1)
-            if "W" in kinds:
-                low += layer.comps[:, kinds.index("W")]
-            keep = low <= bound
-            layer = _Layer(layer.end[keep], layer.comps[keep], layer.parent[keep])
+            keep = prune(layer.comps)
+            layer = Layer(layer.end[keep], layer.comps[keep], layer.parent[keep])
         layer = _front(layer)
-        if len(layer.end) == 0:
+        if len(layer.end) == 0 and not open_end:
             return None
         layers.append(layer)
     return layers[1:]
+
+
+def backtrack(layers: Sequence[Layer], index: int) -> list[int]:
+    """The cuts of the plan whose last stage is label `index` of the last of `layers`."""
+    return _backtrack(list(layers), index)
+
+
+def _run(tables: Sequence[StageCostTable], masks: Sequence[Mask], cap: int, kinds: Sequence[str],
+         beta_gamma: tuple[int, int], prune: tuple[int, int] | None, deadline: float | None) -> list[Layer] | None:
+    """`run_labels` on the objective components `kinds`; `prune` (alpha, bound) keeps the labels whose
+    alpha x largest of (M, S, V) + W is at most the bound."""
+    keep = None
+    if prune is not None:
+        alpha, bound = prune
+        peak = [j for j, x in enumerate(kinds) if x != "W"]
+        summed = kinds.index("W") if "W" in kinds else None
+
+        def keep(comps: I64) -> Mask:
+            low = alpha * comps[:, peak].max(axis=1) if peak else np.zeros(len(comps), dtype=np.int64)
+            if summed is not None:
+                low = low + comps[:, summed]
+            out: Mask = low <= bound
+            return out
+
+    return run_labels(steps_for(tables, masks, cap, kinds, beta_gamma), tables[0].n, keep, deadline)
 
 
 def _sums(tables: Sequence[StageCostTable]) -> list[str]:
@@ -203,7 +233,7 @@ def _least_period(tables: Sequence[StageCostTable], masks: Sequence[Mask], deadl
         probes += 1
         try:
             got = _run(tables, masks, mid, kinds, (0, 0), (1, mid), deadline)
-        except _Timeout:
+        except SearchTimeout:
             proven = False
             break
         if got is None:
@@ -251,7 +281,7 @@ def _least_batch_time(tables: Sequence[StageCostTable], masks: Sequence[Mask], g
     kinds = ["M", *_sums(tables), "W"]
     try:
         layers = _run(tables, masks, INF, kinds, (beta, gamma), (alpha, bound - constant), deadline)
-    except _Timeout:
+    except SearchTimeout:
         return ReferenceResult(bound, incumbent, False, 1)
     if layers is None:
         return ReferenceResult(bound, incumbent, True, 1)
