@@ -1,5 +1,6 @@
 """What people do without tpuplan, priced by the same cost tables, to show what the solver buys.
 
+Our plan with copies (a stage on several TPUs) is shown beside our plain one when it can be made.
 (a) the Edge TPU compiler's `--num_segments`: equal parameter bytes per segment (a segment ends just
     before the op that would take it past total/K), (b) equal numbers of ops, (c) one TPU.
 """
@@ -13,7 +14,8 @@ from pydantic import Field
 
 from tpuplan.planner.costs import Goal
 from tpuplan.planner.plan import GoalInfo, Plan, check_k, evaluate, expand_devices
-from tpuplan.planner.solve import DEFAULT_WORKERS, solve
+from tpuplan.planner.replicate import MAX_REPLICATED_TPUS
+from tpuplan.planner.solve import DEFAULT_WORKERS, solve, solve_with_copies
 from tpuplan.profiles.device import DeviceSpec
 from tpuplan.profiles.docio import StrictModel
 from tpuplan.profiles.host import HostSpec, resolve_host
@@ -51,6 +53,7 @@ class Entry(StrictModel):
     name: str
     tpus: int
     cuts: list[int]
+    copies: list[int] = Field(description="TPUs per stage (1 each without copies)")
     predicted_period_us: int
     predicted_throughput_per_s: float
     predicted_latency_us: int
@@ -71,11 +74,13 @@ class Comparison(StrictModel):
     ours_status: str
     ours_proven_optimal: bool
     entries: list[Entry]
+    notes: list[str] = Field(default_factory=list)
 
 
 def _entry(name: str, plan: Plan, ours: int) -> Entry:
     return Entry(
-        name=name, tpus=plan.tpus, cuts=plan.cuts, predicted_period_us=plan.predicted_period_us,
+        name=name, tpus=plan.tpus, cuts=plan.cuts, copies=[s.copies for s in plan.stages],
+        predicted_period_us=plan.predicted_period_us,
         predicted_throughput_per_s=plan.predicted_throughput_per_s, predicted_latency_us=plan.predicted_latency_us,
         objective=plan.solver.objective, predicted_offchip_bytes=sum(s.predicted_offchip_bytes for s in plan.stages),
         fits_on_chip=plan.fits_on_chip, host_only_stages=sum(1 for s in plan.stages if s.tpu_ops == 0),
@@ -106,6 +111,15 @@ def compare(profile: Profile, k: int, devices: Sequence[DeviceSpec] | None = Non
                  workers=workers)
     best = ours.solver.objective
     entries = [_entry("tpuplan", ours, best)]
+    notes = []
+    devs = expand_devices(profile, devices, k)
+    if goal == Goal() and len({d.model_dump_json() for d in devs}) == 1 and devs[0].backend == "edgetpu" \
+            and k <= MAX_REPLICATED_TPUS:
+        copied = solve_with_copies(profile, k, devs[0], host=host, allow_spill=allow_spill, time_limit_s=time_limit_s,
+                                   workers=workers)
+        entries.append(_entry("tpuplan with copies", copied, best))
+    else:
+        notes.append("plans with copies are made for the least period on TPUs of one kind: not shown")
     entries += [_entry(name, plan, best) for name, plan in baseline_plans(profile, k, devices, host, goal).items()]
     return Comparison(model=profile.model, tpus=k, goal=ours.goal, host=host.name, ours_status=ours.solver.status,
-                      ours_proven_optimal=ours.solver.proven_optimal, entries=entries)
+                      ours_proven_optimal=ours.solver.proven_optimal, entries=entries, notes=notes)

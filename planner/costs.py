@@ -52,7 +52,6 @@ class Goal:
         return (0, 1, 0) if n is None else (0, n, 1)
 
 
-
 @dataclass(frozen=True)
 class Totals(PipelineCost):
     """A plan's pipeline numbers and its objective J."""
@@ -60,9 +59,11 @@ class Totals(PipelineCost):
     objective: int
 
 
-def totals(tables: Sequence[StageCostTable], cuts: Sequence[int], goal: Goal) -> Totals:
-    """Period, latency, one-off cost and objective of the plan `cuts` (stage k on tables[k])."""
-    cost = pipeline_cost(tables, cuts)
+def totals(tables: Sequence[StageCostTable], cuts: Sequence[int], goal: Goal,
+           copies: Sequence[int] | None = None) -> Totals:
+    """Period, latency, one-off cost and objective of the plan `cuts` (stage k on tables[k], with
+    copies[k] devices taking its inputs in turn; None: one each)."""
+    cost = pipeline_cost(tables, cuts, copies)
     alpha, beta, gamma = goal.weights
     objective = alpha * cost.period_us + beta * cost.latency_us + gamma * cost.oneoff_us
     return Totals(cost.period_us, cost.latency_us, cost.oneoff_us, cost.bound, objective)

@@ -142,7 +142,7 @@ def stage_arcs(tables: Sequence[StageCostTable], masks: Sequence[Mask], doms: Se
     return out
 
 
-def _solver(workers: int, seed: int) -> cp_model.CpSolver:
+def new_solver(workers: int, seed: int) -> cp_model.CpSolver:
     solver = cp_model.CpSolver()
     solver.parameters.num_workers = workers
     solver.parameters.random_seed = seed
@@ -153,7 +153,7 @@ def _solver(workers: int, seed: int) -> cp_model.CpSolver:
 def _minimise(cm: _CutModel, expr: Any, deadline: float, workers: int, seed: int) -> tuple[int, list[int]] | None:
     """Minimise `expr` on the model as it stands; (proven value, cuts), or None if not proven in time."""
     cm.model.minimize(expr)
-    solver = _solver(workers, seed)
+    solver = new_solver(workers, seed)
     status = _run(solver, cm.model, deadline)
     if status == cp_model.MODEL_INVALID:
         raise TpuplanError(f"internal error: CP-SAT rejected the model ({cm.model.validate()})")

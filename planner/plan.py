@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final, Literal
@@ -16,9 +17,10 @@ from typing import Final, Literal
 from pydantic import Field, model_validator
 
 from tpuplan.planner.costs import Goal, Objective, Totals, stage_tables, throughput_per_s, totals
+from tpuplan.planner.plan_v1 import migrate_v1
 from tpuplan.planner.reference import fewest_onchip_stages
 from tpuplan.profiles.device import DeviceSpec
-from tpuplan.profiles.docio import StrictModel, dump_json, load_doc
+from tpuplan.profiles.docio import StrictModel, dump_json, parse_doc, read_bytes
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.host import HostSpec, resolve_host
 from tpuplan.profiles.model import BIG, ModelRef, Profile
@@ -27,6 +29,7 @@ from tpuplan.profiles.tflite import sha256_of
 
 PLAN_KIND: Final = "tpuplan.plan"
 PLAN_VERSION: Final = 2
+MAX_COPIES = 64  # TPUs one plan may use in all
 UNCALIBRATED_WARNING = 0.5  # a bottleneck stage with more uncalibrated time than this gets a note
 
 Status = Literal["OPTIMAL", "FEASIBLE", "EVALUATED", "REFERENCE"]
@@ -48,6 +51,8 @@ class StagePlan(StrictModel):
     bytes_in: int = Field(ge=0, le=BIG, description="activation bytes entering the stage")
     bytes_out: int = Field(ge=0, le=BIG, description="activation bytes leaving the stage")
     predicted_us: int = Field(ge=0, le=BIG, description="one input through this stage (T)")
+    predicted_interval_us: int = Field(ge=0, le=BIG, description="time between its results: predicted_us, "
+                                       "less with copies (their device and host-op work divides, the runner's not)")
     predicted_device_us: int = Field(ge=0, le=BIG)
     predicted_compute_us: int = Field(ge=0, le=BIG)
     predicted_spill_us: int = Field(ge=0, le=BIG)
@@ -131,6 +136,9 @@ class Plan(StrictModel):
         for i, s in enumerate(self.stages):
             if s.index != i or s.first_op != first or s.last_op < s.first_op or s.n_ops != s.last_op - s.first_op + 1:
                 raise ValueError(f"stage {i} does not continue the one before it (ops {s.first_op}..{s.last_op})")
+            one = s.predicted_interval_us == s.predicted_us
+            if s.predicted_interval_us > s.predicted_us or (s.copies == 1 and not one):
+                raise ValueError(f"stage {i}: predicted_interval_us must be predicted_us with one copy, less with more")
             first = s.last_op + 1
         if first != self.n_ops:
             raise ValueError(f"the stages cover {first} ops, the model has {self.n_ops}")
@@ -144,7 +152,22 @@ class Plan(StrictModel):
 
 
 def load_plan(path: Path) -> Plan:
-    return load_doc(Path(path), Plan, kind=PLAN_KIND, version=PLAN_VERSION)
+    """A plan file; one of schema 1 is read as schema 2 (`planner.plan_v1`)."""
+    raw = read_bytes(Path(path), what=f"{PLAN_KIND} JSON document", max_bytes=1 << 30)
+    return parse_plan(raw, str(path))
+
+
+def parse_plan(raw: bytes, source: str) -> Plan:
+    try:
+        obj = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        obj = None  # parse_doc says what is wrong
+    if isinstance(obj, dict) and obj.get("kind") == PLAN_KIND and obj.get("schema_version") == 1:
+        try:
+            raw = json.dumps(migrate_v1(obj)).encode()
+        except TpuplanError as exc:
+            raise TpuplanError(f"{source}: {exc}") from None
+    return parse_doc(raw, Plan, kind=PLAN_KIND, version=PLAN_VERSION, source=source)
 
 
 def stable_json(plan: Plan) -> str:
@@ -201,16 +224,19 @@ def check_profile_matches(profile: Profile, model: bytes, where: str) -> None:
         )
 
 
-def stage_plans(tables: Sequence[StageCostTable], cuts: Sequence[int]) -> list[StagePlan]:
+def stage_plans(tables: Sequence[StageCostTable], cuts: Sequence[int], copies: Sequence[int] | None = None
+                ) -> list[StagePlan]:
     stages = []
     bounds = zip([0, *(c + 1 for c in cuts)], [*cuts, tables[0].n - 1], strict=True)
-    for i, (a, b) in enumerate(bounds):
+    reps = list(copies) if copies is not None else [1] * (len(cuts) + 1)
+    for i, ((a, b), r) in enumerate(zip(bounds, reps, strict=True)):
         t = tables[i]
         p = t.stage_parts(a, b)
         stages.append(StagePlan(
-            index=i, device=t.device_name, first_op=a, last_op=b, n_ops=b - a + 1, tpu_ops=p.tpu_ops,
+            index=i, device=t.device_name, first_op=a, last_op=b, n_ops=b - a + 1, copies=r, tpu_ops=p.tpu_ops,
             param_bytes=p.param_bytes, predicted_onchip_bytes=p.onchip_bytes, predicted_offchip_bytes=p.offchip_bytes,
-            bytes_in=p.bytes_in, bytes_out=p.bytes_out, predicted_us=p.total_us, predicted_device_us=p.device_us,
+            bytes_in=p.bytes_in, bytes_out=p.bytes_out, predicted_us=p.total_us,
+            predicted_interval_us=t.copied_time_us(a, b, r), predicted_device_us=p.device_us,
             predicted_compute_us=p.compute_us, predicted_spill_us=p.spill_us, predicted_link_us=p.link_us,
             predicted_host_ops_us=p.host_ops_us, predicted_runner_us=p.runner_us, predicted_serial_us=p.serial_us,
             predicted_bus_us=p.bus_us, predicted_oneoff_us=p.oneoff_us,
@@ -228,21 +254,26 @@ def _notes(stages: Sequence[StagePlan], tot: Totals) -> list[str]:
     for s in stages:
         if s.tpu_ops == 0 and s.device != "cpu":
             notes.append(f"stage {s.index} runs only host ops on its TPU")
+    if any(s.copies > 1 for s in stages):
+        notes.append("copies: " + ", ".join(f"stage {s.index} on {s.copies} TPUs" for s in stages if s.copies > 1)
+                     + " (inputs dealt to them in turn; each holds the whole stage)")
     return notes
 
 
 def build_plan(profile: Profile, devices: Sequence[DeviceSpec], tables: Sequence[StageCostTable], cuts: Sequence[int],
-               goal: Goal, solver: SolverInfo, *, tpus_requested: int, notes: Sequence[str] = ()) -> Plan:
-    """Assemble the document from a cut list already checked against the tables."""
-    stages = stage_plans(tables, cuts)
-    tot = totals(tables, cuts, goal)
+               goal: Goal, solver: SolverInfo, *, tpus_requested: int, notes: Sequence[str] = (),
+               copies: Sequence[int] | None = None) -> Plan:
+    """Assemble the document from a cut list (and copies per stage) already checked against the tables."""
+    stages = stage_plans(tables, cuts, copies)
+    tot = totals(tables, cuts, goal, copies)
     pricer = tables[0].pricer
     if pricer is None:
         raise TpuplanError("internal error: a plan needs tables priced from a profile")
     return Plan(
         model=profile.model, profile_source=profile.source, n_ops=len(profile.ops),
         goal=GoalInfo(objective=goal.objective, batch=goal.batch), host=pricer.host,
-        tpus=len(stages), tpus_requested=tpus_requested, devices=list(devices), cuts=list(cuts), stages=stages,
+        tpus=sum(s.copies for s in stages), tpus_requested=tpus_requested, devices=list(devices), cuts=list(cuts),
+        stages=stages,
         predicted_period_us=tot.period_us, period_bound=tot.bound,
         predicted_throughput_per_s=throughput_per_s(tot.period_us), predicted_latency_us=tot.latency_us,
         predicted_oneoff_us=tot.oneoff_us,
@@ -252,18 +283,32 @@ def build_plan(profile: Profile, devices: Sequence[DeviceSpec], tables: Sequence
     )
 
 
+def check_copies(copies: Sequence[int] | None, k: int) -> list[int] | None:
+    """Validate copies per stage: k counts, each at least 1, at most MAX_COPIES TPUs in all."""
+    if copies is None:
+        return None
+    out = [int(r) for r in copies]
+    if len(out) != k:
+        raise TpuplanError(f"{len(out)} copy counts given for {k} stages (give one per stage)")
+    if min(out) < 1 or sum(out) > MAX_COPIES:
+        raise TpuplanError(f"copies must be at least 1 per stage and at most {MAX_COPIES} TPUs in all (got {out})")
+    return out
+
+
 def evaluate(profile: Profile, devices: Sequence[DeviceSpec] | None, cuts: Sequence[int],
-             host: HostSpec | None = None, goal: Goal | None = None) -> Plan:
-    """Price a given segmentation (status EVALUATED): what `--cuts` and the baselines report."""
+             host: HostSpec | None = None, goal: Goal | None = None, copies: Sequence[int] | None = None) -> Plan:
+    """Price a given segmentation, with copies per stage if given (status EVALUATED): what `--cuts`
+    and the baselines report."""
     goal = goal or Goal()
     host = host or resolve_host(profile.host)
     k = len(cuts) + 1
     check_k(profile, k)
     cuts = check_cuts(cuts, len(profile.ops), k)
+    reps = check_copies(copies, k)
     devs = expand_devices(profile, devices, k)
     tables = stage_tables(profile, devs, host)
-    tot = totals(tables, cuts, goal)
+    tot = totals(tables, cuts, goal, reps)
     info = SolverInfo(status="EVALUATED", objective=tot.objective, best_bound=tot.objective,
                       parameters=SolverParameters(workers=1, allow_spill=True), proven_optimal=False,
                       note="cuts given, priced, not optimised")
-    return build_plan(profile, devs, tables, cuts, goal, info, tpus_requested=k)
+    return build_plan(profile, devs, tables, cuts, goal, info, tpus_requested=sum(reps or [1] * k), copies=reps)

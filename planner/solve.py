@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from tpuplan.planner.costs import Goal, stage_tables, throughput_per_s, totals
 from tpuplan.planner.cpsat import DEFAULT_TIME_LIMIT_S, DEFAULT_WORKERS, Outcome, solve_tables
 from tpuplan.planner.plan import CurveRow, Plan, SolverInfo, SolverParameters, build_plan, check_k, expand_devices
+from tpuplan.planner.replicate import solve_replicated
 from tpuplan.profiles.device import DeviceSpec
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.host import HostSpec, resolve_host
@@ -110,6 +111,39 @@ def solve(profile: Profile, k: int, devices: Sequence[DeviceSpec] | None = None,
     return _plan(profile, chosen, opts, k, notes, start if timings else None)
 
 
+def solve_with_copies(profile: Profile, tpus: int, device: DeviceSpec | None = None, *,
+                      host: HostSpec | None = None, allow_spill: bool = False, time_limit_s: float | None = None,
+                      workers: int = DEFAULT_WORKERS, seed: int = 0, timings: bool = False) -> Plan:
+    """The least-period plan over at most `tpus` TPUs of one kind when a stage may run on several
+    (`planner.replicate`); its notes give the best plan without copies for comparison."""
+    start = time.monotonic()
+    dev = device or profile.device
+    hosts = host or resolve_host(profile.host)
+    limit = DEFAULT_TIME_LIMIT_S if time_limit_s is None else time_limit_s
+    if dev.backend != "edgetpu":
+        raise TpuplanError(f"copies are planned for Edge TPUs (device {dev.name!r} is {dev.backend})")
+    table = stage_tables(profile, [dev], hosts)[0]
+    got = solve_replicated(table, tpus, allow_spill=allow_spill, time_limit_s=limit / 2)
+    plain = solve(profile, min(tpus, len(profile.ops)), [dev], host=hosts, allow_spill=allow_spill,
+                  time_limit_s=limit / 2, workers=workers, seed=seed)
+    gain = plain.predicted_period_us / max(got.period_us, 1)
+    notes = [f"without copies the best plan over {tpus} TPU(s) has period {plain.predicted_period_us} us "
+             f"({plain.tpus} TPU(s)): copies give x{gain:.2f}", *got.notes]
+    if got.tpus < tpus:
+        notes.append(f"{tpus - got.tpus} of the {tpus} TPUs would not shorten the period: using {got.tpus}")
+    opts = _Options(Goal(), allow_spill, time_limit_s, workers, seed)
+    k = len(got.copies)
+    info = SolverInfo(
+        status=got.status, objective=got.period_us, best_bound=got.period_us if got.proven else 0,
+        proven_optimal=got.proven, parameters=SolverParameters(workers=workers, time_limit_s=time_limit_s, seed=seed,
+                                                               allow_spill=allow_spill),
+        wall_time_s=round(time.monotonic() - start, 4) if timings else None,
+        note="copies: least period, then fewest TPUs, then fewest copies, then least latency",
+    )
+    return build_plan(profile, [dev] * k, [table] * k, got.cuts, opts.goal, info, tpus_requested=tpus,
+                      notes=notes, copies=got.copies)
+
+
 def _curve(solved: Sequence[_Solved], goal: Goal) -> list[CurveRow]:
     rows: list[CurveRow] = []
     for s in solved:
@@ -157,4 +191,4 @@ def solve_auto(profile: Profile, devices: DeviceSpec | Sequence[DeviceSpec] | No
     return plan.model_copy(update={"curve": _curve(solved, opts.goal)})
 
 
-__all__ = ["DEFAULT_TOLERANCE", "DEFAULT_WORKERS", "solve", "solve_auto"]
+__all__ = ["DEFAULT_TOLERANCE", "DEFAULT_WORKERS", "solve", "solve_auto", "solve_with_copies"]

@@ -243,6 +243,16 @@ class StageCostTable:
     onchip: Mask
     pricer: StagePricer | None = field(default=None, compare=False, repr=False)
 
+    def copied_time_us(self, a: int, b: int, copies: int) -> int:
+        """The stage's time per input with `copies` devices taking inputs in turn, each copy with its own
+        device and runner thread: its work divides among the copies except its serialized share (work
+        under the one lock, which no number of threads shortens)."""
+        total = int(self.time_us[a, b])
+        if copies == 1:
+            return total
+        fixed = min(int(self.serial_us[a, b]), total)
+        return -(-(total - fixed) // copies) + fixed
+
     def stage_time_us(self, a: int, b: int) -> int:
         self._check(a, b)
         return int(self.time_us[a, b])
@@ -297,19 +307,26 @@ def start_us(tables: Sequence[StageCostTable]) -> int:
     return math.ceil(pricer.host.start_us - 1e-9) if pricer is not None else 0
 
 
-def pipeline_cost(tables: Sequence[StageCostTable], cuts: Sequence[int]) -> PipelineCost:
+def pipeline_cost(tables: Sequence[StageCostTable], cuts: Sequence[int], copies: Sequence[int] | None = None
+                  ) -> PipelineCost:
     """Period P = max(slowest stage, sum of serialized shares, sum of bus times), latency L = sum of stage
-    times, one-off O = start + sum of stage one-offs, for the plan `cuts` (stage k on tables[k])."""
+    times, one-off O = start + sum of stage one-offs, for the plan `cuts` (stage k on tables[k]).
+
+    With copies, a stage's time in the period is its time with its copies taking inputs in turn
+    (`copied_time_us`); one input still goes through one copy of each stage (the latency), the serialized
+    and bus work of every input is still done, and each copy pays the stage's one-off (its own upload).
+    """
     ends = [*cuts, tables[0].n - 1]
     pairs = list(zip([0, *(c + 1 for c in cuts)], ends, strict=True))
-    each = [(int(t.time_us[a, b]), int(t.serial_us[a, b]), int(t.bus_us[a, b]), int(t.oneoff_us[a, b]))
-            for t, (a, b) in zip(tables, pairs, strict=True)]
+    reps = list(copies) if copies is not None else [1] * len(pairs)
+    each = [(t.copied_time_us(a, b, r), int(t.time_us[a, b]), int(t.serial_us[a, b]), int(t.bus_us[a, b]),
+             r * int(t.oneoff_us[a, b])) for t, (a, b), r in zip(tables, pairs, reps, strict=True)]
     slowest = max(e[0] for e in each)
-    serial, bus = sum(e[1] for e in each), sum(e[2] for e in each)
+    serial, bus = sum(e[2] for e in each), sum(e[3] for e in each)
     period = max(slowest, serial, bus)
     bound: Literal["stage", "serialized", "bus"] = "stage" if period == slowest else (
         "serialized" if period == serial else "bus")
-    return PipelineCost(period, sum(e[0] for e in each), start_us(tables) + sum(e[3] for e in each), bound)
+    return PipelineCost(period, sum(e[1] for e in each), start_us(tables) + sum(e[4] for e in each), bound)
 
 
 def stage_table(profile: Profile, device: DeviceSpec | None = None, host: HostSpec | None = None) -> StageCostTable:

@@ -35,6 +35,9 @@ def plan_figure(plan: Plan, measured_us: list[float] | None = None, title: str |
     pred_ms = [s.predicted_us / 1000 for s in plan.stages]
     offset = -width / 2 if measured_us else 0.0
     ax_t.bar([x + offset for x in xs], pred_ms, width, label="predicted", color="#4C72B0")
+    if any(s.copies > 1 for s in plan.stages):
+        ax_t.bar([x + offset for x in xs], [s.predicted_interval_us / 1000 for s in plan.stages], width,
+                 label="between results, with copies (predicted)", color="#8172B2", hatch="//")
     if measured_us:
         ax_t.bar([x + width / 2 for x in xs], [m / 1000 for m in measured_us], width, label="measured",
                  color="#DD8452")
@@ -43,9 +46,10 @@ def plan_figure(plan: Plan, measured_us: list[float] | None = None, title: str |
     tallest = max([*pred_ms, *((m / 1000) for m in measured_us or [])])
     ax_t.set_ylim(0, tallest * 1.35 + 1e-9)  # room for the legend
     ax_t.set_ylabel("stage time (ms)")
-    ax_t.set_xticks(xs, [f"stage {s.index}\n{s.device}" for s in plan.stages])
+    ax_t.set_xticks(xs, [f"stage {s.index}\n{s.device}" + (f" x{s.copies}" if s.copies > 1 else "")
+                         for s in plan.stages])
     ax_t.legend(loc="upper right", fontsize=8)
-    ax_t.set_title(title or f"{Path(plan.model.path).name}: {k} stages, "
+    ax_t.set_title(title or f"{Path(plan.model.path).name}: {k} stages on {plan.tpus} TPUs, "
                    f"{plan.predicted_throughput_per_s:.1f} inputs/s predicted ({plan.solver.status})")
 
     mib = 2**20

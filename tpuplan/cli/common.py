@@ -73,12 +73,12 @@ def split_list(values: Sequence[str] | None) -> list[str]:
     return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
 
 
-def parse_cuts(text: str) -> list[int]:
-    """'3,10' -> [3, 10]: a stage ends after each op listed."""
+def parse_cuts(text: str, what: str = "--cuts") -> list[int]:
+    """'3,10' -> [3, 10]: a stage ends after each op listed (or, for --copies, TPUs per stage)."""
     try:
         return [int(c) for c in text.split(",") if c.strip()]
     except ValueError:
-        raise TpuplanError(f"--cuts must be comma-separated op indices like 3,10 (got {text!r})") from None
+        raise TpuplanError(f"{what} must be comma-separated integers like 3,10 (got {text!r})") from None
 
 
 def positive(value: float | None, flag: str) -> None:

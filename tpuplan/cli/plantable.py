@@ -24,24 +24,26 @@ def status_text(plan: Plan) -> str:
 def _stage_rows(plan: Plan) -> list[list[object]]:
     worst = max(s.predicted_us for s in plan.stages)
     return [
-        [s.index, f"{s.first_op}..{s.last_op}", f"{s.tpu_ops}/{s.n_ops}", mib(s.param_bytes),
+        [s.index, f"{s.first_op}..{s.last_op}", s.copies, f"{s.tpu_ops}/{s.n_ops}", mib(s.param_bytes),
          mib(s.predicted_onchip_bytes), mib(s.predicted_offchip_bytes), f"{s.bytes_in / 1024:.1f}",
          f"{s.bytes_out / 1024:.1f}", ms(s.predicted_device_us), ms(s.predicted_host_ops_us),
-         ms(s.predicted_runner_us), ms(s.predicted_us), s.device, bar(s.predicted_us, worst, 20)]
+         ms(s.predicted_runner_us), ms(s.predicted_us), ms(s.predicted_interval_us), s.device,
+         bar(s.predicted_us, worst, 20)]
         for s in plan.stages
     ]
 
 
 def plan_table(plan: Plan) -> str:
     """The plan for people: one row per stage with a bar of its predicted time, then the pipeline."""
-    head = ["stage", "ops", "TPU ops", "param MiB", "on-chip MiB", "off-chip MiB", "in KiB", "out KiB", "device ms",
-            "host ops ms", "runner ms", "stage ms", "device", "time"]
-    align = [False, False, *([True] * 10), False, False]
+    head = ["stage", "ops", "TPUs", "TPU ops", "param MiB", "on-chip MiB", "off-chip MiB", "in KiB", "out KiB",
+            "device ms", "host ops ms", "runner ms", "stage ms", "every ms", "device", "time"]
+    align = [False, False, *([True] * 12), False, False]
     goal = plan.goal
     lines = [
         f"model   {plan.model.path}  sha256 {plan.model.sha256[:12]}  ({plan.profile_source} profile, "
         f"{plan.n_ops} ops)",
-        f"plan    {plan.tpus} TPU(s), cuts after ops: {','.join(map(str, plan.cuts)) or '-'}; host {plan.host.name}; "
+        f"plan    {plan.tpus} TPU(s), {len(plan.stages)} stage(s), cuts after ops: "
+        f"{','.join(map(str, plan.cuts)) or '-'}; host {plan.host.name}; "
         f"goal: {goal.objective}" + (f", batch {goal.batch}" if goal.batch else ""),
         "",
         table(head, _stage_rows(plan), right=align),
@@ -59,6 +61,9 @@ def plan_table(plan: Plan) -> str:
         need = plan.tpus_needed_on_chip
         lines.append(f"memory      stage(s) {','.join(spill)} stream parameters from the host every inference; "
                      + (f"{need} TPUs would keep everything on chip" if need else "no TPU count keeps it all on chip"))
+    if any(s.copies > 1 for s in plan.stages):
+        lines.append("copies      'TPUs' > 1: the stage runs on that many TPUs taking inputs in turn; 'every ms' is "
+                     "the time between its results, 'stage ms' one input's time through it")
     lines += _curve_lines(plan)
     lines += [f"note        {n}" for n in [plan.solver.note, *plan.notes] if n]
     return "\n".join(lines)
@@ -77,12 +82,13 @@ def _curve_lines(plan: Plan) -> list[str]:
 
 def comparison_table(cmp: Comparison) -> str:
     rows = [
-        [e.name, e.tpus, ",".join(map(str, e.cuts)) or "-", ms(e.predicted_period_us), ms(e.predicted_latency_us),
+        [e.name, e.tpus, ",".join(map(str, e.cuts)) or "-", ",".join(map(str, e.copies)), ms(e.predicted_period_us),
+         ms(e.predicted_latency_us),
          f"{e.predicted_throughput_per_s:,.1f}", mib(e.predicted_offchip_bytes), "yes" if e.fits_on_chip else "no",
          e.host_only_stages, f"x{e.speedup_of_ours:.2f}"]
         for e in cmp.entries
     ]
-    head = ["plan", "TPUs", "cuts", "period ms", "latency ms", "throughput/s", "off-chip MiB", "on chip",
+    head = ["plan", "TPUs", "cuts", "copies", "period ms", "latency ms", "throughput/s", "off-chip MiB", "on chip",
             "host-only stages", "ours is"]
     return "\n".join([
         f"model {cmp.model.path}, {cmp.tpus} TPU(s), host {cmp.host}, goal {cmp.goal.objective}; ours: "
@@ -91,4 +97,5 @@ def comparison_table(cmp: Comparison) -> str:
         table(head, rows),
         "",
         "'ours is' = that plan's objective / ours (x2.00: ours is twice as good). All numbers predicted.",
+        *cmp.notes,
     ])

@@ -26,7 +26,7 @@ from tpuplan.cli.plantable import comparison_table, plan_table
 from tpuplan.planner.baselines import compare
 from tpuplan.planner.costs import Goal, Objective
 from tpuplan.planner.plan import Plan, check_profile_matches, evaluate
-from tpuplan.planner.solve import DEFAULT_WORKERS, solve, solve_auto
+from tpuplan.planner.solve import DEFAULT_WORKERS, solve, solve_auto, solve_with_copies
 from tpuplan.profiles.device import DeviceSpec
 from tpuplan.profiles.docio import read_bytes
 from tpuplan.profiles.errors import TpuplanError
@@ -36,6 +36,9 @@ from tpuplan.profiles.model import Profile
 OBJECTIVE_HELP = "throughput: least period (inputs per second); latency: least time for one input."
 BATCH_HELP = "Spread one-off costs (start-up, first-inference upload) over a batch of N inputs."
 TOLERANCE_HELP = "--tpus auto: the fewest TPUs within this fraction of the best (0.05 = 5%)."
+REPLICATE_HELP = ("Let a stage run on several TPUs that take its inputs in turn (copies): cuts and copies chosen "
+                  "together for the least period over --tpus TPUs of one kind.")
+COPIES_HELP = "With --cuts: TPUs per stage (e.g. 1,3,1); default one each."
 
 
 def parse_objective(text: str) -> Objective:
@@ -67,6 +70,21 @@ class SolveOptions:
     workers: int
     seed: int
     timings: bool
+    replicate: bool = False
+    copies: str | None = None
+
+
+def _check_replicate(o: SolveOptions, k: int | None, devices: list[DeviceSpec], goal: Goal) -> None:
+    if o.copies is not None and o.cuts is None:
+        raise TpuplanError("--copies prices given cuts: give --cuts too (or --replicate to choose copies)")
+    if not o.replicate:
+        return
+    if o.cuts is not None or k is None:
+        raise TpuplanError("--replicate needs --tpus K (a number): it chooses the cuts and the copies")
+    if goal != Goal():
+        raise TpuplanError("--replicate plans for the least period: drop --objective latency and --batch")
+    if len({d.model_dump_json() for d in devices}) > 1:
+        raise TpuplanError("--replicate plans for TPUs of one kind: give one --device")
 
 
 def _plan_for(profile: Profile, devices: list[DeviceSpec], host: HostSpec, goal: Goal, o: SolveOptions) -> Plan:
@@ -74,13 +92,20 @@ def _plan_for(profile: Profile, devices: list[DeviceSpec], host: HostSpec, goal:
     k = parse_tpus(o.tpus)
     if o.tpus is None and o.cuts is None:
         raise TpuplanError("give --tpus K, --tpus auto or --cuts")
+    _check_replicate(o, k, devices, goal)
+    if o.replicate and k is not None:
+        return solve_with_copies(profile, k, devices[0] if devices else None, host=host, allow_spill=o.allow_spill,
+                                 time_limit_s=o.time_limit, workers=o.workers, seed=o.seed, timings=o.timings)
     if o.cuts is not None:
         if o.tpus is not None and k is None:
             raise TpuplanError("--cuts cannot be combined with --tpus auto")
         cut_list = parse_cuts(o.cuts)
-        if k is not None and k != len(cut_list) + 1:
+        copies = parse_cuts(o.copies, what="--copies") if o.copies is not None else None
+        if k is not None and copies and k != sum(copies):
+            raise TpuplanError(f"{len(cut_list)} cuts and copies {o.copies} use {sum(copies)} TPUs, not {k}")
+        if k is not None and not copies and k != len(cut_list) + 1:
             raise TpuplanError(f"{len(cut_list)} cuts given for {k} TPUs (need {k - 1})")
-        return evaluate(profile, devices or None, cut_list, host, goal)
+        return evaluate(profile, devices or None, cut_list, host, goal, copies)
     if k is None:
         return solve_auto(profile, devices or None, o.max_tpus, host=host, goal=goal, tolerance=o.tolerance,
                           allow_spill=o.allow_spill, time_limit_s=o.time_limit, workers=o.workers, seed=o.seed,
@@ -116,6 +141,8 @@ def register(app: typer.Typer) -> None:
         model: Annotated[
             Path | None, typer.Option("--model", help="Check that the profile was made from this model.")
         ] = None,
+        replicate: Annotated[bool, typer.Option("--replicate", help=REPLICATE_HELP)] = False,
+        copies: Annotated[str | None, typer.Option("--copies", help=COPIES_HELP)] = None,
         timings: Annotated[bool, typer.Option("--timings", help="Record the solve's wall time in the plan.")] = False,
         output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the plan JSON here.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
@@ -131,7 +158,8 @@ def register(app: typer.Typer) -> None:
         profile = read_source(source, devices[0] if devices else None, host_spec).profile
         if model is not None:
             check_profile_matches(profile, read_bytes(model, what=".tflite model"), str(model))
-        options = SolveOptions(tpus, cuts, max_tpus, tolerance, allow_spill, time_limit, workers, seed, timings)
+        options = SolveOptions(tpus, cuts, max_tpus, tolerance, allow_spill, time_limit, workers, seed, timings,
+                               replicate, copies)
         started = time.monotonic()
         plan = _plan_for(profile, devices, host_spec, goal, options)
         if not as_json:
