@@ -1,10 +1,12 @@
-"""How the CP-SAT planner scales with the number of ops N and TPUs K, against the exact reference.
+"""How the planner scales with the number of ops N and stages K, against the exact reference.
 
-Two families of cost tables, three seeds each:
-  random  tables of random integers whose memory binds at about 6 TPUs (planner.reference.random_table)
-  real    a real model's table (../shared/models, one model per seed) tiled end to end to N ops
-Every cell records the planner's wall time, status and objective, and the reference's time and
-objective; they must agree. Run: python benchmarks/solve_scaling.py [--workers W] [--quick]
+Two families, three seeds each:
+  random    tables of random integers whose memory binds at about 6 TPUs (planner.synthetic.random_table)
+  fc-chain  a real .tflite (plan synth fc) of about N ops, profiled and priced by the real stage tables
+            on the edgetpu-usb device and the python-threads host (placement, caching, serialized host work)
+Every cell records the table build time, the planner's solve time (exact reference, then CP-SAT's proof and
+tie-break), status and objective, and the reference's own time; the two objectives must agree.
+Run: python -m benchmarks.solve_scaling [--workers W] [--quick]
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import itertools
-import json
 import os
 import platform
 import statistics
@@ -22,55 +23,30 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.common import fmt_table, write_results
+from tpuplan.planner.costs import Goal
+from tpuplan.planner.cpsat import DEFAULT_WORKERS, solve_tables
 from tpuplan.planner.reference import reference_solve
-from tpuplan.planner.solve import DEFAULT_WORKERS, solve_tables
-from tpuplan.planner.synthetic import random_table, synthetic_table
+from tpuplan.planner.synthetic import random_table
 from tpuplan.profiles.build import build_profile
 from tpuplan.profiles.device import preset
+from tpuplan.profiles.host import host_preset
 from tpuplan.profiles.stagecost import StageCostTable, stage_table
-from tpuplan.profiles.tflite import load_model
+from tpuplan.profiles.synth import synth_fc
+from tpuplan.profiles.tflite import parse_model
 
-ROOT = Path(__file__).resolve().parent
-MODELS = ROOT.parents[1] / "shared" / "models"
-REAL = ["mobilenet_v2_1.0_224_quant", "movenet_single_pose_lightning_ptq", "deeplabv3_mnv2_pascal_quant"]
-SIZES = [100, 1_000, 5_000, 10_000]
+SIZES = [100, 500, 1_000, 2_000]
 TPUS = [2, 4, 8, 16]
 SEEDS = [0, 1, 2]
+GOALS = {"n_le_1000": 0.5, "n_2000_k16": 5.0}  # median solve seconds
 
 
-def _diffs(prefix: list[int]) -> list[int]:
-    return [b - a for a, b in itertools.pairwise(prefix)]
-
-
-def tile(table: StageCostTable, n: int, offset: int = 0) -> StageCostTable:
-    """The table's ops repeated end to end (starting at `offset`) to n ops, same device memory."""
-    m = table.n
-    order = [(offset + i) % m for i in range(n)]
-    per_op = {
-        "compute": _diffs(table.compute_prefix),
-        "stream": _diffs(table.stream_prefix),
-        "cached": _diffs(table.param_prefix),
-        "out": _diffs(table.model_out_prefix_us),
-    }
-    link = [table.link_out_us[i] if i < m - 1 else table.link_in_us[0] for i in order]
-    link[-1] = table.link_out_us[-1]
-    return synthetic_table(
-        [per_op["compute"][i] for i in order],
-        [per_op["stream"][i] for i in order],
-        [per_op["cached"][i] for i in order],
-        link,
-        capacity=table.onchip_capacity,
-        overhead=table.overhead_us,
-        model_out=[per_op["out"][i] for i in order],
-        input_link=table.link_in_us[0],
-        name=f"{table.device_name}-tiled",
-    )
-
-
-def real_tables() -> list[StageCostTable]:
-    dev = preset("edgetpu-usb")
-    found = [MODELS / f"{name}.tflite" for name in REAL if (MODELS / f"{name}.tflite").is_file()]
-    return [stage_table(build_profile(load_model(path), dev)) for path in found]
+def fc_chain(n: int, seed: int) -> StageCostTable:
+    """A real model of about n ops (QUANTIZE, then Dense + TANH pairs, Dense, DEQUANTIZE), priced for real."""
+    width = (128, 256, 512)[seed % 3]
+    depth = max(1, (n - 4) // 2)
+    model = parse_model(synth_fc(width, depth=depth, weights="zeros"), Path(f"fc_{n}.tflite"))
+    return stage_table(build_profile(model, preset("edgetpu-usb"), host_preset("python-threads")))
 
 
 def run_cell(table: StageCostTable, k: int, workers: int) -> dict[str, Any]:
@@ -79,40 +55,30 @@ def run_cell(table: StageCostTable, k: int, workers: int) -> dict[str, Any]:
     out = solve_tables(tables, workers=workers)
     solve_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ref = reference_solve(tables, onchip=out.onchip)
+    ref = reference_solve(tables, Goal(), onchip=out.onchip)
     ref_s = time.perf_counter() - t0
     assert ref is not None
-    return {
-        "status": out.status,
-        "objective": out.objective,
-        "on_chip": out.onchip,
-        "wall_s": round(solve_s, 4),
-        "reference_objective": ref.bottleneck,
-        "reference_s": round(ref_s, 4),
-        "equal": out.objective == ref.bottleneck,
-    }
+    return {"status": out.status, "objective": out.objective, "on_chip": out.onchip, "wall_s": round(solve_s, 4),
+            "reference_objective": ref.objective, "reference_s": round(ref_s, 4),
+            "equal": out.objective == ref.objective}
 
 
-def run_row(family: str, n: int, k: int, reals: list[StageCostTable], workers: int) -> dict[str, Any]:
-    """One (family, N, K) cell over every seed: solve times, statuses, agreement with the reference."""
+def run_row(family: str, n: int, k: int, workers: int) -> dict[str, Any]:
+    """One (family, N, K) cell over every seed."""
     cells = []
     for seed in SEEDS:
-        if family == "random":
-            table = random_table(np.random.default_rng(seed * 7919 + n), n, tpus=6)
-        else:
-            base = reals[seed % len(reals)]
-            table = tile(base, n, offset=seed * 5 % base.n)
-        cells.append({"seed": seed, **run_cell(table, k, workers)})
+        t0 = time.perf_counter()
+        table = (random_table(np.random.default_rng(seed * 7919 + n), n, tpus=6) if family == "random"
+                 else fc_chain(n, seed))
+        build_s = time.perf_counter() - t0
+        if k <= table.n:
+            cells.append({"seed": seed, "n_ops": table.n, "table_s": round(build_s, 4), **run_cell(table, k, workers)})
     times = [c["wall_s"] for c in cells]
     return {
-        "family": family,
-        "n": n,
-        "k": k,
-        "median_wall_s": round(statistics.median(times), 4),
-        "max_wall_s": max(times),
+        "family": family, "n": n, "k": k, "median_wall_s": round(statistics.median(times), 4),
+        "max_wall_s": max(times), "median_table_s": round(statistics.median(c["table_s"] for c in cells), 4),
         "median_reference_s": round(statistics.median(c["reference_s"] for c in cells), 4),
-        "statuses": sorted({c["status"] for c in cells}),
-        "all_equal_reference": all(c["equal"] for c in cells),
+        "statuses": sorted({c["status"] for c in cells}), "all_equal_reference": all(c["equal"] for c in cells),
         "cells": cells,
     }
 
@@ -121,52 +87,32 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
     ap.add_argument("--quick", action="store_true", help="N <= 1,000 only")
-    ap.add_argument("-o", "--output", type=Path, default=ROOT / "results" / "solve_scaling.json")
     args = ap.parse_args()
     sizes = [n for n in SIZES if n <= 1_000] if args.quick else SIZES
-    reals = real_tables()
-    families = ["random"] + (["real"] if reals else [])
     rows: list[dict[str, Any]] = []
-    head = (
-        f"{'family':<7} {'N':>6} {'K':>3}  {'median s':>8} {'max s':>7}  {'status':<12} "
-        f"{'objective us (seed 0)':>21}  {'ref median s':>12}  {'= ref':>5}"
-    )
-    print(head)
-    print("-" * len(head))
-    for family, n, k in itertools.product(families, sizes, TPUS):
-        row = run_row(family, n, k, reals, args.workers)
-        rows.append(row)
-        cells = row["cells"]
-        status = "/".join(row["statuses"]) + f" x{len(cells)}"
-        print(
-            f"{family:<7} {n:>6} {k:>3}  {row['median_wall_s']:>8.3f} {row['max_wall_s']:>7.3f}  {status:<12} "
-            f"{cells[0]['objective']:>21,}  {row['median_reference_s']:>12.3f}  "
-            f"{'yes' if row['all_equal_reference'] else 'NO':>5}",
-            flush=True,
-        )
+    for family, n, k in itertools.product(["random", "fc-chain"], sizes, TPUS):
+        rows.append(run_row(family, n, k, args.workers))
+        r = rows[-1]
+        print(f"{family:>8} N={n:>5} K={k:>2}: median {r['median_wall_s']:.3f} s, max {r['max_wall_s']:.3f} s, "
+              f"{'/'.join(r['statuses'])}, equal {r['all_equal_reference']}", flush=True)
+    table = [[r["family"], r["n"], r["k"], r["median_table_s"], r["median_wall_s"], r["max_wall_s"],
+              r["median_reference_s"], "/".join(r["statuses"]), "yes" if r["all_equal_reference"] else "NO"]
+             for r in rows]
+    print(fmt_table(["family", "N", "K", "table s", "median solve s", "max s", "reference s", "status", "= ref"],
+                    table))
     small = [r["median_wall_s"] for r in rows if r["n"] <= 1_000]
-    big = [r["median_wall_s"] for r in rows if r["n"] == 10_000 and r["k"] == 16]
+    big = [r["median_wall_s"] for r in rows if r["n"] == 2_000 and r["k"] == 16]
     summary = {
         "all_optimal": all(r["statuses"] == ["OPTIMAL"] for r in rows),
         "all_equal_reference": all(r["all_equal_reference"] for r in rows),
         "worst_median_s_n_le_1000": max(small) if small else None,
-        "worst_median_s_n_10000_k16": max(big) if big else None,
+        "worst_median_s_n_2000_k16": max(big) if big else None,
+        "goals_s": GOALS,
     }
-    print("\n" + json.dumps(summary))
-    doc = {
-        "benchmark": "solve_scaling",
-        "ortools": importlib.metadata.version("ortools"),
-        "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-        "workers": args.workers,
-        "seeds": SEEDS,
-        "real_models": [t for t in REAL if (MODELS / f"{t}.tflite").is_file()],
-        "summary": summary,
-        "rows": rows,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"wrote {args.output}")
+    print(summary)
+    write_results("solve_scaling", {"ortools": importlib.metadata.version("ortools"),
+                                    "cpus": os.cpu_count(), "python": platform.python_version(),
+                                    "workers": args.workers, "seeds": SEEDS, "summary": summary, "rows": rows})
 
 
 if __name__ == "__main__":
