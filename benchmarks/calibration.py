@@ -112,13 +112,25 @@ def write_presets(result: CalibrationResult) -> list[Path]:
     return list(docs)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+def study_parser(doc: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
     parser.add_argument("--data", type=Path, default=DATA, help="folder with the six measurement CSVs")
+    return parser
+
+
+def have_study(data: Path) -> bool:
+    """Whether the six measurement files are in `data` (else says so on stderr)."""
+    if all((data / name).is_file() for name in STUDY):
+        return True
+    print(f"measurements not found in {data}", file=sys.stderr)
+    return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = study_parser(__doc__)
     parser.add_argument("--write-presets", action="store_true", help="rewrite the edgetpu-* and runner presets")
     args = parser.parse_args(argv)
-    if not all((args.data / name).is_file() for name in STUDY):
-        print(f"measurements not found in {args.data}", file=sys.stderr)
+    if not have_study(args.data):
         return 1
     start = time.perf_counter()
     result = fit_study(args.data)

@@ -18,7 +18,6 @@ pycoral runner on different splits.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -27,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.calibration import DATA, STUDY, fit_study, study_files
+from benchmarks.calibration import STUDY, fit_study, have_study, study_files, study_parser
 from benchmarks.common import fmt_table, write_results
 from tpuplan.profiles.calibrate import CalibrationPoint, CalibrationResult, predict
 
@@ -56,11 +55,8 @@ def _runner_note(fit: CalibrationResult, runner: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--data", type=Path, default=DATA, help="folder with the six measurement CSVs")
-    args = parser.parse_args(argv)
-    if not all((args.data / name).is_file() for name in STUDY):
-        print(f"measurements not found in {args.data}", file=sys.stderr)
+    args = study_parser(__doc__).parse_args(argv)
+    if not have_study(args.data):
         return 1
     start = time.perf_counter()
     full = fit_study(args.data)

@@ -7,14 +7,13 @@ Every number is bounded, so that the integer tables built from a spec stay exact
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Final, Literal
 
 from pydantic import Field
 
-from tpuplan.profiles.docio import StrictModel, dump_json, load_doc, parse_doc
-from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.bundled import bundled, bundled_names, resolve_spec
+from tpuplan.profiles.docio import StrictModel, dump_json, load_doc
 
 DEVICE_KIND: Final = "tpuplan.device"
 DEVICE_VERSION: Final = 2
@@ -88,15 +87,11 @@ def load_device(path: Path) -> DeviceSpec:
 
 
 def preset_names(folder: str = "devices") -> list[str]:
-    base = resources.files("tpuplan.profiles") / "presets" / folder
-    return sorted(p.name.removesuffix(".json") for p in base.iterdir() if p.name.endswith(".json"))
+    return bundled_names(folder)
 
 
 def preset(name: str) -> DeviceSpec:
-    res = resources.files("tpuplan.profiles") / "presets" / "devices" / f"{name}.json"
-    if not res.is_file():
-        raise TpuplanError(f"unknown device preset {name!r} (known: {', '.join(preset_names())})")
-    return parse_doc(res.read_bytes(), DeviceSpec, kind=DEVICE_KIND, version=DEVICE_VERSION, source=name)
+    return bundled("devices", name, DeviceSpec, kind=DEVICE_KIND, version=DEVICE_VERSION, what="device")
 
 
 DEFAULT_DEVICE = "edgetpu-usb"
@@ -104,11 +99,8 @@ DEFAULT_DEVICE = "edgetpu-usb"
 
 def resolve_device(spec: str | None) -> DeviceSpec:
     """A device from a preset name or a JSON file path; None gives the default preset."""
-    if spec is None or spec == "":
-        return preset(DEFAULT_DEVICE)
-    if spec.endswith(".json") or "/" in spec or Path(spec).is_file():
-        return load_device(Path(spec))
-    return preset(spec)
+    return resolve_spec(spec, DeviceSpec, kind=DEVICE_KIND, version=DEVICE_VERSION, default=DEFAULT_DEVICE,
+                        preset=preset)
 
 
 def device_json(spec: DeviceSpec) -> str:

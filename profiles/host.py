@@ -11,15 +11,14 @@ and `tpuplan` (our own `plan run`, measured on the machine that `plan verify` ra
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Final, Literal
 
 from pydantic import Field, StringConstraints
 
+from tpuplan.profiles.bundled import bundled, bundled_names, resolve_spec
 from tpuplan.profiles.device import MAX_RATE, MAX_US, Calibration
-from tpuplan.profiles.docio import StrictModel, dump_json, load_doc, parse_doc
-from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.docio import StrictModel, dump_json, load_doc
 
 HOST_KIND: Final = "tpuplan.host"
 HOST_VERSION: Final = 1
@@ -70,24 +69,16 @@ def load_host(path: Path) -> HostSpec:
 
 
 def host_preset_names() -> list[str]:
-    base = resources.files("tpuplan.profiles") / "presets" / "hosts"
-    return sorted(p.name.removesuffix(".json") for p in base.iterdir() if p.name.endswith(".json"))
+    return bundled_names("hosts")
 
 
 def host_preset(name: str) -> HostSpec:
-    res = resources.files("tpuplan.profiles") / "presets" / "hosts" / f"{name}.json"
-    if not res.is_file():
-        raise TpuplanError(f"unknown host preset {name!r} (known: {', '.join(host_preset_names())})")
-    return parse_doc(res.read_bytes(), HostSpec, kind=HOST_KIND, version=HOST_VERSION, source=name)
+    return bundled("hosts", name, HostSpec, kind=HOST_KIND, version=HOST_VERSION, what="host")
 
 
 def resolve_host(spec: str | None) -> HostSpec:
     """A host from a preset name or a JSON file path; None gives the default (our own runner)."""
-    if not spec:
-        return host_preset(DEFAULT_HOST)
-    if spec.endswith(".json") or "/" in spec or Path(spec).is_file():
-        return load_host(Path(spec))
-    return host_preset(spec)
+    return resolve_spec(spec, HostSpec, kind=HOST_KIND, version=HOST_VERSION, default=DEFAULT_HOST, preset=host_preset)
 
 
 def host_json(spec: HostSpec) -> str:

@@ -3,15 +3,13 @@ features of the fit, inferred splits, determinism, the presets, a held-out file,
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
 import pytest
 
 from benchmarks.calibration import STUDY, fit_study, study_files, study_hosts, with_host_ops_note
-from tpuplan import cli
+from tests.test_cli_plan import plan as run_plan
 from tpuplan.cli.calibrate import calibration_table
 from tpuplan.planner.costs import Goal, totals
 from tpuplan.profiles.build import build_profile
@@ -154,15 +152,9 @@ def test_the_presets_are_this_fit(result: CalibrationResult) -> None:
 
 
 def plan(*args: str | Path) -> tuple[int, str, str]:
-    """`plan ARGS` in process, as the console script runs it."""
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            cli.main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    return code, out.getvalue(), err.getvalue()
+    """`plan ARGS` in process, as the console script runs it: (exit code, stdout, stderr)."""
+    res = run_plan(*args)
+    return res.returncode, res.stdout, res.stderr
 
 
 def study_args() -> list[str]:

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.test_planner_props import cost_table
 from tpuplan.planner.replicate import (
     brute_force_replicated,
     copies_needed,
@@ -19,23 +20,8 @@ from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.stagecost import StageCostTable, pipeline_cost
 
 
-@st.composite
-def table(draw: st.DrawFn) -> StageCostTable:
-    n = draw(st.integers(1, 6))
-    scale = draw(st.sampled_from([3, 50]))
-    sums = draw(st.sampled_from([0, 3, 30]))
-
-    def ints(hi: int) -> st.SearchStrategy[list[int]]:
-        return st.lists(st.integers(0, hi), min_size=n, max_size=n)
-
-    cached = draw(ints(60))
-    return synthetic_table(
-        draw(ints(scale)), draw(ints(scale)), cached, draw(ints(scale)),
-        capacity=draw(st.integers(0, max(sum(cached), 1))), overhead=draw(st.integers(0, scale)),
-        serial=draw(ints(sums)), bus=draw(ints(sums)), oneoff=draw(ints(scale)),
-        tpu=draw(st.lists(st.booleans(), min_size=n, max_size=n).filter(any)),
-        serial_fixed=draw(st.integers(0, scale)),
-    )
+def table() -> st.SearchStrategy[StageCostTable]:
+    return st.integers(1, 6).flatmap(lambda n: cost_table(n))
 
 
 @settings(max_examples=200, deadline=None)
