@@ -1,30 +1,46 @@
-"""Optimal contiguous segmentation with OR-Tools CP-SAT, pinned to one answer and checked by the reference.
+"""Optimal contiguous segmentation: the exact reference finds it, bounds and CP-SAT prove it, one plan is pinned.
 
-Data: the stage tables (profiles.stagecost) and the goal (planner.costs). Variables: end_k, the last op of
-stage k; for each stage, (end_{k-1}, end_k) picks one allowed row of a table constraint that also gives
-the stage's time T, serialized share S, bus time V and one-off O. Constraints: P >= every T_k,
-P >= sum S_k, P >= sum V_k. Objective: alpha P + beta sum T_k + gamma sum O_k (planner.costs).
+Data: the stage tables (profiles.stagecost) and the goal (planner.costs). Variables: one boolean per
+allowed stage choice (previous end, end) of each stage k, chosen along a path, and end_k, the last op of
+stage k. Constraints: P >= every T_k, P >= sum S_k, P >= sum V_k. Objective: alpha P + beta sum T_k +
+gamma sum O_k (planner.costs).
 
-Why it is fast: the exact reference (planner.reference) gives the optimum first; the ends that lie on a
-plan whose every stage is at most the largest stage time that optimum allows narrow each end_k, and the
-reference's plan is the hint. Why it is deterministic: after CP-SAT proves the optimum, two more
-phases pin one plan among the optimal ones: the least secondary number (latency for a throughput goal,
-period for a latency goal), then the lexicographically smallest cut list, end by end.
+How the optimum v is proven: the question "is there a plan of objective <= v - 1?" is asked of the stage
+choices that survive the shortest-path bounds of `planner.prune`; when none survive, the bounds are the
+proof, otherwise CP-SAT answers it on what is left (INFEASIBLE is the proof; a plan found is a better
+one, which only happens when the reference ran out of time, and the question is asked again below it).
+CP-SAT's own relaxation mixes plans and proves slowly when the period is set by a sum over stages; the
+bounds do not. Neither uses the label-setting reference, so the proof is independent of it.
+Why the answer is deterministic: among the plans of objective v, the one of least secondary number
+(latency for a throughput goal, period for a latency goal) is found by the exact reference and checked
+the same way, then the cut list is made lexicographically smallest, end by end, by the same questions;
+when time runs out first, the reference's plan is kept, not whatever a timed search had reached.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 from ortools.sat.python import cp_model
 
 from tpuplan.planner.costs import Goal, totals
-from tpuplan.planner.reference import I64, INF, Mask, reachable_ends, reference_solve, stage_masks
+from tpuplan.planner.prune import Arcs, Caps, ends_of, has_plan, prune
+from tpuplan.planner.reference import (
+    I64,
+    INF,
+    Mask,
+    SearchTimeout,
+    least_secondary,
+    reachable_ends,
+    reference_solve,
+    stage_masks,
+)
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.stagecost import StageCostTable, start_us
 
@@ -147,36 +163,82 @@ def new_solver(workers: int, seed: int) -> cp_model.CpSolver:
     solver.parameters.num_workers = workers
     solver.parameters.random_seed = seed
     solver.parameters.cp_model_probing_level = 0  # presolve probing dominates on these small models (#5163)
+    solver.parameters.find_big_linear_overlap = False  # seconds of presolve on the arc model, no gain
     return solver
 
 
-def _minimise(cm: _CutModel, expr: Any, deadline: float, workers: int, seed: int) -> tuple[int, list[int]] | None:
-    """Minimise `expr` on the model as it stands; (proven value, cuts), or None if not proven in time."""
-    cm.model.minimize(expr)
+def _below(tables: Sequence[StageCostTable], arcs: Arcs, goal: Goal, caps: Caps, deadline: float, workers: int,
+           seed: int) -> bool | list[int] | None:
+    """Is there a plan within `caps`? True: none (proven by the bounds of `planner.prune`, or by CP-SAT on
+    the arcs they leave); a cut list: one that is; None: not known in time (or too large to ask)."""
+    left = prune(tables, arcs, goal, caps)
+    if not has_plan(left):
+        return True
+    if sum(len(ps) for ps, _ in left) > MAX_ARCS or time.monotonic() >= deadline:
+        return None
+    cm = _CutModel(tables, left, ends_of(left), goal)
+    cm.model.add(cm.objective <= caps.objective)
+    if caps.secondary is not None:
+        cm.model.add(cm.secondary <= caps.secondary)
     solver = new_solver(workers, seed)
     status = _run(solver, cm.model, deadline)
     if status == cp_model.MODEL_INVALID:
         raise TpuplanError(f"internal error: CP-SAT rejected the model ({cm.model.validate()})")
-    if status != cp_model.OPTIMAL:
-        return None
-    return round(solver.objective_value), [int(solver.value(e)) for e in cm.ends]
+    if status == cp_model.INFEASIBLE:
+        return True
+    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return [int(solver.value(e)) for e in cm.ends]
+    return None
 
 
-def _pin(cm: _CutModel, objective: int, deadline: float, workers: int, seed: int) -> list[int] | None:
-    """Among plans of objective `objective`: the least secondary number, then the smallest cuts."""
-    cm.model.add(cm.objective <= objective)
-    got = _minimise(cm, cm.secondary, deadline, workers, seed)
-    if got is None:
-        return None
-    cm.model.add(cm.secondary <= got[0])
-    cuts = got[1]
-    for end in cm.ends:
-        found = _minimise(cm, end, deadline, workers, seed)
-        if found is None:
-            return None
-        cm.model.add(end == found[0])
-        cuts = found[1]
-    return cuts
+def _descend(tables: Sequence[StageCostTable], arcs: Arcs, goal: Goal, cuts: list[int],
+             value: Callable[[list[int]], int], caps: Callable[[int], Caps], deadline: float, workers: int,
+             seed: int) -> tuple[list[int], bool]:
+    """From a plan, ask for one better in `value` until none is (proven: True) or time runs out (False)."""
+    while True:
+        got = _below(tables, arcs, goal, caps(value(cuts) - 1), deadline, workers, seed)
+        if not isinstance(got, list):
+            return cuts, got is True
+        cuts = got
+
+
+def _pin(tables: Sequence[StageCostTable], arcs: Arcs, goal: Goal, objective: int, known: list[int],
+         deadline: float, workers: int, seed: int) -> tuple[list[int], bool]:
+    """Among plans of objective `objective` (`known` is one): the least secondary number (found by the exact
+    reference, then checked here), then the smallest cuts, end by end. (plan, pinned); when a step does not finish in
+    time the reference's plan is kept, so the answer never depends on how far a timed search got."""
+    def second(c: list[int]) -> int:
+        tot = totals(tables, c, goal)
+        return tot.latency_us if goal.objective == "throughput" else tot.period_us
+
+    within = prune(tables, arcs, goal, Caps(objective))  # every plan of that objective uses these arcs only
+    masks = [np.zeros((t.n, t.n), dtype=np.bool_) for t in tables]
+    for m, (ps, es) in zip(masks, within, strict=True):
+        m[ps + 1, es] = True
+    try:
+        start = least_secondary(tables, masks, goal, objective, second(known), deadline=deadline)
+    except SearchTimeout:
+        return [], False
+    if start is None:
+        raise TpuplanError("internal error: the reference finds no plan at the proven optimum")
+    least = second(start)
+    cuts, done = _descend(tables, arcs, goal, start, second, partial(Caps, objective), deadline, workers, seed)
+    if cuts != start:
+        raise TpuplanError(f"internal error: CP-SAT found a secondary number below the reference's {least}")
+    for j in range(len(cuts)):
+        if not done:
+            return start, False
+        cuts, done = _descend(tables, arcs, goal, cuts, partial(_end, j),
+                              partial(_end_caps, objective, least, tuple(cuts[:j])), deadline, workers, seed)
+    return (cuts, True) if done else (start, False)
+
+
+def _end(j: int, cuts: list[int]) -> int:
+    return cuts[j]
+
+
+def _end_caps(objective: int, secondary: int, fixed: tuple[int, ...], bound: int) -> Caps:
+    return Caps(objective, secondary, fixed, bound)
 
 
 def _stage_cap(goal: Goal, objective: int, tables: Sequence[StageCostTable]) -> int:
@@ -228,7 +290,8 @@ def solve_tables(tables: Sequence[StageCostTable], goal: Goal | None = None, *, 
 
 def _prove(tables: Sequence[StageCostTable], goal: Goal, onchip: bool, hint: list[int], deadline: float,
            workers: int, seed: int, out: Outcome) -> None:
-    """CP-SAT proves the optimum on the narrowed model and pins one plan; every status updates `out`."""
+    """Prove that no plan is below the reference's (or find the better ones, when the reference ran out of
+    time), then pin one plan among the optimal ones; every status updates `out`."""
     masks = stage_masks(tables, onchip)
     cap = _stage_cap(goal, out.objective, tables)
     doms = reachable_ends(tables, masks, cap)
@@ -237,23 +300,23 @@ def _prove(tables: Sequence[StageCostTable], goal: Goal, onchip: bool, hint: lis
     arcs = stage_arcs(tables, masks, [d.tolist() for d in doms], cap)
     if any(len(p) == 0 for p, _ in arcs):
         raise TpuplanError("internal error: a narrowed stage has no allowed segment")
-    size = sum(len(p) for p, _ in arcs)
-    if time.monotonic() >= deadline or size > MAX_ARCS:
-        why = "the time limit" if time.monotonic() >= deadline else f"its size ({size:,} stage choices)"
-        out.notes.append(f"CP-SAT skipped because of {why}; kept the reference plan")
-        return
-    cm = _CutModel(tables, arcs, [d.tolist() for d in doms], goal)
-    cm.hint(hint)
-    got = _minimise(cm, cm.objective, deadline, workers, seed)
-    if got is None:
-        out.notes.append("CP-SAT stopped before proving the optimum (time limit); kept the reference plan")
-        return
-    value, cuts = got
+
+    def objective(c: list[int]) -> int:
+        return totals(tables, c, goal).objective
+
+    cuts, done = _descend(tables, arcs, goal, hint, objective, Caps, deadline, workers, seed)
+    value = objective(cuts)
     if out.proven and value != out.objective:
-        raise TpuplanError(f"internal error: CP-SAT optimum {value} != reference optimum {out.objective}")
+        raise TpuplanError(f"internal error: CP-SAT found {value} below the reference optimum {out.objective}")
+    if not done:
+        out.cuts, out.objective = cuts, value
+        out.notes.append("CP-SAT stopped before proving the optimum (time limit or size); kept the best plan found")
+        return
     out.cuts, out.objective, out.best_bound, out.proven, out.status = cuts, value, value, True, "OPTIMAL"
-    pinned = _pin(cm, value, deadline, workers, seed)
-    if pinned is None:
-        out.notes.append("tie-break not finished in time: the choice among optimal plans is not pinned")
-    else:
+    pinned, done = _pin(tables, arcs, goal, value, cuts, deadline, workers, seed)
+    if pinned:
         out.cuts = pinned
+    if not done:
+        out.notes.append("tie-break not finished in time: " + (
+            "kept the reference's plan of least " + ("latency" if goal.objective == "throughput" else "period")
+            if pinned else "the choice among optimal plans is not pinned"))

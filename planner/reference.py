@@ -58,13 +58,15 @@ class Step:
 def steps_for(tables: Sequence[StageCostTable], masks: Sequence[Mask], cap: int, kinds: Sequence[str],
               beta_gamma: tuple[int, int] = (0, 0)) -> list[Step]:
     """The steps of the objective components `kinds`: M (largest stage time), S and V (sums of the
-    serialized and bus times), W (sum of beta x stage time + gamma x one-off); stages at most `cap` us."""
+    serialized and bus times), T and O (sums of stage times and one-offs), W (sum of beta x stage time +
+    gamma x one-off); stages at most `cap` us."""
     cache: dict[int, Step] = {}
     out = []
     for t, m in zip(tables, masks, strict=True):
         key = id(t) * 31 + id(m)
         if key not in cache:
-            mats = {"M": ("max", t.time_us), "S": ("sum", t.serial_us), "V": ("sum", t.bus_us)}
+            mats = {"M": ("max", t.time_us), "S": ("sum", t.serial_us), "V": ("sum", t.bus_us),
+                    "T": ("sum", t.time_us), "O": ("sum", t.oneoff_us)}
             parts = tuple(mats[k] if k in mats else ("sum", beta_gamma[0] * t.time_us + beta_gamma[1] * t.oneoff_us)
                           for k in kinds)
             cache[key] = Step(m & (t.time_us <= cap), parts)
@@ -165,19 +167,52 @@ def run_labels(steps: Sequence[Step], n: int, prune: Callable[[I64], Mask] | Non
     With `open_end` a plan may end after any stage (its label ends at op n-1) and the layers are
     returned as they are, for plans of every length up to len(steps)."""
     k = len(steps)
-    layers = [_first(len(steps[0].parts))]
+    d = len(steps[0].parts)
+    layers = [_first(d)]
+    tails = _tails(steps, n) if prune is not None and not open_end and d >= 2 else None
     for s, step in enumerate(steps):
         if deadline is not None and time.monotonic() > deadline:
             raise SearchTimeout
         layer = _extend(layers[-1], step, n - 1 if open_end else n - (k - s), s == k - 1 and not open_end)
         if prune is not None and len(layer.end):
-            keep = prune(layer.comps)
+            whole = layer.comps if tails is None else _with_tail(layer, step, tails[s])
+            keep = prune(whole)
             layer = Layer(layer.end[keep], layer.comps[keep], layer.parent[keep])
         layer = _front(layer)
         if len(layer.end) == 0 and not open_end:
             return None
         layers.append(layer)
     return layers[1:]
+
+
+_TAIL_NONE = 2**40  # no way to finish: above any real sum, and alpha x it stays inside int64
+
+
+def _tails(steps: Sequence[Step], n: int) -> list[I64]:
+    """For each stage s and end e: per component, the least that the stages after s can add to a plan
+    whose stage s ends at e (each component on its own: a lower bound, exact for one component). A label
+    that cannot finish within the bound even so is dropped early (the search stays exact)."""
+    k, d = len(steps), len(steps[0].parts)
+    tail = np.full((n, d), _TAIL_NONE, dtype=np.int64)
+    tail[n - 1] = 0
+    out = [tail]
+    for step in reversed(steps[1:]):
+        prev = np.full((n, d), _TAIL_NONE, dtype=np.int64)
+        for j, (op, mat) in enumerate(step.parts):
+            joined = np.maximum(mat, tail[None, :, j]) if op == "max" else mat + tail[None, :, j]
+            best = np.where(step.allowed, np.minimum(joined, _TAIL_NONE), _TAIL_NONE).min(axis=1)
+            prev[: n - 1, j] = best[1:]  # a stage ending at e is followed by one starting at e + 1
+        tail = prev
+        out.append(tail)
+    out.reverse()
+    return out[:k]
+
+
+def _with_tail(layer: Layer, step: Step, tail: I64) -> I64:
+    add = tail[layer.end]
+    out: I64 = np.stack([np.maximum(layer.comps[:, j], add[:, j]) if op == "max" else layer.comps[:, j] + add[:, j]
+                         for j, (op, _) in enumerate(step.parts)], axis=1)
+    return out
 
 
 def backtrack(layers: Sequence[Layer], index: int) -> list[int]:
@@ -289,6 +324,43 @@ def _least_batch_time(tables: Sequence[StageCostTable], masks: Sequence[Mask], g
     scores = alpha * final.comps[:, :-1].max(axis=1) + final.comps[:, -1] + constant
     cuts = _backtrack(layers, int(np.argmin(scores)))
     return ReferenceResult(totals(tables, cuts, goal).objective, cuts, True, 1)
+
+
+def least_secondary(tables: Sequence[StageCostTable], masks: Sequence[Mask], goal: Goal, objective: int,
+                    at_most: int, deadline: float | None = None) -> list[int] | None:
+    """Among plans of objective J <= `objective` whose stage k is allowed by masks[k]: one of least
+    secondary number (latency for a throughput goal, period for a latency goal), exactly, by labels
+    (largest stage, S, V, sum of T, sum of O) kept while J can still be met and the secondary number
+    stay at most `at_most` (that of a plan known to meet J). None if no plan meets both; SearchTimeout
+    when the deadline passes."""
+    alpha, beta, gamma = goal.weights
+    steady = beta == 0 and gamma == 0
+    kinds = [*([] if steady else ["M"]), *_sums(tables), "T", *(["O"] if gamma else [])]
+    cap = objective // alpha if steady else INF
+    base = gamma * start_us(tables)
+
+    def period(comps: I64) -> I64:
+        cols = [j for j, x in enumerate(kinds) if x in ("M", "S", "V")]
+        out: I64 = comps[:, cols].max(axis=1) if cols else np.zeros(len(comps), dtype=np.int64)
+        return out
+
+    def score(comps: I64) -> I64:
+        oneoff = comps[:, kinds.index("O")] if gamma else 0
+        out: I64 = alpha * period(comps) + beta * comps[:, kinds.index("T")] + gamma * oneoff + base
+        return out
+
+    def second(comps: I64) -> I64:
+        out: I64 = comps[:, kinds.index("T")] if goal.objective == "throughput" else period(comps)
+        return out
+
+    def keep(comps: I64) -> Mask:
+        out: Mask = (score(comps) <= objective) & (second(comps) <= at_most)
+        return out
+
+    layers = run_labels(steps_for(tables, masks, cap, kinds), tables[0].n, keep, deadline)
+    if layers is None:
+        return None
+    return _backtrack(layers, int(np.argmin(second(layers[-1].comps))))
 
 
 def _any(m: Mask, axis: int) -> Mask:

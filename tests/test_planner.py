@@ -22,9 +22,10 @@ from tpuplan.planner.baselines import baseline_plans, compare, equal_ops_cuts, p
 from tpuplan.planner.costs import Goal, stage_tables, totals
 from tpuplan.planner.cpsat import solve_tables
 from tpuplan.planner.plan import Plan, evaluate, load_plan, stable_json
+from tpuplan.planner.prune import restrict
 from tpuplan.planner.reference import brute_force, reference_solve
 from tpuplan.planner.solve import solve, solve_auto
-from tpuplan.planner.synthetic import random_table
+from tpuplan.planner.synthetic import random_table, synthetic_table
 from tpuplan.profiles.build import build_profile, price
 from tpuplan.profiles.device import DeviceSpec, LinkCost, preset
 from tpuplan.profiles.docio import write_doc
@@ -226,29 +227,47 @@ def _patched_run(status_of: Callable[[Any], Any]) -> Callable[..., Any]:
     return run
 
 
+def _no_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Leave every question to CP-SAT: the bounds of planner.prune only apply the fixed ends."""
+    monkeypatch.setattr(cpsat, "prune", lambda tables, arcs, goal, caps: restrict(arcs, caps))
+
+
 @pytest.mark.parametrize(
-    ("fake", "status"),
+    ("fake", "status", "note"),
     [
-        (lambda s: cp_model.UNKNOWN, "REFERENCE"),
-        (lambda s: cp_model.INFEASIBLE, "REFERENCE"),
-        (lambda s: cp_model.FEASIBLE if s == cp_model.OPTIMAL else s, "REFERENCE"),
+        (lambda s: cp_model.UNKNOWN, "REFERENCE", True),  # nothing proven by CP-SAT: the reference's plan
+        (lambda s: cp_model.INFEASIBLE, "OPTIMAL", False),  # "nothing better" at every step: proven and pinned
+        (lambda s: cp_model.FEASIBLE if s == cp_model.OPTIMAL else s, "OPTIMAL", False),  # found = found
     ],
 )
 def test_every_cpsat_status_is_handled(
-    monkeypatch: pytest.MonkeyPatch, fake: Callable[[Any], Any], status: str
+    monkeypatch: pytest.MonkeyPatch, fake: Callable[[Any], Any], status: str, note: bool
 ) -> None:
     prof = real_profile(SMALL)
     honest = solve(prof, 4)
+    _no_bounds(monkeypatch)
     monkeypatch.setattr(cpsat, "_run", _patched_run(fake))
     plan = solve(prof, 4)
     check_plan(plan)
     assert plan.solver.status == status and plan.solver.proven_optimal
     assert plan.solver.objective == honest.solver.objective
-    assert plan.solver.note
+    assert bool(plan.solver.note) == note
+
+
+def test_bounds_alone_prove_a_serialized_period(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A period set by host work summed over stages: CP-SAT's relaxation mixes plans and proves slowly, the
+    shortest-path bounds of planner.prune settle "nothing below" at once (CP-SAT is never asked here)."""
+    table = synthetic_table([50] * 12, [0] * 12, [0] * 12, [5] * 12, capacity=10, overhead=20, serial=[30] * 12,
+                            serial_fixed=40, cut_serial=[7] * 12)
+    monkeypatch.setattr(cpsat, "_run", lambda *a: pytest.fail("CP-SAT was asked"))
+    out = solve_tables([table] * 4, Goal())
+    assert out.status == "OPTIMAL" and totals([table] * 4, out.cuts, Goal()).bound == "serialized"
+    assert out.objective == brute_force([table] * 4, Goal(), onchip=out.onchip)[0]  # type: ignore[index]
 
 
 def test_model_invalid_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     prof = real_profile(SMALL)
+    _no_bounds(monkeypatch)
     monkeypatch.setattr(cpsat, "_run", _patched_run(lambda s: cp_model.MODEL_INVALID))
     with pytest.raises(TpuplanError, match="internal error"):
         solve(prof, 3)
