@@ -97,6 +97,7 @@ class PipelineBase:
         self._next_seq = self._next_pop = 0
         self._latencies_ns: list[int] = []
         self._counters = [Counters() for _ in self._names]
+        self._capacity = len(self._names) * (queue_size + 1)  # inputs in flight while streaming
         self._threads: list[threading.Thread] = []
         self._abandoned: set[threading.Thread] = set()
 
@@ -164,13 +165,15 @@ class PipelineBase:
     def stream(self, inputs: Iterable[Mapping[str, Array]]) -> Iterator[dict[str, Array]]:
         """Push every input and yield each result in input order as soon as it is ready; nothing is kept,
         so any number of inputs streams through. One thread drives both ends: it pushes while the first
-        stage has room, else waits for the next result (which frees room): no feeder thread to hand off
-        to, and no deadlock, since results never wait for room."""
+        stage has room and at most `_capacity` inputs are in flight (so results cannot pile up either),
+        else waits for the next result: no feeder thread to hand off to, and no deadlock, since results
+        never wait for room."""
         source = iter(inputs)
         try:
             pending = self._next_input(source)
             while True:
-                while pending is not None and self._has_room():
+                while (pending is not None and self._next_seq - self._next_pop < self._capacity
+                       and self._has_room()):
                     self._push(pending)
                     pending = self._next_input(source)
                 if pending is None:

@@ -57,6 +57,7 @@ def drive(pipe: PipelineBase, feeds: Iterable[Mapping[str, Array]], *, total: in
     n = 0
     with pipe:
         start, cpu0 = time.perf_counter(), time.process_time()
+        last, cpu = start, 0.0
         for out in pipe.stream(feeds):
             n += 1
             if on_result is not None:
@@ -65,7 +66,8 @@ def drive(pipe: PipelineBase, feeds: Iterable[Mapping[str, Array]], *, total: in
                 results.append(out)
             if tick is not None:
                 tick(n)
-        wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
+            last, cpu = time.perf_counter(), time.process_time() - cpu0
+        wall = last - start  # to the last result: stages winding down afterwards are not the run
     stage_cpu = getattr(pipe, "stage_cpu_s", None)
     cpu += float(stage_cpu()) if callable(stage_cpu) else 0.0
     return PipelineRun(n, wall, cpu, pipe.stats(), pipe.latencies_us(), results)
