@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from tpuplan.profiles.tflite import load_model, parse_model
 from tpuplan.runtime.backends import InterpreterStage
 from tpuplan.runtime.inputs import InputSource, InputSpec, open_inputs
 from tpuplan.runtime.manifest import load_split
+from tpuplan.runtime.nativelog import one_line, quiet_native_logs
 from tpuplan.runtime.progress import TerminalBar, cli_progress, ticker
 from tpuplan.runtime.run import RunOptions, run_split
 from tpuplan.runtime.segments import write_split
@@ -161,6 +163,17 @@ def test_thirty_thousand_inputs_stream_in_bounded_memory(tmp_path: Path, monkeyp
     res = run_split(load_split(segs), options=RunOptions(inputs=30_000, queue_size=4), progress=progress)
     assert res.inputs == 30_000 and all(s.items == 30_000 for s in res.stages) and drawn[0] == 30_000
     assert ahead[0] <= 2 * (4 + 1) + 1  # two stages: their queues and one input each, one read ahead
+
+
+def test_native_log_filter_keeps_real_lines(capfd: pytest.CaptureFixture[str]) -> None:
+    with quiet_native_logs():
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\nWARNING: something real\n")
+    assert capfd.readouterr().err == "WARNING: something real\n"
+    with pytest.raises(RuntimeError) as info, quiet_native_logs():
+        os.write(2, b"ERROR: tensor 3 is bad\n")
+        raise RuntimeError("Invoke failed.\nSee instructions: https://example.org/x Node 3 failed.")
+    assert one_line(info.value) == "Invoke failed.; Node 3 failed.; tensor 3 is bad"
+    assert capfd.readouterr().err == ""  # folded into the error, not printed
 
 
 class _Tty(io.StringIO):

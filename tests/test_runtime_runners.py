@@ -9,6 +9,7 @@ import os
 import queue
 import sys
 import threading
+import time
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from tpuplan.runtime.backends import InterpreterStage
 from tpuplan.runtime.pipebase import THREAD_PREFIX
 from tpuplan.runtime.probe import probe_models
 from tpuplan.runtime.procpipe import ProcessPipeline
+from tpuplan.runtime.procstage import busy_at
 from tpuplan.runtime.pycoral_runner import PycoralPipeline, load_pycoral
 from tpuplan.runtime.routing import PipelineError
 from tpuplan.runtime.runners import open_pipeline
@@ -110,11 +112,17 @@ def test_processes_stop_on_ctrl_c(tiny: Tiny, nothing_left: None) -> None:
     assert pipe.join(30)
 
 
-def test_a_bad_input_and_a_bad_segment_are_one_line_errors(tiny: Tiny, nothing_left: None) -> None:
+def test_bad_input_bad_segment_and_a_hung_stage(tiny: Tiny, nothing_left: None) -> None:
     wrong = r"input tensor 'input' is \(1, 8\) float32, the stages expect \(1, 16\)"
-    with ProcessPipeline(tiny.sources, model_outputs=[tiny.output], queue_size=1) as pipe, \
-            pytest.raises(PipelineError, match=wrong):
-        pipe.push({tiny.input: np.zeros((1, 8), np.float32)})
+    with ProcessPipeline(tiny.sources, model_outputs=[tiny.output], queue_size=1, stage_timeout_s=0.5) as pipe:
+        with pytest.raises(PipelineError, match=wrong):
+            pipe.push({tiny.input: np.zeros((1, 8), np.float32)})
+        # stage s1 reports being busy on input #7 since a second ago: the monitor kills it, a process can die
+        seq_at, t_at = busy_at(3, 1)
+        pipe._ctrl[seq_at], pipe._ctrl[t_at] = 7, time.perf_counter_ns() - 10**9
+        with pytest.raises(PipelineError, match=r"^stage 's1' timed out after 0.5 s on input #7$"):
+            pipe.pop(timeout=10)
+    assert pipe.join(10) and pipe._procs[1].exitcode == -9
     broken = StageSource("broken", b"TFL3 not a model", "broken.tflite")
     with pytest.raises(TpuplanError, match=r"^cannot create an interpreter for broken\.tflite: ") as info:
         ProcessPipeline([broken], model_outputs=["y"])
