@@ -233,17 +233,19 @@ class PipelineBase:
             raise
 
     def _push(self, inputs: Mapping[str, Array]) -> int:
-        missing = [n for n in self._external if n not in inputs]
-        if missing:
+        try:
+            values = [inputs[n] for n in self._external]
+        except KeyError:
+            missing = next(n for n in self._external if n not in inputs)
             who = next((name for name, ins in zip(self._names, self._stage_inputs, strict=True)
-                        if missing[0] in ins), "model outputs")
-            raise PipelineError(f"stage {who!r} needs input tensor {missing[0]!r}, not pushed", stage=who)
+                        if missing in ins), "model outputs")
+            raise PipelineError(f"stage {who!r} needs input tensor {missing!r}, not pushed", stage=who) from None
         with self._push_lock:
             self._check()
             if self._closed:
                 raise PipelineError("push() after close()")
             seq = self._next_seq
-            if not self._submit(seq, [inputs[n] for n in self._external], time.perf_counter_ns()):
+            if not self._submit(seq, values, time.perf_counter_ns()):
                 self._check()  # stopped while blocked: raises
             self._next_seq += 1
             return seq

@@ -56,8 +56,8 @@ def drive(pipe: PipelineBase, feeds: Iterable[Mapping[str, Array]], *, total: in
     results: list[dict[str, Array]] = []
     n = 0
     with pipe:
-        start, cpu0 = time.perf_counter(), time.process_time()
-        last, cpu = start, 0.0
+        start = last = time.perf_counter()
+        cpu0 = time.process_time()
         for out in pipe.stream(feeds):
             n += 1
             if on_result is not None:
@@ -66,8 +66,9 @@ def drive(pipe: PipelineBase, feeds: Iterable[Mapping[str, Array]], *, total: in
                 results.append(out)
             if tick is not None:
                 tick(n)
-            last, cpu = time.perf_counter(), time.process_time() - cpu0
+            last = time.perf_counter()
         wall = last - start  # to the last result: stages winding down afterwards are not the run
+        cpu = time.process_time() - cpu0
     stage_cpu = getattr(pipe, "stage_cpu_s", None)
     cpu += float(stage_cpu()) if callable(stage_cpu) else 0.0
     return PipelineRun(n, wall, cpu, pipe.stats(), pipe.latencies_us(), results)
