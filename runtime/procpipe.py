@@ -251,6 +251,7 @@ class ProcessPipeline(PipelineBase):
             return
 
     def _died(self, i: int) -> None:
+        self._procs[i].join(1.0)  # its pipe closes a moment before the exit status can be read
         seq_at, t_at = busy_at(self._k, i)
         seq = int(self._ctrl[seq_at]) if self._ctrl[t_at] else None
         where = "" if seq is None else f" on input #{seq}"

@@ -15,6 +15,8 @@ from tpuplan.profiles.errors import TpuplanError
 from tpuplan.runtime.backends import InterpreterStage
 from tpuplan.runtime.pipebase import PipelineBase
 from tpuplan.runtime.pipeline import Pipeline
+from tpuplan.runtime.procpipe import ProcessPipeline
+from tpuplan.runtime.pycoral_runner import PycoralPipeline
 from tpuplan.runtime.stage import StageSource
 
 RUNNERS: Final = ("threads", "processes", "pycoral")
@@ -40,13 +42,9 @@ def open_pipeline(runner: str, sources: Sequence[StageSource], *, model_outputs:
     """A started pipeline of `runner` over `sources` (already probed); close it with `with`."""
     check_runner(runner)
     if runner == "processes":
-        from tpuplan.runtime.procpipe import ProcessPipeline
-
         return ProcessPipeline(sources, model_outputs=model_outputs, queue_size=queue_size,
                                stage_timeout_s=stage_timeout_s)
-    if runner == "pycoral":
-        from tpuplan.runtime.pycoral_runner import PycoralPipeline
-
+    if runner == "pycoral":  # pycoral itself is imported only now, by PycoralPipeline
         return PycoralPipeline(sources, model_outputs=model_outputs, queue_size=queue_size,
                                stage_timeout_s=stage_timeout_s)
     stages = [InterpreterStage(s.name, s.content, where=s.where, backend=s.backend, device=s.device) for s in sources]

@@ -36,13 +36,16 @@ Array = np.ndarray[Any, Any]
 
 
 class Tiny:
-    """A small synthetic int8 FC model, cut in three, and its unsplit outputs for some inputs."""
+    """A small synthetic int8 FC model, cut in three (and in two: `pair`, to start fewer processes), and
+    its unsplit outputs for some inputs."""
 
     def __init__(self, n: int = 60) -> None:
         data = synth_fc(16, depth=4, in_features=16, out_features=4, seed=3)
-        segments = split_model(parse_model(data, Path("tiny.tflite")), [2, 6])
-        probe_models([(f"tiny {s.index}", s.data) for s in segments])
+        loaded = parse_model(data, Path("tiny.tflite"))
+        segments, halves = split_model(loaded, [2, 6]), split_model(loaded, [5])
+        probe_models([(f"tiny {s.index}", s.data) for s in segments + halves])
         self.sources = [StageSource(f"s{s.index}", s.data, f"tiny segment {s.index}") for s in segments]
+        self.pair = [StageSource(f"s{s.index}", s.data, f"tiny half {s.index}") for s in halves]
         whole = InterpreterStage("whole", data)
         self.input, self.output = whole.input_names[0], whole.output_names[0]
         rng = np.random.default_rng(0)
@@ -84,7 +87,7 @@ def test_processes_keep_order_and_match_the_unsplit_model(tiny: Tiny, nothing_le
 
 
 def test_a_stage_process_that_dies_is_named_with_its_input(tiny: Tiny, nothing_left: None) -> None:
-    pipe = ProcessPipeline(tiny.sources, model_outputs=[tiny.output], queue_size=2)
+    pipe = ProcessPipeline(tiny.pair, model_outputs=[tiny.output], queue_size=2)
 
     def feeds() -> Iterator[dict[str, Array]]:
         for i, feed in enumerate(tiny.feeds * 1000):
@@ -99,7 +102,7 @@ def test_a_stage_process_that_dies_is_named_with_its_input(tiny: Tiny, nothing_l
 
 
 def test_processes_stop_on_ctrl_c(tiny: Tiny, nothing_left: None) -> None:
-    pipe = ProcessPipeline(tiny.sources, model_outputs=[tiny.output])
+    pipe = ProcessPipeline(tiny.pair, model_outputs=[tiny.output])
 
     def feeds() -> Iterator[dict[str, Array]]:
         for i in range(1_000_000):
@@ -114,11 +117,11 @@ def test_processes_stop_on_ctrl_c(tiny: Tiny, nothing_left: None) -> None:
 
 def test_bad_input_bad_segment_and_a_hung_stage(tiny: Tiny, nothing_left: None) -> None:
     wrong = r"input tensor 'input' is \(1, 8\) float32, the stages expect \(1, 16\)"
-    with ProcessPipeline(tiny.sources, model_outputs=[tiny.output], queue_size=1, stage_timeout_s=0.5) as pipe:
+    with ProcessPipeline(tiny.pair, model_outputs=[tiny.output], queue_size=1, stage_timeout_s=0.5) as pipe:
         with pytest.raises(PipelineError, match=wrong):
             pipe.push({tiny.input: np.zeros((1, 8), np.float32)})
         # stage s1 reports being busy on input #7 since a second ago: the monitor kills it, a process can die
-        seq_at, t_at = busy_at(3, 1)
+        seq_at, t_at = busy_at(2, 1)
         pipe._ctrl[seq_at], pipe._ctrl[t_at] = 7, time.perf_counter_ns() - 10**9
         with pytest.raises(PipelineError, match=r"^stage 's1' timed out after 0.5 s on input #7$"):
             pipe.pop(timeout=10)
