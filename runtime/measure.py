@@ -78,6 +78,31 @@ def all_tensor_values(content: bytes, seed: int = 0) -> dict[str, np.ndarray]:
     return values
 
 
+def _op_stages(where: str, indices: list[int], singles: list[bytes], values: dict[str, np.ndarray], repeats: int,
+               seed: int, progress: Progress | None) -> tuple[list[InterpreterStage], list[float]]:
+    """One interpreter per single-op segment, its inputs set from the whole model's tensors (random where
+    none is known), and the copy rates (bytes per us) of its inputs where they are large enough to time."""
+    copy_rates: list[float] = []
+    stages: list[InterpreterStage] = []
+    tick = ticker(progress, "building one interpreter per op", len(indices))
+    for index, data in zip(indices, singles, strict=True):
+        stage = InterpreterStage(f"op{index}", data, where=f"{where} op {index}")
+        feed = {name: values[name] for name in stage.input_names if name in values}
+        if len(feed) < len(stage.input_names):
+            feed.update(random_inputs(
+                [d for d in stage.input_details() if str(d["name"]) not in feed],
+                np.random.default_rng(seed),
+            ))
+        stage.set_inputs(feed)
+        in_bytes = sum(int(v.nbytes) for v in feed.values())
+        if in_bytes >= 64 * 1024:
+            t_copy = _median_us(lambda s=stage, f=feed: s.set_inputs(f), max(5, repeats // 3))
+            copy_rates.append(in_bytes / max(t_copy, 1e-3))
+        stages.append(stage)
+        tick(len(stages))
+    return stages, copy_rates
+
+
 def measure_profile(loaded: LoadedModel, *, backend: str = "cpu", repeats: int = 30, seed: int = 0,
                     progress: Progress | None = None) -> Profile:
     """A profile whose op times are measured on `backend` (only the CPU backend can be timed per op);
@@ -93,25 +118,8 @@ def measure_profile(loaded: LoadedModel, *, backend: str = "cpu", repeats: int =
     singles = [segment_bytes(loaded, op.index, op.index) for op in graph.ops]
     probe_models([(where, loaded.data)]
                  + [(f"{where} op {op.index}", data) for op, data in zip(graph.ops, singles, strict=True)])
-    values = all_tensor_values(loaded.data, seed)
-    copy_rates: list[float] = []
-    stages: list[InterpreterStage] = []
-    tick = ticker(progress, "building one interpreter per op", len(graph.ops))
-    for op, data in zip(graph.ops, singles, strict=True):
-        stage = InterpreterStage(f"op{op.index}", data, where=f"{where} op {op.index}")
-        feed = {name: values[name] for name in stage.input_names if name in values}
-        if len(feed) < len(stage.input_names):
-            feed.update(random_inputs(
-                [d for d in stage.input_details() if str(d["name"]) not in feed],
-                np.random.default_rng(seed),
-            ))
-        stage.set_inputs(feed)
-        in_bytes = sum(int(v.nbytes) for v in feed.values())
-        if in_bytes >= 64 * 1024:
-            t_copy = _median_us(lambda s=stage, f=feed: s.set_inputs(f), max(5, repeats // 3))
-            copy_rates.append(in_bytes / max(t_copy, 1e-3))
-        stages.append(stage)
-        tick(len(stages))
+    stages, copy_rates = _op_stages(where, [op.index for op in graph.ops], singles,
+                                    all_tensor_values(loaded.data, seed), repeats, seed, progress)
     times = round_robin_medians([s.invoke for s in stages], repeats, progress)
     for stage in stages:
         stage.close()
