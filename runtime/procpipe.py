@@ -19,9 +19,9 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from multiprocessing import connection
+from multiprocessing import connection, resource_tracker
 from typing import Any
 
 import numpy as np
@@ -44,6 +44,22 @@ class _Wiring:
     name: str
     input_names: list[str]
     output_names: list[str]
+
+
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Block SIGINT in this thread while stage processes are started (they keep the mask, so a Ctrl-C
+    during their imports cannot print tracebacks); one that arrives meanwhile is delivered afterwards."""
+    mask = getattr(signal, "pthread_sigmask", None)
+    if mask is None:
+        yield
+        return
+    resource_tracker.ensure_running()  # started later, it would unblock SIGINT for us on its way
+    old = mask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        mask(signal.SIG_SETMASK, old)
 
 
 def _how(code: int | None) -> str:
@@ -84,8 +100,9 @@ class ProcessPipeline(PipelineBase):
             for i, (src, (_, child)) in enumerate(zip(sources, pipes, strict=True))
         ]
         try:
-            for p in self._procs:
-                p.start()
+            with _sigint_blocked():  # the stages inherit it blocked: Ctrl-C is the parent's alone
+                for p in self._procs:
+                    p.start()
             for _, child in pipes:
                 child.close()
             self._wire(outs, self._gather_ready(start_timeout_s))
@@ -285,17 +302,13 @@ class ProcessPipeline(PipelineBase):
         return gone
 
     def _abort(self) -> None:
-        """Start-up failed: stop every stage process and free what was made."""
+        """Start-up failed or was interrupted: kill every stage process (none has run an input; one still
+        starting up would only print a traceback when its parent's resources vanish) and free the rest."""
         self.stop()
-        for conn in self._conns:
-            with contextlib.suppress(OSError):
-                send(conn, kind="stop")
         for p in self._procs:
             if p.pid is not None:
-                p.join(STOP_GRACE_S)
-                if p.is_alive():
-                    p.kill()
-                    p.join()
+                p.kill()
+                p.join()
         self._release()
 
     def _release(self) -> None:
