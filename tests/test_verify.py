@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_cli_plan import plan as plan_cli
 from tpuplan.planner.plan import evaluate, load_plan
 from tpuplan.planner.solve import solve
 from tpuplan.profiles.docio import write_doc
@@ -80,11 +81,7 @@ def test_verify_flags_a_wrong_prediction_with_exit_3(
     rep = verify(load_plan(plan_path), load_model(shared_models / SMALL), inputs=4, repeats=3)
     assert rep.verdict == "prediction_missed"
     assert any(not s.within_tolerance for s in rep.stages)
-    res = subprocess.run(
-        [sys.executable, "-m", "tpuplan", "verify", str(plan_path), "--model", str(shared_models / SMALL),
-         "--inputs", "4", "--json"],
-        capture_output=True, text=True, timeout=300,
-    )
+    res = plan_cli("verify", plan_path, "--model", shared_models / SMALL, "--inputs", "4", "--json")  # in process
     assert res.returncode == 3, res.stderr
     assert json.loads(res.stdout)["verdict"] == "prediction_missed"
 
