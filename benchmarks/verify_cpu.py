@@ -47,7 +47,7 @@ def main() -> None:
             rep = verify(plan, loaded, inputs=args.inputs, repeats=args.repeats)
             stage_err = [c.rel_error for c in rep.stages]
             errors.extend(stage_err)
-            rows.append([path.name[:44], k, f"{plan.predicted_bottleneck_us / 1000:.2f}",
+            rows.append([path.name[:44], k, f"{rep.predicted_bottleneck_us / 1000:.2f}",
                          f"{rep.measured_bottleneck_us / 1000:.2f}", f"{max(stage_err):.1%}",
                          f"{rep.predicted_throughput_per_s:.1f}", f"{rep.measured_throughput_per_s:.1f}",
                          f"{rep.throughput_rel_error:.1%}", "yes" if rep.outputs_match else "NO"])

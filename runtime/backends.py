@@ -19,7 +19,9 @@ import numpy as np
 from tpuplan.profiles.docio import read_bytes
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.runtime.edgetpu import load_edgetpu_delegate, parse_device, require_tpus
+from tpuplan.runtime.inputs import InputSpec, random_input
 from tpuplan.runtime.litert import tflite_module
+from tpuplan.runtime.nativelog import one_line, quiet_native_logs
 from tpuplan.runtime.probe import require_probed
 
 
@@ -78,16 +80,20 @@ register_backend(Backend("edgetpu", True, "one Coral Edge TPU per stage through 
 
 
 def new_interpreter(content: bytes, where: str, *, backend: str | Backend = "cpu", device: str | None = None,
-                    num_threads: int = 1, default_delegates: bool = True, preserve_all_tensors: bool = False) -> Any:
+                    num_threads: int = 1, default_delegates: bool = True, preserve_all_tensors: bool = False,
+                    probe: bool = True) -> Any:
     """A LiteRT interpreter for `content` on `device` of `backend`, tensors not yet allocated.
 
     The model is probed in a child process first (once per content per process): the native interpreter
-    trusts its input, and a crash could not be caught here. `default_delegates=False` leaves out LiteRT's
-    own CPU delegate (XNNPACK), for reading shapes only; `preserve_all_tensors` keeps every intermediate
-    tensor readable after invoke (to feed single ops with real values).
+    trusts its input, and a crash could not be caught here. `probe=False` is for a caller that is itself
+    such a disposable process (a stage process of `--workers processes`, whose parent probed the same
+    bytes and reports its death). `default_delegates=False` leaves out LiteRT's own CPU delegate
+    (XNNPACK), for reading shapes only; `preserve_all_tensors` keeps every intermediate tensor readable
+    after invoke (to feed single ops with real values). LiteRT's INFO banner is filtered out.
     """
     chosen = get_backend(backend)
-    require_probed(where, content)  # the same bytes the interpreter gets: no swap after the probe
+    if probe:
+        require_probed(where, content)  # the same bytes the interpreter gets: no swap after the probe
     module = tflite_module()
     kwargs: dict[str, Any] = {"model_content": content, "num_threads": num_threads}
     delegates = chosen.delegates(device)
@@ -99,11 +105,21 @@ def new_interpreter(content: bytes, where: str, *, backend: str | Backend = "cpu
     if preserve_all_tensors:
         kwargs["experimental_preserve_all_tensors"] = True
     try:
-        with warnings.catch_warnings():  # LiteRT warns that keeping every tensor costs memory: that is the point
+        with warnings.catch_warnings(), quiet_native_logs():  # keeping every tensor costs memory: that is the point
             warnings.simplefilter("ignore", UserWarning)
             return module.Interpreter(**kwargs)
     except (ValueError, RuntimeError, OSError) as exc:
-        raise TpuplanError(f"cannot create an interpreter for {where}: {_one_line(exc)}") from None
+        raise TpuplanError(f"cannot create an interpreter for {where}: {one_line(exc)}") from None
+
+
+def allocate(interp: Any, where: str) -> None:
+    """`allocate_tensors`, where LiteRT prints its delegate banner and reports unresolved ops: quietly,
+    and any failure as one line naming `where`."""
+    try:
+        with quiet_native_logs():
+            interp.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise TpuplanError(f"cannot create an interpreter for {where}: {one_line(exc)}") from None
 
 
 def make_interpreter(model_path: Path, device: str | None = None) -> Any:
@@ -112,41 +128,76 @@ def make_interpreter(model_path: Path, device: str | None = None) -> Any:
     return new_interpreter(content, str(model_path), backend="cpu" if device is None else "edgetpu", device=device)
 
 
-def _one_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
-
-
 class InterpreterStage:
-    """Runs one segment model: inputs and outputs by tensor name, as the pipeline routes them."""
+    """Runs one segment model: by tensor name (`run`), or positionally on the pipeline's hot path
+    (`run_arrays`: inputs in `input_names` order, outputs in `output_names` order, no dicts).
+
+    Inputs are copied into the interpreter's own preallocated tensors with `set_tensor`, outputs come back
+    as exactly one copy each (`get_tensor` already copies; it is handed downstream while this interpreter
+    runs the next input, so a view of its buffer would not be safe). Measured here, a `tensor()` view plus
+    `np.copyto` is slower than `set_tensor` for small tensors and no faster for 100 KiB ones.
+    """
 
     def __init__(self, name: str, content: bytes, *, where: str | None = None, backend: str | Backend = "cpu",
-                 device: str | None = None, num_threads: int = 1) -> None:
+                 device: str | None = None, num_threads: int = 1, probe: bool = True) -> None:
         label = where or name
-        self._interp = new_interpreter(content, label, backend=backend, device=device, num_threads=num_threads)
-        try:
-            self._interp.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise TpuplanError(f"cannot create an interpreter for {label}: {_one_line(exc)}") from None
+        self._interp = new_interpreter(content, label, backend=backend, device=device, num_threads=num_threads,
+                                       probe=probe)
+        allocate(self._interp, label)
         self.name = name
         self.device = device
         self._inputs = {str(d["name"]): int(d["index"]) for d in self._interp.get_input_details()}
         self._outputs = {str(d["name"]): int(d["index"]) for d in self._interp.get_output_details()}
         self.input_names = list(self._inputs)
         self.output_names = list(self._outputs)
+        self._in_index, self._out_index = list(self._inputs.values()), list(self._outputs.values())
+        self._set, self._invoke, self._get = self._interp.set_tensor, self._interp.invoke, self._interp.get_tensor
+        self._views = [self._interp.tensor(index) for index in self._out_index]
 
     def input_details(self) -> list[dict[str, Any]]:
         details: list[dict[str, Any]] = self._interp.get_input_details()
+        return details
+
+    def output_details(self) -> list[dict[str, Any]]:
+        details: list[dict[str, Any]] = self._interp.get_output_details()
         return details
 
     def _failed(self, what: str, exc: Exception) -> TpuplanError:
         """The interpreter's error, with the stage and device: on an Edge TPU it often means the device
         was unplugged or reset, and the user needs to know which one."""
         if self.device is None:
-            return TpuplanError(f"stage {self.name}: {what} failed: {_one_line(exc)}")
+            return TpuplanError(f"stage {self.name}: {what} failed: {one_line(exc)}")
         return TpuplanError(
-            f"stage {self.name}: {what} failed on Edge TPU {self.device} (unplugged or reset?): {_one_line(exc)}"
+            f"stage {self.name}: {what} failed on Edge TPU {self.device} (unplugged or reset?): {one_line(exc)}"
         )
+
+    def feed(self, values: Sequence[np.ndarray]) -> None:
+        """Set every input (positionally) and invoke."""
+        for name, index, value in zip(self.input_names, self._in_index, values, strict=True):
+            try:
+                self._set(index, value)
+            except (ValueError, RuntimeError) as exc:
+                raise self._failed(f"setting input {name!r}", exc) from exc
+        self.invoke()
+
+    def run_arrays(self, values: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The hot path of the threads runner: feed, then one copy of every output, positionally."""
+        self.feed(values)
+        try:
+            return [self._get(index) for index in self._out_index]
+        except (ValueError, RuntimeError) as exc:
+            raise self._failed("reading outputs", exc) from exc
+
+    def read_into(self, dests: Sequence[np.ndarray | None]) -> None:
+        """Copy the outputs straight into `dests` (shared memory of a process pipeline; None: not needed)
+        through `tensor()` views: safe here, as each view lives only for its copy, in this thread,
+        between two invokes."""
+        try:
+            for view, dest in zip(self._views, dests, strict=True):
+                if dest is not None:
+                    np.copyto(dest, view(), casting="no")
+        except (ValueError, RuntimeError, TypeError) as exc:
+            raise self._failed("reading outputs", exc) from exc
 
     def set_inputs(self, inputs: dict[str, np.ndarray]) -> None:
         for name, index in self._inputs.items():
@@ -155,19 +206,19 @@ class InterpreterStage:
             except KeyError:
                 raise TpuplanError(f"stage {self.name}: input tensor {name!r} is missing") from None
             try:
-                self._interp.set_tensor(index, value)
+                self._set(index, value)
             except (ValueError, RuntimeError) as exc:
                 raise self._failed(f"setting input {name!r}", exc) from exc
 
     def invoke(self) -> None:
         try:
-            self._interp.invoke()
+            self._invoke()
         except (ValueError, RuntimeError) as exc:
             raise self._failed("invoke", exc) from exc
 
     def get_outputs(self) -> dict[str, np.ndarray]:
         try:
-            return {name: np.array(self._interp.get_tensor(index)) for name, index in self._outputs.items()}
+            return {name: self._get(index) for name, index in self._outputs.items()}
         except (ValueError, RuntimeError) as exc:
             raise self._failed("reading outputs", exc) from exc
 
@@ -177,22 +228,11 @@ class InterpreterStage:
         return self.get_outputs()
 
     def close(self) -> None:
-        self._interp = None
+        """Drop the interpreter (and the bound methods that would keep it alive)."""
+        self._interp = self._set = self._invoke = self._get = None
+        self._views = []
 
 
 def random_inputs(details: list[dict[str, Any]], rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Random tensors matching the interpreter's input details (int types over their full range)."""
-    out: dict[str, np.ndarray] = {}
-    for d in details:
-        dtype = np.dtype(d["dtype"])
-        shape = tuple(int(x) for x in d["shape"])
-        name = str(d["name"])
-        if np.issubdtype(dtype, np.integer):
-            info = np.iinfo(dtype)
-            lo, hi = max(int(info.min), -128), min(int(info.max), 255)
-            out[name] = rng.integers(lo, hi + 1, size=shape).astype(dtype)
-        elif dtype == np.bool_:
-            out[name] = rng.integers(0, 2, size=shape).astype(np.bool_)
-        else:
-            out[name] = rng.standard_normal(size=shape).astype(dtype)
-    return out
+    return random_input([InputSpec.from_details(d) for d in details], rng)

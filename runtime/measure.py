@@ -21,8 +21,10 @@ from tpuplan.profiles.graph import analyse
 from tpuplan.profiles.host import resolve_host
 from tpuplan.profiles.model import Profile
 from tpuplan.profiles.tflite import LoadedModel
-from tpuplan.runtime.backends import InterpreterStage, get_backend, new_interpreter, random_inputs
+from tpuplan.runtime.backends import InterpreterStage, allocate, get_backend, new_interpreter, random_inputs
+from tpuplan.runtime.nativelog import one_line
 from tpuplan.runtime.probe import probe_models
+from tpuplan.runtime.progress import Progress, ticker
 from tpuplan.runtime.split import segment_bytes
 
 WARMUP = 3
@@ -39,32 +41,34 @@ def _median_us(fn: Any, repeats: int) -> float:
     return float(statistics.median(samples))
 
 
-def round_robin_medians(calls: list[Any], repeats: int) -> list[float]:
+def round_robin_medians(calls: list[Any], repeats: int, progress: Progress | None = None) -> list[float]:
     """Median time of each call, timed in turns (one round calls each once) so that the machine
     getting slower or faster for a few seconds moves every op alike instead of a few of them."""
     for _ in range(WARMUP):
         for call in calls:
             call()
     samples: list[list[float]] = [[] for _ in calls]
-    for _ in range(repeats):
+    tick = ticker(progress, "timing every op", repeats)
+    for r in range(repeats):
         for k, call in enumerate(calls):
             t0 = time.perf_counter_ns()
             call()
             samples[k].append((time.perf_counter_ns() - t0) / 1000.0)
+        tick(r + 1)
     return [float(statistics.median(x)) for x in samples]
 
 
 def all_tensor_values(content: bytes, seed: int = 0) -> dict[str, np.ndarray]:
     """Run the whole model once on random inputs and keep every tensor, to feed single-op segments."""
     interp = new_interpreter(content, "the model", preserve_all_tensors=True)
+    allocate(interp, "the model")
     try:
-        interp.allocate_tensors()
         inputs = random_inputs(interp.get_input_details(), np.random.default_rng(seed))
         for d in interp.get_input_details():
             interp.set_tensor(d["index"], inputs[str(d["name"])])
         interp.invoke()
     except (ValueError, RuntimeError) as exc:
-        raise TpuplanError(f"the interpreter cannot run this model: {exc}") from None
+        raise TpuplanError(f"the interpreter cannot run this model: {one_line(exc)}") from None
     values: dict[str, np.ndarray] = {}
     for d in interp.get_tensor_details():
         try:
@@ -74,24 +78,15 @@ def all_tensor_values(content: bytes, seed: int = 0) -> dict[str, np.ndarray]:
     return values
 
 
-def measure_profile(loaded: LoadedModel, *, backend: str = "cpu", repeats: int = 30, seed: int = 0) -> Profile:
-    """A profile whose op times are measured on `backend` (only the CPU backend can be timed per op)."""
-    chosen = get_backend(backend)
-    if chosen.compiled:
-        raise TpuplanError(
-            f"per-op measurement is available on the cpu backend only, not {chosen.name!r}: an Edge TPU "
-            "segment runs as one custom op; measure its stages with verify on that backend instead"
-        )
-    where = str(loaded.path)
-    graph = analyse(loaded)
-    singles = [segment_bytes(loaded, op.index, op.index) for op in graph.ops]
-    probe_models([(where, loaded.data)]
-                 + [(f"{where} op {op.index}", data) for op, data in zip(graph.ops, singles, strict=True)])
-    values = all_tensor_values(loaded.data, seed)
+def _op_stages(where: str, indices: list[int], singles: list[bytes], values: dict[str, np.ndarray], repeats: int,
+               seed: int, progress: Progress | None) -> tuple[list[InterpreterStage], list[float]]:
+    """One interpreter per single-op segment, its inputs set from the whole model's tensors (random where
+    none is known), and the copy rates (bytes per us) of its inputs where they are large enough to time."""
     copy_rates: list[float] = []
     stages: list[InterpreterStage] = []
-    for op, data in zip(graph.ops, singles, strict=True):
-        stage = InterpreterStage(f"op{op.index}", data, where=f"{where} op {op.index}")
+    tick = ticker(progress, "building one interpreter per op", len(indices))
+    for index, data in zip(indices, singles, strict=True):
+        stage = InterpreterStage(f"op{index}", data, where=f"{where} op {index}")
         feed = {name: values[name] for name in stage.input_names if name in values}
         if len(feed) < len(stage.input_names):
             feed.update(random_inputs(
@@ -104,7 +99,28 @@ def measure_profile(loaded: LoadedModel, *, backend: str = "cpu", repeats: int =
             t_copy = _median_us(lambda s=stage, f=feed: s.set_inputs(f), max(5, repeats // 3))
             copy_rates.append(in_bytes / max(t_copy, 1e-3))
         stages.append(stage)
-    times = round_robin_medians([s.invoke for s in stages], repeats)
+        tick(len(stages))
+    return stages, copy_rates
+
+
+def measure_profile(loaded: LoadedModel, *, backend: str = "cpu", repeats: int = 30, seed: int = 0,
+                    progress: Progress | None = None) -> Profile:
+    """A profile whose op times are measured on `backend` (only the CPU backend can be timed per op);
+    `progress` hears about building the single-op interpreters and each timing round."""
+    chosen = get_backend(backend)
+    if chosen.compiled:
+        raise TpuplanError(
+            f"per-op measurement is available on the cpu backend only, not {chosen.name!r}: an Edge TPU "
+            "segment runs as one custom op; measure its stages with verify on that backend instead"
+        )
+    where = str(loaded.path)
+    graph = analyse(loaded)
+    singles = [segment_bytes(loaded, op.index, op.index) for op in graph.ops]
+    probe_models([(where, loaded.data)]
+                 + [(f"{where} op {op.index}", data) for op, data in zip(graph.ops, singles, strict=True)])
+    stages, copy_rates = _op_stages(where, [op.index for op in graph.ops], singles,
+                                    all_tensor_values(loaded.data, seed), repeats, seed, progress)
+    times = round_robin_medians([s.invoke for s in stages], repeats, progress)
     for stage in stages:
         stage.close()
     overhead = min(times)

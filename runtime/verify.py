@@ -2,81 +2,48 @@
 
 Measured numbers come from this machine's runs; predicted numbers come from the plan. Both are
 labelled. Stage times are measured in isolation (one stage at a time, warm, median), because that is
-what a stage prediction describes; the pipeline's throughput is measured with all stages running.
+what a stage prediction describes; the pipeline's throughput is measured with all stages running. The
+report (`runtime.verify_report`) also carries our runner's host numbers measured here (`runtime.hostcost`).
 """
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal
+from typing import Literal
 
 import numpy as np
-from pydantic import Field
 
 from tpuplan.planner.plan import Plan, StagePlan, plan_digest
-from tpuplan.profiles.docio import StrictModel, load_doc
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.tflite import LoadedModel
-from tpuplan.runtime.backends import Backend, InterpreterStage, get_backend, random_inputs
+from tpuplan.runtime.backends import Backend, InterpreterStage, get_backend
+from tpuplan.runtime.hostcost import runner_host
+from tpuplan.runtime.inputs import InputSpec, open_inputs, random_input
 from tpuplan.runtime.manifest import load_split
+from tpuplan.runtime.progress import Progress, ticker
 from tpuplan.runtime.run import PipelineRun, build_stages, run_pipeline
+from tpuplan.runtime.runners import default_queue_size
 from tpuplan.runtime.segments import write_split
-from tpuplan.runtime.stage import Array, FunctionStage
+from tpuplan.runtime.stage import Array
+from tpuplan.runtime.verify_report import (
+    REPORT_KIND,
+    REPORT_VERSION,
+    TOLERANCE_FLOOR_US,
+    StageCheck,
+    VerifyReport,
+    load_report,
+    within,
+)
 
-REPORT_KIND: Final = "tpuplan.verify"
-REPORT_VERSION: Final = 1
-
-
-class StageCheck(StrictModel):
-    index: int
-    device: str
-    first_op: int
-    last_op: int
-    predicted_us: float
-    measured_us: float = Field(description="median warm time of the stage alone on this machine")
-    measured_in_pipeline_us: float = Field(description="median invoke time while all stages ran")
-    rel_error: float
-    within_tolerance: bool
-
-
-class VerifyReport(StrictModel):
-    kind: Literal["tpuplan.verify"] = REPORT_KIND
-    schema_version: Literal[1] = REPORT_VERSION
-    model_sha256: str
-    plan_sha256: str
-    backend: str
-    devices: list[str]
-    inputs: int
-    tolerance: float
-    comparable: bool = Field(description="the plan's predictions are for this backend")
-    stages: list[StageCheck]
-    predicted_bottleneck_us: float
-    measured_bottleneck_us: float
-    predicted_latency_us: float
-    measured_latency_us: float = Field(description="one input through all stages in turn, median")
-    effective_cores: float = Field(description="measured parallel speed-up of two busy interpreters")
-    predicted_throughput_ideal_per_s: float = Field(description="1 / slowest stage: one core per stage")
-    predicted_throughput_per_s: float = Field(description="also limited by the usable cores")
-    measured_throughput_per_s: float
-    throughput_rel_error: float
-    pipeline_overhead_us: float = Field(description="measured host cost of the pipeline per item and stage")
-    pipeline_latency_p50_us: float
-    pipeline_latency_p90_us: float
-    pipeline_latency_p99_us: float
-    outputs_match: bool | None = Field(description="pipeline outputs bit-identical to the unsplit model")
-    outputs_note: str
-    worst_stage: int
-    verdict: Literal["ok", "prediction_missed", "outputs_differ"]
-    notes: list[str]
-
-
-def load_report(path: Path) -> VerifyReport:
-    return load_doc(path, VerifyReport, kind=REPORT_KIND, version=REPORT_VERSION)
+__all__ = ["REPORT_KIND", "REPORT_VERSION", "TOLERANCE_FLOOR_US", "VerifyReport", "invoke_part_us", "load_report",
+           "verify"]
 
 
 def effective_cores(model_content: bytes, seconds: float = 0.5) -> float:
@@ -84,7 +51,7 @@ def effective_cores(model_content: bytes, seconds: float = 0.5) -> float:
 
     def rate(n_threads: int) -> float:
         stages = [InterpreterStage(f"probe{i}", model_content) for i in range(n_threads)]
-        feed = random_inputs(stages[0].input_details(), np.random.default_rng(0))
+        feed = random_input([InputSpec.from_details(d) for d in stages[0].input_details()], np.random.default_rng(0))
         for s in stages:
             s.run(feed)
         counts = [0] * n_threads
@@ -107,25 +74,31 @@ def effective_cores(model_content: bytes, seconds: float = 0.5) -> float:
     return round(max(1.0, min(2.0, two / max(one, 1e-9))), 2)
 
 
-def pipeline_overhead_us(k: int, items: int = 400) -> float:
-    """Host time the pipeline itself spends per item and stage (queues, routing, threads), measured
-    with stages that do no work; it bounds throughput for models whose stages take microseconds."""
-
-    def forward(i: int) -> FunctionStage:
-        return FunctionStage(f"probe{i}", [f"t{i}"], [f"t{i + 1}"], lambda d: {f"t{i + 1}": d[f"t{i}"]})
-
-    feeds = [{"t0": np.zeros(4, dtype=np.int8)} for _ in range(items)]
-    run = run_pipeline([forward(i) for i in range(k)], feeds, model_outputs=[f"t{k}"], stage_timeout_s=None)
-    return run.wall_s * 1e6 / (items * k)
-
-
 def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else 0.0
 
 
+@dataclass(frozen=True)
+class _Measured:
+    """Everything measured on this machine for one verify."""
+
+    feeds_from: str
+    alone: list[float]
+    chained: list[float]
+    run: PipelineRun
+    queue_size: int
+    outputs_match: bool | None
+    outputs_note: str
+
+
 def verify(plan: Plan, loaded: LoadedModel, *, backend: str | Backend = "cpu", devices: Sequence[str] | None = None,
-           inputs: int = 50, tolerance: float = 0.15, repeats: int = 30, seed: int = 0) -> VerifyReport:
-    """Split, run, measure and compare. Raises TpuplanError on bad input; the verdict says the rest."""
+           inputs: int = 50, input_path: Path | None = None, tolerance: float = 0.15,
+           tolerance_floor_us: float = TOLERANCE_FLOOR_US, repeats: int = 30, seed: int = 0,
+           progress: Progress | None = None) -> VerifyReport:
+    """Split, run, measure and compare. Raises TpuplanError on bad input; the verdict says the rest.
+
+    Inputs are `inputs` random tensors, or the first `inputs` of `input_path` (all of it when it holds
+    fewer); they are kept in memory, as the outputs are compared with the unsplit model's."""
     chosen = get_backend(backend)
     if inputs < 1:
         raise TpuplanError("inputs must be at least 1")
@@ -143,35 +116,54 @@ def verify(plan: Plan, loaded: LoadedModel, *, backend: str | Backend = "cpu", d
             f"the plan predicts {'/'.join(sorted(plan_backends))} times; measuring on {chosen.name} checks outputs "
             "and reports times, but stage times are not compared against the predictions"
         )
-    with tempfile.TemporaryDirectory(prefix="tpuplan-verify-") as tmp:
-        out_dir = Path(tmp) / "segments"
-        write_split(loaded, out_dir, plan=plan, compile=chosen.compiled)
-        split = load_split(out_dir, compiled=chosen.compiled)
-        feeds = _feeds(loaded, inputs, seed)
-        stages_alone, chained = _time_alone(build_stages(split, chosen, devs), feeds, repeats)
-        run = run_pipeline(build_stages(split, chosen, devs), feeds, model_outputs=split.manifest.model.outputs,
-                           stage_timeout_s=None)
-    outputs_match, outputs_note = _compare_outputs(chosen, loaded.data, feeds, run.results)
+    feeds, feeds_from = _feeds(loaded, inputs, input_path, seed)
+    measured = _measure(plan, loaded, chosen, devs, feeds, feeds_from, repeats, progress)
     cores = float(len(devs)) if chosen.compiled else effective_cores(loaded.data)
-    return _report(plan, chosen, devs, tolerance, comparable, notes, stages_alone, chained, run, cores,
-                   outputs_match, outputs_note)
+    return _report(plan, chosen, devs, (tolerance, tolerance_floor_us), comparable, notes, measured, cores)
 
 
-def _feeds(loaded: LoadedModel, n: int, seed: int) -> list[dict[str, Array]]:
+def _measure(plan: Plan, loaded: LoadedModel, backend: Backend, devs: list[str | None], feeds: list[dict[str, Array]],
+             feeds_from: str, repeats: int, progress: Progress | None) -> _Measured:
+    """Split into a temporary directory, time each stage alone, run the pipeline, compare the outputs."""
+    with tempfile.TemporaryDirectory(prefix="tpuplan-verify-") as tmp:
+        if progress is not None:
+            progress("splitting", 0, 1)
+        out_dir = Path(tmp) / "segments"
+        write_split(loaded, out_dir, plan=plan, compile=backend.compiled)
+        split = load_split(out_dir, compiled=backend.compiled)
+        if progress is not None:
+            progress("splitting", 1, 1)
+        alone, chained = _time_alone(build_stages(split, backend, devs), feeds, repeats, progress)
+        boundary = max(sum(int(v.nbytes) for v in feeds[0].values()),
+                       *(sum(int(np.prod(t.shape)) * np.dtype(t.dtype).itemsize for t in seg.outputs)
+                         for seg in split.manifest.segments))
+        queue_size = default_queue_size(boundary)
+        run = run_pipeline(build_stages(split, backend, devs), feeds, model_outputs=split.manifest.model.outputs,
+                           stage_timeout_s=None, queue_size=queue_size, progress=progress, total=len(feeds))
+    outputs_match, outputs_note = _compare_outputs(backend, loaded.data, feeds, run.results, progress)
+    return _Measured(feeds_from, alone, chained, run, queue_size, outputs_match, outputs_note)
+
+
+def _feeds(loaded: LoadedModel, n: int, path: Path | None, seed: int) -> tuple[list[dict[str, Array]], str]:
+    """The inputs of a verify, in memory: n random ones, or the first n of `path`."""
     whole = InterpreterStage("whole", loaded.data, where=str(loaded.path))
-    rng = np.random.default_rng(seed)
-    feeds = [random_inputs(whole.input_details(), rng) for _ in range(n)]
+    specs = [InputSpec.from_details(d) for d in whole.input_details()]
     whole.close()
-    return feeds
+    if path is None:
+        rng = np.random.default_rng(seed)
+        return [random_input(specs, rng) for _ in range(n)], f"random (seed {seed}, {n} distinct tensors)"
+    source = open_inputs(path, specs)
+    return list(itertools.islice(source, min(n, source.count))), source.description
 
 
-def _time_alone(stages: list[InterpreterStage], feeds: list[dict[str, Array]], repeats: int
-                ) -> tuple[list[float], list[float]]:
+def _time_alone(stages: list[InterpreterStage], feeds: list[dict[str, Array]], repeats: int,
+                progress: Progress | None) -> tuple[list[float], list[float]]:
     """One input at a time through the stages in turn: each stage's median time alone, and the chained
     single-input latencies (stages alternate, so a slow spell of the machine hits them alike)."""
     per_stage: list[list[float]] = [[] for _ in stages]
     chained: list[float] = []
     warmup = 3
+    tick = ticker(progress, "timing each stage alone", repeats + warmup)
     for r in range(repeats + warmup):
         available = dict(feeds[r % len(feeds)])
         total = 0.0
@@ -185,19 +177,24 @@ def _time_alone(stages: list[InterpreterStage], feeds: list[dict[str, Array]], r
                 per_stage[k].append(dt)
         if r >= warmup:
             chained.append(total)
+        tick(r + 1)
     for st in stages:
         st.close()
     return [float(statistics.median(x)) for x in per_stage], chained
 
 
 def _compare_outputs(backend: Backend, model_content: bytes, feeds: list[dict[str, Array]],
-                     results: list[dict[str, Array]]) -> tuple[bool | None, str]:
+                     results: list[dict[str, Array]], progress: Progress | None) -> tuple[bool | None, str]:
     """Pipeline outputs against the unsplit model (CPU kernels on both sides: bit-identical expected)."""
     if backend.compiled:
         return None, "not compared: Edge TPU segments against the CPU model differ by design"
     whole = InterpreterStage("whole", model_content)
+    tick = ticker(progress, "running the unsplit model", len(feeds))
+    reference = []
     try:
-        reference = [whole.run(feed) for feed in feeds]
+        for i, feed in enumerate(feeds):
+            reference.append(whole.run(feed))
+            tick(i + 1)
     finally:
         whole.close()
     mismatches = [
@@ -215,31 +212,29 @@ def invoke_part_us(stage: StagePlan) -> int:
     return stage.predicted_device_us + stage.predicted_host_ops_us
 
 
-def _stage_checks(plan: Plan, alone: list[float], run: PipelineRun, tolerance: float) -> list[StageCheck]:
+def _stage_checks(plan: Plan, m: _Measured, tolerance: tuple[float, float], comparable: bool) -> list[StageCheck]:
     checks = []
-    for sp, t, stat in zip(plan.stages, alone, run.stats, strict=True):
-        predicted = invoke_part_us(sp)
-        rel = abs(t - predicted) / max(t, 1e-9)
+    for sp, t, stat in zip(plan.stages, m.alone, m.run.stats, strict=True):
+        predicted = float(invoke_part_us(sp))
         checks.append(StageCheck(
             index=sp.index, device=sp.device, first_op=sp.first_op, last_op=sp.last_op,
-            predicted_us=float(predicted), measured_us=round(t, 1),
-            measured_in_pipeline_us=round(stat.median_us, 1), rel_error=round(rel, 4),
-            within_tolerance=rel <= tolerance,
+            predicted_us=predicted, measured_us=round(t, 1), measured_in_pipeline_us=round(stat.median_us, 1),
+            rel_error=round(abs(t - predicted) / max(t, 1e-9), 4), abs_error_us=round(abs(t - predicted), 1),
+            within_tolerance=within(t, predicted, *tolerance) if comparable else None,
         ))
     return checks
 
 
-def _report(plan: Plan, backend: Backend, devices: list[str | None], tolerance: float, comparable: bool,
-            notes: list[str], alone: list[float], chained: list[float], run: PipelineRun, cores: float,
-            outputs_match: bool | None, outputs_note: str) -> VerifyReport:
+def _report(plan: Plan, backend: Backend, devices: list[str | None], tolerance: tuple[float, float],
+            comparable: bool, notes: list[str], m: _Measured, cores: float) -> VerifyReport:
     """Predicted against measured, stage by stage and for the whole pipeline, with a verdict."""
-    k = len(devices)
-    n_inputs = len(run.results)
-    measured_tp = float(n_inputs) / run.wall_s if run.wall_s > 0 else 0.0
-    checks = _stage_checks(plan, alone, run, tolerance)
+    k, run = len(devices), m.run
+    measured_tp = float(run.count) / run.wall_s if run.wall_s > 0 else 0.0
+    checks = _stage_checks(plan, m, tolerance, comparable)
     total_pred = float(sum(invoke_part_us(sp) for sp in plan.stages))
     bottleneck = float(max(invoke_part_us(sp) for sp in plan.stages))
-    overhead = pipeline_overhead_us(k)
+    host = runner_host(k, run, m.alone, m.queue_size)
+    overhead = host.empty_stage_us
     ideal = 1e6 / (bottleneck + overhead) if bottleneck + overhead > 0 else 0.0
     limited = min(ideal, cores * 1e6 / (total_pred + k * overhead))
     if not backend.compiled:
@@ -251,24 +246,27 @@ def _report(plan: Plan, backend: Backend, devices: list[str | None], tolerance: 
         )
     worst = max(checks, key=lambda c: c.rel_error)
     verdict: Literal["ok", "prediction_missed", "outputs_differ"] = "ok"
-    if outputs_match is False:
+    if m.outputs_match is False:
         verdict = "outputs_differ"
-    elif comparable and any(not c.within_tolerance for c in checks):
+    elif any(c.within_tolerance is False for c in checks):
+        missed = max((c for c in checks if c.within_tolerance is False), key=lambda c: c.abs_error_us)
         verdict = "prediction_missed"
         notes.append(
-            f"stage {worst.index} measured {worst.measured_us:.0f} us vs predicted {worst.predicted_us:.0f} us "
-            f"({worst.rel_error:.0%} off, tolerance {tolerance:.0%})"
+            f"stage {missed.index} measured {missed.measured_us:.0f} us vs predicted {missed.predicted_us:.0f} us "
+            f"({missed.rel_error:.0%} off, tolerance {tolerance[0]:.0%} or {tolerance[1]:g} us)"
         )
     lat = run.latencies_us
     return VerifyReport(
         model_sha256=plan.model.sha256, plan_sha256=plan_digest(plan), backend=backend.name,
-        devices=[d or backend.name for d in devices], inputs=n_inputs, tolerance=tolerance, comparable=comparable,
-        stages=checks, predicted_bottleneck_us=bottleneck, measured_bottleneck_us=round(max(alone), 1),
-        predicted_latency_us=total_pred, measured_latency_us=round(float(statistics.median(chained)), 1),
+        devices=[d or backend.name for d in devices], inputs=run.count, input_source=m.feeds_from,
+        tolerance=tolerance[0], tolerance_floor_us=tolerance[1], comparable=comparable, stages=checks,
+        predicted_bottleneck_us=bottleneck, measured_bottleneck_us=round(max(m.alone), 1),
+        predicted_latency_us=total_pred, measured_latency_us=round(float(statistics.median(m.chained)), 1),
         effective_cores=cores, predicted_throughput_ideal_per_s=round(ideal, 2),
         predicted_throughput_per_s=round(limited, 2), measured_throughput_per_s=round(measured_tp, 2),
         throughput_rel_error=round(abs(measured_tp - limited) / max(measured_tp, 1e-9), 4),
-        pipeline_overhead_us=round(overhead, 1), pipeline_latency_p50_us=round(_percentile(lat, 50), 1),
-        pipeline_latency_p90_us=round(_percentile(lat, 90), 1), pipeline_latency_p99_us=round(_percentile(lat, 99), 1),
-        outputs_match=outputs_match, outputs_note=outputs_note, worst_stage=worst.index, verdict=verdict, notes=notes,
+        pipeline_overhead_us=round(overhead, 1), runner_host=host,
+        pipeline_latency_p50_us=round(_percentile(lat, 50), 1), pipeline_latency_p90_us=round(_percentile(lat, 90), 1),
+        pipeline_latency_p99_us=round(_percentile(lat, 99), 1), outputs_match=m.outputs_match,
+        outputs_note=m.outputs_note, worst_stage=worst.index, verdict=verdict, notes=notes,
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_cli_plan import plan as plan_cli
 from tpuplan.planner.plan import evaluate, load_plan
 from tpuplan.planner.solve import solve
 from tpuplan.profiles.docio import write_doc
@@ -17,7 +18,7 @@ from tpuplan.profiles.model import Profile
 from tpuplan.profiles.tflite import load_model
 from tpuplan.runtime.manifest import load_split
 from tpuplan.runtime.measure import measure_profile
-from tpuplan.runtime.run import check_split_matches_plan, run_split
+from tpuplan.runtime.run import RunOptions, check_split_matches_plan, run_split
 from tpuplan.runtime.segments import write_split
 from tpuplan.runtime.verify import invoke_part_us, load_report, verify
 
@@ -80,11 +81,7 @@ def test_verify_flags_a_wrong_prediction_with_exit_3(
     rep = verify(load_plan(plan_path), load_model(shared_models / SMALL), inputs=4, repeats=3)
     assert rep.verdict == "prediction_missed"
     assert any(not s.within_tolerance for s in rep.stages)
-    res = subprocess.run(
-        [sys.executable, "-m", "tpuplan", "verify", str(plan_path), "--model", str(shared_models / SMALL),
-         "--inputs", "4", "--json"],
-        capture_output=True, text=True, timeout=300,
-    )
+    res = plan_cli("verify", plan_path, "--model", shared_models / SMALL, "--inputs", "4", "--json")  # in process
     assert res.returncode == 3, res.stderr
     assert json.loads(res.stdout)["verdict"] == "prediction_missed"
 
@@ -113,13 +110,13 @@ def test_verify_edgetpu_without_devices_is_a_clear_error(
 def test_run_split_counts_every_input(shared_models: Path, tmp_path: Path) -> None:
     out = tmp_path / "seg"
     write_split(load_model(shared_models / SMALL), out, cuts=[5, 20])
-    res = run_split(load_split(out), inputs=30)
+    res = run_split(load_split(out), options=RunOptions(inputs=30))
     assert len(res.stages) == 3
     assert all(s.items == 30 for s in res.stages)
     assert res.throughput_per_s > 0
     assert res.latency_p50_us <= res.latency_p99_us
     with pytest.raises(TpuplanError, match="edgetpu backend only"):
-        run_split(load_split(out), devices=["usb:0"], inputs=1)
+        run_split(load_split(out), devices=["usb:0"], options=RunOptions(inputs=1))
 
 
 def test_run_refuses_segments_of_another_plan(measured: Profile, shared_models: Path, tmp_path: Path) -> None:
@@ -129,7 +126,7 @@ def test_run_refuses_segments_of_another_plan(measured: Profile, shared_models: 
     out = tmp_path / "seg"
     manifest = write_split(load_model(shared_models / SMALL), out, plan=load_plan(plan3))
     check_split_matches_plan(manifest, load_plan(plan3), str(out))
-    assert run_split(load_split(out), inputs=3).inputs == 3
+    assert run_split(load_split(out), options=RunOptions(inputs=3)).inputs == 3
     with pytest.raises(TpuplanError, match=rf"split at cuts \[{manifest.cuts[0]}, .* cuts at \[\d+\]"):
         check_split_matches_plan(manifest, load_plan(plan2), str(out))
     other = json.loads(plan3.read_text())

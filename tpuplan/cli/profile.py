@@ -24,6 +24,7 @@ from tpuplan.profiles.device import resolve_device
 from tpuplan.profiles.host import resolve_host
 from tpuplan.profiles.model import Profile
 from tpuplan.runtime.measure import measure_profile
+from tpuplan.runtime.progress import QUIET_HELP, cli_progress
 
 
 def _cost(us: int, source: str) -> str:
@@ -76,13 +77,14 @@ def register(app: typer.Typer) -> None:
         backend: Annotated[str, typer.Option("--backend", help="Backend for --measure: cpu.")] = "cpu",
         repeats: Annotated[int, typer.Option("--repeats", min=1, help="Timed runs per op (--measure).")] = 30,
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
     ) -> None:
         """Profile every operator: parameters, MACs, activations, Edge TPU support, predicted time."""
         if output is not None:
             check_output(output, force=force, inputs=[model])
         loaded = read_model(model)
         if measure:
-            prof = measure_profile(loaded, backend=backend, repeats=repeats)
+            prof = measure_profile(loaded, backend=backend, repeats=repeats, progress=cli_progress(quiet))
         else:
             prof = build_profile(loaded, resolve_device(device), resolve_host(host))
         emit(prof, output=output, as_json=as_json, table=profile_table(prof))

@@ -8,22 +8,29 @@ from typing import Annotated
 import typer
 
 from tpuplan.cli.common import FORCE_HELP, JSON_HELP, check_output, emit, read_model, split_list, table, write_output
-from tpuplan.cli.run import BACKEND_HELP, DEVICES_HELP
+from tpuplan.cli.run import BACKEND_HELP, DEVICES_HELP, INPUT_HELP
 from tpuplan.planner.plan import load_plan
 from tpuplan.profiles.docio import dump_json
 from tpuplan.runtime.plots import plan_figure
-from tpuplan.runtime.verify import VerifyReport, verify
+from tpuplan.runtime.progress import QUIET_HELP, cli_progress
+from tpuplan.runtime.verify import TOLERANCE_FLOOR_US, VerifyReport, verify
 
 EXIT_MISSED = 3
 
 
+def _mark(within: bool | None) -> str:
+    return "not compared" if within is None else "ok" if within else "MISS"
+
+
 def verify_table(rep: VerifyReport) -> str:
     rows = [[c.index, c.device, f"{c.first_op}..{c.last_op}", c.predicted_us / 1000, c.measured_us / 1000,
-             c.measured_in_pipeline_us / 1000, f"{c.rel_error:.1%}", "ok" if c.within_tolerance else "MISS"]
+             c.measured_in_pipeline_us / 1000, f"{c.rel_error:.1%}", _mark(c.within_tolerance)]
             for c in rep.stages]
     head = ["stage", "device", "ops", "predicted ms", "measured ms", "in pipeline ms", "error", ""]
+    host = rep.runner_host
     lines = [
-        f"plan verify on {rep.backend}: {rep.inputs} inputs, tolerance {rep.tolerance:.0%}",
+        f"plan verify on {rep.backend}: {rep.inputs} inputs ({rep.input_source}), tolerance {rep.tolerance:.0%} "
+        f"or {rep.tolerance_floor_us:g} us",
         "",
         table(head, rows),
         "",
@@ -34,6 +41,9 @@ def verify_table(rep: VerifyReport) -> str:
         f"throughput      predicted {rep.predicted_throughput_per_s:.1f}/s "
         f"(ideal one core per stage: {rep.predicted_throughput_ideal_per_s:.1f}/s), "
         f"measured {rep.measured_throughput_per_s:.1f}/s ({rep.throughput_rel_error:.1%} off)",
+        f"runner          {host.empty_stage_us:.1f} us per input and stage with empty stages, "
+        f"{host.real_stage_us:.1f} us with these (measured here; serialized share "
+        f"{'-' if host.serialized is None else f'{host.serialized:.2f}'})",
         f"outputs         {rep.outputs_note}",
         f"verdict         {rep.verdict}",
     ]
@@ -48,26 +58,35 @@ def register(app: typer.Typer) -> None:
         model: Annotated[Path, typer.Option("--model", "-m", help="The .tflite model the plan is for.")],
         backend: Annotated[str, typer.Option("--backend", "-b", help=BACKEND_HELP)] = "cpu",
         devices: Annotated[list[str] | None, typer.Option("--devices", help=DEVICES_HELP)] = None,
-        inputs: Annotated[int, typer.Option("--inputs", "-n", min=1, help="Random inputs to push.")] = 50,
+        inputs: Annotated[
+            int, typer.Option("--inputs", "-n", min=1, help="Inputs to push (random, or the first of --input).")
+        ] = 50,
+        input_path: Annotated[Path | None, typer.Option("--input", "-i", help=INPUT_HELP)] = None,
         tolerance: Annotated[
-            float, typer.Option("--tolerance", min=0.0, help="Allowed relative error per stage.")
+            float, typer.Option("--tolerance", min=0.0, max=100.0, help="Allowed relative error per stage.")
         ] = 0.15,
+        floor_us: Annotated[
+            float, typer.Option("--tolerance-floor-us", min=0.0, max=1e9,
+                                help="An error of at most this many us is within tolerance whatever its share.")
+        ] = TOLERANCE_FLOOR_US,
         output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report JSON here.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
         png: Annotated[
             Path | None, typer.Option("--png", help="Draw predicted vs measured stage times (needs matplotlib).")
         ] = None,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
     ) -> None:
         """Split, run and compare predicted with measured stage times; exit 3 when a prediction misses."""
         for out in (output, png):
             if out is not None:
-                check_output(out, force=force, inputs=[plan, model])
+                check_output(out, force=force, inputs=[p for p in (plan, model, input_path) if p is not None])
         if output is not None and output == png:
             raise typer.BadParameter("--output and --png must be different files")
         plan_doc = load_plan(plan)
         rep = verify(plan_doc, read_model(model), backend=backend, devices=split_list(devices), inputs=inputs,
-                     tolerance=tolerance)
+                     input_path=input_path, tolerance=tolerance, tolerance_floor_us=floor_us,
+                     progress=cli_progress(quiet))
         if output is not None:
             write_output(output, dump_json(rep).encode())
         if png is not None:

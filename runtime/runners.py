@@ -1,0 +1,56 @@
+"""The pipeline runners by name: one place that turns stage sources into a running pipeline.
+
+- threads: one Python thread per stage in this process (`runtime.pipeline`), the default;
+- processes: one process per stage, tensors handed over in shared memory (`runtime.procpipe`), so that
+  the host work of different stages overlaps on a multi-core host;
+- pycoral: Google pycoral's C++ PipelinedModelRunner (`runtime.pycoral_runner`), where installed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.runtime.backends import InterpreterStage
+from tpuplan.runtime.pipebase import PipelineBase
+from tpuplan.runtime.pipeline import Pipeline
+from tpuplan.runtime.procpipe import ProcessPipeline
+from tpuplan.runtime.pycoral_runner import PycoralPipeline
+from tpuplan.runtime.stage import StageSource
+
+RUNNERS: Final = ("threads", "processes", "pycoral")
+DEFAULT_RUNNER: Final = "threads"
+QUEUE_BUDGET_BYTES = 16 << 20  # per stage input: the default queue holds about this many bytes of tensors
+MAX_QUEUE = 32
+
+
+def check_runner(name: str) -> str:
+    if name not in RUNNERS:
+        raise TpuplanError(f"unknown runner {name!r} (known: {', '.join(RUNNERS)})")
+    return name
+
+
+def default_queue_size(boundary_bytes: int) -> int:
+    """Deep queues let a stage take several inputs per wake-up (fewer thread switches per input), bounded
+    by memory: about QUEUE_BUDGET_BYTES of the largest boundary tensor set, between 2 and 32 inputs."""
+    return max(2, min(MAX_QUEUE, QUEUE_BUDGET_BYTES // max(1, boundary_bytes)))
+
+
+def open_pipeline(runner: str, sources: Sequence[StageSource], *, model_outputs: Sequence[str],
+                  queue_size: int, stage_timeout_s: float | None) -> PipelineBase:
+    """A started pipeline of `runner` over `sources` (already probed); close it with `with`."""
+    check_runner(runner)
+    if runner == "processes":
+        return ProcessPipeline(sources, model_outputs=model_outputs, queue_size=queue_size,
+                               stage_timeout_s=stage_timeout_s)
+    if runner == "pycoral":  # pycoral itself is imported only now, by PycoralPipeline
+        return PycoralPipeline(sources, model_outputs=model_outputs, queue_size=queue_size,
+                               stage_timeout_s=stage_timeout_s)
+    stages = [InterpreterStage(s.name, s.content, where=s.where, backend=s.backend, device=s.device) for s in sources]
+    try:
+        return Pipeline(stages, model_outputs=model_outputs, queue_size=queue_size, stage_timeout_s=stage_timeout_s)
+    except BaseException:
+        for stage in stages:
+            stage.close()
+        raise
