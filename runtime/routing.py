@@ -129,3 +129,15 @@ def check_stages(names: list[str], outputs: list[str], queue_size: int, stage_ti
     ]:
         if bad:
             raise PipelineError(msg)
+
+
+def check_copies(copies: Sequence[Sequence[Wired]]) -> None:
+    """Copies of one stage must be interchangeable: the same name and the same tensors in and out."""
+    for group in copies:
+        if not group:
+            raise PipelineError("a stage needs at least one runner")
+        first = group[0]
+        for other in group[1:]:
+            if (other.name, list(other.input_names), list(other.output_names)) != (
+                    first.name, list(first.input_names), list(first.output_names)):
+                raise PipelineError(f"the copies of stage {first.name!r} differ in name or tensors", stage=first.name)

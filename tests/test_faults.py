@@ -124,7 +124,7 @@ def test_device_lost_mid_run(
         with pytest.raises(PipelineError) as info:
             for feed in feeds:
                 pipe.push(feed)
-                while pipe._queues[-1].qsize():  # pop what is ready, as a caller streaming results would
+                while pipe._queues[-1][0].qsize():  # pop what is ready, as a caller streaming results would
                     popped.append(pipe.pop(timeout=5))
             pipe.close()
             while True:
