@@ -67,7 +67,7 @@ class StagePlan(StrictModel):
 
 
 class SolverParameters(StrictModel):
-    workers: int = Field(ge=1, le=64)
+    workers: int | None = Field(None, ge=1, le=64, description="CP-SAT workers; recorded only with --timings")
     time_limit_s: float | None = Field(None, gt=0, le=86_400)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     allow_spill: bool = False
@@ -172,7 +172,7 @@ def parse_plan(raw: bytes, source: str) -> Plan:
 
 def stable_json(plan: Plan) -> str:
     """The plan's JSON without what varies between runs of the same solve (wall time, worker count)."""
-    params = plan.solver.parameters.model_copy(update={"workers": 1})
+    params = plan.solver.parameters.model_copy(update={"workers": None})
     solver = plan.solver.model_copy(update={"wall_time_s": None, "parameters": params})
     return dump_json(plan.model_copy(update={"solver": solver}))
 
@@ -309,6 +309,6 @@ def evaluate(profile: Profile, devices: Sequence[DeviceSpec] | None, cuts: Seque
     tables = stage_tables(profile, devs, host)
     tot = totals(tables, cuts, goal, reps)
     info = SolverInfo(status="EVALUATED", objective=tot.objective, best_bound=tot.objective,
-                      parameters=SolverParameters(workers=1, allow_spill=True), proven_optimal=False,
+                      parameters=SolverParameters(allow_spill=True), proven_optimal=False,
                       note="cuts given, priced, not optimised")
     return build_plan(profile, devs, tables, cuts, goal, info, tpus_requested=sum(reps or [1] * k), copies=reps)

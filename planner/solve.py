@@ -74,7 +74,8 @@ def _proven(solved: _Solved, opts: _Options) -> _Solved:
 def _info(got: Outcome, opts: _Options, start: float | None) -> SolverInfo:
     return SolverInfo(
         status=got.status, objective=got.objective, best_bound=got.best_bound, proven_optimal=got.proven,
-        parameters=SolverParameters(workers=opts.workers, time_limit_s=opts.time_limit_s, seed=opts.seed,
+        parameters=SolverParameters(workers=opts.workers if start is not None else None,
+                                    time_limit_s=opts.time_limit_s, seed=opts.seed,
                                     allow_spill=opts.allow_spill),
         wall_time_s=None if start is None else round(time.monotonic() - start, 4), note="; ".join(got.notes),
     )
@@ -135,10 +136,11 @@ def solve_with_copies(profile: Profile, tpus: int, device: DeviceSpec | None = N
     k = len(got.copies)
     info = SolverInfo(
         status=got.status, objective=got.period_us, best_bound=got.period_us if got.proven else 0,
-        proven_optimal=got.proven, parameters=SolverParameters(workers=workers, time_limit_s=time_limit_s, seed=seed,
-                                                               allow_spill=allow_spill),
+        proven_optimal=got.proven,
+        parameters=SolverParameters(workers=workers if timings else None, time_limit_s=time_limit_s, seed=seed,
+                                    allow_spill=allow_spill),
         wall_time_s=round(time.monotonic() - start, 4) if timings else None,
-        note="copies: least period, then fewest TPUs, then fewest copies, then least latency",
+        note="tie-break with copies: fewest TPUs, then fewest copies, then least latency",
     )
     return build_plan(profile, [dev] * k, [table] * k, got.cuts, opts.goal, info, tpus_requested=tpus,
                       notes=notes, copies=got.copies)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tpuplan.profiles.cost import cached_layout_bytes, device_op_us, host_op_us, padded_macs, stream_us
 from tpuplan.profiles.device import DeviceSpec
 from tpuplan.profiles.graph import Graph, analyse
@@ -44,7 +46,8 @@ def profile_from_graph(graph: Graph, device: DeviceSpec, host: HostSpec) -> Prof
     made = graph.model_inputs + [t for info in graph.ops for t in info.outputs]
     loaded = graph.loaded
     profile = Profile(
-        model=ModelRef(path=str(loaded.path), sha256=loaded.sha256, bytes=len(loaded.data)),
+        # the file name only: the same model gives the same profile from any directory (sha256 identifies it)
+        model=ModelRef(path=Path(loaded.path).name, sha256=loaded.sha256, bytes=len(loaded.data)),
         device=device,
         host=host.name,
         inputs=[_tensor_info(graph, t) for t in graph.model_inputs],

@@ -40,13 +40,11 @@ def test_solving_twice_gives_the_same_digest(tmp_path: Path) -> None:
     assert _solve(tmp_path, "again.json", SMALL, "--workers", "1") == one
 
 
-@pytest.mark.xfail(strict=True, reason=WORKERS_FIX)
 def test_solve_with_1_and_8_workers_gives_the_same_bytes(tmp_path: Path) -> None:
     one, eight = (_solve(tmp_path, f"w{w}.json", SMALL, "--workers", str(w)) for w in (1, 8))
     assert one == eight
 
 
-@pytest.mark.xfail(strict=True, reason=PATH_FIX)
 def test_plan_does_not_depend_on_how_the_model_path_was_typed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                                               ) -> None:
     absolute = _solve(tmp_path, "abs.json", SMALL)

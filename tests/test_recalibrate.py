@@ -1,0 +1,68 @@
+"""Fitting a device to `plan verify` reports: real verify runs on this CPU, the fit must predict the
+stages it was fitted to better than the spec it started from, and bad pairs are refused by name."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import pytest
+
+from tpuplan.planner.plan import Plan, evaluate
+from tpuplan.planner.solve import solve
+from tpuplan.profiles.build import build_profile
+from tpuplan.profiles.device import preset
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.host import resolve_host
+from tpuplan.profiles.tflite import load_model
+from tpuplan.runtime.recalibrate import fit_from_verify
+from tpuplan.runtime.verify import VerifyReport, verify
+
+SMALL = "mobilenet_v1_0.25_128_quant.tflite"
+
+
+@pytest.fixture(scope="module")
+def pairs(shared_models: Path) -> list[tuple[Plan, VerifyReport]]:
+    """Two plans priced with the uncalibrated `cpu` preset, each verified on this machine's CPU."""
+    model = load_model(shared_models / SMALL)
+    profile = build_profile(model, preset("cpu"), resolve_host("tpuplan"))
+    out = []
+    for k in (2, 3):
+        plan = solve(profile, k)
+        out.append((plan, verify(plan, model, inputs=6, repeats=7)))
+    return out
+
+
+def test_fit_predicts_the_measured_stages_better(pairs: list[tuple[Plan, VerifyReport]]) -> None:
+    fit = fit_from_verify(pairs)
+    stages = sum(len(r.stages) for _, r in pairs)
+    assert len(fit.points) == stages
+    assert [p.measured_us for p in fit.points] == [c.measured_us for _, r in pairs for c in r.stages]
+    assert [p.before_us for p in fit.points] == [c.predicted_us for _, r in pairs for c in r.stages]
+    assert fit.median_error_after <= fit.median_error_before
+    assert fit.device.calibration is not None and "verify reports" in fit.device.calibration.source
+    assert all(c.calibrated for c in fit.host.host_ops.values())  # a CPU device: its ops are the host's
+    runner = [r.runner_host for _, r in pairs]
+    assert fit.host.stage_us == pytest.approx(statistics.median(h.empty_stage_us for h in runner), abs=1e-3)
+
+
+def test_refitted_device_prices_the_plan_as_the_fit_says(pairs: list[tuple[Plan, VerifyReport]],
+                                                          shared_models: Path) -> None:
+    """The fitted spec is a real device: a profile priced with it predicts what the fit's table says."""
+    fit = fit_from_verify(pairs)
+    plan = pairs[0][0]
+    profile = build_profile(load_model(shared_models / SMALL), fit.device, fit.host)
+    from_fit = [p.after_us for p in fit.points if p.report == 0]
+    priced = evaluate(profile, [fit.device], plan.cuts, fit.host)
+    got = [s.predicted_device_us + s.predicted_host_ops_us for s in priced.stages]
+    assert got == pytest.approx(from_fit, rel=0.02)  # each op's price is rounded up to a whole microsecond
+
+
+def test_pairs_that_do_not_belong_together_are_refused(pairs: list[tuple[Plan, VerifyReport]]) -> None:
+    (plan_a, rep_a), (_, rep_b) = pairs
+    with pytest.raises(TpuplanError, match="verify report 1 is of another plan"):
+        fit_from_verify([(plan_a, rep_b)])
+    with pytest.raises(TpuplanError, match="at least one plan"):
+        fit_from_verify([])
+    with pytest.raises(TpuplanError, match="does not predict"):
+        fit_from_verify([(plan_a, rep_a.model_copy(update={"comparable": False}))])
