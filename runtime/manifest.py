@@ -72,6 +72,7 @@ class SegmentEntry(StrictModel):
     outputs: list[TensorSpec]
     bytes: int = Field(ge=0)
     sha256: Sha256
+    copies: int = Field(1, ge=1, le=64, description="devices that run this segment, taking inputs in turn (the plan's)")
     compiled: CompiledEntry | None = None
 
 

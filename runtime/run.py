@@ -8,11 +8,12 @@ output, and reports (no predictions involved).
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final, Literal, TypeVar
 
 import numpy as np
 from pydantic import Field
@@ -31,6 +32,7 @@ from tpuplan.runtime.progress import Progress, ticker
 from tpuplan.runtime.runners import DEFAULT_RUNNER, check_runner, default_queue_size, open_pipeline
 from tpuplan.runtime.stage import Array, StageRunner, StageSource
 
+T = TypeVar("T")
 RUN_KIND: Final = "tpuplan.run"
 RUN_VERSION: Final = 1
 
@@ -74,17 +76,19 @@ def drive(pipe: PipelineBase, feeds: Iterable[Mapping[str, Array]], *, total: in
     return PipelineRun(n, wall, cpu, pipe.stats(), pipe.latencies_us(), results)
 
 
-def run_pipeline(stages: Sequence[StageRunner], feeds: Iterable[Mapping[str, Array]], *,
+def run_pipeline(stages: Sequence[StageRunner | Sequence[StageRunner]], feeds: Iterable[Mapping[str, Array]], *,
                  model_outputs: Sequence[str], stage_timeout_s: float | None = 60.0, queue_size: int = 2,
                  keep: bool = True, progress: Progress | None = None, total: int | None = None) -> PipelineRun:
-    """Push every feed through ready stages (one thread each), keep the results in order, time the run."""
+    """Push every feed through ready stages (one thread each, a list for copies), keep the results in order,
+    time the run."""
     pipe = Pipeline(stages, model_outputs=model_outputs, queue_size=queue_size, stage_timeout_s=stage_timeout_s)
     return drive(pipe, feeds, total=total, keep=keep, progress=progress)
 
 
 class StageTiming(StrictModel):
     index: int = Field(ge=0)
-    device: str
+    device: str = Field(description="its device, or its copies' devices joined by commas")
+    copies: int = Field(1, ge=1, le=64)
     items: int = Field(ge=0)
     invoke_median_us: float | None = Field(description="null when the runner does not time its stages")
     invoke_p90_us: float | None
@@ -161,17 +165,35 @@ class RunOptions:
     stage_timeout_s: float | None = 60.0
 
 
-def build_stages(split: LoadedSplit, backend: Backend, devices: Sequence[str | None]) -> list[InterpreterStage]:
-    """One interpreter per segment of the split, on its device (for the threads runner and timing alone)."""
-    return [InterpreterStage(s.name, s.content, where=s.where, backend=backend, device=s.device)
-            for s in stage_sources(split, backend, devices)]
+def copies_of(split: LoadedSplit) -> list[int]:
+    """Devices per segment: a segment the plan replicated runs on that many, taking inputs in turn."""
+    return [seg.copies for seg in split.manifest.segments]
+
+
+def grouped(items: Sequence[T], copies: Sequence[int]) -> list[list[T]]:
+    """Consecutive items per stage: copies[k] of them for stage k."""
+    ends = list(itertools.accumulate(copies))
+    if not ends or ends[-1] != len(items):
+        raise TpuplanError(f"{len(items)} runners for {sum(copies)} stage copies")
+    return [list(items[e - c:e]) for e, c in zip(ends, copies, strict=True)]
+
+
+def build_stages(split: LoadedSplit, backend: Backend, devices: Sequence[str | None], *, copies: bool = True
+                 ) -> list[list[InterpreterStage]]:
+    """The interpreters of each segment of the split, each on its device: one per copy, or with
+    `copies=False` only the first copy's (timing a stage alone)."""
+    groups = grouped(stage_sources(split, backend, devices), copies_of(split))
+    return [[InterpreterStage(s.name, s.content, where=s.where, backend=backend, device=s.device)
+             for s in (g if copies else g[:1])] for g in groups]
 
 
 def stage_sources(split: LoadedSplit, backend: Backend, devices: Sequence[str | None]) -> list[StageSource]:
-    """One source per segment of the split, on its device; probed here, once."""
+    """One source per copy of every segment of the split, each on its own device (`devices` holds one per
+    copy, in order); probed here, once per segment."""
     probe_models([(split.where(i), data) for i, data in enumerate(split.contents)])
-    return [StageSource(f"stage{seg.index}", split.contents[seg.index], split.where(seg.index), backend.name,
-                        devices[seg.index]) for seg in split.manifest.segments]
+    return [StageSource(f"stage{seg.index}", split.contents[seg.index], split.where(seg.index), backend.name, dev)
+            for seg, devs in zip(split.manifest.segments, grouped(list(devices), copies_of(split)), strict=True)
+            for dev in devs]
 
 
 def run_split(split: LoadedSplit, *, backend: str | Backend = "cpu", devices: Sequence[str] | None = None,
@@ -183,7 +205,7 @@ def run_split(split: LoadedSplit, *, backend: str | Backend = "cpu", devices: Se
     if chosen.compiled != split.compiled:
         raise TpuplanError(f"the {chosen.name} backend runs {'compiled' if chosen.compiled else 'CPU'} segments")
     manifest = split.manifest
-    devs = chosen.devices(len(manifest.segments), devices)
+    devs = chosen.devices(sum(copies_of(split)), devices)
     specs = input_specs(manifest)
     source = open_inputs(o.input_path, specs, count=o.inputs, seed=o.seed)
     boundary = max([sum(s.nbytes for s in specs)] + [_bytes(seg.outputs) for seg in manifest.segments])
@@ -192,14 +214,15 @@ def run_split(split: LoadedSplit, *, backend: str | Backend = "cpu", devices: Se
     writer = NpzWriter(o.outputs_path, manifest.model.outputs) if o.outputs_path is not None else None
     try:
         pipe = open_pipeline(o.runner, sources, model_outputs=manifest.model.outputs, queue_size=queue_size,
-                             stage_timeout_s=o.stage_timeout_s)
+                             stage_timeout_s=o.stage_timeout_s, copies=copies_of(split))
         run = drive(pipe, source, total=source.count, on_result=writer.add if writer else None, progress=progress)
         if writer is not None:
             writer.commit()
     finally:
         if writer is not None:
             writer.abort()
-    return _result(run, chosen, o, queue_size, source.description, devs)
+    return _result(run, chosen, o, queue_size, source.description,
+                   [",".join(d or chosen.name for d in g) for g in grouped(devs, copies_of(split))])
 
 
 def _bytes(tensors: Sequence[TensorSpec]) -> int:
@@ -214,7 +237,7 @@ def _bytes(tensors: Sequence[TensorSpec]) -> int:
 
 
 def _result(run: PipelineRun, backend: Backend, o: RunOptions, queue_size: int, source: str,
-            devs: Sequence[str | None]) -> RunResult:
+            devs: Sequence[str]) -> RunResult:
     lat = np.asarray(run.latencies_us) if run.latencies_us else np.zeros(1)
 
     def us(value: float, timed: bool) -> float | None:
@@ -229,7 +252,8 @@ def _result(run: PipelineRun, backend: Backend, o: RunOptions, queue_size: int, 
         latency_p99_us=round(float(np.percentile(lat, 99)), 1),
         host_cpu_us_per_input=round(run.cpu_s * 1e6 / max(run.count, 1), 1),
         stages=[
-            StageTiming(index=i, device=devs[i] or "cpu", items=s.items, invoke_median_us=us(s.median_us, s.timed),
+            StageTiming(index=i, device=devs[i], copies=devs[i].count(",") + 1, items=s.items,
+                        invoke_median_us=us(s.median_us, s.timed),
                         invoke_p90_us=us(s.p90_us, s.timed), invoke_p99_us=us(s.p99_us, s.timed),
                         wait_in_us=us(s.wait_in_us, s.timed), blocked_out_us=us(s.blocked_out_us, s.timed))
             for i, s in enumerate(run.stats)

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Final
 
@@ -38,9 +39,17 @@ def default_queue_size(boundary_bytes: int) -> int:
 
 
 def open_pipeline(runner: str, sources: Sequence[StageSource], *, model_outputs: Sequence[str],
-                  queue_size: int, stage_timeout_s: float | None) -> PipelineBase:
-    """A started pipeline of `runner` over `sources` (already probed); close it with `with`."""
+                  queue_size: int, stage_timeout_s: float | None, copies: Sequence[int] | None = None
+                  ) -> PipelineBase:
+    """A started pipeline of `runner` over `sources` (already probed; copies[k] consecutive ones are the
+    copies of stage k, one each by default); close it with `with`."""
     check_runner(runner)
+    counts = list(copies) if copies is not None else [1] * len(sources)
+    if sum(counts) != len(sources):
+        raise TpuplanError(f"{len(sources)} stage sources for {sum(counts)} stage copies")
+    if runner != "threads" and max(counts) > 1:
+        raise TpuplanError(f"stages with copies run on the threads runner, not {runner} (the split's plan gives "
+                           f"copies {counts})")
     if runner == "processes":
         return ProcessPipeline(sources, model_outputs=model_outputs, queue_size=queue_size,
                                stage_timeout_s=stage_timeout_s)
@@ -48,8 +57,10 @@ def open_pipeline(runner: str, sources: Sequence[StageSource], *, model_outputs:
         return PycoralPipeline(sources, model_outputs=model_outputs, queue_size=queue_size,
                                stage_timeout_s=stage_timeout_s)
     stages = [InterpreterStage(s.name, s.content, where=s.where, backend=s.backend, device=s.device) for s in sources]
+    ends = list(itertools.accumulate(counts))
+    groups = [stages[e - c:e] for e, c in zip(ends, counts, strict=True)]
     try:
-        return Pipeline(stages, model_outputs=model_outputs, queue_size=queue_size, stage_timeout_s=stage_timeout_s)
+        return Pipeline(groups, model_outputs=model_outputs, queue_size=queue_size, stage_timeout_s=stage_timeout_s)
     except BaseException:
         for stage in stages:
             stage.close()

@@ -156,7 +156,8 @@ def _entries(loaded: LoadedModel, segments: list[Segment], tmp: Path, plan: Plan
         _write_file(tmp / name, seg.data)
         ins, outs = _specs(loaded, seg)
         entry = SegmentEntry(index=seg.index, file=name, first_op=seg.first_op, last_op=seg.last_op, inputs=ins,
-                             outputs=outs, bytes=len(seg.data), sha256=sha256_of(seg.data))
+                             outputs=outs, bytes=len(seg.data), sha256=sha256_of(seg.data),
+                             copies=plan.stages[seg.index].copies if plan is not None else 1)
         if compile:
             stage = plan.stages[seg.index] if plan is not None else None
             predicted = (stage.predicted_onchip_bytes, stage.predicted_offchip_bytes) if stage else None
@@ -170,7 +171,7 @@ def _manifest(loaded: LoadedModel, cuts: list[int], entries: list[SegmentEntry],
     sg = loaded.subgraph
     return SegmentManifest(
         model=ModelRef(
-            path=str(loaded.path),
+            path=Path(loaded.path).name,  # the file name only: the same split from any directory
             sha256=loaded.sha256,
             num_ops=len(sg.operators),
             inputs=[tensor_name(sg.tensors[int(i)]) for i in sg.inputs],

@@ -107,7 +107,7 @@ def verify(plan: Plan, loaded: LoadedModel, *, backend: str | Backend = "cpu", d
             f"{loaded.path}: the plan is for model sha256 {plan.model.sha256[:12]}, but this model is "
             f"{loaded.sha256[:12]}"
         )
-    devs = chosen.devices(len(plan.stages), devices)
+    devs = chosen.devices(sum(s.copies for s in plan.stages), devices)
     plan_backends = {s.backend for s in plan.devices}
     comparable = plan_backends == {chosen.name}
     notes: list[str] = []
@@ -133,7 +133,8 @@ def _measure(plan: Plan, loaded: LoadedModel, backend: Backend, devs: list[str |
         split = load_split(out_dir, compiled=backend.compiled)
         if progress is not None:
             progress("splitting", 1, 1)
-        alone, chained = _time_alone(build_stages(split, backend, devs), feeds, repeats, progress)
+        alone, chained = _time_alone([g[0] for g in build_stages(split, backend, devs, copies=False)], feeds,
+                                     repeats, progress)
         boundary = max(sum(int(v.nbytes) for v in feeds[0].values()),
                        *(sum(int(np.prod(t.shape)) * np.dtype(t.dtype).itemsize for t in seg.outputs)
                          for seg in split.manifest.segments))
@@ -228,11 +229,11 @@ def _stage_checks(plan: Plan, m: _Measured, tolerance: tuple[float, float], comp
 def _report(plan: Plan, backend: Backend, devices: list[str | None], tolerance: tuple[float, float],
             comparable: bool, notes: list[str], m: _Measured, cores: float) -> VerifyReport:
     """Predicted against measured, stage by stage and for the whole pipeline, with a verdict."""
-    k, run = len(devices), m.run
+    k, run = len(plan.stages), m.run
     measured_tp = float(run.count) / run.wall_s if run.wall_s > 0 else 0.0
     checks = _stage_checks(plan, m, tolerance, comparable)
     total_pred = float(sum(invoke_part_us(sp) for sp in plan.stages))
-    bottleneck = float(max(invoke_part_us(sp) for sp in plan.stages))
+    bottleneck = float(max(invoke_part_us(sp) / sp.copies for sp in plan.stages))  # copies take inputs in turn
     host = runner_host(k, run, m.alone, m.queue_size)
     overhead = host.empty_stage_us
     ideal = 1e6 / (bottleneck + overhead) if bottleneck + overhead > 0 else 0.0

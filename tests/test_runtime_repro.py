@@ -1,10 +1,5 @@
-"""Reproducible documents: the same inputs give byte-identical plans and manifests (issue 14, item 4).
-
-Two fixes live outside the runtime and are marked xfail(strict) until they land, so that the tests fail
-the day they start passing and the markers are removed with the fix:
-- planner: a plan records `solver.parameters.workers`, so 1 and 8 workers give different bytes (the solve
-  itself is deterministic: `plan_digest` already leaves the worker count out);
-- profiles/build.py and runtime/segments.py: `model.path` is the path as typed.
+"""Reproducible documents: the same inputs give byte-identical plans and manifests (issue 14, item 4):
+the worker count is recorded only with --timings, and `model.path` is the model's file name only.
 """
 
 from __future__ import annotations
@@ -19,8 +14,6 @@ from tests.test_cli_plan import plan
 from tpuplan.planner.plan import load_plan, plan_digest
 
 SMALL = MODELS / "mobilenet_v1_0.25_128_quant.tflite"
-WORKERS_FIX = "the plan records solver.parameters.workers (planner: leave it out unless --timings)"
-PATH_FIX = "model.path is stored as typed (profiles/build.py, runtime/segments.py: store the file name)"
 
 pytestmark = pytest.mark.skipif(not SMALL.is_file(), reason=f"{SMALL} is absent")
 
@@ -67,7 +60,6 @@ def test_splitting_twice_gives_identical_manifests_recording_the_plan_digest(tmp
     assert json.loads(first)["plan_sha256"] == plan_digest(load_plan(plan_path))
 
 
-@pytest.mark.xfail(strict=True, reason=PATH_FIX)
 def test_manifest_does_not_depend_on_how_the_model_path_was_typed(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     plan_path = tmp_path / "plan.json"

@@ -41,10 +41,10 @@ def _ms(us: float | None) -> float | str:
 
 
 def run_table(res: RunResult) -> str:
-    rows = [[s.index, s.device, s.items, s.invoke_median_us if s.invoke_median_us is not None else "-",
+    rows = [[s.index, s.device, s.copies, s.items, s.invoke_median_us if s.invoke_median_us is not None else "-",
              s.invoke_p90_us if s.invoke_p90_us is not None else "-", _ms(s.wait_in_us), _ms(s.blocked_out_us)]
             for s in res.stages]
-    head = ["stage", "device", "items", "invoke p50 us", "invoke p90 us", "wait in ms", "blocked out ms"]
+    head = ["stage", "device", "copies", "items", "invoke p50 us", "invoke p90 us", "wait in ms", "blocked out ms"]
     lines = [
         f"measured on this machine, backend {res.backend}, runner {res.runner} (queue {res.queue_size}), "
         f"{res.inputs} inputs in {res.wall_s:.3f} s",
