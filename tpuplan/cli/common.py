@@ -7,8 +7,6 @@ One place decides "is this argument a profile or a model" (`read_source`), one p
 from __future__ import annotations
 
 import json
-import os
-import stat
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,9 +15,10 @@ from pathlib import Path
 import typer
 from pydantic import BaseModel
 
+from tpuplan.cli.outputs import check_output, check_outputs, spec_files, write_output
 from tpuplan.profiles.build import build_profile, price
 from tpuplan.profiles.device import DeviceSpec, preset_names, resolve_device
-from tpuplan.profiles.docio import dump_json, parse_doc, read_bytes, write_atomic
+from tpuplan.profiles.docio import dump_json, parse_doc, read_bytes
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.host import HostSpec, resolve_host
 from tpuplan.profiles.model import PROFILE_KIND, PROFILE_VERSION, Profile
@@ -33,6 +32,8 @@ HOST_HELP = "Host preset (tpuplan, pycoral, python-threads) or HostSpec JSON: th
 SOURCE_HELP = "A profile JSON (from `plan profile`) or a .tflite CPU model (profiled on the first --device)."
 FORCE_HELP = "Overwrite the output if it exists (a file; for `plan split`, only an earlier split)."
 JSON_HELP = "Print JSON for machines instead of a table."
+
+__all__ = ["check_output", "check_outputs", "spec_files", "write_output"]  # the output rule, shared by every command
 
 
 def read_model(path: Path) -> LoadedModel:
@@ -84,50 +85,6 @@ def parse_cuts(text: str) -> list[int]:
 def positive(value: float | None, flag: str) -> None:
     if value is not None and not value > 0:
         raise TpuplanError(f"{flag} must be positive (got {value:g})")
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
-    except OSError:
-        return False
-
-
-def check_output(path: Path, *, force: bool, inputs: Sequence[Path] = (), directory: bool = False) -> None:
-    """The rule for every command that writes, checked before any long work starts.
-
-    Never one of the command's inputs, never a non-regular file (a device, a FIFO, a symlink to one), an
-    existing file only with --force, and its directory must exist. A split's output directory may be
-    replaced with --force only when it holds an earlier split.
-    """
-    for given in inputs:
-        if _same_file(path, given) or (directory and given.resolve().is_relative_to(path.resolve())):
-            raise TpuplanError(f"{path}: is an input of this command; choose another output")
-    if directory:
-        if path.exists() and not path.is_dir():
-            raise TpuplanError(f"{path}: exists and is not a directory")
-        if path.is_dir() and any(path.iterdir()) and not force:
-            raise TpuplanError(f"{path}: already exists and is not empty (use --force to replace an earlier split)")
-        return
-    if not path.parent.is_dir():
-        raise TpuplanError(f"{path}: directory {path.parent} does not exist")
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        if path.is_symlink():
-            raise TpuplanError(f"{path}: is a dangling symbolic link; not written through") from None
-        return
-    except OSError as exc:
-        raise TpuplanError(f"{path}: cannot check the output ({exc.strerror or exc})") from None
-    if not stat.S_ISREG(mode) or path.is_symlink():
-        raise TpuplanError(f"{path}: is not a regular file; choose a file name")
-    if not force:
-        raise TpuplanError(f"{path}: already exists (use --force to overwrite)")
-
-
-def write_output(path: Path, data: bytes) -> None:
-    """Write an output checked by `check_output`: whole or not at all."""
-    write_atomic(path, data)
 
 
 def emit(doc: BaseModel, *, output: Path | None, as_json: bool, table: str) -> None:
