@@ -5,7 +5,10 @@ Each command group lives in its own module named after it and registers itself o
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+from types import FrameType
 
 import typer
 
@@ -28,13 +31,50 @@ for _module in (profile, schema, devices, solve, show, split, run, verify, synth
     _module.register(app)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C into whatever runs, so that every `finally` and context manager
+    (temporary, staging and probe directories, atomic writes) cleans up before the process ends."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script: errors become one line on stderr and exit code 1."""
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
     try:
         app(args=argv, standalone_mode=True)
     except TpuplanError as exc:
         print(f"plan: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except Terminated:
+        _terminated()
     except KeyboardInterrupt:
         print("plan: interrupted", file=sys.stderr)
         sys.exit(130)
+    except SystemExit as exc:
+        if _by_sigterm(exc):  # typer turns an interrupt into exit 130
+            _terminated()
+        raise
+    except OSError as exc:  # writing to stdout on a full disk, a closed pipe, ...
+        print(f"plan: error: {exc.filename or 'standard output'}: {exc.strerror or exc}", file=sys.stderr)
+        sys.exit(1)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _by_sigterm(exc: BaseException) -> bool:
+    seen: BaseException | None = exc.__context__
+    while seen is not None:
+        if isinstance(seen, Terminated):
+            return True
+        seen = seen.__context__
+    return False
+
+
+def _terminated() -> None:
+    print("plan: terminated", file=sys.stderr)
+    sys.exit(128 + signal.SIGTERM)
