@@ -20,11 +20,11 @@ from pathlib import Path
 
 from tpuplan.profiles.docio import read_bytes
 from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.limits import MAX_BATCH
 
 FAMILIES = {"Hidden neurons": "fc", "Num filters": "conv"}
 COLUMNS = ["# MACs", "On chip mem used", "Off chip mem used", "Inference time"]
 MAX_SEGMENTS = 16
-MAX_BATCH = 1_000_000
 
 
 @dataclass(frozen=True)
