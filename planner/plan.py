@@ -1,4 +1,4 @@
-"""The Plan document: one contiguous segment of ops per stage, with every predicted number.
+"""Building Plan documents (planner.plandoc): one contiguous segment of ops per stage, every predicted number.
 
 Everything here is priced by `StageCostTable.stage_parts` and `planner.costs.totals`, the single
 definitions of a stage's and a pipeline's time, so a plan from the solver, from a baseline or from
@@ -11,136 +11,33 @@ import hashlib
 import itertools
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final, Literal
 
-from pydantic import Field, model_validator
-
-from tpuplan.planner.costs import Goal, Objective, Totals, stage_tables, throughput_per_s, totals
+from tpuplan.planner.costs import Goal, Totals, stage_tables, throughput_per_s, totals
+from tpuplan.planner.plandoc import (
+    PLAN_KIND,
+    PLAN_VERSION,
+    CurveRow,
+    GoalInfo,
+    Plan,
+    SolverInfo,
+    SolverParameters,
+    StagePlan,
+    Status,
+)
 from tpuplan.planner.reference import fewest_onchip_stages
 from tpuplan.profiles.device import DeviceSpec
-from tpuplan.profiles.docio import StrictModel, dump_json, load_doc
+from tpuplan.profiles.docio import dump_json, load_doc
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.host import HostSpec, resolve_host
-from tpuplan.profiles.model import BIG, ModelRef, Profile
+from tpuplan.profiles.model import Profile
 from tpuplan.profiles.stagecost import StageCostTable
 from tpuplan.profiles.tflite import sha256_of
 
-PLAN_KIND: Final = "tpuplan.plan"
-PLAN_VERSION: Final = 2
+__all__ = ["PLAN_KIND", "PLAN_VERSION", "CurveRow", "GoalInfo", "Plan", "SolverInfo", "SolverParameters", "StagePlan",
+           "Status", "build_plan", "check_cuts", "check_k", "check_profile_matches", "evaluate", "expand_devices",
+           "load_plan", "plan_digest", "stable_json"]
+
 UNCALIBRATED_WARNING = 0.5  # a bottleneck stage with more uncalibrated time than this gets a note
-
-Status = Literal["OPTIMAL", "FEASIBLE", "EVALUATED", "REFERENCE"]
-
-
-class StagePlan(StrictModel):
-    """One pipeline stage: ops first_op..last_op on one device. Every `predicted_*` is predicted."""
-
-    index: int = Field(ge=0, le=1 << 20)
-    device: str = Field(max_length=200)
-    first_op: int = Field(ge=0, le=1 << 31)
-    last_op: int = Field(ge=0, le=1 << 31)
-    n_ops: int = Field(ge=1, le=1 << 31)
-    copies: int = Field(1, ge=1, le=1 << 10, description="devices running this stage, inputs dealt in turn")
-    tpu_ops: int = Field(ge=0, le=1 << 31, description="ops the Edge TPU runs (the rest run on the host)")
-    param_bytes: int = Field(ge=0, le=BIG, description="parameter bytes as stored in the model")
-    predicted_onchip_bytes: int = Field(ge=0, le=BIG, description="cached-layout bytes the compiler keeps on chip")
-    predicted_offchip_bytes: int = Field(ge=0, le=BIG, description="cached-layout bytes streamed every inference")
-    bytes_in: int = Field(ge=0, le=BIG, description="activation bytes entering the stage")
-    bytes_out: int = Field(ge=0, le=BIG, description="activation bytes leaving the stage")
-    predicted_us: int = Field(ge=0, le=BIG, description="one input through this stage (T)")
-    predicted_device_us: int = Field(ge=0, le=BIG)
-    predicted_compute_us: int = Field(ge=0, le=BIG)
-    predicted_spill_us: int = Field(ge=0, le=BIG)
-    predicted_link_us: int = Field(ge=0, le=BIG)
-    predicted_host_ops_us: int = Field(ge=0, le=BIG)
-    predicted_runner_us: int = Field(ge=0, le=BIG)
-    predicted_serial_us: int = Field(ge=0, le=BIG)
-    predicted_bus_us: int = Field(ge=0, le=BIG)
-    predicted_oneoff_us: int = Field(ge=0, le=BIG)
-    uncalibrated_share: float = Field(0.0, ge=0, le=1, description="share of its time from uncalibrated costs")
-    fits_on_chip: bool
-
-
-class SolverParameters(StrictModel):
-    workers: int = Field(ge=1, le=64)
-    time_limit_s: float | None = Field(None, gt=0, le=86_400)
-    seed: int = Field(0, ge=0, le=2**31 - 1)
-    allow_spill: bool = False
-
-
-class SolverInfo(StrictModel):
-    """How the plan was found and what is proven about it (objective J in us, see planner.costs)."""
-
-    status: Status
-    objective: int = Field(ge=0, le=BIG)
-    best_bound: int = Field(ge=0, le=BIG)
-    parameters: SolverParameters
-    proven_optimal: bool
-    wall_time_s: float | None = Field(None, ge=0, le=1e7, description="left out unless asked (--timings)")
-    note: str = Field("", max_length=10_000)
-
-
-class GoalInfo(StrictModel):
-    objective: Objective = "throughput"
-    batch: int | None = Field(None, ge=1, le=1_000_000)
-
-
-class CurveRow(StrictModel):
-    """What K TPUs would give (the --tpus auto curve)."""
-
-    tpus: int = Field(ge=1, le=1 << 10)
-    predicted_period_us: int = Field(ge=0, le=BIG)
-    predicted_latency_us: int = Field(ge=0, le=BIG)
-    predicted_throughput_per_s: float = Field(ge=0, le=1e9)
-    objective: int = Field(ge=0, le=BIG)
-    gain_vs_previous: float | None = Field(None, ge=0, le=1e9, description="throughput ratio vs K-1 TPUs")
-    fits_on_chip: bool
-    proven_optimal: bool
-
-
-class Plan(StrictModel):
-    kind: Literal["tpuplan.plan"] = PLAN_KIND
-    schema_version: Literal[2] = PLAN_VERSION
-    model: ModelRef
-    profile_source: Literal["static", "measured"]
-    n_ops: int = Field(ge=1, le=1 << 31)
-    goal: GoalInfo = Field(default_factory=GoalInfo)
-    host: HostSpec
-    tpus: int = Field(ge=1, le=1 << 10, description="TPUs the plan uses")
-    tpus_requested: int = Field(ge=1, le=1 << 10)
-    devices: list[DeviceSpec] = Field(min_length=1, description="one full device spec per stage")
-    cuts: list[int] = Field(description="stage k ends at op cuts[k]; the last stage ends at the last op")
-    stages: list[StagePlan] = Field(min_length=1)
-    predicted_period_us: int = Field(ge=0, le=BIG, description="time between results in steady state")
-    period_bound: Literal["stage", "serialized", "bus"]
-    predicted_throughput_per_s: float = Field(ge=0, le=1e9)
-    predicted_latency_us: int = Field(ge=0, le=BIG, description="one input through every stage")
-    predicted_oneoff_us: int = Field(ge=0, le=BIG, description="once per run: start-up, first-inference upload")
-    predicted_per_input_us: float | None = Field(None, ge=0, le=1e18, description="over the goal's batch")
-    fits_on_chip: bool
-    tpus_needed_on_chip: int | None = Field(None, ge=1, le=1 << 31,
-                                            description="fewest stages keeping every parameter on chip")
-    solver: SolverInfo
-    curve: list[CurveRow] | None = None
-    notes: list[str] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Plan:
-        """Cuts, stages, devices and counts must describe one segmentation of n_ops ops."""
-        first = 0
-        for i, s in enumerate(self.stages):
-            if s.index != i or s.first_op != first or s.last_op < s.first_op or s.n_ops != s.last_op - s.first_op + 1:
-                raise ValueError(f"stage {i} does not continue the one before it (ops {s.first_op}..{s.last_op})")
-            first = s.last_op + 1
-        if first != self.n_ops:
-            raise ValueError(f"the stages cover {first} ops, the model has {self.n_ops}")
-        if self.cuts != [s.last_op for s in self.stages[:-1]]:
-            raise ValueError(f"cuts {self.cuts} do not match the stages")
-        if len(self.devices) != len(self.stages) or [d.name for d in self.devices] != [s.device for s in self.stages]:
-            raise ValueError("there must be one device per stage, named as the stage says")
-        if self.tpus != sum(s.copies for s in self.stages):
-            raise ValueError(f"tpus is {self.tpus} but the stages use {sum(s.copies for s in self.stages)}")
-        return self
 
 
 def load_plan(path: Path) -> Plan:
