@@ -196,6 +196,21 @@ def split_cuts(loaded: LoadedModel, plan: Plan | None, cuts: Sequence[int] | Non
     return validate_cuts(list(cuts or []), len(loaded.subgraph.operators))
 
 
+def _require_runnable(loaded: LoadedModel, segments: Sequence[Segment]) -> None:
+    """Every segment must load and run in the TFLite interpreter (in the probe's child process): a split
+    whose segments cannot run is refused, not written. A model that cannot run here as a whole, such as one
+    with a custom op this LiteRT lacks, can still be planned; only splitting and running it needs the op."""
+    labels = [f"segment {seg.index}" for seg in segments]
+    errors = probe_models([("model", loaded.data), *zip(labels, (seg.data for seg in segments), strict=True)])
+    if "model" in errors:
+        raise TpuplanError(f"{loaded.path}: the TFLite interpreter here cannot run this model ({errors['model']}); "
+                           "it can be planned, but its segments could not run, so none are written")
+    for label, seg in zip(labels, segments, strict=True):
+        if label in errors:
+            raise TpuplanError(f"{loaded.path}: {label} (ops {seg.first_op}..{seg.last_op}) does not load in the "
+                               f"TFLite interpreter ({errors[label]}); nothing written")
+
+
 def write_split(loaded: LoadedModel, out_dir: Path, *, plan: Plan | None = None, cuts: Sequence[int] | None = None,
                 compile: bool = False, force: bool = False) -> SegmentManifest:
     """Split the model by a plan (or explicit cuts) into out_dir: segment files + manifest.json.
@@ -210,8 +225,7 @@ def write_split(loaded: LoadedModel, out_dir: Path, *, plan: Plan | None = None,
     keep = [Path(loaded.path)]
     _check_destination(out_dir, force, keep)
     segments = split_model(loaded, chosen)
-    probe_models([(str(loaded.path), loaded.data)]
-                 + [(f"segment {seg.index} of {loaded.path}", seg.data) for seg in segments])
+    _require_runnable(loaded, segments)
     created: list[Path] = []
     parent = out_dir.parent
     while not parent.exists():
