@@ -25,13 +25,14 @@ from tpuplan.planner.plandoc import (
     Status,
 )
 from tpuplan.planner.reference import fewest_onchip_stages
+from tpuplan.profiles.build import build_profile
 from tpuplan.profiles.device import DeviceSpec
 from tpuplan.profiles.docio import dump_json, load_doc
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.host import HostSpec, resolve_host
 from tpuplan.profiles.model import Profile
 from tpuplan.profiles.stagecost import StageCostTable
-from tpuplan.profiles.tflite import sha256_of
+from tpuplan.profiles.tflite import parse_model, sha256_of
 
 __all__ = ["PLAN_KIND", "PLAN_VERSION", "CurveRow", "GoalInfo", "Plan", "SolverInfo", "SolverParameters", "StagePlan",
            "Status", "build_plan", "check_cuts", "check_k", "check_profile_matches", "evaluate", "expand_devices",
@@ -88,14 +89,30 @@ def check_cuts(cuts: Sequence[int], n: int, k: int) -> list[int]:
     return cuts
 
 
+FACTS = ("op_type", "op_class", "inputs", "outputs", "param_bytes", "param_shapes", "per_channel", "macs",
+         "input_bytes", "output_bytes", "supported", "edgetpu")
+
+
 def check_profile_matches(profile: Profile, model: bytes, where: str) -> None:
-    """Refuse a profile made from another model than the one given (the model's bytes, from `where`)."""
+    """Refuse a profile made from another model than the one given (the model's bytes, from `where`), or
+    one whose ops were edited since: the same sha256 is not enough, every op's facts must be the model's."""
     digest = sha256_of(model)
     if digest != profile.model.sha256:
         raise TpuplanError(
             f"{where}: the profile is for another model ({profile.model.path}, "
             f"sha256 {profile.model.sha256[:12]} != {digest[:12]})"
         )
+    fresh = build_profile(parse_model(model, Path(where)), profile.device, resolve_host(None))
+    if len(fresh.ops) != len(profile.ops):
+        raise TpuplanError(f"{where}: the model has {len(fresh.ops)} ops, the profile {len(profile.ops)}")
+    for op, want in zip(profile.ops, fresh.ops, strict=True):
+        for key in FACTS:
+            if getattr(op, key) != getattr(want, key):
+                raise TpuplanError(f"{where}: the profile's op {op.index} ({op.op_type}) differs from the model's "
+                                   f"({want.op_type}) in {key}; make the profile again from this model")
+    for key in ("inputs", "outputs", "tensors", "cuts"):
+        if getattr(profile, key) != getattr(fresh, key):
+            raise TpuplanError(f"{where}: the profile's {key} differ from the model's; make it again from this model")
 
 
 def stage_plans(tables: Sequence[StageCostTable], cuts: Sequence[int]) -> list[StagePlan]:
@@ -116,15 +133,23 @@ def stage_plans(tables: Sequence[StageCostTable], cuts: Sequence[int]) -> list[S
     return stages
 
 
-def _notes(stages: Sequence[StagePlan], tot: Totals) -> list[str]:
+def _notes(profile: Profile, devices: Sequence[DeviceSpec], stages: Sequence[StagePlan], tot: Totals) -> list[str]:
     notes = []
     slowest = max(stages, key=lambda s: s.predicted_us)
     if tot.bound == "stage" and slowest.uncalibrated_share > UNCALIBRATED_WARNING:
         notes.append(f"the bottleneck, stage {slowest.index}, is {slowest.uncalibrated_share:.0%} uncalibrated cost "
                      "(op classes with no real measurements here): treat its time as a rough guess")
-    for s in stages:
-        if s.tpu_ops == 0 and s.device != "cpu":
+    for s, dev in zip(stages, devices, strict=True):
+        if s.tpu_ops == 0 and dev.backend == "edgetpu":
             notes.append(f"stage {s.index} runs only host ops on its TPU")
+    tpu_devices = sorted({d.name for d in devices if d.backend == "edgetpu"})
+    if profile.source == "measured" and tpu_devices:
+        host_ops = sum(s.n_ops - s.tpu_ops for s in stages)
+        tpu_ops = sum(s.tpu_ops for s in stages)
+        models = ", ".join(tpu_devices)
+        notes.append(f"measured profile on Edge TPUs: the {tpu_ops} Edge TPU op(s) are predicted by the {models} "
+                     "cost model, not measured" + (f"; the {host_ops} host op(s) are priced by their times measured "
+                                                   "on a CPU" if host_ops else "; no measured time is used"))
     return notes
 
 
@@ -145,7 +170,7 @@ def build_plan(profile: Profile, devices: Sequence[DeviceSpec], tables: Sequence
         predicted_oneoff_us=tot.oneoff_us,
         predicted_per_input_us=round(tot.per_input_us(goal.batch), 1) if goal.batch else None,
         fits_on_chip=all(s.fits_on_chip for s in stages), tpus_needed_on_chip=fewest_onchip_stages(tables),
-        solver=solver, notes=[*notes, *_notes(stages, tot)],
+        solver=solver, notes=[*notes, *_notes(profile, devices, stages, tot)],
     )
 
 

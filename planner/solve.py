@@ -58,8 +58,18 @@ def _solve_each(profile: Profile, devices: Sequence[DeviceSpec], host: HostSpec,
             raise
         out.append(_Solved(k, got, tables, devs))
     if not out:
-        raise TpuplanError("no plan exists: the Edge TPU runs none of this model's ops")
+        raise TpuplanError(no_tpu_ops_message(profile))
     return out
+
+
+def no_tpu_ops_message(profile: Profile) -> str:
+    """Why no plan exists when the Edge TPU runs none of the ops: the first op's reason, and what to do
+    when the reason is float tensors (the usual case: a model that was never quantised)."""
+    first = profile.ops[0]
+    floats = all("float" in op.edgetpu_reason for op in profile.ops if not op.supported)
+    advice = "; quantise the model to int8 (full-integer post-training quantisation) first" if floats else ""
+    return (f"{profile.model.path}: no plan exists: the Edge TPU runs none of this model's {len(profile.ops)} ops "
+            f"(op 0 {first.op_type}: {first.edgetpu_reason or 'not supported'}){advice}")
 
 
 def _proven(solved: _Solved, opts: _Options) -> _Solved:

@@ -90,7 +90,8 @@ class Profile(StrictModel):
     output_bytes: int = Field(ge=0, le=BIG, description="bytes of the model's outputs")
     ops: list[OpProfile] = Field(min_length=1, max_length=100_000)
     cuts: list[CutProfile]
-    measurement: dict[str, Real | Annotated[str, Field(max_length=1000)]] | None = None
+    measurement: dict[str, Annotated[int, Field(ge=-BIG, le=BIG)] | Real | Annotated[str, Field(max_length=1000)]
+                      ] | None = None
 
     @property
     def param_bytes(self) -> int:

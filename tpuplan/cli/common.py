@@ -16,11 +16,11 @@ import typer
 from pydantic import BaseModel
 
 from tpuplan.cli.outputs import check_output, check_outputs, spec_files, write_output
-from tpuplan.profiles.build import build_profile, price
+from tpuplan.profiles.build import build_profile, check_priced, price
 from tpuplan.profiles.device import DeviceSpec, preset_names, resolve_device
 from tpuplan.profiles.docio import dump_json, parse_doc, read_bytes
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.profiles.host import HostSpec, resolve_host
+from tpuplan.profiles.host import HostSpec, host_preset, host_preset_names, resolve_host
 from tpuplan.profiles.model import PROFILE_KIND, PROFILE_VERSION, Profile
 from tpuplan.profiles.tflite import MAX_MODEL_BYTES, LoadedModel, parse_model
 
@@ -60,8 +60,13 @@ def read_source(path: Path, device: DeviceSpec | None, host: HostSpec | None = N
         return Source(build_profile(loaded, device or resolve_device(None), host or resolve_host(None)), loaded)
     data = read_bytes(path, what="profile JSON document", max_bytes=1 << 30)
     profile = parse_doc(data, Profile, kind=PROFILE_KIND, version=PROFILE_VERSION, source=str(path))
-    if device is not None or host is not None:
-        profile = price(profile, device or profile.device, host or resolve_host(profile.host))
+    try:  # prices past the bounds, or edited apart from the device and host, name the profile's file
+        if profile.host in host_preset_names():
+            check_priced(profile, host_preset(profile.host))
+        if device is not None or host is not None:
+            profile = price(profile, device or profile.device, host or resolve_host(profile.host))
+    except TpuplanError as exc:
+        raise TpuplanError(f"{path}: {exc}") from None
     return Source(profile, None)
 
 
