@@ -16,6 +16,7 @@ import typer
 from pydantic import BaseModel
 
 from tpuplan.cli.outputs import check_output, check_outputs, spec_files, write_output
+from tpuplan.planner.cpsat import MAX_TIME_LIMIT_S
 from tpuplan.profiles.build import build_profile, check_priced, price
 from tpuplan.profiles.device import DeviceSpec, preset_names, resolve_device
 from tpuplan.profiles.docio import dump_json, parse_doc, read_bytes
@@ -87,9 +88,10 @@ def parse_cuts(text: str) -> list[int]:
         raise TpuplanError(f"--cuts must be comma-separated op indices like 3,10 (got {text!r})") from None
 
 
-def positive(value: float | None, flag: str) -> None:
-    if value is not None and not value > 0:
-        raise TpuplanError(f"{flag} must be positive (got {value:g})")
+def time_limit_option(seconds: float | None) -> None:
+    """--time-limit: seconds from over 0 to a day; NaN, infinity and 1e300 are refused by the flag's name."""
+    if seconds is not None and not 0 < seconds <= MAX_TIME_LIMIT_S:
+        raise TpuplanError(f"--time-limit must be more than 0 and at most {MAX_TIME_LIMIT_S:g} s (got {seconds:g})")
 
 
 def emit(doc: BaseModel, *, output: Path | None, as_json: bool, table: str) -> None:

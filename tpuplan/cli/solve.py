@@ -19,8 +19,10 @@ from tpuplan.cli.common import (
     emit,
     parse_cuts,
     parse_devices,
-    positive,
     read_source,
+    spec_files,
+    split_list,
+    time_limit_option,
 )
 from tpuplan.cli.plantable import comparison_table, plan_table
 from tpuplan.planner.baselines import compare
@@ -123,8 +125,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Find the segmentation with the least predicted period (or latency), proven optimal by CP-SAT."""
         if output is not None:
-            check_output(output, force=force, inputs=[source] + ([model] if model else []))
-        positive(time_limit, "--time-limit")
+            inputs = [source, *([model] if model else []), *spec_files(*split_list(device), host)]
+            check_output(output, force=force, inputs=inputs)
+        time_limit_option(time_limit)
         goal = Goal(parse_objective(objective), batch)
         devices = parse_devices(device)
         host_spec = resolve_host(host)
@@ -148,14 +151,18 @@ def register(app: typer.Typer) -> None:
         batch: Annotated[int | None, typer.Option("--batch", min=1, max=1_000_000, help=BATCH_HELP)] = None,
         allow_spill: Annotated[bool, typer.Option("--allow-spill", help="As for `plan solve`.")] = False,
         time_limit: Annotated[float | None, typer.Option("--time-limit", help="Seconds for our solve.")] = None,
+        output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the comparison JSON here.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+        force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     ) -> None:
         """Our plan next to the compiler's --num_segments split, equal ops and a single TPU."""
-        positive(time_limit, "--time-limit")
+        if output is not None:
+            check_output(output, force=force, inputs=[source, *spec_files(*split_list(device), host)])
+        time_limit_option(time_limit)
         goal = Goal(parse_objective(objective), batch)
         devices = parse_devices(device)
         host_spec = resolve_host(host)
         profile = read_source(source, devices[0] if devices else None, host_spec).profile
         cmp = compare(profile, tpus, devices or None, host=host_spec, goal=goal, allow_spill=allow_spill,
                       time_limit_s=time_limit)
-        emit(cmp, output=None, as_json=as_json, table=comparison_table(cmp))
+        emit(cmp, output=output, as_json=as_json, table=comparison_table(cmp))
