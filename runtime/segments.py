@@ -120,9 +120,10 @@ def _check_destination(out_dir: Path, force: bool, keep: Sequence[Path]) -> None
 
 
 def _sibling(out_dir: Path, tag: str) -> Path:
-    """An unused hidden name next to out_dir (same filesystem, so rename is atomic)."""
+    """An unused hidden name next to out_dir (same filesystem, so rename is atomic), short whatever
+    out_dir's name is: a directory named with 250 bytes must still get a staging sibling."""
     while True:
-        candidate = out_dir.with_name(f".{out_dir.name}.{secrets.token_hex(4)}.{tag}")
+        candidate = out_dir.with_name(f".tpuplan-{secrets.token_hex(6)}.{tag}")
         if not (candidate.exists() or candidate.is_symlink()):
             return candidate
 

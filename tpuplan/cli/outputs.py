@@ -110,14 +110,14 @@ def check_output(path: Path, *, force: bool, inputs: Sequence[Path] = (), direct
     path = Path(path)
     _check_inputs(path, inputs, directory)
     if directory:
-        _check_directory(path, force)
         _check_place(path, _existing_ancestor(path))
+        _check_directory(path, force)
         return
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise TpuplanError(f"{path}: directory {parent} does not exist")
-    _check_file(path, force)
     _check_place(path, parent)
+    _check_file(path, force)
 
 
 def check_outputs(paths: Sequence[Path | None], *, force: bool, inputs: Sequence[Path] = ()) -> None:
