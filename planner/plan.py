@@ -32,11 +32,11 @@ from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.host import HostSpec, resolve_host
 from tpuplan.profiles.model import Profile
 from tpuplan.profiles.stagecost import StageCostTable
-from tpuplan.profiles.tflite import parse_model, sha256_of
+from tpuplan.profiles.tflite import LoadedModel, parse_model, sha256_of
 
 __all__ = ["PLAN_KIND", "PLAN_VERSION", "CurveRow", "GoalInfo", "Plan", "SolverInfo", "SolverParameters", "StagePlan",
-           "Status", "build_plan", "check_cuts", "check_k", "check_profile_matches", "evaluate", "expand_devices",
-           "load_plan", "plan_digest", "stable_json"]
+           "Status", "build_plan", "check_cuts", "check_k", "check_plan_matches", "check_profile_matches", "evaluate",
+           "expand_devices", "load_plan", "plan_digest", "stable_json"]
 
 UNCALIBRATED_WARNING = 0.5  # a bottleneck stage with more uncalibrated time than this gets a note
 
@@ -113,6 +113,34 @@ def check_profile_matches(profile: Profile, model: bytes, where: str) -> None:
     for key in ("inputs", "outputs", "tensors", "cuts"):
         if getattr(profile, key) != getattr(fresh, key):
             raise TpuplanError(f"{where}: the profile's {key} differ from the model's; make it again from this model")
+
+
+STAGE_FACTS = ("n_ops", "tpu_ops", "param_bytes", "bytes_in", "bytes_out", "predicted_onchip_bytes",
+               "predicted_offchip_bytes", "fits_on_chip")
+
+
+def check_plan_matches(plan: Plan, loaded: LoadedModel) -> None:
+    """A plan used on its model must be what the cost model gives for its cuts on its devices and host.
+
+    A plan checks its own sums when it is read; this catches what only the model can show: stages moved
+    with their cuts but not their numbers, or a device spec edited after solving. A plan from a measured
+    profile is compared on the facts that need no measurement (ops, bytes, on-chip memory).
+    """
+    if plan.model.sha256 != loaded.sha256:
+        raise TpuplanError(f"{loaded.path}: the plan is for model sha256 {plan.model.sha256}, but this model has "
+                           f"sha256 {loaded.sha256}")
+    profile = build_profile(loaded, plan.devices[0], plan.host)
+    if len(profile.ops) != plan.n_ops:
+        raise TpuplanError(f"{loaded.path}: the plan has {plan.n_ops} ops, this model {len(profile.ops)}")
+    again = evaluate(profile, plan.devices, plan.cuts, plan.host, Goal(plan.goal.objective, plan.goal.batch))
+    keys = STAGE_FACTS if plan.profile_source == "measured" else tuple(StagePlan.model_fields)
+    for mine, fresh in zip(plan.stages, again.stages, strict=True):
+        for key in keys:
+            if getattr(mine, key) != getattr(fresh, key):
+                raise TpuplanError(
+                    f"{loaded.path}: the plan's stage {mine.index} has {key} {getattr(mine, key)}, but this model on "
+                    f"the plan's devices and host gives {getattr(fresh, key)} for cuts {plan.cuts}: the plan was "
+                    "edited after it was made; solve again")
 
 
 def stage_plans(tables: Sequence[StageCostTable], cuts: Sequence[int]) -> list[StagePlan]:

@@ -23,6 +23,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
+from typing import Final, Literal
 
 import numpy as np
 from pydantic import Field
@@ -50,7 +52,7 @@ from tpuplan.profiles.calibrate_time import (
     stage_terms,
 )
 from tpuplan.profiles.device import OP_CLASSES, Calibration, DeviceSpec
-from tpuplan.profiles.docio import StrictModel
+from tpuplan.profiles.docio import StrictModel, load_doc
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.host import HostSpec, resolve_host
 from tpuplan.profiles.limits import MAX_BATCH, Count, Rate, Share
@@ -93,13 +95,24 @@ class FileSummary(StrictModel):
     memory_within_0_1_mib: Share
 
 
+CALIBRATION_KIND: Final = "tpuplan.calibration"
+CALIBRATION_VERSION: Final = 1
+
+
 class CalibrationResult(StrictModel):
     """The fitted device, the fitted runner of every pipeline file (by runner name), and the points."""
 
+    kind: Literal["tpuplan.calibration"] = CALIBRATION_KIND
+    schema_version: Literal[1] = CALIBRATION_VERSION
     device: DeviceSpec
     hosts: dict[str, HostSpec]
     files: list[FileSummary]
     points: list[CalibrationPoint]
+
+
+def load_calibration(path: Path) -> CalibrationResult:
+    """A `plan calibrate --json` result read back, checked like every document."""
+    return load_doc(path, CalibrationResult, kind=CALIBRATION_KIND, version=CALIBRATION_VERSION)
 
 
 @dataclass(frozen=True)

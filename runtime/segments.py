@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tpuplan.planner.plan import Plan, plan_digest
+from tpuplan.planner.plan import Plan, check_plan_matches, plan_digest
 from tpuplan.profiles.docio import dump_json
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.tflite import LoadedModel, dtype_name, sha256_of, tensor_name, tensor_shape
@@ -188,11 +188,7 @@ def split_cuts(loaded: LoadedModel, plan: Plan | None, cuts: Sequence[int] | Non
     if (plan is None) == (cuts is None):
         raise TpuplanError("split: give a plan or cuts, not both or neither")
     if plan is not None:
-        if plan.model.sha256 != loaded.sha256:
-            raise TpuplanError(
-                f"{loaded.path}: the plan is for model sha256 {plan.model.sha256}, but this model has sha256 "
-                f"{loaded.sha256}"
-            )
+        check_plan_matches(plan, loaded)
         cuts = plan.cuts
     return validate_cuts(list(cuts or []), len(loaded.subgraph.operators))
 

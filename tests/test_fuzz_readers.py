@@ -21,10 +21,10 @@ from tests.conftest import MODELS
 from tpuplan.planner.plan import PLAN_KIND, Plan
 from tpuplan.profiles.build import build_profile, profile_from_graph
 from tpuplan.profiles.device import DEVICE_KIND, DeviceSpec, preset
-from tpuplan.profiles.host import host_preset
 from tpuplan.profiles.docio import parse_doc
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.graph import analyse
+from tpuplan.profiles.host import host_preset
 from tpuplan.profiles.model import PROFILE_KIND, Profile
 from tpuplan.profiles.tflite import load_model, parse_model
 from tpuplan.runtime.probe import probe_models
