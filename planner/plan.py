@@ -1,44 +1,208 @@
-"""Building Plan documents (planner.plandoc): one contiguous segment of ops per stage, every predicted number.
+"""The Plan document: one contiguous segment of ops per stage, with every predicted number.
 
 Everything here is priced by `StageCostTable.stage_parts` and `planner.costs.totals`, the single
 definitions of a stage's and a pipeline's time, so a plan from the solver, from a baseline or from
-`--cuts` is comparable number for number. A plan is checked against itself when it is read.
+`--cuts` is comparable number for number. A plan is checked against itself when it is read: a plan whose
+cuts, stages, devices, counts or predictions were edited apart from each other is refused by name
+(planner.matching checks a plan against its model, where one is at hand).
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Final, Literal
 
-from tpuplan.planner.costs import Goal, Totals, stage_tables, throughput_per_s, totals
-from tpuplan.planner.plandoc import (
-    PLAN_KIND,
-    PLAN_VERSION,
-    CurveRow,
-    GoalInfo,
-    Plan,
-    SolverInfo,
-    SolverParameters,
-    StagePlan,
-    Status,
-)
+from pydantic import Field, model_validator
+
+from tpuplan.planner.costs import Goal, Objective, Totals, stage_tables, throughput_per_s, totals
 from tpuplan.planner.reference import fewest_onchip_stages
 from tpuplan.profiles.build import build_profile
 from tpuplan.profiles.device import DeviceSpec
-from tpuplan.profiles.docio import dump_json, load_doc
+from tpuplan.profiles.docio import StrictModel, dump_json, load_doc
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.host import HostSpec, resolve_host
-from tpuplan.profiles.model import Profile
-from tpuplan.profiles.stagecost import StageCostTable
-from tpuplan.profiles.tflite import LoadedModel, parse_model, sha256_of
+from tpuplan.profiles.limits import MAX_OBJECTIVE
+from tpuplan.profiles.model import BIG, ModelRef, Profile
+from tpuplan.profiles.stagecost import PipelineCost, StageCostTable
+from tpuplan.profiles.tflite import parse_model, sha256_of
 
-__all__ = ["PLAN_KIND", "PLAN_VERSION", "CurveRow", "GoalInfo", "Plan", "SolverInfo", "SolverParameters", "StagePlan",
-           "Status", "build_plan", "check_cuts", "check_k", "check_plan_matches", "check_profile_matches", "evaluate",
-           "expand_devices", "load_plan", "plan_digest", "stable_json"]
-
+PLAN_KIND: Final = "tpuplan.plan"
+PLAN_VERSION: Final = 2
 UNCALIBRATED_WARNING = 0.5  # a bottleneck stage with more uncalibrated time than this gets a note
+
+Status = Literal["OPTIMAL", "FEASIBLE", "EVALUATED", "REFERENCE"]
+Bound = Literal["stage", "serialized", "bus"]
+
+
+class StagePlan(StrictModel):
+    """One pipeline stage: ops first_op..last_op on one device. Every `predicted_*` is predicted."""
+
+    index: int = Field(ge=0, le=1 << 20)
+    device: str = Field(max_length=200)
+    first_op: int = Field(ge=0, le=1 << 31)
+    last_op: int = Field(ge=0, le=1 << 31)
+    n_ops: int = Field(ge=1, le=1 << 31)
+    copies: int = Field(1, ge=1, le=1 << 10, description="devices running this stage, inputs dealt in turn")
+    tpu_ops: int = Field(ge=0, le=1 << 31, description="ops the Edge TPU runs (the rest run on the host)")
+    param_bytes: int = Field(ge=0, le=BIG, description="parameter bytes as stored in the model")
+    predicted_onchip_bytes: int = Field(ge=0, le=BIG, description="cached-layout bytes the compiler keeps on chip")
+    predicted_offchip_bytes: int = Field(ge=0, le=BIG, description="cached-layout bytes streamed every inference")
+    bytes_in: int = Field(ge=0, le=BIG, description="activation bytes entering the stage")
+    bytes_out: int = Field(ge=0, le=BIG, description="activation bytes leaving the stage")
+    predicted_us: int = Field(ge=0, le=BIG, description="one input through this stage (T)")
+    predicted_device_us: int = Field(ge=0, le=BIG)
+    predicted_compute_us: int = Field(ge=0, le=BIG)
+    predicted_spill_us: int = Field(ge=0, le=BIG)
+    predicted_link_us: int = Field(ge=0, le=BIG)
+    predicted_host_ops_us: int = Field(ge=0, le=BIG)
+    predicted_runner_us: int = Field(ge=0, le=BIG)
+    predicted_serial_us: int = Field(ge=0, le=BIG)
+    predicted_bus_us: int = Field(ge=0, le=BIG)
+    predicted_oneoff_us: int = Field(ge=0, le=BIG)
+    uncalibrated_share: float = Field(0.0, ge=0, le=1, description="share of its time from uncalibrated costs")
+    fits_on_chip: bool
+
+
+class SolverParameters(StrictModel):
+    workers: int = Field(ge=1, le=64)
+    time_limit_s: float | None = Field(None, gt=0, le=86_400)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    allow_spill: bool = False
+
+
+class SolverInfo(StrictModel):
+    """How the plan was found and what is proven about it (objective J in us, see planner.costs)."""
+
+    status: Status
+    objective: int = Field(ge=0, le=MAX_OBJECTIVE)
+    best_bound: int = Field(ge=0, le=MAX_OBJECTIVE)
+    parameters: SolverParameters
+    proven_optimal: bool
+    wall_time_s: float | None = Field(None, ge=0, le=1e7, description="left out unless asked (--timings)")
+    note: str = Field("", max_length=10_000)
+
+
+class GoalInfo(StrictModel):
+    objective: Objective = "throughput"
+    batch: int | None = Field(None, ge=1, le=1_000_000)
+
+
+class CurveRow(StrictModel):
+    """What K TPUs would give (the --tpus auto curve)."""
+
+    tpus: int = Field(ge=1, le=1 << 10)
+    predicted_period_us: int = Field(ge=0, le=BIG)
+    predicted_latency_us: int = Field(ge=0, le=BIG)
+    predicted_throughput_per_s: float = Field(ge=0, le=1e9)
+    objective: int = Field(ge=0, le=MAX_OBJECTIVE)
+    gain_vs_previous: float | None = Field(None, ge=0, le=1e9, description="throughput ratio vs K-1 TPUs")
+    fits_on_chip: bool
+    proven_optimal: bool
+
+
+class Plan(StrictModel):
+    kind: Literal["tpuplan.plan"] = PLAN_KIND
+    schema_version: Literal[2] = PLAN_VERSION
+    model: ModelRef
+    profile_source: Literal["static", "measured"]
+    n_ops: int = Field(ge=1, le=1 << 31)
+    goal: GoalInfo = Field(default_factory=GoalInfo)
+    host: HostSpec
+    tpus: int = Field(ge=1, le=1 << 10, description="TPUs the plan uses")
+    tpus_requested: int = Field(ge=1, le=1 << 10)
+    devices: list[DeviceSpec] = Field(min_length=1, description="one full device spec per stage")
+    cuts: list[int] = Field(description="stage k ends at op cuts[k]; the last stage ends at the last op")
+    stages: list[StagePlan] = Field(min_length=1)
+    predicted_period_us: int = Field(ge=0, le=BIG, description="time between results in steady state")
+    period_bound: Literal["stage", "serialized", "bus"]
+    predicted_throughput_per_s: float = Field(ge=0, le=1e9)
+    predicted_latency_us: int = Field(ge=0, le=BIG, description="one input through every stage")
+    predicted_oneoff_us: int = Field(ge=0, le=BIG, description="once per run: start-up, first-inference upload")
+    predicted_per_input_us: float | None = Field(None, ge=0, le=1e18, description="over the goal's batch")
+    fits_on_chip: bool
+    tpus_needed_on_chip: int | None = Field(None, ge=1, le=1 << 31,
+                                            description="fewest stages keeping every parameter on chip")
+    solver: SolverInfo
+    curve: list[CurveRow] | None = None
+    notes: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Plan:
+        """Cuts, stages, devices and counts must describe one segmentation of n_ops ops, and every predicted
+        number must be what its parts add up to (planner.costs): a plan edited by hand is refused."""
+        first = 0
+        for i, s in enumerate(self.stages):
+            if s.index != i or s.first_op != first or s.last_op < s.first_op or s.n_ops != s.last_op - s.first_op + 1:
+                raise ValueError(f"stage {i} does not continue the one before it (ops {s.first_op}..{s.last_op})")
+            first = s.last_op + 1
+        if first != self.n_ops:
+            raise ValueError(f"the stages cover {first} ops, the model has {self.n_ops}")
+        if self.cuts != [s.last_op for s in self.stages[:-1]]:
+            raise ValueError(f"cuts {self.cuts} do not match the stages")
+        if len(self.devices) != len(self.stages) or [d.name for d in self.devices] != [s.device for s in self.stages]:
+            raise ValueError("there must be one device per stage, named as the stage says")
+        if self.tpus != sum(s.copies for s in self.stages):
+            raise ValueError(f"tpus is {self.tpus} but the stages use {sum(s.copies for s in self.stages)}")
+        for s, dev in zip(self.stages, self.devices, strict=True):
+            _check_stage(s, dev, self.host)
+        _check_pipeline(self)
+        return self
+
+
+def _ceil(x: float) -> int:
+    return math.ceil(x - 1e-9)
+
+
+def _check_stage(s: StagePlan, dev: DeviceSpec, host: HostSpec) -> None:
+    """A stage's time is its device, host-op and runner time (profiles.stagecost): same parts, same sum."""
+    if s.tpu_ops > s.n_ops:
+        raise ValueError(f"stage {s.index}: {s.tpu_ops} Edge TPU ops out of {s.n_ops}")
+    if dev.backend == "cpu" and (s.tpu_ops or s.predicted_onchip_bytes or s.predicted_offchip_bytes):
+        raise ValueError(f"stage {s.index} runs on a CPU device but claims Edge TPU ops or on-chip bytes")
+    if s.fits_on_chip != (s.predicted_offchip_bytes == 0):
+        raise ValueError(f"stage {s.index}: fits_on_chip disagrees with its {s.predicted_offchip_bytes} off-chip bytes")
+    device = _ceil(dev.invoke_overhead_us) + s.predicted_compute_us + s.predicted_spill_us + s.predicted_link_us
+    if s.predicted_device_us != device:
+        raise ValueError(f"stage {s.index}: predicted_device_us is {s.predicted_device_us}, its parts add to {device}")
+    streams = s.predicted_offchip_bytes > 0 and dev.backend == "edgetpu"
+    total = device + s.predicted_host_ops_us + s.predicted_runner_us + (_ceil(host.stream_extra_us) if streams else 0)
+    if s.predicted_us != total:
+        raise ValueError(f"stage {s.index}: predicted_us is {s.predicted_us}, its parts add up to {total}")
+
+
+def _check_pipeline(plan: Plan) -> None:
+    """Period, latency, one-off cost, throughput, batch time and objective as planner.costs defines them."""
+    stages = plan.stages
+    slowest = max(s.predicted_us for s in stages)
+    serial, bus = sum(s.predicted_serial_us for s in stages), sum(s.predicted_bus_us for s in stages)
+    period = max(slowest, serial, bus)
+    bound: Bound = "stage" if period == slowest else ("serialized" if period == serial else "bus")
+    latency = sum(s.predicted_us for s in stages)
+    oneoff = _ceil(plan.host.start_us) + sum(s.predicted_oneoff_us for s in stages)
+    got = (plan.predicted_period_us, plan.period_bound, plan.predicted_latency_us, plan.predicted_oneoff_us,
+           plan.predicted_throughput_per_s, plan.fits_on_chip)
+    want = (period, bound, latency, oneoff, throughput_per_s(period), all(s.fits_on_chip for s in stages))
+    for name, g, w in zip(("predicted_period_us", "period_bound", "predicted_latency_us", "predicted_oneoff_us",
+                           "predicted_throughput_per_s", "fits_on_chip"), got, want, strict=True):
+        if g != w:
+            raise ValueError(f"{name} is {g}, but the stages give {w}")
+    goal = Goal(plan.goal.objective, plan.goal.batch)
+    cost = PipelineCost(period, latency, oneoff, bound)
+    per_input = round(cost.per_input_us(goal.batch), 1) if goal.batch else None
+    if plan.predicted_per_input_us != per_input:
+        raise ValueError(f"predicted_per_input_us is {plan.predicted_per_input_us}, but the stages give {per_input}")
+    alpha, beta, gamma = goal.weights
+    objective = alpha * period + beta * latency + gamma * oneoff
+    solver = plan.solver
+    if solver.objective != objective or solver.best_bound > objective:
+        raise ValueError(f"the solver's objective {solver.objective} (bound {solver.best_bound}) is not the "
+                         f"plan's {objective}")
+    if solver.proven_optimal != (solver.status in ("OPTIMAL", "REFERENCE")):
+        raise ValueError(f"solver status {solver.status} disagrees with proven_optimal {solver.proven_optimal}")
 
 
 def load_plan(path: Path) -> Plan:
@@ -113,34 +277,6 @@ def check_profile_matches(profile: Profile, model: bytes, where: str) -> None:
     for key in ("inputs", "outputs", "tensors", "cuts"):
         if getattr(profile, key) != getattr(fresh, key):
             raise TpuplanError(f"{where}: the profile's {key} differ from the model's; make it again from this model")
-
-
-STAGE_FACTS = ("n_ops", "tpu_ops", "param_bytes", "bytes_in", "bytes_out", "predicted_onchip_bytes",
-               "predicted_offchip_bytes", "fits_on_chip")
-
-
-def check_plan_matches(plan: Plan, loaded: LoadedModel) -> None:
-    """A plan used on its model must be what the cost model gives for its cuts on its devices and host.
-
-    A plan checks its own sums when it is read; this catches what only the model can show: stages moved
-    with their cuts but not their numbers, or a device spec edited after solving. A plan from a measured
-    profile is compared on the facts that need no measurement (ops, bytes, on-chip memory).
-    """
-    if plan.model.sha256 != loaded.sha256:
-        raise TpuplanError(f"{loaded.path}: the plan is for model sha256 {plan.model.sha256}, but this model has "
-                           f"sha256 {loaded.sha256}")
-    profile = build_profile(loaded, plan.devices[0], plan.host)
-    if len(profile.ops) != plan.n_ops:
-        raise TpuplanError(f"{loaded.path}: the plan has {plan.n_ops} ops, this model {len(profile.ops)}")
-    again = evaluate(profile, plan.devices, plan.cuts, plan.host, Goal(plan.goal.objective, plan.goal.batch))
-    keys = STAGE_FACTS if plan.profile_source == "measured" else tuple(StagePlan.model_fields)
-    for mine, fresh in zip(plan.stages, again.stages, strict=True):
-        for key in keys:
-            if getattr(mine, key) != getattr(fresh, key):
-                raise TpuplanError(
-                    f"{loaded.path}: the plan's stage {mine.index} has {key} {getattr(mine, key)}, but this model on "
-                    f"the plan's devices and host gives {getattr(fresh, key)} for cuts {plan.cuts}: the plan was "
-                    "edited after it was made; solve again")
 
 
 def stage_plans(tables: Sequence[StageCostTable], cuts: Sequence[int]) -> list[StagePlan]:

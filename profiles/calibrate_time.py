@@ -23,9 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from tpuplan.profiles.device import OpClass
+from tpuplan.profiles.device import MAX_RATE, MAX_US, OpClass
 from tpuplan.profiles.host import HostSpec
-from tpuplan.profiles.limits import MAX_RATE, MAX_US
 from tpuplan.profiles.model import OpProfile
 
 F64 = npt.NDArray[np.float64]

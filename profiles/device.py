@@ -15,14 +15,15 @@ from pydantic import Field
 
 from tpuplan.profiles.docio import StrictModel, dump_json, load_doc, parse_doc
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.profiles.limits import MAX_RATE, MAX_US, Rate, Share
+from tpuplan.profiles.limits import MAX_RATE as MAX_RATE  # re-exported: every spec bounds its rates with it
+from tpuplan.profiles.limits import MAX_US as MAX_US  # and its fixed times with this
+from tpuplan.profiles.limits import Rate, Share
 
 DEVICE_KIND: Final = "tpuplan.device"
 DEVICE_VERSION: Final = 2
 
 OpClass = Literal["fc", "conv", "depthwise", "elementwise", "reduce", "resize", "custom", "other"]
 OP_CLASSES: tuple[OpClass, ...] = ("fc", "conv", "depthwise", "elementwise", "reduce", "resize", "custom", "other")
-
 
 
 class OpClassCost(StrictModel):

@@ -17,10 +17,9 @@ from typing import Final, Literal
 
 from pydantic import Field
 
-from tpuplan.profiles.device import Calibration, OpClass
+from tpuplan.profiles.device import MAX_RATE, MAX_US, Calibration, OpClass
 from tpuplan.profiles.docio import StrictModel, dump_json, load_doc, parse_doc
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.profiles.limits import MAX_RATE, MAX_US
 
 HOST_KIND: Final = "tpuplan.host"
 HOST_VERSION: Final = 1

@@ -16,7 +16,8 @@ from pydantic import Field, model_validator
 
 from tpuplan.profiles.device import DeviceSpec, OpClass
 from tpuplan.profiles.docio import StrictModel, load_doc
-from tpuplan.profiles.limits import BIG, MAX_COUNT, MAX_OP_US, Bytes, Dim, OpUs, Real
+from tpuplan.profiles.limits import BIG as BIG  # re-exported: documents bound their sizes with it
+from tpuplan.profiles.limits import MAX_COUNT, MAX_OP_US, Bytes, Dim, OpUs, Real
 
 PROFILE_KIND: Final = "tpuplan.profile"
 PROFILE_VERSION: Final = 2

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tpuplan.planner.plan import Plan, check_plan_matches, plan_digest
+from tpuplan.planner.matching import check_plan_matches
+from tpuplan.planner.plan import Plan, plan_digest
 from tpuplan.profiles.docio import dump_json
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.tflite import LoadedModel, dtype_name, sha256_of, tensor_name, tensor_shape

@@ -44,7 +44,8 @@ from tests.outputs_helpers import Inputs, make_inputs, one_line_error, plan
 from tpuplan.cli.show import measured_times
 from tpuplan.planner.baselines import Comparison, compare
 from tpuplan.planner.costs import Goal
-from tpuplan.planner.plan import check_plan_matches, load_plan
+from tpuplan.planner.matching import check_plan_matches
+from tpuplan.planner.plan import load_plan
 from tpuplan.planner.solve import solve_auto
 from tpuplan.profiles.calibrate import calibrate, load_calibration
 from tpuplan.profiles.device import device_json, preset
