@@ -182,7 +182,7 @@ def _check_pipeline(plan: Plan) -> None:
     period = max(slowest, serial, bus)
     bound: Bound = "stage" if period == slowest else ("serialized" if period == serial else "bus")
     latency = sum(s.predicted_us for s in stages)
-    oneoff = _ceil(plan.host.start_us) + sum(s.predicted_oneoff_us for s in stages)
+    oneoff = _ceil(plan.host.start_us) + sum(s.copies * s.predicted_oneoff_us for s in stages)  # each copy uploads
     got = (plan.predicted_period_us, plan.period_bound, plan.predicted_latency_us, plan.predicted_oneoff_us,
            plan.predicted_throughput_per_s, plan.fits_on_chip)
     want = (period, bound, latency, oneoff, throughput_per_s(period), all(s.fits_on_chip for s in stages))

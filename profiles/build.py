@@ -106,20 +106,6 @@ def price(profile: Profile, device: DeviceSpec, host: HostSpec) -> Profile:
     return profile.model_copy(update={"ops": ops, "device": device, "host": host.name})
 
 
-PRICED = ("cached_bytes", "tpu_macs", "tpu_us", "tpu_cost", "stream_us", "host_us", "host_cost")
-
-
-def check_priced(profile: Profile, host: HostSpec) -> None:
-    """A profile read from a file must carry the prices its own device and host give its ops: what
-    `plan inspect` shows is then what the planner, which always prices again, uses."""
-    again = price(profile, profile.device, host)
-    for op, fresh in zip(profile.ops, again.ops, strict=True):
-        for key in PRICED:
-            if getattr(op, key) != getattr(fresh, key):
-                raise TpuplanError(f"op {op.index} ({op.op_type}): {key} is {getattr(op, key)}, but its device "
-                                   f"{profile.device.name} and host {host.name} price it at {getattr(fresh, key)}")
-
-
 def _check_prices(profile: Profile, op: OpProfile, prices: Mapping[str, object], device: DeviceSpec,
                   host: HostSpec) -> None:
     """model_copy does not validate: every number it sets is checked against its field's bound here."""

@@ -121,6 +121,7 @@ PROFILE_EDITS: dict[str, Edit] = {
     "an op moved to the host": _set(("ops", 1, "edgetpu"), False),
     "a model output renamed": lambda d: put(d, ("outputs", 0, "name"), "renamed"),
 }
+PRICE_EDITS = {"op times swapped"}  # prices, not facts: priced again on reading, they change nothing
 
 
 def _shift_cut(d: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from tpuplan.cli.outputs import check_output, check_outputs, spec_files, write_output
 from tpuplan.planner.cpsat import MAX_TIME_LIMIT_S
-from tpuplan.profiles.build import build_profile, check_priced, price
+from tpuplan.profiles.build import build_profile, price
 from tpuplan.profiles.device import DeviceSpec, preset_names, resolve_device
 from tpuplan.profiles.docio import dump_json, parse_doc, read_bytes
 from tpuplan.profiles.errors import TpuplanError
@@ -52,8 +52,8 @@ class Source:
 
 def read_source(path: Path, device: DeviceSpec | None, host: HostSpec | None = None) -> Source:
     """The one rule for "profile or model": a .tflite file is a model, profiled on `device` and `host`
-    (default presets when None); a .json file is a profile document, re-priced for `device`/`host` when
-    given; anything else is refused before reading."""
+    (default presets when None); a .json file is a profile document, priced again for `device`/`host`
+    (its own device, and its host when that is a preset, when not given); anything else is refused."""
     if path.suffix not in (".tflite", ".json"):
         raise TpuplanError(f"{path}: expected a profile .json or a .tflite model")
     if path.suffix == ".tflite":
@@ -61,12 +61,11 @@ def read_source(path: Path, device: DeviceSpec | None, host: HostSpec | None = N
         return Source(build_profile(loaded, device or resolve_device(None), host or resolve_host(None)), loaded)
     data = read_bytes(path, what="profile JSON document", max_bytes=1 << 30)
     profile = parse_doc(data, Profile, kind=PROFILE_KIND, version=PROFILE_VERSION, source=str(path))
-    try:  # prices past the bounds, or edited apart from the device and host, name the profile's file
-        if profile.host in host_preset_names():
-            check_priced(profile, host_preset(profile.host))
-        if device is not None or host is not None:
-            profile = price(profile, device or profile.device, host or resolve_host(profile.host))
-    except TpuplanError as exc:
+    own = host_preset(profile.host) if profile.host in host_preset_names() else None
+    try:  # priced again, as the planner always does: what is shown is what is planned (prices are not facts)
+        if device is not None or host is not None or own is not None:
+            profile = price(profile, device or profile.device, host or own or resolve_host(profile.host))
+    except TpuplanError as exc:  # a price past the bounds names the profile's file
         raise TpuplanError(f"{path}: {exc}") from None
     return Source(profile, None)
 
@@ -86,6 +85,11 @@ def parse_cuts(text: str) -> list[int]:
         return [int(c) for c in text.split(",") if c.strip()]
     except ValueError:
         raise TpuplanError(f"--cuts must be comma-separated op indices like 3,10 (got {text!r})") from None
+
+
+def positive(value: float | None, flag: str) -> None:
+    if value is not None and not value > 0:
+        raise TpuplanError(f"{flag} must be positive (got {value:g})")
 
 
 def time_limit_option(seconds: float | None) -> None:
