@@ -116,6 +116,12 @@ def test_command_line_numbers(inputs: Inputs, args: list[str], code: int, text: 
         assert text in res.stderr
 
 
+@pytest.mark.parametrize("flag", ["--tpus", "--cuts"])
+def test_a_5000_digit_value_is_echoed_short(inputs: Inputs, flag: str) -> None:
+    line = one_line_error(plan("solve", inputs.profile, flag, "9" * 5000), "(5,000 characters)")
+    assert len(line) < 300
+
+
 def test_time_limit_is_checked_by_the_library_too(inputs: Inputs) -> None:
     from tpuplan.planner.solve import solve
     from tpuplan.profiles.errors import TpuplanError

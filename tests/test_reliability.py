@@ -128,7 +128,8 @@ def test_split_refuses_a_model_litert_cannot_run(tmp_path: Path) -> None:
                           "the TFLite interpreter here cannot run this model (RuntimeError: Encountered unresolved "
                           "custom op: NoSuchCustomOp.); it can be planned")
     assert str(model) in line and not (tmp_path / "segs").exists()
-    assert plan("inspect", model).returncode == 0  # planning needs no interpreter
+    ops = json.loads(plan("inspect", model, "--json").stdout)["ops"]  # planning needs no interpreter
+    assert ops[1]["op_type"] == "NoSuchCustomOp" and ops[1]["op_class"] == "custom" and not ops[1]["edgetpu"]
 
 
 def test_split_refuses_a_segment_that_does_not_load(inputs: Inputs, tmp_path: Path,

@@ -20,7 +20,7 @@ from tpuplan.planner.cpsat import MAX_TIME_LIMIT_S
 from tpuplan.profiles.build import build_profile, price
 from tpuplan.profiles.device import DeviceSpec, preset_names, resolve_device
 from tpuplan.profiles.docio import dump_json, parse_doc, read_bytes
-from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.errors import TpuplanError, quoted
 from tpuplan.profiles.host import HostSpec, host_preset, host_preset_names, resolve_host
 from tpuplan.profiles.model import PROFILE_KIND, PROFILE_VERSION, Profile
 from tpuplan.profiles.tflite import MAX_MODEL_BYTES, LoadedModel, parse_model
@@ -84,7 +84,7 @@ def parse_cuts(text: str) -> list[int]:
     try:
         return [int(c) for c in text.split(",") if c.strip()]
     except ValueError:
-        raise TpuplanError(f"--cuts must be comma-separated op indices like 3,10 (got {text!r})") from None
+        raise TpuplanError(f"--cuts must be comma-separated op indices like 3,10 (got {quoted(text)})") from None
 
 
 def positive(value: float | None, flag: str) -> None:

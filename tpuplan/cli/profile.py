@@ -75,7 +75,9 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
         measure: Annotated[bool, typer.Option("--measure", help="Measure per-op times on --backend.")] = False,
         backend: Annotated[str, typer.Option("--backend", help="Backend for --measure: cpu.")] = "cpu",
-        repeats: Annotated[int, typer.Option("--repeats", min=1, help="Timed runs per op (--measure).")] = 30,
+        repeats: Annotated[
+            int, typer.Option("--repeats", min=1, max=10_000, help="Timed runs per op (--measure).")
+        ] = 30,
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     ) -> None:
         """Profile every operator: parameters, MACs, activations, Edge TPU support, predicted time."""

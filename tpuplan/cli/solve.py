@@ -31,7 +31,7 @@ from tpuplan.planner.plan import Plan, check_profile_matches, evaluate
 from tpuplan.planner.solve import DEFAULT_WORKERS, solve, solve_auto
 from tpuplan.profiles.device import DeviceSpec
 from tpuplan.profiles.docio import read_bytes
-from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.errors import TpuplanError, quoted
 from tpuplan.profiles.host import HostSpec, resolve_host
 from tpuplan.profiles.model import Profile
 
@@ -53,7 +53,7 @@ def parse_tpus(text: str | None) -> int | None:
     try:
         return int(text)
     except ValueError:
-        raise TpuplanError(f"--tpus must be a number or 'auto' (got {text!r})") from None
+        raise TpuplanError(f"--tpus must be a number or 'auto' (got {quoted(text)})") from None
 
 
 @dataclass(frozen=True)
