@@ -26,6 +26,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from tests.cli_helpers import Inputs, make_inputs, one_line_error, plan
 from tests.hostile_docs import (
     EXTREMES,
     MANIFEST_EDITS,
@@ -41,7 +42,6 @@ from tests.hostile_docs import (
     strict_json,
     text_of,
 )
-from tests.outputs_helpers import Inputs, make_inputs, one_line_error, plan
 from tpuplan.cli.show import measured_times
 from tpuplan.planner.baselines import Comparison, compare
 from tpuplan.planner.costs import Goal

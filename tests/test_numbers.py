@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.cli_helpers import Inputs, make_inputs, one_line_error, plan
 from tests.hostile_docs import strict_json
 from tests.model_builders import float_model, shaped_model
-from tests.outputs_helpers import Inputs, make_inputs, one_line_error, plan
 from tpuplan.planner.plan import evaluate
 from tpuplan.profiles.build import price
 from tpuplan.profiles.device import preset

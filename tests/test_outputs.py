@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.outputs_helpers import Inputs, fill, make_inputs, one_line_error, plan, tmpfs, umask
+from tests.cli_helpers import Inputs, fill, make_inputs, one_line_error, plan, tmpfs, umask
 
 Argv = Callable[[Inputs, Path], list[str | Path]]
 

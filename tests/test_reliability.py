@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
+from tests.cli_helpers import Inputs, make_inputs, one_line_error, plan
 from tests.model_builders import custom_op_model
-from tests.outputs_helpers import Inputs, make_inputs, one_line_error, plan
 from tpuplan.cli import _command
 from tpuplan.profiles.docio import dump_json
 from tpuplan.profiles.synth import synth_fc
