@@ -18,9 +18,11 @@ from tests.cli_helpers import Inputs, make_inputs, one_line_error, plan
 from tests.hostile_docs import strict_json
 from tests.model_builders import float_model, shaped_model
 from tpuplan.planner.plan import evaluate
+from tpuplan.planner.solve import solve
 from tpuplan.profiles.build import price
 from tpuplan.profiles.device import preset
 from tpuplan.profiles.docio import write_doc
+from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.host import resolve_host
 from tpuplan.profiles.limits import MAX_OBJECTIVE, MAX_OP_US
 from tpuplan.profiles.model import load_profile
@@ -123,9 +125,6 @@ def test_a_5000_digit_value_is_echoed_short(inputs: Inputs, flag: str) -> None:
 
 
 def test_time_limit_is_checked_by_the_library_too(inputs: Inputs) -> None:
-    from tpuplan.planner.solve import solve
-    from tpuplan.profiles.errors import TpuplanError
-
     for bad in (float("inf"), float("nan"), 1e300, 0.0):
         with pytest.raises(TpuplanError, match="the time limit must be more than 0"):
             solve(load_profile(inputs.profile), 2, time_limit_s=bad)

@@ -24,6 +24,7 @@ import pytest
 from tests.cli_helpers import Inputs, make_inputs, one_line_error, plan
 from tests.model_builders import custom_op_model
 from tpuplan.cli import _command
+from tpuplan.planner.plan import load_plan
 from tpuplan.profiles.docio import dump_json
 from tpuplan.profiles.synth import synth_fc
 from tpuplan.profiles.tflite import load_model
@@ -195,8 +196,6 @@ def test_outputs_are_checked_before_long_work(inputs: Inputs, tmp_path: Path) ->
 
 @pytest.fixture(scope="module")
 def report(inputs: Inputs, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tpuplan.planner.plan import load_plan
-
     path = tmp_path_factory.mktemp("report") / "report.json"
     path.write_text(dump_json(verify(load_plan(inputs.plan), load_model(inputs.model), inputs=2, repeats=2)))
     return path
