@@ -20,7 +20,7 @@ EXTREMES: list[Any] = [math.nan, math.inf, -math.inf, -1, -1e6, 0, 1e-300, 0.5, 
                        2**63, -(2**63) - 1, HUGE_MARK]
 
 
-SWEEP = [math.nan, -1, 0, 1e300, 2**63, HUGE_MARK]  # one of each kind of trouble, for sweeps over every field
+SWEEP = [math.nan, -1, 0, 1e300, HUGE_MARK]  # one of each kind of trouble, for sweeps over every field
 
 
 def numeric_paths(doc: Any, *, ends: bool = True) -> list[Path_]:
