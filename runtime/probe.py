@@ -58,11 +58,12 @@ def probe_models(models: Sequence[tuple[str, bytes]]) -> dict[str, str]:
 
 
 def _probe(items: list[tuple[str, tuple[str, bytes]]]) -> None:
+    module = tflite_module().__name__  # imported before any directory exists: nothing to clean if it fails
     with tempfile.TemporaryDirectory(prefix="tpuplan-probe-") as tmp:
         for k, (_, (_, data)) in enumerate(items):
             (Path(tmp) / f"{k:06d}.tflite").write_bytes(data)
         timeout = BASE_TIMEOUT_S + PER_MODEL_TIMEOUT_S * len(items)
-        argv = [sys.executable, "-I", str(CHILD), tmp, tflite_module().__name__]
+        argv = [sys.executable, "-I", str(CHILD), tmp, module]
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired as exc:

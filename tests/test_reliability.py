@@ -26,6 +26,7 @@ from tests.model_builders import custom_op_model
 from tpuplan.cli import _command
 from tpuplan.planner.plan import load_plan
 from tpuplan.profiles.docio import dump_json
+from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.synth import synth_fc
 from tpuplan.profiles.tflite import load_model
 from tpuplan.runtime import probe, segments
@@ -45,6 +46,24 @@ def _leftovers(*dirs: Path) -> list[str]:
 
 
 # --- SIGTERM ----------------------------------------------------------------------------------------
+
+
+def test_sigterm_turned_into_another_error_still_terminates(inputs: Inputs, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM in the middle of an import: the import machinery may report it as an ImportError."""
+    def cut_short() -> Any:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(10)
+        except KeyboardInterrupt:
+            raise TpuplanError("no LiteRT interpreter: pip install ai-edge-litert") from None
+        raise AssertionError("SIGTERM did not interrupt")
+
+    monkeypatch.setattr(probe, "tflite_module", cut_short)
+    model = tmp_path / "fresh.tflite"
+    model.write_bytes(synth_fc(32, depth=2, seed=int(time.time_ns() % 2**31)))
+    res = plan("split", model, "--cuts", "2", "-o", tmp_path / "segs")
+    assert res.returncode == 128 + signal.SIGTERM and res.stderr.strip() == "plan: terminated", res.stderr
 
 
 @pytest.mark.parametrize("when", ["probe", "writing segments"])

@@ -44,28 +44,28 @@ class Terminated(KeyboardInterrupt):
     (temporary, staging and probe directories, atomic writes) cleans up before the process ends."""
 
 
+_SIGTERM = threading.Event()  # set once SIGTERM arrived, whatever the interrupted code made of it
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    _SIGTERM.set()
     raise Terminated
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the console script: errors become one line on stderr and exit code 1."""
+    """Entry point of the console script: errors become one line on stderr and exit code 1; SIGTERM
+    ends in `plan: terminated` and exit 143 after the same clean-up as Ctrl-C."""
     in_main_thread = threading.current_thread() is threading.main_thread()
+    _SIGTERM.clear()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
     try:
-        _command()(args=argv, standalone_mode=True, prog_name="plan")
+        _run(argv)
     except TpuplanError as exc:
         print(f"plan: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except Terminated:
-        _terminated()
     except KeyboardInterrupt:
         print("plan: interrupted", file=sys.stderr)
         sys.exit(130)
-    except SystemExit as exc:
-        if _by_sigterm(exc):  # typer turns an interrupt into exit 130
-            _terminated()
-        raise
     except OSError as exc:  # writing to stdout on a full disk, a closed pipe, ...
         print(f"plan: error: {exc.filename or 'standard output'}: {exc.strerror or exc}", file=sys.stderr)
         sys.exit(1)
@@ -74,15 +74,13 @@ def main(argv: list[str] | None = None) -> None:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _by_sigterm(exc: BaseException) -> bool:
-    seen: BaseException | None = exc.__context__
-    while seen is not None:
-        if isinstance(seen, Terminated):
-            return True
-        seen = seen.__context__
-    return False
-
-
-def _terminated() -> None:
-    print("plan: terminated", file=sys.stderr)
-    sys.exit(128 + signal.SIGTERM)
+def _run(argv: list[str] | None) -> None:
+    """The command; once SIGTERM arrived, any ending is termination: code interrupted by it may have
+    turned it into another error (an import cut short is an ImportError) or typer into exit 130."""
+    try:
+        _command()(args=argv, standalone_mode=True, prog_name="plan")
+    except BaseException:
+        if _SIGTERM.is_set():
+            print("plan: terminated", file=sys.stderr)
+            sys.exit(128 + signal.SIGTERM)
+        raise
