@@ -33,4 +33,4 @@ def check_plan_matches(plan: Plan, loaded: LoadedModel) -> None:
                 raise TpuplanError(
                     f"{loaded.path}: the plan's stage {mine.index} has {key} {getattr(mine, key)}, but this model on "
                     f"the plan's devices and host gives {getattr(fresh, key)} for cuts {plan.cuts}: the plan was "
-                    "edited after it was made; solve again")
+                    "edited after it was made (or made by another version of the cost model); solve again")
