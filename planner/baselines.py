@@ -19,6 +19,7 @@ from tpuplan.planner.solve import DEFAULT_WORKERS, solve, solve_with_copies
 from tpuplan.profiles.device import DeviceSpec
 from tpuplan.profiles.docio import StrictModel
 from tpuplan.profiles.host import HostSpec, resolve_host
+from tpuplan.profiles.limits import Count, ObjectiveUs, PipelineUs, Rate, TotalBytes
 from tpuplan.profiles.model import ModelRef, Profile
 
 
@@ -50,28 +51,28 @@ def equal_ops_cuts(n: int, k: int) -> list[int]:
 
 
 class Entry(StrictModel):
-    name: str
-    tpus: int
-    cuts: list[int]
-    copies: list[int] = Field(description="TPUs per stage (1 each without copies)")
-    predicted_period_us: int
-    predicted_throughput_per_s: float
-    predicted_latency_us: int
-    objective: int
-    predicted_offchip_bytes: int = Field(description="cached-layout bytes streamed, all stages")
+    name: str = Field(max_length=200)
+    tpus: int = Field(ge=1, le=1 << 10)
+    cuts: list[Count]
+    copies: list[Count] = Field(description="TPUs per stage (1 each without copies)")
+    predicted_period_us: PipelineUs
+    predicted_throughput_per_s: Rate
+    predicted_latency_us: PipelineUs
+    objective: ObjectiveUs
+    predicted_offchip_bytes: TotalBytes = Field(description="cached-layout bytes streamed, all stages")
     fits_on_chip: bool
-    host_only_stages: int = Field(description="stages whose TPU runs no op")
-    speedup_of_ours: float = Field(description="this entry's objective / ours")
+    host_only_stages: Count = Field(description="stages whose TPU runs no op")
+    speedup_of_ours: Rate = Field(description="this entry's objective / ours")
 
 
 class Comparison(StrictModel):
     kind: Literal["tpuplan.comparison"] = "tpuplan.comparison"
     schema_version: Literal[2] = 2
     model: ModelRef
-    tpus: int
+    tpus: int = Field(ge=1, le=1 << 10)
     goal: GoalInfo
-    host: str
-    ours_status: str
+    host: str = Field(max_length=200)
+    ours_status: str = Field(max_length=40)
     ours_proven_optimal: bool
     entries: list[Entry]
     notes: list[str] = Field(default_factory=list)

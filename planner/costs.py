@@ -18,16 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NoReturn
 
 from tpuplan.profiles.device import DeviceSpec
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.host import HostSpec
+from tpuplan.profiles.limits import MAX_BATCH, MAX_OBJECTIVE, describe
 from tpuplan.profiles.model import Profile
-from tpuplan.profiles.stagecost import PipelineCost, StageCostTable, pipeline_cost, stage_table
+from tpuplan.profiles.stagecost import PipelineCost, StageCostTable, pipeline_cost, stage_table, start_us
 
 Objective = Literal["throughput", "latency"]
-MAX_BATCH = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,32 @@ def totals(tables: Sequence[StageCostTable], cuts: Sequence[int], goal: Goal,
     cost = pipeline_cost(tables, cuts, copies)
     alpha, beta, gamma = goal.weights
     objective = alpha * cost.period_us + beta * cost.latency_us + gamma * cost.oneoff_us
+    if objective > MAX_OBJECTIVE:
+        _refuse(tables, goal, objective)
     return Totals(cost.period_us, cost.latency_us, cost.oneoff_us, cost.bound, objective)
+
+
+def check_exact(tables: Sequence[StageCostTable], goal: Goal) -> None:
+    """Refuse, before any search, tables whose objective could pass MAX_OBJECTIVE (2^53 us) for some cut
+    list: the reference adds it up in int64 and CP-SAT reports it as a double, both exact only below that."""
+    k = len(tables)
+    top = {key: max(int(getattr(t, key).max(initial=0)) for t in tables)
+           for key in ("time_us", "serial_us", "bus_us", "oneoff_us")}
+    period = max(top["time_us"], k * top["serial_us"], k * top["bus_us"])
+    alpha, beta, gamma = goal.weights
+    bound = alpha * period + beta * k * top["time_us"] + gamma * (start_us(tables) + k * top["oneoff_us"])
+    if bound > MAX_OBJECTIVE:
+        _refuse(tables, goal, bound)
+
+
+def _refuse(tables: Sequence[StageCostTable], goal: Goal, objective: int) -> NoReturn:
+    pricer = tables[0].pricer
+    where = f"{pricer.where}: " if pricer is not None else ""
+    batch = f" over a batch of {goal.batch:,}" if goal.batch else ""
+    raise TpuplanError(
+        f"{where}the {goal.objective} objective{batch} could reach {describe(objective)} us over {len(tables)} "
+        f"stage(s), beyond the {MAX_OBJECTIVE:,} us the planner computes exactly; use a smaller batch, or check "
+        "the model's sizes and the device's costs")
 
 
 def throughput_per_s(period_us: int) -> float:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from ortools.sat.python import cp_model
 
-from tpuplan.planner.costs import Goal, totals
+from tpuplan.planner.costs import Goal, check_exact, totals
 from tpuplan.planner.prune import Arcs, Caps, ends_of, has_plan, prune
 from tpuplan.planner.reference import (
     I64,
@@ -47,6 +47,7 @@ from tpuplan.profiles.stagecost import StageCostTable, start_us
 DEFAULT_TIME_LIMIT_S = 30.0
 DEFAULT_WORKERS = 1  # deterministic search, and the fastest on these narrowed models
 MAX_WORKERS = 64
+MAX_TIME_LIMIT_S = 86_400.0
 _STOP_GRACE_S = 0.05  # the watchdog stops a solve this long after its own time limit should have
 MAX_ARCS = 250_000  # stage choices above which CP-SAT is not built (the reference's plan is kept)
 
@@ -249,6 +250,15 @@ def _stage_cap(goal: Goal, objective: int, tables: Sequence[StageCostTable]) -> 
     return max(0, min(caps))
 
 
+def check_solver_options(time_limit_s: float | None, workers: int) -> None:
+    """A time limit from over 0 to a day (NaN and infinity refused), 1 to MAX_WORKERS worker threads."""
+    if time_limit_s is not None and not 0 < time_limit_s <= MAX_TIME_LIMIT_S:
+        raise TpuplanError(
+            f"the time limit must be more than 0 and at most {MAX_TIME_LIMIT_S:g} s (got {time_limit_s:g})")
+    if not 1 <= workers <= MAX_WORKERS:
+        raise TpuplanError(f"workers must be from 1 to {MAX_WORKERS} (got {workers})")
+
+
 def solve_tables(tables: Sequence[StageCostTable], goal: Goal | None = None, *, allow_spill: bool = False,
                  time_limit_s: float | None = None, workers: int = DEFAULT_WORKERS, seed: int = 0,
                  prove: bool = True) -> Outcome:
@@ -259,10 +269,8 @@ def solve_tables(tables: Sequence[StageCostTable], goal: Goal | None = None, *, 
     """
     goal = goal or Goal()
     limit = DEFAULT_TIME_LIMIT_S if time_limit_s is None else time_limit_s
-    if not 0 < limit <= 86_400:
-        raise TpuplanError(f"the time limit must be positive and at most a day (got {limit:g} s)")
-    if not 1 <= workers <= MAX_WORKERS:
-        raise TpuplanError(f"workers must be from 1 to {MAX_WORKERS} (got {workers})")
+    check_solver_options(limit, workers)
+    check_exact(tables, goal)
     deadline = time.monotonic() + limit
     k, n = len(tables), tables[0].n
     if not 1 <= k <= n:

@@ -2,7 +2,9 @@
 
 Everything here is priced by `StageCostTable.stage_parts` and `planner.costs.totals`, the single
 definitions of a stage's and a pipeline's time, so a plan from the solver, from a baseline or from
-`--cuts` is comparable number for number. A plan is checked against itself when it is read.
+`--cuts` is comparable number for number. A plan is checked against itself when it is read: a plan whose
+cuts, stages, devices, counts or predictions were edited apart from each other is refused by name
+(planner.matching checks a plan against its model, where one is at hand).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final, Literal
@@ -19,13 +22,15 @@ from pydantic import Field, model_validator
 from tpuplan.planner.costs import Goal, Objective, Totals, stage_tables, throughput_per_s, totals
 from tpuplan.planner.plan_v1 import migrate_v1
 from tpuplan.planner.reference import fewest_onchip_stages
+from tpuplan.profiles.build import build_profile
 from tpuplan.profiles.device import DeviceSpec
 from tpuplan.profiles.docio import StrictModel, dump_json, parse_doc, read_bytes
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.host import HostSpec, resolve_host
+from tpuplan.profiles.limits import MAX_OBJECTIVE
 from tpuplan.profiles.model import BIG, ModelRef, Profile
-from tpuplan.profiles.stagecost import StageCostTable
-from tpuplan.profiles.tflite import sha256_of
+from tpuplan.profiles.stagecost import PipelineCost, StageCostTable
+from tpuplan.profiles.tflite import parse_model, sha256_of
 
 PLAN_KIND: Final = "tpuplan.plan"
 PLAN_VERSION: Final = 2
@@ -33,6 +38,7 @@ MAX_COPIES = 64  # TPUs one plan may use in all
 UNCALIBRATED_WARNING = 0.5  # a bottleneck stage with more uncalibrated time than this gets a note
 
 Status = Literal["OPTIMAL", "FEASIBLE", "EVALUATED", "REFERENCE"]
+Bound = Literal["stage", "serialized", "bus"]
 
 
 class StagePlan(StrictModel):
@@ -77,8 +83,8 @@ class SolverInfo(StrictModel):
     """How the plan was found and what is proven about it (objective J in us, see planner.costs)."""
 
     status: Status
-    objective: int = Field(ge=0, le=BIG)
-    best_bound: int = Field(ge=0, le=BIG)
+    objective: int = Field(ge=0, le=MAX_OBJECTIVE)
+    best_bound: int = Field(ge=0, le=MAX_OBJECTIVE)
     parameters: SolverParameters
     proven_optimal: bool
     wall_time_s: float | None = Field(None, ge=0, le=1e7, description="left out unless asked (--timings)")
@@ -97,7 +103,7 @@ class CurveRow(StrictModel):
     predicted_period_us: int = Field(ge=0, le=BIG)
     predicted_latency_us: int = Field(ge=0, le=BIG)
     predicted_throughput_per_s: float = Field(ge=0, le=1e9)
-    objective: int = Field(ge=0, le=BIG)
+    objective: int = Field(ge=0, le=MAX_OBJECTIVE)
     gain_vs_previous: float | None = Field(None, ge=0, le=1e9, description="throughput ratio vs K-1 TPUs")
     fits_on_chip: bool
     proven_optimal: bool
@@ -131,7 +137,8 @@ class Plan(StrictModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Plan:
-        """Cuts, stages, devices and counts must describe one segmentation of n_ops ops."""
+        """Cuts, stages, devices and counts must describe one segmentation of n_ops ops, and every predicted
+        number must be what its parts add up to (planner.costs): a plan edited by hand is refused."""
         first = 0
         for i, s in enumerate(self.stages):
             if s.index != i or s.first_op != first or s.last_op < s.first_op or s.n_ops != s.last_op - s.first_op + 1:
@@ -148,7 +155,62 @@ class Plan(StrictModel):
             raise ValueError("there must be one device per stage, named as the stage says")
         if self.tpus != sum(s.copies for s in self.stages):
             raise ValueError(f"tpus is {self.tpus} but the stages use {sum(s.copies for s in self.stages)}")
+        for s, dev in zip(self.stages, self.devices, strict=True):
+            _check_stage(s, dev, self.host)
+        _check_pipeline(self)
         return self
+
+
+def _ceil(x: float) -> int:
+    return math.ceil(x - 1e-9)
+
+
+def _check_stage(s: StagePlan, dev: DeviceSpec, host: HostSpec) -> None:
+    """A stage's time is its device, host-op and runner time (profiles.stagecost): same parts, same sum."""
+    if s.tpu_ops > s.n_ops:
+        raise ValueError(f"stage {s.index}: {s.tpu_ops} Edge TPU ops out of {s.n_ops}")
+    if dev.backend == "cpu" and (s.tpu_ops or s.predicted_onchip_bytes or s.predicted_offchip_bytes):
+        raise ValueError(f"stage {s.index} runs on a CPU device but claims Edge TPU ops or on-chip bytes")
+    if s.fits_on_chip != (s.predicted_offchip_bytes == 0):
+        raise ValueError(f"stage {s.index}: fits_on_chip disagrees with its {s.predicted_offchip_bytes} off-chip bytes")
+    device = _ceil(dev.invoke_overhead_us) + s.predicted_compute_us + s.predicted_spill_us + s.predicted_link_us
+    if s.predicted_device_us != device:
+        raise ValueError(f"stage {s.index}: predicted_device_us is {s.predicted_device_us}, its parts add to {device}")
+    streams = s.predicted_offchip_bytes > 0 and dev.backend == "edgetpu"
+    total = device + s.predicted_host_ops_us + s.predicted_runner_us + (_ceil(host.stream_extra_us) if streams else 0)
+    if s.predicted_us != total:
+        raise ValueError(f"stage {s.index}: predicted_us is {s.predicted_us}, its parts add up to {total}")
+
+
+def _check_pipeline(plan: Plan) -> None:
+    """Period, latency, one-off cost, throughput, batch time and objective as planner.costs defines them."""
+    stages = plan.stages
+    slowest = max(s.predicted_interval_us for s in stages)  # with copies: the time between its results
+    serial, bus = sum(s.predicted_serial_us for s in stages), sum(s.predicted_bus_us for s in stages)
+    period = max(slowest, serial, bus)
+    bound: Bound = "stage" if period == slowest else ("serialized" if period == serial else "bus")
+    latency = sum(s.predicted_us for s in stages)
+    oneoff = _ceil(plan.host.start_us) + sum(s.copies * s.predicted_oneoff_us for s in stages)  # each copy uploads
+    got = (plan.predicted_period_us, plan.period_bound, plan.predicted_latency_us, plan.predicted_oneoff_us,
+           plan.predicted_throughput_per_s, plan.fits_on_chip)
+    want = (period, bound, latency, oneoff, throughput_per_s(period), all(s.fits_on_chip for s in stages))
+    for name, g, w in zip(("predicted_period_us", "period_bound", "predicted_latency_us", "predicted_oneoff_us",
+                           "predicted_throughput_per_s", "fits_on_chip"), got, want, strict=True):
+        if g != w:
+            raise ValueError(f"{name} is {g}, but the stages give {w}")
+    goal = Goal(plan.goal.objective, plan.goal.batch)
+    cost = PipelineCost(period, latency, oneoff, bound)
+    per_input = round(cost.per_input_us(goal.batch), 1) if goal.batch else None
+    if plan.predicted_per_input_us != per_input:
+        raise ValueError(f"predicted_per_input_us is {plan.predicted_per_input_us}, but the stages give {per_input}")
+    alpha, beta, gamma = goal.weights
+    objective = alpha * period + beta * latency + gamma * oneoff
+    solver = plan.solver
+    if solver.objective != objective or solver.best_bound > objective:
+        raise ValueError(f"the solver's objective {solver.objective} (bound {solver.best_bound}) is not the "
+                         f"plan's {objective}")
+    if solver.proven_optimal != (solver.status in ("OPTIMAL", "REFERENCE")):
+        raise ValueError(f"solver status {solver.status} disagrees with proven_optimal {solver.proven_optimal}")
 
 
 def load_plan(path: Path) -> Plan:
@@ -160,7 +222,7 @@ def load_plan(path: Path) -> Plan:
 def parse_plan(raw: bytes, source: str) -> Plan:
     try:
         obj = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # bad UTF-8, bad JSON, a number of 5,000 digits
         obj = None  # parse_doc says what is wrong
     if isinstance(obj, dict) and obj.get("kind") == PLAN_KIND and obj.get("schema_version") == 1:
         try:
@@ -214,14 +276,30 @@ def check_cuts(cuts: Sequence[int], n: int, k: int) -> list[int]:
     return cuts
 
 
+FACTS = ("op_type", "op_class", "inputs", "outputs", "param_bytes", "param_shapes", "per_channel", "macs",
+         "input_bytes", "output_bytes", "supported", "edgetpu")
+
+
 def check_profile_matches(profile: Profile, model: bytes, where: str) -> None:
-    """Refuse a profile made from another model than the one given (the model's bytes, from `where`)."""
+    """Refuse a profile made from another model than the one given (the model's bytes, from `where`), or
+    one whose ops were edited since: the same sha256 is not enough, every op's facts must be the model's."""
     digest = sha256_of(model)
     if digest != profile.model.sha256:
         raise TpuplanError(
             f"{where}: the profile is for another model ({profile.model.path}, "
             f"sha256 {profile.model.sha256[:12]} != {digest[:12]})"
         )
+    fresh = build_profile(parse_model(model, Path(where)), profile.device, resolve_host(None))
+    if len(fresh.ops) != len(profile.ops):
+        raise TpuplanError(f"{where}: the model has {len(fresh.ops)} ops, the profile {len(profile.ops)}")
+    for op, want in zip(profile.ops, fresh.ops, strict=True):
+        for key in FACTS:
+            if getattr(op, key) != getattr(want, key):
+                raise TpuplanError(f"{where}: the profile's op {op.index} ({op.op_type}) differs from the model's "
+                                   f"({want.op_type}) in {key}; make the profile again from this model")
+    for key in ("inputs", "outputs", "tensors", "cuts"):
+        if getattr(profile, key) != getattr(fresh, key):
+            raise TpuplanError(f"{where}: the profile's {key} differ from the model's; make it again from this model")
 
 
 def stage_plans(tables: Sequence[StageCostTable], cuts: Sequence[int], copies: Sequence[int] | None = None
@@ -245,18 +323,26 @@ def stage_plans(tables: Sequence[StageCostTable], cuts: Sequence[int], copies: S
     return stages
 
 
-def _notes(stages: Sequence[StagePlan], tot: Totals) -> list[str]:
+def _notes(profile: Profile, devices: Sequence[DeviceSpec], stages: Sequence[StagePlan], tot: Totals) -> list[str]:
     notes = []
     slowest = max(stages, key=lambda s: s.predicted_us)
     if tot.bound == "stage" and slowest.uncalibrated_share > UNCALIBRATED_WARNING:
         notes.append(f"the bottleneck, stage {slowest.index}, is {slowest.uncalibrated_share:.0%} uncalibrated cost "
                      "(op classes with no real measurements here): treat its time as a rough guess")
-    for s in stages:
-        if s.tpu_ops == 0 and s.device != "cpu":
+    for s, dev in zip(stages, devices, strict=True):
+        if s.tpu_ops == 0 and dev.backend == "edgetpu":
             notes.append(f"stage {s.index} runs only host ops on its TPU")
     if any(s.copies > 1 for s in stages):
         notes.append("copies: " + ", ".join(f"stage {s.index} on {s.copies} TPUs" for s in stages if s.copies > 1)
                      + " (inputs dealt to them in turn; each holds the whole stage)")
+    tpu_devices = sorted({d.name for d in devices if d.backend == "edgetpu"})
+    if profile.source == "measured" and tpu_devices:
+        host_ops = sum(s.n_ops - s.tpu_ops for s in stages)
+        tpu_ops = sum(s.tpu_ops for s in stages)
+        models = ", ".join(tpu_devices)
+        notes.append(f"measured profile on Edge TPUs: the {tpu_ops} Edge TPU op(s) are predicted by the {models} "
+                     "cost model, not measured" + (f"; the {host_ops} host op(s) are priced by their times measured "
+                                                   "on a CPU" if host_ops else "; no measured time is used"))
     return notes
 
 
@@ -279,7 +365,7 @@ def build_plan(profile: Profile, devices: Sequence[DeviceSpec], tables: Sequence
         predicted_oneoff_us=tot.oneoff_us,
         predicted_per_input_us=round(tot.per_input_us(goal.batch), 1) if goal.batch else None,
         fits_on_chip=all(s.fits_on_chip for s in stages), tpus_needed_on_chip=fewest_onchip_stages(tables),
-        solver=solver, notes=[*notes, *_notes(stages, tot)],
+        solver=solver, notes=[*notes, *_notes(profile, devices, stages, tot)],
     )
 
 

@@ -19,7 +19,7 @@ _V1_HOST = {"kind": "tpuplan.host", "schema_version": 1, "name": "schema-1",
             "description": "the first cost model had no host costs"}
 
 
-def _device(old: dict[str, Any]) -> dict[str, Any]:
+def _device(old: dict[str, Any], overhead: int | None) -> dict[str, Any]:
     rate = float(old.get("link_bytes_per_us") or 0.0)
     per_kib = round(1024 / rate, 6) if rate > 0 else 0.0
     costs = {name: {**cost, "calibrated": False} for name, cost in dict(old.get("op_costs") or {}).items()
@@ -31,7 +31,8 @@ def _device(old: dict[str, Any]) -> dict[str, Any]:
         "backend": old.get("backend", "edgetpu"),
         "onchip_bytes": old.get("onchip_bytes", 0), "max_cached_layer_bytes": old.get("max_cached_layer_bytes", 0),
         "io_reserve_frac": old.get("activation_reserve_frac", 0.0), "channel_pad": old.get("channel_pad", 1),
-        "input_pad": old.get("input_pad", 1), "invoke_overhead_us": old.get("invoke_overhead_us", 0.0),
+        "input_pad": old.get("input_pad", 1),
+        "invoke_overhead_us": old.get("invoke_overhead_us", 0.0) if overhead is None else float(overhead),
         "link": {"in_us_per_kib": per_kib, "out_us_per_kib": per_kib, "upload_us_per_kib": 0.0, "calibrated": False},
         "op_costs": costs,
         "calibration": {k: v for k, v in cal.items() if k in keep} if isinstance(cal, dict) else None,
@@ -39,7 +40,8 @@ def _device(old: dict[str, Any]) -> dict[str, Any]:
 
 
 def _stage(old: dict[str, Any]) -> dict[str, Any]:
-    device_us = sum(int(old.get(k, 0)) for k in ("predicted_compute_us", "predicted_spill_us", "predicted_overhead_us"))
+    device_us = sum(int(old.get(k, 0)) for k in ("predicted_compute_us", "predicted_spill_us", "predicted_link_us",
+                                                 "predicted_overhead_us"))
     new = {k: v for k, v in old.items() if k != "predicted_overhead_us"}
     return {**new, "copies": 1, "tpu_ops": old.get("n_ops"), "predicted_interval_us": old.get("predicted_us"),
             "predicted_device_us": device_us,
@@ -57,7 +59,8 @@ def migrate_v1(old: dict[str, Any]) -> dict[str, Any]:
         return {
             "kind": old["kind"], "schema_version": 2, "model": old["model"], "profile_source": old["profile_source"],
             "n_ops": old["n_ops"], "goal": {"objective": "throughput", "batch": None}, "host": _V1_HOST,
-            "tpus": old["tpus"], "tpus_requested": old["tpus"], "devices": [_device(d) for d in devices],
+            "tpus": old["tpus"], "tpus_requested": old["tpus"],
+            "devices": [_device(d, s.get("predicted_overhead_us")) for d, s in zip(devices, stages, strict=False)],
             "cuts": old["cuts"], "stages": [_stage(s) for s in stages], "predicted_period_us": bottleneck,
             "period_bound": "stage", "predicted_throughput_per_s": old["predicted_throughput_per_s"],
             "predicted_latency_us": old["predicted_latency_us"], "predicted_oneoff_us": 0,

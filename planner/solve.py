@@ -59,8 +59,27 @@ def _solve_each(profile: Profile, devices: Sequence[DeviceSpec], host: HostSpec,
             raise
         out.append(_Solved(k, got, tables, devs))
     if not out:
-        raise TpuplanError("no plan exists: the Edge TPU runs none of this model's ops")
+        raise NoPlanError(profile.model.path, no_tpu_ops_message(profile))
     return out
+
+
+class NoPlanError(TpuplanError):
+    """No plan exists for this model at all; `reason` says why without naming a file, so that the caller
+    can name the file the user gave (a profile stores only the model's file name)."""
+
+    def __init__(self, model: str, reason: str) -> None:
+        super().__init__(f"{model}: {reason}")
+        self.reason = reason
+
+
+def no_tpu_ops_message(profile: Profile) -> str:
+    """Why no plan exists when the Edge TPU runs none of the ops: the first op's reason, and what to do
+    when the reason is float tensors (the usual case: a model that was never quantised)."""
+    first = profile.ops[0]
+    floats = all("float" in op.edgetpu_reason for op in profile.ops if not op.supported)
+    advice = "; quantise the model to int8 (full-integer post-training quantisation) first" if floats else ""
+    return (f"no plan exists: the Edge TPU runs none of this model's {len(profile.ops)} ops "
+            f"(op 0 {first.op_type}: {first.edgetpu_reason or 'not supported'}){advice}")
 
 
 def _proven(solved: _Solved, opts: _Options) -> _Solved:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from tpuplan.profiles.cost import cached_layout_bytes, device_op_us, host_op_us, padded_macs, stream_us
 from tpuplan.profiles.device import DeviceSpec
+from tpuplan.profiles.docio import validation_message
+from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.graph import Graph, analyse
 from tpuplan.profiles.host import HostSpec, resolve_host
+from tpuplan.profiles.limits import BIG, MAX_OP_US, describe
 from tpuplan.profiles.model import CostSource, CutProfile, ModelRef, OpProfile, Profile, TensorInfo
 from tpuplan.profiles.tflite import LoadedModel, dtype_name, require_cpu_model
 
@@ -26,6 +32,14 @@ def _tensor_info(graph: Graph, t: int) -> TensorInfo:
 
 
 def profile_from_graph(graph: Graph, device: DeviceSpec, host: HostSpec) -> Profile:
+    """The profile of an analysed model; a sum of sizes past the bounds of `profiles.limits` is refused."""
+    try:
+        return _profile(graph, device, host)
+    except ValidationError as exc:
+        raise TpuplanError(f"{graph.loaded.path}: cannot be profiled: {validation_message(exc)}") from None
+
+
+def _profile(graph: Graph, device: DeviceSpec, host: HostSpec) -> Profile:
     ops: list[OpProfile] = []
     for info in graph.ops:
         in_bytes = sum(graph.nbytes(t) for t in info.inputs)
@@ -58,7 +72,7 @@ def profile_from_graph(graph: Graph, device: DeviceSpec, host: HostSpec) -> Prof
         ops=ops,
         cuts=cuts,
     )
-    return price(profile, device, host)
+    return price(profile, device, host, where=str(graph.loaded.path))
 
 
 def _host_source(op: OpProfile, host: HostSpec) -> CostSource:
@@ -67,10 +81,13 @@ def _host_source(op: OpProfile, host: HostSpec) -> CostSource:
     return "calibrated" if host.op_cost(op.op_class, op.op_type).calibrated else "uncalibrated"
 
 
-def price(profile: Profile, device: DeviceSpec, host: HostSpec) -> Profile:
+def price(profile: Profile, device: DeviceSpec, host: HostSpec, *, where: str | None = None) -> Profile:
     """The same profile priced for another device and host. Measured op times stay what they are: they
-    price the op on the host CPU (a CPU device runs every op there)."""
+    price the op on the host CPU (a CPU device runs every op there). A price past the bounds of
+    `profiles.limits` (huge sizes, or a spec's costs at their maximum) is refused, naming the op and
+    `where` (the file it came from; the model's file name by default)."""
     ops = []
+    on_cpu = device.backend == "cpu"  # a CPU device runs every op on the host
     for op in profile.ops:
         cached = cached_layout_bytes(op.op_type, op.param_shapes, op.param_bytes, op.per_channel, device)
         tpu_macs = padded_macs(op.op_type, op.macs, op.param_shapes, device)
@@ -78,8 +95,7 @@ def price(profile: Profile, device: DeviceSpec, host: HostSpec) -> Profile:
         host_us = (round(op.measured_us) if op.measured_us is not None
                    else host_op_us(op.op_class, op.op_type, op.macs, act, host))
         host_cost = _host_source(op, host)
-        on_cpu = device.backend == "cpu"  # a CPU device runs every op on the host
-        ops.append(op.model_copy(update={
+        update = {
             "cached_bytes": cached,
             "tpu_macs": tpu_macs,
             "tpu_us": host_us if on_cpu else device_op_us(op.op_class, tpu_macs, op.output_bytes, device),
@@ -88,5 +104,19 @@ def price(profile: Profile, device: DeviceSpec, host: HostSpec) -> Profile:
             "stream_us": stream_us(op.op_class, cached, device),
             "host_us": host_us,
             "host_cost": host_cost,
-        }))
+        }
+        _check_prices(where or profile.model.path, op, update, device, host)
+        ops.append(op.model_copy(update=update))
     return profile.model_copy(update={"ops": ops, "device": device, "host": host.name})
+
+
+def _check_prices(where: str, op: OpProfile, prices: Mapping[str, object], device: DeviceSpec,
+                  host: HostSpec) -> None:
+    """model_copy does not validate: every number it sets is checked against its field's bound here."""
+    for key, limit, unit in (("cached_bytes", BIG, "bytes"), ("tpu_macs", BIG, "MACs"), ("tpu_us", MAX_OP_US, "us"),
+                             ("stream_us", MAX_OP_US, "us"), ("host_us", MAX_OP_US, "us")):
+        value = prices[key]
+        if isinstance(value, int) and value > limit:
+            raise TpuplanError(
+                f"op {op.index} ({op.op_type}) of {where} priced on {device.name} and host {host.name}: "
+                f"{key} {describe(value)} {unit} is beyond tpuplan's bound of {limit:,}")

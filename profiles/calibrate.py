@@ -23,6 +23,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
+from typing import Final, Literal
 
 import numpy as np
 from pydantic import Field
@@ -50,9 +52,10 @@ from tpuplan.profiles.calibrate_time import (
     stage_terms,
 )
 from tpuplan.profiles.device import OP_CLASSES, Calibration, DeviceSpec
-from tpuplan.profiles.docio import StrictModel
+from tpuplan.profiles.docio import StrictModel, load_doc
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.host import HostSpec, resolve_host
+from tpuplan.profiles.limits import MAX_BATCH, Count, Rate, Share
 from tpuplan.profiles.measurements import MeasuredFile, Measurement
 from tpuplan.profiles.model import OpProfile
 from tpuplan.profiles.stagecost import StageCostTable, StagePricer, pipeline_cost, stage_table
@@ -65,40 +68,51 @@ class CalibrationPoint(StrictModel):
 
     file: str
     family: str
-    x: int
+    x: Count
     runner: str | None = Field(description="the pipeline runner; None: one invoke() of the one-segment model")
-    batch: int
-    cuts: list[int] = Field(description="op ending each stage but the last")
+    batch: int = Field(ge=1, le=MAX_BATCH)
+    cuts: list[Count] = Field(description="op ending each stage but the last")
     cuts_inferred: bool
-    measured_ms: float
-    predicted_ms: float = Field(description="PREDICTED: stage_table + totals on the fitted specs")
-    rel_error: float = Field(description="|predicted - measured| / measured")
+    measured_ms: Rate
+    predicted_ms: Rate = Field(description="PREDICTED: stage_table + totals on the fitted specs")
+    rel_error: Rate = Field(description="|predicted - measured| / measured")
     bound: str = Field(description="what sets the predicted period: stage, serialized, bus (single: one invoke)")
-    measured_onchip_mib: list[float]
-    predicted_onchip_mib: list[float]
-    measured_offchip_mib: list[float]
-    predicted_offchip_mib: list[float]
+    measured_onchip_mib: list[Rate]
+    predicted_onchip_mib: list[Rate]
+    measured_offchip_mib: list[Rate]
+    predicted_offchip_mib: list[Rate]
     memory_ok: bool = Field(description="every segment's on- and off-chip MiB within 0.1 MiB of the report")
 
 
 class FileSummary(StrictModel):
     file: str
     runner: str | None
-    batch: int
-    rows: int
-    median_rel_error: float
-    p90_rel_error: float
-    worst_rel_error: float
-    memory_within_0_1_mib: float
+    batch: int = Field(ge=1, le=MAX_BATCH)
+    rows: Count
+    median_rel_error: Rate
+    p90_rel_error: Rate
+    worst_rel_error: Rate
+    memory_within_0_1_mib: Share
+
+
+CALIBRATION_KIND: Final = "tpuplan.calibration"
+CALIBRATION_VERSION: Final = 1
 
 
 class CalibrationResult(StrictModel):
     """The fitted device, the fitted runner of every pipeline file (by runner name), and the points."""
 
+    kind: Literal["tpuplan.calibration"] = CALIBRATION_KIND
+    schema_version: Literal[1] = CALIBRATION_VERSION
     device: DeviceSpec
     hosts: dict[str, HostSpec]
     files: list[FileSummary]
     points: list[CalibrationPoint]
+
+
+def load_calibration(path: Path) -> CalibrationResult:
+    """A `plan calibrate --json` result read back, checked like every document."""
+    return load_doc(path, CalibrationResult, kind=CALIBRATION_KIND, version=CALIBRATION_VERSION)
 
 
 @dataclass(frozen=True)

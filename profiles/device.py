@@ -14,15 +14,15 @@ from pydantic import Field
 
 from tpuplan.profiles.bundled import bundled, bundled_names, resolve_spec
 from tpuplan.profiles.docio import StrictModel, dump_json, load_doc
+from tpuplan.profiles.limits import MAX_RATE as MAX_RATE  # re-exported: every spec bounds its rates with it
+from tpuplan.profiles.limits import MAX_US as MAX_US  # and its fixed times with this
+from tpuplan.profiles.limits import Rate, Share
 
 DEVICE_KIND: Final = "tpuplan.device"
 DEVICE_VERSION: Final = 2
 
 OpClass = Literal["fc", "conv", "depthwise", "elementwise", "reduce", "resize", "custom", "other"]
 OP_CLASSES: tuple[OpClass, ...] = ("fc", "conv", "depthwise", "elementwise", "reduce", "resize", "custom", "other")
-
-MAX_US = 1e7  # bound of every time in a spec (10 s): the integer tables built from it stay exact
-MAX_RATE = 1e6  # bound of every microseconds-per-unit rate
 
 
 class OpClassCost(StrictModel):
@@ -49,10 +49,10 @@ class Calibration(StrictModel):
     """Where a spec's numbers come from and how well they fit."""
 
     source: str = Field(max_length=4000)
-    points: int = Field(0, ge=0, le=1 << 30)
-    median_rel_error: dict[str, float] = Field(default_factory=dict)
-    worst_rel_error: dict[str, float] = Field(default_factory=dict)
-    memory_within_0_1_mib: dict[str, float] = Field(default_factory=dict)
+    points: int = Field(0, ge=0, le=1 << 30)  # every number of a spec is bounded (profiles.limits)
+    median_rel_error: dict[str, Rate] = Field(default_factory=dict)
+    worst_rel_error: dict[str, Rate] = Field(default_factory=dict)
+    memory_within_0_1_mib: dict[str, Share] = Field(default_factory=dict)
 
 
 class DeviceSpec(StrictModel):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
+import stat
 from pathlib import Path
 from typing import TypeVar
 
@@ -24,24 +25,36 @@ class StrictModel(BaseModel):
 
 
 def write_atomic(path: Path, data: bytes, *, overwrite: bool = True) -> None:
-    """Write `data` whole or not at all: a temporary file in the same directory, then rename."""
+    """Write `data` whole or not at all: a temporary file in the same directory, then rename.
+
+    The temporary name is short whatever the output's name (a 250-byte name must still work), and the
+    file gets the permissions of any new file (0666 less the umask), or those of the file it replaces.
+    Any failure (a full disk, a read-only file system) removes the temporary file and becomes one line.
+    """
     path = Path(path)
     if not overwrite and path.exists():
         raise TpuplanError(f"{path}: already exists")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise TpuplanError(f"{path}: directory {parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    tmp = parent / f".tpuplan-{secrets.token_hex(6)}.tmp"
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+        keep = stat.S_IMODE(path.stat().st_mode) if path.is_file() and not path.is_symlink() else None
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                if keep is not None:
+                    os.fchmod(fh.fileno(), keep)
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except OSError as exc:
+        raise TpuplanError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
 
 def dump_json(doc: BaseModel) -> str:
@@ -54,21 +67,35 @@ def write_doc(path: Path, doc: BaseModel, *, overwrite: bool = True) -> None:
 
 
 def read_bytes(path: Path, *, what: str = "file", max_bytes: int = 2**31) -> bytes:
-    """Read an input file, turning OS errors into a one-line TpuplanError."""
+    """Read an input file, turning OS errors into a one-line TpuplanError.
+
+    Only a regular file is read: it is opened without blocking and checked before any read, so a FIFO
+    cannot hang us and a device such as /dev/zero cannot feed us without end; at most `max_bytes` are read.
+    """
     path = Path(path)
     try:
-        if path.is_dir():
-            raise TpuplanError(f"{path}: is a directory, expected a {what}")
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise TpuplanError(f"{path}: {size} bytes is too large for a {what}")
-        return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise TpuplanError(f"{path}: no such file") from None
     except PermissionError:
         raise TpuplanError(f"{path}: permission denied") from None
     except OSError as exc:
         raise TpuplanError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    with os.fdopen(fd, "rb") as fh:
+        try:
+            info = os.fstat(fh.fileno())
+            if stat.S_ISDIR(info.st_mode):
+                raise TpuplanError(f"{path}: is a directory, expected a {what}")
+            if not stat.S_ISREG(info.st_mode):
+                raise TpuplanError(f"{path}: is not a regular file (a device, FIFO or socket), expected a {what}")
+            if info.st_size > max_bytes:
+                raise TpuplanError(f"{path}: {info.st_size} bytes is too large for a {what}")
+            data = fh.read(max_bytes + 1)
+        except OSError as exc:
+            raise TpuplanError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if len(data) > max_bytes:
+        raise TpuplanError(f"{path}: more than {max_bytes} bytes is too large for a {what}")
+    return data
 
 
 def load_doc(path: Path, model: type[M], *, kind: str, version: int) -> M:
@@ -79,8 +106,8 @@ def load_doc(path: Path, model: type[M], *, kind: str, version: int) -> M:
 
 def parse_doc(raw: bytes, model: type[M], *, kind: str, version: int, source: str) -> M:
     try:
-        obj = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        obj = json.loads(raw, parse_int=_parse_int)
+    except (UnicodeDecodeError, RecursionError, ValueError) as exc:  # ValueError: a 5,000-digit integer too
         raise TpuplanError(f"{source}: not a JSON document ({_first_line(str(exc))})") from None
     if not isinstance(obj, dict):
         raise TpuplanError(f"{source}: expected a JSON object for a {kind} document")
@@ -103,11 +130,37 @@ def parse_doc(raw: bytes, model: type[M], *, kind: str, version: int, source: st
     try:
         return model.model_validate(obj)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err.get("loc", ())) or "<root>"
-        raise TpuplanError(f"{source}: invalid {kind} document at {loc}: {err.get('msg')}") from None
+        raise TpuplanError(f"{source}: invalid {kind} document at {validation_message(exc)}") from None
     except (RecursionError, ValueError, TypeError) as exc:
         raise TpuplanError(f"{source}: invalid {kind} document ({_first_line(str(exc))})") from None
+
+
+def validation_message(exc: ValidationError) -> str:
+    """'field.path: what is wrong' of a validation error's first problem, on one line."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err.get("loc", ())) or "<root>"
+    got = err.get("input")
+    msg = f"a number of {got.digits:,} digits is out of range" if isinstance(got, _HugeInt) else err.get("msg")
+    return f"{loc}: {_first_line(str(msg))}"
+
+
+class _HugeInt(float):
+    """An integer literal longer than any bounded field allows: read as infinity, which every field refuses,
+    and reported by its number of digits (Python would refuse to read 4,300 digits or more at all)."""
+
+    digits: int
+
+
+_MAX_INT_DIGITS = 30  # every integer field's bound has fewer digits (limits.MAX_OBJECTIVE: 16)
+
+
+def _parse_int(text: str) -> int | float:
+    digits = len(text.lstrip("-"))
+    if digits <= _MAX_INT_DIGITS:
+        return int(text)
+    huge = _HugeInt("-inf" if text.startswith("-") else "inf")
+    huge.digits = digits
+    return huge
 
 
 def _first_line(text: str) -> str:

@@ -9,3 +9,9 @@ class TpuplanError(Exception):
     def __init__(self, message: str, *, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def quoted(text: str, limit: int = 60) -> str:
+    """A user's value inside a one-line message: quoted, and cut short when it is long (a 5,000-digit
+    number must not become a 5,000-character error line)."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text):,} characters)"

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.limits import BIG, describe
 from tpuplan.profiles.placement import OpView, blocking_host_op, first_tpu_partition, op_support
 from tpuplan.profiles.tflite import (
     LoadedModel,
@@ -155,6 +157,9 @@ def analyse(loaded: LoadedModel) -> Graph:
         info.outputs = [int(t) for t in (op.outputs if op.outputs is not None else []) if int(t) != -1]
         produced.update(info.outputs)
         info.macs = count_macs(loaded, op, info)
+        if info.macs > BIG:
+            raise TpuplanError(f"{loaded.path}: operator {index} ({op_type}) does {describe(info.macs)} "
+                               f"multiply-accumulates, more than tpuplan can price ({BIG:,})")
         view = OpView(loaded, index, op_type, custom, info.inputs, info.outputs, info.params)
         info.supported, info.support_reason = op_support(view)
         ops.append(info)

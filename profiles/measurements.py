@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tpuplan.profiles.docio import read_bytes
-from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.errors import TpuplanError, quoted
+from tpuplan.profiles.limits import MAX_BATCH
 
 FAMILIES = {"Hidden neurons": "fc", "Num filters": "conv"}
 COLUMNS = ["# MACs", "On chip mem used", "Off chip mem used", "Inference time"]
 MAX_SEGMENTS = 16
-MAX_BATCH = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -145,13 +145,13 @@ def parse_pipeline_spec(text: str) -> tuple[Path, RunSpec]:
     inferred from the memory columns).
     """
     parts = text.split(":")
-    usage = f"--pipeline {text!r}: expected FILE:RUNNER:BATCH[:fresh][:cuts=I,J]"
+    usage = f"pipeline run {quoted(text)}: expected FILE:RUNNER:BATCH[:fresh][:cuts=I,J]"
     if len(parts) < 3 or not parts[0] or not parts[1]:
         raise TpuplanError(usage)
     try:
         batch = int(parts[2])
     except ValueError:
-        raise TpuplanError(f"{usage} (BATCH {parts[2]!r} is not an integer)") from None
+        raise TpuplanError(f"{usage} (BATCH {quoted(parts[2])} is not an integer)") from None
     if not 1 <= batch <= MAX_BATCH:
         raise TpuplanError(f"{usage} (BATCH must be 1 to {MAX_BATCH:,})")
     fresh, cuts = False, None
@@ -162,7 +162,7 @@ def parse_pipeline_spec(text: str) -> tuple[Path, RunSpec]:
             try:
                 cuts = tuple(int(c) for c in extra.removeprefix("cuts=").split(","))
             except ValueError:
-                raise TpuplanError(f"{usage} ({extra!r} is not a list of op indices)") from None
+                raise TpuplanError(f"{usage} ({quoted(extra)} is not a list of op indices)") from None
         else:
-            raise TpuplanError(f"{usage} (unknown part {extra!r})")
+            raise TpuplanError(f"{usage} (unknown part {quoted(extra)})")
     return Path(parts[0]), RunSpec(runner=parts[1], batch=batch, fresh=fresh, cuts=cuts)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import numpy as np
 import numpy.typing as npt
@@ -37,13 +37,13 @@ from tpuplan.profiles.build import price
 from tpuplan.profiles.device import DeviceSpec
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.host import HostSpec, resolve_host
+from tpuplan.profiles.limits import MAX_OPS, MAX_STAGE_US, describe  # MAX_OPS: the tables are n x n (140 MB)
 from tpuplan.profiles.model import Profile
 from tpuplan.profiles.placement import first_tpu_partition
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 Mask = npt.NDArray[np.bool_]
-MAX_OPS = 2048  # the tables are n x n: 2,048 ops take about 140 MB
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,7 @@ class StagePricer:
             raise TpuplanError(f"the model has {len(profile.ops):,} ops; tpuplan plans models of up to {MAX_OPS:,}")
         prof = price(profile, device, host)  # always: the per-op prices follow from the profile's facts
         self.device, self.host, self.n = device, host, len(prof.ops)
+        self.where = profile.model.path
         ops = prof.ops
         self.cpu = device.backend == "cpu"
         self.tpu_us = np.array([op.tpu_us for op in ops], dtype=np.int64)
@@ -187,44 +188,67 @@ class StagePricer:
         compute = np.cumsum(np.where(tpu, self.tpu_us[a:], 0))
         host_ops = np.cumsum(np.where(tpu, 0, self.host_us[a:]))
         io_tpu = io["tpu_in"] + io["tpu_out"]
-        budget = np.floor(dev.onchip_bytes - dev.io_reserve_frac * io_tpu).astype(np.int64)
+        budget = np.floor(np.clip(dev.onchip_bytes - dev.io_reserve_frac * io_tpu, -2.0**62, 2.0**62)).astype(np.int64)
         on, off, spill = self._caching(a, tpu, budget)
-        link = np.ceil((dev.link.in_us_per_kib * io["tpu_in"] + dev.link.out_us_per_kib * io["tpu_out"]) / 1024
-                       - 1e-9).astype(np.int64)
+        link = self._us((dev.link.in_us_per_kib * io["tpu_in"] + dev.link.out_us_per_kib * io["tpu_out"]) / 1024,
+                        a, "tensor transfers")
         device_us = math.ceil(dev.invoke_overhead_us - 1e-9) + compute + spill + link
-        runner = self._runner(io)
+        runner = self._runner(io, a)
         streams = off > 0
         total = device_us + host_ops + runner + np.where(streams, math.ceil(host.stream_extra_us - 1e-9), 0)
-        bus = np.ceil((io_tpu + off) / host.bus_bytes_per_us - 1e-9).astype(np.int64) if host.bus_shared else 0 * total
+        bus = self._us((io_tpu + off) / host.bus_bytes_per_us, a, "the shared bus") if host.bus_shared else 0 * total
         upload = dev.link.upload_us_per_kib * on / 1024 if host.fresh_upload else 0 * on
-        oneoff = np.ceil(np.where(streams, host.stream_cold_us, 0) + upload - 1e-9).astype(np.int64)
+        oneoff = self._us(np.where(streams, host.stream_cold_us, 0) + upload, a, "one-off uploads")
         uncal = np.cumsum(np.where(tpu, self.tpu_us[a:] * self.tpu_uncal[a:], self.host_us[a:] * self.host_uncal[a:]))
-        return {**io, "total": total, "device": device_us, "compute": compute, "spill": spill, "link": link,
-                "host_ops": host_ops, "runner": runner, "serial": self._serial(runner, device_us), "bus": bus,
-                "oneoff": oneoff, "uncal": uncal, "tpu_ops": np.cumsum(tpu), "on": on, "off": off,
-                "params": np.cumsum(self.params[a:]), "valid": np.cumsum(tpu) > 0, "fits": off == 0}
+        return self._checked(a, {**io, "total": total, "device": device_us, "compute": compute, "spill": spill,
+                                 "link": link, "host_ops": host_ops, "runner": runner,
+                                 "serial": self._serial(runner, device_us, a), "bus": bus, "oneoff": oneoff,
+                                 "uncal": uncal, "tpu_ops": np.cumsum(tpu), "on": on, "off": off,
+                                 "params": np.cumsum(self.params[a:]), "valid": np.cumsum(tpu) > 0, "fits": off == 0})
 
-    def _runner(self, io: dict[str, I64]) -> I64:
+    def _runner(self, io: dict[str, I64], a: int) -> I64:
         kib = (io["seg_in"] + io["seg_out"]) / 1024
-        return np.ceil(self.host.stage_us + self.host.stage_us_per_kib * kib - 1e-9).astype(np.int64)
+        return self._us(self.host.stage_us + self.host.stage_us_per_kib * kib, a, "the runner's host work")
 
-    def _serial(self, runner: I64, device_us: I64) -> I64:
+    def _serial(self, runner: I64, device_us: I64, a: int) -> I64:
         h = self.host
-        return np.ceil(h.serialized * runner + h.serialized_device * device_us - 1e-9).astype(np.int64)
+        return self._us(h.serialized * runner + h.serialized_device * device_us, a, "serialized host work")
+
+    def _us(self, x: F64 | I64 | float, a: int, what: str) -> I64:
+        """Microseconds rounded up, refused past MAX_STAGE_US before the conversion to int64 could wrap."""
+        us = np.ceil(np.asarray(x, dtype=np.float64) - 1e-9)
+        if us.size and not (np.isfinite(us).all() and us.max() <= MAX_STAGE_US):  # NaN fails too
+            self._refuse(a, what, float(np.nanmax(us)) if not np.isnan(us).all() else math.nan)
+        return us.astype(np.int64)
+
+    def _checked(self, a: int, row: dict[str, Any]) -> dict[str, Any]:
+        """Sums of bounded parts stay far inside int64; their totals must stay within MAX_STAGE_US."""
+        for key in ("total", "serial", "bus", "oneoff"):
+            top = int(np.max(row[key], initial=0))
+            if top > MAX_STAGE_US:
+                self._refuse(a, f"its {key} time", top)
+        return row
+
+    def _refuse(self, a: int, what: str, us: float) -> NoReturn:
+        raise TpuplanError(
+            f"{self.where}: a stage from op {a} on {self.device.name} would take {describe(us)} us for {what}, "
+            f"beyond tpuplan's bound of {MAX_STAGE_US:,} us; the model's sizes or the device's or host's costs "
+            "are out of range")
 
     def _cpu_row(self, a: int, io: dict[str, I64]) -> dict[str, Any]:
         dev = self.device
         ops = np.cumsum(self.host_us[a:])
-        copies = np.ceil((dev.link.in_us_per_kib * io["seg_in"] + dev.link.out_us_per_kib * io["seg_out"]) / 1024
-                         - 1e-9).astype(np.int64)
+        copies = self._us((dev.link.in_us_per_kib * io["seg_in"] + dev.link.out_us_per_kib * io["seg_out"]) / 1024,
+                          a, "tensor copies")
         device_us = math.ceil(dev.invoke_overhead_us - 1e-9) + ops + copies
-        runner = self._runner(io)
+        runner = self._runner(io, a)
         zero = np.zeros(self.n - a, dtype=np.int64)
-        return {**io, "total": device_us + runner, "device": device_us, "compute": ops, "spill": zero,
-                "link": copies, "host_ops": zero, "runner": runner, "serial": self._serial(runner, device_us),
-                "bus": zero, "oneoff": zero, "uncal": np.cumsum(self.host_us[a:] * self.host_uncal[a:]),
-                "tpu_ops": zero, "on": zero, "off": zero, "params": np.cumsum(self.params[a:]),
-                "valid": np.ones(self.n - a, dtype=np.bool_), "fits": np.ones(self.n - a, dtype=np.bool_)}
+        return self._checked(a, {
+            **io, "total": device_us + runner, "device": device_us, "compute": ops, "spill": zero, "link": copies,
+            "host_ops": zero, "runner": runner, "serial": self._serial(runner, device_us, a), "bus": zero,
+            "oneoff": zero, "uncal": np.cumsum(self.host_us[a:] * self.host_uncal[a:]), "tpu_ops": zero, "on": zero,
+            "off": zero, "params": np.cumsum(self.params[a:]), "valid": np.ones(self.n - a, dtype=np.bool_),
+            "fits": np.ones(self.n - a, dtype=np.bool_)})
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from ai_edge_litert import schema_py_generated as schema
 
 from tpuplan.profiles.docio import read_bytes
 from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.limits import BIG, MAX_DIM, describe
 from tpuplan.profiles.safety import check_operators, check_tensors
 
 MAX_MODEL_BYTES = 2**31 - 1  # flatbuffers cannot address more
@@ -170,8 +171,11 @@ def check_model(model: Any, where: str, size: int, *, allow_edgetpu: bool) -> No
         if not 0 <= int(t.buffer) < max(len(buffers), 1):
             raise TpuplanError(f"{where}: tensor {t_index} points at missing buffer {t.buffer}")
         shape = tensor_shape(t)
-        if len(shape) > 8 or any(d < -1 or d > 1 << 28 for d in shape):
+        if len(shape) > 8 or any(d < -1 or d > MAX_DIM for d in shape):
             raise TpuplanError(f"{where}: tensor {t_index} has an impossible shape {shape}")
+        if tensor_bytes(t) > BIG:
+            raise TpuplanError(f"{where}: tensor {t_index} of shape {shape} would hold {describe(tensor_bytes(t))} "
+                               f"bytes, more than tpuplan handles ({BIG:,})")
     for buf_index, buf in enumerate(buffers):
         if buf.offset and buf.offset > 1 and (buf.offset + (buf.size or 0) > size):
             raise TpuplanError(f"{where}: buffer {buf_index} points past the end of the file")

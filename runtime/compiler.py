@@ -16,6 +16,7 @@ from pydantic import Field
 
 from tpuplan.profiles.docio import StrictModel
 from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.limits import Bytes, Count
 
 COMPILER_NAME = "edgetpu_compiler"
 COMPILER_INSTALL_HINT = (
@@ -66,7 +67,7 @@ class OperatorRow(StrictModel):
     """One row of the `-s` operator table; the same op appears once per status."""
 
     op: str
-    count: int = Field(ge=0)
+    count: Count
     status: str
     mapped: bool
 
@@ -76,17 +77,17 @@ class CompilerReport(StrictModel):
 
     compiler_version: str | None = None
     input_model: str
-    input_bytes: int = Field(ge=0)
+    input_bytes: Bytes
     output_model: str
-    output_bytes: int = Field(ge=0)
-    onchip_bytes: int = Field(ge=0)
-    onchip_remaining_bytes: int | None = Field(default=None, ge=0)
-    onchip_available_bytes: int | None = Field(default=None, ge=0, description="printed by compiler 2.0")
-    offchip_bytes: int = Field(ge=0)
-    subgraphs: int = Field(ge=0)
-    total_ops: int = Field(ge=0)
-    ops_on_tpu: int | None = Field(default=None, ge=0)
-    ops_on_cpu: int | None = Field(default=None, ge=0)
+    output_bytes: Bytes
+    onchip_bytes: Bytes
+    onchip_remaining_bytes: Bytes | None = None
+    onchip_available_bytes: Bytes | None = Field(default=None, description="printed by compiler 2.0")
+    offchip_bytes: Bytes
+    subgraphs: Count
+    total_ops: Count
+    ops_on_tpu: Count | None = None
+    ops_on_cpu: Count | None = None
     operation_log: str | None = None
     operators: list[OperatorRow] = Field(default_factory=list)
 

@@ -15,6 +15,7 @@ from pydantic import AfterValidator, Field, model_validator
 
 from tpuplan.profiles.docio import StrictModel, load_doc, read_bytes
 from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.limits import MAX_COUNT, Bytes, Count, Dim, Real
 from tpuplan.runtime.compiler import CompilerReport
 
 MANIFEST_KIND: Final = "tpuplan.manifest"
@@ -46,11 +47,11 @@ Sha256 = Annotated[str, AfterValidator(_check_sha)]
 class TensorSpec(StrictModel):
     """A tensor crossing a segment boundary; shape as the interpreter reports it after allocation."""
 
-    name: str = Field(min_length=1)
-    shape: list[int]
-    dtype: str
-    scale: float | None = None  # per-tensor quantisation; null when float or per-channel
-    zero_point: int | None = None
+    name: str = Field(min_length=1, max_length=10_000)
+    shape: list[Dim] = Field(max_length=8)
+    dtype: str = Field(max_length=40)
+    scale: Real | None = None  # per-tensor quantisation; null when float or per-channel
+    zero_point: int | None = Field(None, ge=-(2**31), le=2**31 - 1)
 
 
 class CompiledEntry(StrictModel):
@@ -64,13 +65,13 @@ class CompiledEntry(StrictModel):
 
 
 class SegmentEntry(StrictModel):
-    index: int = Field(ge=0)
+    index: Count
     file: RelativeName
-    first_op: int = Field(ge=0)
-    last_op: int = Field(ge=0)
+    first_op: Count
+    last_op: Count
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
-    bytes: int = Field(ge=0)
+    bytes: Bytes
     sha256: Sha256
     copies: int = Field(1, ge=1, le=64, description="devices that run this segment, taking inputs in turn (the plan's)")
     compiled: CompiledEntry | None = None
@@ -80,7 +81,7 @@ class SegmentEntry(StrictModel):
 class ModelRef(StrictModel):
     path: str
     sha256: Sha256
-    num_ops: int = Field(ge=1)
+    num_ops: int = Field(ge=1, le=MAX_COUNT)
     inputs: list[str] = Field(description="the model's input tensor names, in model order")
     outputs: list[str] = Field(description="the model's output tensor names, in model order")
 
@@ -93,7 +94,7 @@ class SegmentManifest(StrictModel):
     schema_version: Literal[1] = MANIFEST_VERSION
     model: ModelRef
     plan_sha256: Sha256 | None = None  # sha256 of the plan file's bytes when split from a plan
-    cuts: list[int]
+    cuts: list[Count]
     segments: list[SegmentEntry] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -113,7 +114,22 @@ class SegmentManifest(StrictModel):
         names = [s.file for s in self.segments] + [s.compiled.file for s in self.segments if s.compiled]
         if len(set(names)) != len(names):
             raise ValueError("two segments name the same file")
+        self._check_routes()
         return self
+
+    def _check_routes(self) -> None:
+        """Every tensor a segment reads is a model input or written by an earlier segment, and every model
+        output is written: a manifest edited apart from its segments cannot route a run."""
+        available = set(self.model.inputs)
+        for seg in self.segments:
+            missing = [t.name for t in seg.inputs if t.name not in available]
+            if missing:
+                raise ValueError(f"segment {seg.index} reads {missing[0]!r}, which no earlier segment writes and "
+                                 "the model does not take")
+            available.update(t.name for t in seg.outputs)
+        lost = [name for name in self.model.outputs if name not in available]
+        if lost:
+            raise ValueError(f"model output {lost[0]!r} is written by no segment")
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,9 @@
 Run by `tpuplan.runtime.probe` as `python -I probe_child.py DIR MODULE`, a plain script with no tpuplan
 import, so that nothing in the working directory or the environment can stand in for it. MODULE is the
 interpreter module the parent uses (e.g. ai_edge_litert.interpreter). Models are DIR/000000.tflite, ...;
-for each, one line on stdout: `start K`, then `ok K` or `error K TYPE` (a Python-level refusal, which is
-not a crash: the caller meets it again and reports it). A model is deleted before `ok` is printed, so heap
-damage shows in this process, not later in the parent.
+for each, one line on stdout: `start K`, then `ok K` or `error K TYPE: first line of the message` (a
+Python-level refusal such as an unresolved custom op: not a crash, the caller decides what it means).
+A model is deleted before `ok` is printed, so heap damage shows in this process, not later in the parent.
 """
 
 import gc
@@ -31,7 +31,8 @@ def main(directory: Path, module_name: str) -> None:
             del interp
             gc.collect()
         except Exception as exc:
-            print(f"error {k} {type(exc).__name__}", flush=True)
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            print(f"error {k} {type(exc).__name__}: {lines[0] if lines else 'no message'}", flush=True)
             continue
         print(f"ok {k}", flush=True)
 

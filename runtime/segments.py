@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tpuplan.planner.matching import check_plan_matches
 from tpuplan.planner.plan import Plan, plan_digest
 from tpuplan.profiles.docio import dump_json
 from tpuplan.profiles.errors import TpuplanError
@@ -120,9 +121,10 @@ def _check_destination(out_dir: Path, force: bool, keep: Sequence[Path]) -> None
 
 
 def _sibling(out_dir: Path, tag: str) -> Path:
-    """An unused hidden name next to out_dir (same filesystem, so rename is atomic)."""
+    """An unused hidden name next to out_dir (same filesystem, so rename is atomic), short whatever
+    out_dir's name is: a directory named with 250 bytes must still get a staging sibling."""
     while True:
-        candidate = out_dir.with_name(f".{out_dir.name}.{secrets.token_hex(4)}.{tag}")
+        candidate = out_dir.with_name(f".tpuplan-{secrets.token_hex(6)}.{tag}")
         if not (candidate.exists() or candidate.is_symlink()):
             return candidate
 
@@ -188,13 +190,24 @@ def split_cuts(loaded: LoadedModel, plan: Plan | None, cuts: Sequence[int] | Non
     if (plan is None) == (cuts is None):
         raise TpuplanError("split: give a plan or cuts, not both or neither")
     if plan is not None:
-        if plan.model.sha256 != loaded.sha256:
-            raise TpuplanError(
-                f"{loaded.path}: the plan is for model sha256 {plan.model.sha256}, but this model has sha256 "
-                f"{loaded.sha256}"
-            )
+        check_plan_matches(plan, loaded)
         cuts = plan.cuts
     return validate_cuts(list(cuts or []), len(loaded.subgraph.operators))
+
+
+def _require_runnable(loaded: LoadedModel, segments: Sequence[Segment]) -> None:
+    """Every segment must load and run in the TFLite interpreter (in the probe's child process): a split
+    whose segments cannot run is refused, not written. A model that cannot run here as a whole, such as one
+    with a custom op this LiteRT lacks, can still be planned; only splitting and running it needs the op."""
+    labels = [f"segment {seg.index}" for seg in segments]
+    errors = probe_models([("model", loaded.data), *zip(labels, (seg.data for seg in segments), strict=True)])
+    if "model" in errors:
+        raise TpuplanError(f"{loaded.path}: the TFLite interpreter here cannot run this model ({errors['model']}); "
+                           "it can be planned, but its segments could not run, so none are written")
+    for label, seg in zip(labels, segments, strict=True):
+        if label in errors:
+            raise TpuplanError(f"{loaded.path}: {label} (ops {seg.first_op}..{seg.last_op}) does not load in the "
+                               f"TFLite interpreter ({errors[label]}); nothing written")
 
 
 def write_split(loaded: LoadedModel, out_dir: Path, *, plan: Plan | None = None, cuts: Sequence[int] | None = None,
@@ -211,8 +224,7 @@ def write_split(loaded: LoadedModel, out_dir: Path, *, plan: Plan | None = None,
     keep = [Path(loaded.path)]
     _check_destination(out_dir, force, keep)
     segments = split_model(loaded, chosen)
-    probe_models([(str(loaded.path), loaded.data)]
-                 + [(f"segment {seg.index} of {loaded.path}", seg.data) for seg in segments])
+    _require_runnable(loaded, segments)
     created: list[Path] = []
     parent = out_dir.parent
     while not parent.exists():

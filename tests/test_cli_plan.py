@@ -6,8 +6,6 @@ script itself, so exit codes and "one line on stderr" are checked as a user sees
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import subprocess
 import sys
@@ -15,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tpuplan import cli
+from tests.cli_helpers import plan
 from tpuplan.planner.plan import load_plan
 from tpuplan.profiles.build import build_profile
 from tpuplan.profiles.device import preset
@@ -28,18 +26,6 @@ PLAN_BIN = Path(sys.executable).parent / "plan"
 
 pytestmark = pytest.mark.skipif(not MODEL.is_file(), reason=f"{MODEL} not found")
 
-
-
-def plan(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    """Run `plan ARGS` in process, exactly as the console script does (main() catches our errors)."""
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            cli.main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    return subprocess.CompletedProcess(["plan", *map(str, args)], code, out.getvalue(), err.getvalue())
 
 
 def plan_script(*args: str | Path) -> subprocess.CompletedProcess[str]:

@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from tpuplan.cli.common import FORCE_HELP, JSON_HELP, check_output, print_json, table, write_output
+from tpuplan.cli.common import FORCE_HELP, JSON_HELP, check_outputs, print_json, spec_files, table, write_output
 from tpuplan.profiles.calibrate import CalibrationResult, calibrate
 from tpuplan.profiles.device import device_json, resolve_device
 from tpuplan.profiles.errors import TpuplanError
@@ -93,10 +93,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Fit the Edge TPU cost model (and the pipeline runners) to real measurements; print the errors."""
         runs, hosts = _files(list(sweeps or []), list(pipeline or []))
-        inputs = [p for p, _ in runs] + [Path(r) for r in hosts if r.endswith(".json")]
+        inputs = [p for p, _ in runs] + spec_files(*hosts, base)
         outputs = {"": output, **_host_outputs(hosts_dir, hosts)}
-        for path in outputs.values():
-            check_output(path, force=force, inputs=inputs)
+        check_outputs(list(outputs.values()), force=force, inputs=inputs)
         start = resolve_device(base)
         if name:
             start = start.model_copy(update={"name": name})

@@ -7,8 +7,6 @@ One place decides "is this argument a profile or a model" (`read_source`), one p
 from __future__ import annotations
 
 import json
-import os
-import stat
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,11 +15,13 @@ from pathlib import Path
 import typer
 from pydantic import BaseModel
 
+from tpuplan.cli.outputs import check_output, check_outputs, spec_files, write_output
+from tpuplan.planner.cpsat import MAX_TIME_LIMIT_S
 from tpuplan.profiles.build import build_profile, price
 from tpuplan.profiles.device import DeviceSpec, preset_names, resolve_device
-from tpuplan.profiles.docio import dump_json, parse_doc, read_bytes, write_atomic
-from tpuplan.profiles.errors import TpuplanError
-from tpuplan.profiles.host import HostSpec, resolve_host
+from tpuplan.profiles.docio import dump_json, parse_doc, read_bytes
+from tpuplan.profiles.errors import TpuplanError, quoted
+from tpuplan.profiles.host import HostSpec, host_preset, host_preset_names, resolve_host
 from tpuplan.profiles.model import PROFILE_KIND, PROFILE_VERSION, Profile
 from tpuplan.profiles.tflite import MAX_MODEL_BYTES, LoadedModel, parse_model
 
@@ -33,6 +33,8 @@ HOST_HELP = "Host preset (tpuplan, pycoral, python-threads) or HostSpec JSON: th
 SOURCE_HELP = "A profile JSON (from `plan profile`) or a .tflite CPU model (profiled on the first --device)."
 FORCE_HELP = "Overwrite the output if it exists (a file; for `plan split`, only an earlier split)."
 JSON_HELP = "Print JSON for machines instead of a table."
+
+__all__ = ["check_output", "check_outputs", "spec_files", "write_output"]  # the output rule, shared by every command
 
 
 def read_model(path: Path) -> LoadedModel:
@@ -50,8 +52,8 @@ class Source:
 
 def read_source(path: Path, device: DeviceSpec | None, host: HostSpec | None = None) -> Source:
     """The one rule for "profile or model": a .tflite file is a model, profiled on `device` and `host`
-    (default presets when None); a .json file is a profile document, re-priced for `device`/`host` when
-    given; anything else is refused before reading."""
+    (default presets when None); a .json file is a profile document, priced again for `device`/`host`
+    (its own device, and its host when that is a preset, when not given); anything else is refused."""
     if path.suffix not in (".tflite", ".json"):
         raise TpuplanError(f"{path}: expected a profile .json or a .tflite model")
     if path.suffix == ".tflite":
@@ -59,8 +61,13 @@ def read_source(path: Path, device: DeviceSpec | None, host: HostSpec | None = N
         return Source(build_profile(loaded, device or resolve_device(None), host or resolve_host(None)), loaded)
     data = read_bytes(path, what="profile JSON document", max_bytes=1 << 30)
     profile = parse_doc(data, Profile, kind=PROFILE_KIND, version=PROFILE_VERSION, source=str(path))
-    if device is not None or host is not None:
-        profile = price(profile, device or profile.device, host or resolve_host(profile.host))
+    own = host_preset(profile.host) if profile.host in host_preset_names() else None
+    try:  # priced again, as the planner always does: what is shown is what is planned (prices are not facts)
+        if device is not None or host is not None or own is not None:
+            profile = price(profile, device or profile.device, host or own or resolve_host(profile.host),
+                            where=str(path))
+    except TpuplanError as exc:  # a price past the bounds names the profile's file
+        raise TpuplanError(f"{path}: {exc}") from None
     return Source(profile, None)
 
 
@@ -78,7 +85,7 @@ def parse_cuts(text: str, what: str = "--cuts") -> list[int]:
     try:
         return [int(c) for c in text.split(",") if c.strip()]
     except ValueError:
-        raise TpuplanError(f"{what} must be comma-separated integers like 3,10 (got {text!r})") from None
+        raise TpuplanError(f"{what} must be comma-separated integers like 3,10 (got {quoted(text)})") from None
 
 
 def positive(value: float | None, flag: str) -> None:
@@ -86,48 +93,10 @@ def positive(value: float | None, flag: str) -> None:
         raise TpuplanError(f"{flag} must be positive (got {value:g})")
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
-    except OSError:
-        return False
-
-
-def check_output(path: Path, *, force: bool, inputs: Sequence[Path] = (), directory: bool = False) -> None:
-    """The rule for every command that writes, checked before any long work starts.
-
-    Never one of the command's inputs, never a non-regular file (a device, a FIFO, a symlink to one), an
-    existing file only with --force, and its directory must exist. A split's output directory may be
-    replaced with --force only when it holds an earlier split.
-    """
-    for given in inputs:
-        if _same_file(path, given) or (directory and given.resolve().is_relative_to(path.resolve())):
-            raise TpuplanError(f"{path}: is an input of this command; choose another output")
-    if directory:
-        if path.exists() and not path.is_dir():
-            raise TpuplanError(f"{path}: exists and is not a directory")
-        if path.is_dir() and any(path.iterdir()) and not force:
-            raise TpuplanError(f"{path}: already exists and is not empty (use --force to replace an earlier split)")
-        return
-    if not path.parent.is_dir():
-        raise TpuplanError(f"{path}: directory {path.parent} does not exist")
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        if path.is_symlink():
-            raise TpuplanError(f"{path}: is a dangling symbolic link; not written through") from None
-        return
-    except OSError as exc:
-        raise TpuplanError(f"{path}: cannot check the output ({exc.strerror or exc})") from None
-    if not stat.S_ISREG(mode) or path.is_symlink():
-        raise TpuplanError(f"{path}: is not a regular file; choose a file name")
-    if not force:
-        raise TpuplanError(f"{path}: already exists (use --force to overwrite)")
-
-
-def write_output(path: Path, data: bytes) -> None:
-    """Write an output checked by `check_output`: whole or not at all."""
-    write_atomic(path, data)
+def time_limit_option(seconds: float | None) -> None:
+    """--time-limit: seconds from over 0 to a day; NaN, infinity and 1e300 are refused by the flag's name."""
+    if seconds is not None and not 0 < seconds <= MAX_TIME_LIMIT_S:
+        raise TpuplanError(f"--time-limit must be more than 0 and at most {MAX_TIME_LIMIT_S:g} s (got {seconds:g})")
 
 
 def emit(doc: BaseModel, *, output: Path | None, as_json: bool, table: str) -> None:

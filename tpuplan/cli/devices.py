@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from tpuplan.cli.common import JSON_HELP, mib, table
+from tpuplan.cli.common import FORCE_HELP, JSON_HELP, check_output, mib, table, write_output
 from tpuplan.profiles.device import DeviceSpec, preset, preset_names
 from tpuplan.profiles.host import host_preset, host_preset_names
 from tpuplan.runtime.edgetpu import list_edge_tpus
@@ -15,18 +16,27 @@ from tpuplan.runtime.edgetpu import list_edge_tpus
 
 def register(app: typer.Typer) -> None:
     @app.command("devices")
-    def devices_cmd(as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False) -> None:
+    def devices_cmd(
+        output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the devices JSON here.")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+        force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
+    ) -> None:
         """List device presets and the Edge TPUs present on this machine."""
+        if output is not None:
+            check_output(output, force=force)
         specs: list[DeviceSpec] = [preset(n) for n in preset_names()]
         present = list_edge_tpus()
+        hosts_json = [host_preset(n).model_dump(mode="json") for n in host_preset_names()]
+        text = json.dumps({"kind": "tpuplan.devices", "schema_version": 1,
+                           "presets": [s.model_dump(mode="json") for s in specs], "hosts": hosts_json,
+                           "edgetpus_present": present}, indent=2) + "\n"
+        if output is not None:
+            write_output(output, text.encode())
         if as_json:
-            hosts_json = [host_preset(n).model_dump(mode="json") for n in host_preset_names()]
-            typer.echo(json.dumps({"kind": "tpuplan.devices", "schema_version": 1,
-                                   "presets": [s.model_dump(mode="json") for s in specs], "hosts": hosts_json,
-                                   "edgetpus_present": present}, indent=2))
+            typer.echo(text, nl=False)
             return
         rows = [
-            [s.name, s.backend, mib(s.onchip_bytes) if s.backend == "edgetpu" else "-",
+            [s.name, s.backend, mib(s.onchip_bytes) if s.backend == "edgetpu" else "- (host CPU)",
              f"{s.link.in_us_per_kib:g}/{s.link.out_us_per_kib:g}", "yes" if s.link.calibrated else "no",
              (s.calibration.source if s.calibration else "")[:60]]
             for s in specs
@@ -37,3 +47,5 @@ def register(app: typer.Typer) -> None:
                  "shared" if h.bus_shared else "own", h.description[:60]] for h in hosts]
         typer.echo("\n" + table(["host", "stage us", "serialized", "fresh runs", "USB", "runner"], rows))
         typer.echo(f"\nEdge TPUs present: {len(present)}" + "".join(f"\n  {d}" for d in present))
+        if output is not None:
+            typer.echo(f"wrote {output}")

@@ -23,14 +23,23 @@ def status_text(plan: Plan) -> str:
 
 def _stage_rows(plan: Plan) -> list[list[object]]:
     worst = max(s.predicted_us for s in plan.stages)
-    return [
-        [s.index, f"{s.first_op}..{s.last_op}", s.copies, f"{s.tpu_ops}/{s.n_ops}", mib(s.param_bytes),
-         mib(s.predicted_onchip_bytes), mib(s.predicted_offchip_bytes), f"{s.bytes_in / 1024:.1f}",
-         f"{s.bytes_out / 1024:.1f}", ms(s.predicted_device_us), ms(s.predicted_host_ops_us),
-         ms(s.predicted_runner_us), ms(s.predicted_us), ms(s.predicted_interval_us), s.device,
-         bar(s.predicted_us, worst, 20)]
-        for s in plan.stages
-    ]
+    rows: list[list[object]] = []
+    for s, dev in zip(plan.stages, plan.devices, strict=True):
+        tpu = dev.backend == "edgetpu"  # a CPU stage has no on-chip memory to show
+        rows.append([s.index, f"{s.first_op}..{s.last_op}", s.copies, f"{s.tpu_ops}/{s.n_ops}" if tpu else "-",
+                     mib(s.param_bytes), mib(s.predicted_onchip_bytes) if tpu else "-",
+                     mib(s.predicted_offchip_bytes) if tpu else "-", f"{s.bytes_in / 1024:.1f}",
+                     f"{s.bytes_out / 1024:.1f}", ms(s.predicted_device_us), ms(s.predicted_host_ops_us),
+                     ms(s.predicted_runner_us), ms(s.predicted_us), ms(s.predicted_interval_us), s.device,
+                     bar(s.predicted_us, worst, 20)])
+    return rows
+
+
+def _units(plan: Plan) -> str:
+    cpus = sum(1 for d in plan.devices if d.backend == "cpu")
+    if cpus == len(plan.devices):
+        return f"{len(plan.stages)} stage(s) on the host CPU"
+    return f"{plan.tpus - cpus} TPU(s)" + (f" and {cpus} CPU stage(s)" if cpus else "")
 
 
 def plan_table(plan: Plan) -> str:
@@ -42,7 +51,7 @@ def plan_table(plan: Plan) -> str:
     lines = [
         f"model   {plan.model.path}  sha256 {plan.model.sha256[:12]}  ({plan.profile_source} profile, "
         f"{plan.n_ops} ops)",
-        f"plan    {plan.tpus} TPU(s), {len(plan.stages)} stage(s), cuts after ops: "
+        f"plan    {_units(plan)}, {len(plan.stages)} stage(s), cuts after ops: "
         f"{','.join(map(str, plan.cuts)) or '-'}; host {plan.host.name}; "
         f"goal: {goal.objective}" + (f", batch {goal.batch}" if goal.batch else ""),
         "",

@@ -17,6 +17,7 @@ from tpuplan.cli.common import (
     mib,
     read_model,
     read_source,
+    spec_files,
     table,
 )
 from tpuplan.profiles.build import build_profile
@@ -75,13 +76,15 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
         measure: Annotated[bool, typer.Option("--measure", help="Measure per-op times on --backend.")] = False,
         backend: Annotated[str, typer.Option("--backend", help="Backend for --measure: cpu.")] = "cpu",
-        repeats: Annotated[int, typer.Option("--repeats", min=1, help="Timed runs per op (--measure).")] = 30,
+        repeats: Annotated[
+            int, typer.Option("--repeats", min=1, max=10_000, help="Timed runs per op (--measure).")
+        ] = 30,
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
     ) -> None:
         """Profile every operator: parameters, MACs, activations, Edge TPU support, predicted time."""
         if output is not None:
-            check_output(output, force=force, inputs=[model])
+            check_output(output, force=force, inputs=[model, *spec_files(device, host)])
         loaded = read_model(model)
         if measure:
             prof = measure_profile(loaded, backend=backend, repeats=repeats, progress=cli_progress(quiet))
@@ -94,9 +97,13 @@ def register(app: typer.Typer) -> None:
         source: Annotated[Path, typer.Argument(help="A .tflite model or a profile JSON.")],
         device: Annotated[str | None, typer.Option("--device", "-d", help=DEVICE_HELP)] = None,
         host: Annotated[str | None, typer.Option("--host", help=HOST_HELP)] = None,
+        output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the profile JSON here.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+        force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     ) -> None:
         """Print a readable per-op table and totals of a model (or of a saved profile)."""
+        if output is not None:
+            check_output(output, force=force, inputs=[source, *spec_files(device, host)])
         dev, host_spec = resolve_device(device) if device else None, resolve_host(host) if host else None
         prof = read_source(source, dev, host_spec).profile
-        emit(prof, output=None, as_json=as_json, table=profile_table(prof))
+        emit(prof, output=output, as_json=as_json, table=profile_table(prof))

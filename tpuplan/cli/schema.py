@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from pydantic import BaseModel
 
+from tpuplan.cli.common import FORCE_HELP, check_output, write_output
 from tpuplan.planner.baselines import Comparison
 from tpuplan.planner.plan import Plan
 from tpuplan.profiles.device import DeviceSpec
@@ -30,8 +32,18 @@ SCHEMAS: dict[str, type[BaseModel]] = {
 
 def register(app: typer.Typer) -> None:
     @app.command("schema")
-    def schema_cmd(document: Annotated[str, typer.Argument(help=f"One of: {', '.join(SCHEMAS)}.")]) -> None:
+    def schema_cmd(
+        document: Annotated[str, typer.Argument(help=f"One of: {', '.join(SCHEMAS)}.")],
+        output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the JSON Schema here.")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Accepted for uniformity: a schema is JSON.")] = False,
+        force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
+    ) -> None:
         """Print the JSON Schema of a tpuplan document, for build systems that read our output."""
+        if output is not None:
+            check_output(output, force=force)
         if document not in SCHEMAS:
             raise TpuplanError(f"unknown document {document!r} (known: {', '.join(SCHEMAS)})")
-        typer.echo(json.dumps(SCHEMAS[document].model_json_schema(), indent=2))
+        text = json.dumps(SCHEMAS[document].model_json_schema(), indent=2) + "\n"
+        if output is not None:
+            write_output(output, text.encode())
+        typer.echo(text, nl=False)

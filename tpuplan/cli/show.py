@@ -9,10 +9,27 @@ import typer
 
 from tpuplan.cli.common import FORCE_HELP, check_output, emit, write_output
 from tpuplan.cli.plantable import plan_table
-from tpuplan.planner.plan import load_plan
+from tpuplan.planner.plan import Plan, load_plan, plan_digest
 from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.limits import MAX_STAGE_US
 from tpuplan.runtime.plots import plan_figure
 from tpuplan.runtime.verify import load_report
+
+
+def measured_times(report: Path, plan: Plan) -> list[float]:
+    """The measured stage times of a `plan verify -o` report made for this very plan, each a time a
+    picture can draw (a report is a document from anywhere: it is checked against the plan first)."""
+    rep = load_report(report)
+    if rep.model_sha256 != plan.model.sha256 or rep.plan_sha256 != plan_digest(plan):
+        raise TpuplanError(f"{report}: this verify report is for another plan")
+    ranges = [(c.index, c.first_op, c.last_op) for c in rep.stages]
+    if ranges != [(s.index, s.first_op, s.last_op) for s in plan.stages]:
+        raise TpuplanError(f"{report}: the report's stages are not the plan's")
+    for c in rep.stages:
+        if not 0 <= c.measured_us <= MAX_STAGE_US:
+            raise TpuplanError(f"{report}: stages.{c.index}.measured_us is {c.measured_us:g}, not a stage time "
+                               f"(0 to {MAX_STAGE_US:,} us)")
+    return [c.measured_us for c in rep.stages]
 
 
 def register(app: typer.Typer) -> None:
@@ -30,19 +47,17 @@ def register(app: typer.Typer) -> None:
         ] = None,
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     ) -> None:
-        """Print a saved plan: per-stage ops, memory, link bytes and predicted time."""
+        """Print a saved plan: per-stage ops, memory, link bytes and predicted time.
+
+        No -o: the plan is already a file (--json prints it, checked); --png writes the picture.
+        """
         if png is not None:
             check_output(png, force=force, inputs=[plan_path] + ([report] if report else []))
         elif report is not None:
             raise TpuplanError("--report draws measured times into the picture: give --png too")
         plan = load_plan(plan_path)
         if png is not None:
-            measured = None
-            if report is not None:
-                rep = load_report(report)
-                if rep.model_sha256 != plan.model.sha256 or len(rep.stages) != len(plan.stages):
-                    raise TpuplanError(f"{report}: this verify report is for another plan")
-                measured = [c.measured_us for c in rep.stages]
+            measured = measured_times(report, plan) if report is not None else None
             write_output(png, plan_figure(plan, measured))
         emit(plan, output=None, as_json=as_json, table=plan_table(plan))
         if png is not None and not as_json:

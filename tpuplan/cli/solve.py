@@ -19,17 +19,19 @@ from tpuplan.cli.common import (
     emit,
     parse_cuts,
     parse_devices,
-    positive,
     read_source,
+    spec_files,
+    split_list,
+    time_limit_option,
 )
 from tpuplan.cli.plantable import comparison_table, plan_table
 from tpuplan.planner.baselines import compare
 from tpuplan.planner.costs import Goal, Objective
 from tpuplan.planner.plan import Plan, check_profile_matches, evaluate
-from tpuplan.planner.solve import DEFAULT_WORKERS, solve, solve_auto, solve_with_copies
+from tpuplan.planner.solve import DEFAULT_WORKERS, NoPlanError, solve, solve_auto, solve_with_copies
 from tpuplan.profiles.device import DeviceSpec
 from tpuplan.profiles.docio import read_bytes
-from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.errors import TpuplanError, quoted
 from tpuplan.profiles.host import HostSpec, resolve_host
 from tpuplan.profiles.model import Profile
 
@@ -54,7 +56,7 @@ def parse_tpus(text: str | None) -> int | None:
     try:
         return int(text)
     except ValueError:
-        raise TpuplanError(f"--tpus must be a number or 'auto' (got {text!r})") from None
+        raise TpuplanError(f"--tpus must be a number or 'auto' (got {quoted(text)})") from None
 
 
 @dataclass(frozen=True)
@@ -150,8 +152,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Find the segmentation with the least predicted period (or latency), proven optimal by CP-SAT."""
         if output is not None:
-            check_output(output, force=force, inputs=[source] + ([model] if model else []))
-        positive(time_limit, "--time-limit")
+            inputs = [source, *([model] if model else []), *spec_files(*split_list(device), host)]
+            check_output(output, force=force, inputs=inputs)
+        time_limit_option(time_limit)
         goal = Goal(parse_objective(objective), batch)
         devices = parse_devices(device)
         host_spec = resolve_host(host)
@@ -161,7 +164,10 @@ def register(app: typer.Typer) -> None:
         options = SolveOptions(tpus, cuts, max_tpus, tolerance, allow_spill, time_limit, workers, seed, timings,
                                replicate, copies)
         started = time.monotonic()
-        plan = _plan_for(profile, devices, host_spec, goal, options)
+        try:
+            plan = _plan_for(profile, devices, host_spec, goal, options)
+        except NoPlanError as exc:
+            raise TpuplanError(f"{source}: {exc.reason}") from None
         if not as_json:
             typer.echo(f"solved in {time.monotonic() - started:.2f} s", err=True)
         emit(plan, output=output, as_json=as_json, table=plan_table(plan))
@@ -176,14 +182,21 @@ def register(app: typer.Typer) -> None:
         batch: Annotated[int | None, typer.Option("--batch", min=1, max=1_000_000, help=BATCH_HELP)] = None,
         allow_spill: Annotated[bool, typer.Option("--allow-spill", help="As for `plan solve`.")] = False,
         time_limit: Annotated[float | None, typer.Option("--time-limit", help="Seconds for our solve.")] = None,
+        output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the comparison JSON here.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+        force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     ) -> None:
         """Our plan next to the compiler's --num_segments split, equal ops and a single TPU."""
-        positive(time_limit, "--time-limit")
+        if output is not None:
+            check_output(output, force=force, inputs=[source, *spec_files(*split_list(device), host)])
+        time_limit_option(time_limit)
         goal = Goal(parse_objective(objective), batch)
         devices = parse_devices(device)
         host_spec = resolve_host(host)
         profile = read_source(source, devices[0] if devices else None, host_spec).profile
-        cmp = compare(profile, tpus, devices or None, host=host_spec, goal=goal, allow_spill=allow_spill,
-                      time_limit_s=time_limit)
-        emit(cmp, output=None, as_json=as_json, table=comparison_table(cmp))
+        try:
+            cmp = compare(profile, tpus, devices or None, host=host_spec, goal=goal, allow_spill=allow_spill,
+                          time_limit_s=time_limit)
+        except NoPlanError as exc:
+            raise TpuplanError(f"{source}: {exc.reason}") from None
+        emit(cmp, output=output, as_json=as_json, table=comparison_table(cmp))

@@ -7,16 +7,22 @@ from typing import Annotated
 
 import typer
 
-from tpuplan.cli.common import FORCE_HELP, check_output, write_output
+from tpuplan.cli.common import FORCE_HELP, JSON_HELP, check_output, print_json, write_output
 from tpuplan.profiles.synth import synth_conv, synth_fc
+from tpuplan.profiles.tflite import sha256_of
 
 OUT_HELP = "Write the .tflite model here (atomically)."
 SEED_HELP = "Seed of the random weights (same seed, byte-identical file)."
+MAX_SEED = 2**32 - 1
 
 
-def _write_model(data: bytes, output: Path) -> None:
+def _write_model(data: bytes, output: Path, as_json: bool, family: str, parameters: dict[str, int]) -> None:
     write_output(output, data)
-    typer.echo(f"wrote {output} ({len(data):,} bytes)")
+    if as_json:
+        print_json({"kind": "tpuplan.synth", "schema_version": 1, "family": family, "parameters": parameters,
+                    "path": str(output), "bytes": len(data), "sha256": sha256_of(data)})
+    else:
+        typer.echo(f"wrote {output} ({len(data):,} bytes)")
 
 
 def register(app: typer.Typer) -> None:
@@ -34,12 +40,15 @@ def register(app: typer.Typer) -> None:
         depth: Annotated[int, typer.Option("--depth", help="Number of hidden Dense(N, tanh) layers.")] = 4,
         in_features: Annotated[int, typer.Option("--in-features", help="Length of the input vector.")] = 64,
         out_features: Annotated[int, typer.Option("--out-features", help="Units of the last Dense.")] = 10,
-        seed: Annotated[int, typer.Option("--seed", help=SEED_HELP)] = 0,
+        seed: Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help=SEED_HELP)] = 0,
+        as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     ) -> None:
         """Dense layers as in fc_single_tpu.csv: in -> N (tanh) x depth -> out."""
         check_output(output, force=force)
-        _write_model(synth_fc(width, depth, in_features, out_features, seed), output)
+        sizes = {"width": width, "depth": depth, "in_features": in_features, "out_features": out_features}
+        _write_model(synth_fc(width, depth, in_features, out_features, seed), output, as_json, "fc",
+                     {**sizes, "seed": seed})
 
     @synth_app.command("conv")
     def conv_cmd(
@@ -48,9 +57,12 @@ def register(app: typer.Typer) -> None:
         layers: Annotated[int, typer.Option("--layers", help="Number of Conv2D(F, 3x3, same, relu) layers.")] = 5,
         size: Annotated[int, typer.Option("--size", help="Height and width of the input image.")] = 64,
         channels: Annotated[int, typer.Option("--channels", help="Channels of the input image.")] = 3,
-        seed: Annotated[int, typer.Option("--seed", help=SEED_HELP)] = 0,
+        seed: Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help=SEED_HELP)] = 0,
+        as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     ) -> None:
         """Conv2D layers as in conv_single_tpu.csv: size x size x channels -> F x layers."""
         check_output(output, force=force)
-        _write_model(synth_conv(filters, layers, size, channels, seed=seed), output)
+        sizes = {"filters": filters, "layers": layers, "size": size, "channels": channels}
+        _write_model(synth_conv(filters, layers, size, channels, seed=seed), output, as_json, "conv",
+                     {**sizes, "seed": seed})
