@@ -30,17 +30,9 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from tpuplan.planner.costs import Goal, check_exact, totals
+from tpuplan.planner.labels import I64, INF, Mask, SearchTimeout, stage_masks
 from tpuplan.planner.prune import Arcs, Caps, ends_of, has_plan, prune
-from tpuplan.planner.reference import (
-    I64,
-    INF,
-    Mask,
-    SearchTimeout,
-    least_secondary,
-    reachable_ends,
-    reference_solve,
-    stage_masks,
-)
+from tpuplan.planner.reference import least_secondary, reachable_ends, reference_solve
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.stagecost import StageCostTable, start_us
 

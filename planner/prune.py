@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tpuplan.planner.costs import Goal
-from tpuplan.planner.reference import I64
+from tpuplan.planner.labels import I64
 from tpuplan.profiles.stagecost import StageCostTable, start_us
 
 Arcs = list[tuple[I64, I64]]  # per stage: (previous end, end) of each allowed choice

@@ -26,16 +26,8 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from tpuplan.planner.cpsat import DEFAULT_TIME_LIMIT_S, MAX_ARCS, new_solver, stage_arcs
-from tpuplan.planner.reference import (
-    I64,
-    INF,
-    Mask,
-    Step,
-    backtrack,
-    reachable_ends,
-    run_labels,
-    stage_masks,
-)
+from tpuplan.planner.labels import I64, INF, Mask, Step, backtrack, run_labels, stage_masks
+from tpuplan.planner.reference import reachable_ends
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.stagecost import StageCostTable, pipeline_cost
 

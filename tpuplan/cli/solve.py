@@ -117,6 +117,11 @@ def _plan_for(profile: Profile, devices: list[DeviceSpec], host: HostSpec, goal:
 
 
 def register(app: typer.Typer) -> None:
+    _register_solve(app)
+    _register_compare(app)
+
+
+def _register_solve(app: typer.Typer) -> None:
     @app.command("solve")
     def solve_cmd(
         source: Annotated[Path, typer.Argument(help=SOURCE_HELP)],
@@ -172,6 +177,9 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"solved in {time.monotonic() - started:.2f} s", err=True)
         emit(plan, output=output, as_json=as_json, table=plan_table(plan))
 
+
+
+def _register_compare(app: typer.Typer) -> None:
     @app.command("compare")
     def compare_cmd(
         source: Annotated[Path, typer.Argument(help=SOURCE_HELP)],
