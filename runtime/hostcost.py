@@ -21,6 +21,7 @@ import numpy as np
 from pydantic import Field
 
 from tpuplan.profiles.docio import StrictModel
+from tpuplan.profiles.limits import MAX_COUNT, MAX_PIPELINE_US, Real
 from tpuplan.runtime.pipeline import Pipeline
 from tpuplan.runtime.run import PipelineRun, drive
 from tpuplan.runtime.stage import Array
@@ -62,16 +63,18 @@ def empty_period_us(k: int, *, items: int = EMPTY_ITEMS, queue_size: int = 2,
 class RunnerHost(StrictModel):
     """Measured on this machine: our threads runner's host time per input and stage (see runtime.hostcost)."""
 
-    runner: str = "threads"
-    stages: int = Field(ge=1)
-    empty_stage_us: float = Field(description="wall time per input and stage with K pass-through stages")
-    empty_single_stage_us: float = Field(description="wall time per input with one pass-through stage")
-    serialized: float | None = Field(description="(wall - wall of one) / (CPU - CPU of one) per input, K against "
-                                                 "one empty stage, in 0..1: 1 = the stages' host work never overlaps")
-    real_stage_us: float = Field(description="(measured period - sum of the stage times alone) / K, real stages")
-    real_stage_cpu_us: float = Field(description="(host CPU time per input - sum of the stage times alone) / K")
-    cpu_count: int = Field(ge=1)
-    machine: str
+    runner: str = Field("threads", max_length=40)
+    stages: int = Field(ge=1, le=MAX_COUNT)
+    empty_stage_us: float = Field(ge=0, le=MAX_PIPELINE_US,
+                                  description="wall time per input and stage with K pass-through stages")
+    empty_single_stage_us: float = Field(ge=0, le=MAX_PIPELINE_US,
+                                         description="wall time per input with one pass-through stage")
+    serialized: float | None = Field(ge=0, le=1, description="(wall - wall of one) / (CPU - CPU of one) per input, K "
+                                     "against one empty stage, in 0..1: 1 = the stages' host work never overlaps")
+    real_stage_us: Real = Field(description="(measured period - sum of the stage times alone) / K, real stages")
+    real_stage_cpu_us: Real = Field(description="(host CPU time per input - sum of the stage times alone) / K")
+    cpu_count: int = Field(ge=1, le=1 << 20)
+    machine: str = Field(max_length=500)
 
 
 def serialized_share(one: tuple[float, float], many: tuple[float, float]) -> float | None:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal, TypeVar
+from typing import Annotated, Final, Literal, TypeVar
 
 import numpy as np
 from pydantic import Field
@@ -21,6 +21,7 @@ from pydantic import Field
 from tpuplan.planner.plan import Plan, plan_digest
 from tpuplan.profiles.docio import StrictModel
 from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.limits import MAX_COUNT, MAX_PIPELINE_US, Count, Rate, Seconds
 from tpuplan.runtime.backends import Backend, InterpreterStage, get_backend
 from tpuplan.runtime.inputs import InputSpec, open_inputs
 from tpuplan.runtime.manifest import LoadedSplit, SegmentManifest, TensorSpec
@@ -85,16 +86,19 @@ def run_pipeline(stages: Sequence[StageRunner | Sequence[StageRunner]], feeds: I
     return drive(pipe, feeds, total=total, keep=keep, progress=progress)
 
 
+Us = Annotated[float, Field(ge=0, le=MAX_PIPELINE_US)]  # a measured time in microseconds
+
+
 class StageTiming(StrictModel):
-    index: int = Field(ge=0)
-    device: str = Field(description="its device, or its copies' devices joined by commas")
+    index: Count
+    device: str = Field(max_length=5000, description="its device, or its copies' devices joined by commas")
     copies: int = Field(1, ge=1, le=64)
-    items: int = Field(ge=0)
-    invoke_median_us: float | None = Field(description="null when the runner does not time its stages")
-    invoke_p90_us: float | None
-    invoke_p99_us: float | None
-    wait_in_us: float | None
-    blocked_out_us: float | None
+    items: Count
+    invoke_median_us: Us | None = Field(description="null when the runner does not time its stages")
+    invoke_p90_us: Us | None
+    invoke_p99_us: Us | None
+    wait_in_us: Us | None
+    blocked_out_us: Us | None
 
 
 class RunResult(StrictModel):
@@ -102,18 +106,18 @@ class RunResult(StrictModel):
 
     kind: Literal["tpuplan.run"] = RUN_KIND
     schema_version: Literal[1] = RUN_VERSION
-    backend: str
-    runner: str = Field(DEFAULT_RUNNER, description="threads, processes or pycoral")
-    queue_size: int = Field(ge=1)
-    inputs: int = Field(ge=1)
-    input_source: str = Field(description="random (seed, distinct tensors) or the file or directory read")
-    outputs_file: str | None = Field(None, description="where every output was saved (-o), in input order")
-    wall_s: float
-    throughput_per_s: float
-    latency_p50_us: float
-    latency_p90_us: float
-    latency_p99_us: float
-    host_cpu_us_per_input: float = Field(description="CPU time of this host per input, all threads/processes")
+    backend: str = Field(max_length=100)
+    runner: str = Field(DEFAULT_RUNNER, max_length=40, description="threads, processes or pycoral")
+    queue_size: int = Field(ge=1, le=1 << 20)
+    inputs: int = Field(ge=1, le=MAX_COUNT)
+    input_source: str = Field(max_length=5000, description="random (seed, distinct tensors) or the file read")
+    outputs_file: str | None = Field(None, max_length=5000, description="where every output was saved (-o)")
+    wall_s: Seconds
+    throughput_per_s: Rate
+    latency_p50_us: Us
+    latency_p90_us: Us
+    latency_p99_us: Us
+    host_cpu_us_per_input: Us = Field(description="CPU time of this host per input, all threads/processes")
     stages: list[StageTiming]
 
 

@@ -162,6 +162,15 @@ PLAN_EDITS: dict[str, Edit] = {
     "on chip claimed": _set(("fits_on_chip",), False),
 }
 
+COPY_EDITS: dict[str, Edit] = {
+    "a stage's copies edited": lambda d: put(d, ("stages", 0, "copies"), d["stages"][0]["copies"] + 1),
+    "copies moved to another stage": lambda d: (put(d, ("stages", 0, "copies"), d["stages"][-1]["copies"]),
+                                                put(d, ("stages", -1, "copies"), d["stages"][0]["copies"] + 1)),
+    "time between results edited": lambda d: put(d, ("stages", 0, "predicted_interval_us"),
+                                                 max(d["stages"][0]["predicted_interval_us"] - 1, 0)),
+}
+
+
 def _swap_segments(d: dict[str, Any]) -> None:
     d["segments"].reverse()
     _renumber(d["segments"])

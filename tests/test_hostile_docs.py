@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 
 from tests.cli_helpers import Inputs, make_inputs, one_line_error, plan
 from tests.hostile_docs import (
+    COPY_EDITS,
     EXTREMES,
     MANIFEST_EDITS,
     PLAN_EDITS,
@@ -47,7 +48,7 @@ from tpuplan.planner.baselines import Comparison, compare
 from tpuplan.planner.costs import Goal
 from tpuplan.planner.matching import check_plan_matches
 from tpuplan.planner.plan import load_plan
-from tpuplan.planner.solve import solve_auto
+from tpuplan.planner.solve import solve_auto, solve_with_copies
 from tpuplan.profiles.calibrate import calibrate, load_calibration
 from tpuplan.profiles.device import device_json, preset
 from tpuplan.profiles.docio import dump_json, load_doc
@@ -113,6 +114,7 @@ def _kinds(root: Path) -> dict[str, Kind]:
     prof = load_profile(i.profile)
     the_plan = load_plan(i.plan)
     auto = solve_auto(prof, None, 3, goal=Goal("throughput", 100))
+    copied = solve_with_copies(prof, 4)
     measured = measure_profile(loaded, repeats=3)
     segs = root / "segs"
     write_split(loaded, segs, plan=the_plan)
@@ -130,6 +132,7 @@ def _kinds(root: Path) -> dict[str, Kind]:
         "host": Kind(host_json(host_preset("pycoral")), solve_writes("solve", i.profile, "--host", "DOC", "-k", "2")),
         "plan": Kind(i.plan.read_text(), lambda p: show_then_check(p, loaded), sweep_use=show),
         "auto plan": Kind(dump_json(auto), lambda p: show_then_check(p, loaded), sweep_use=show),
+        "plan with copies": Kind(dump_json(copied), lambda p: show_then_check(p, loaded), sweep_use=show),
         "manifest": Kind((segs / MANIFEST_NAME).read_text(), lambda p: library(lambda: load_split(p.parent)),
                          lambda p: p.parent, segs),
         "report": Kind(dump_json(report), lambda p: library(lambda: measured_times(p, the_plan))),
@@ -192,10 +195,10 @@ def judge(kinds: dict[str, Kind], name: str, tmp: Path, doc: dict[str, Any], num
     return res
 
 
-NAMES = ["profile", "measured profile", "device", "host", "plan", "auto plan", "manifest", "report", "comparison",
-         "calibration"]
+NAMES = ["profile", "measured profile", "device", "host", "plan", "auto plan", "plan with copies", "manifest",
+         "report", "comparison", "calibration"]
 STRUCTURAL: dict[str, dict[str, Edit]] = {"plan": PLAN_EDITS, "auto plan": PLAN_EDITS, "manifest": MANIFEST_EDITS,
-                                         "report": REPORT_EDITS}
+                                         "report": REPORT_EDITS, "plan with copies": {**PLAN_EDITS, **COPY_EDITS}}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -233,7 +236,7 @@ def test_every_numeric_field_at_every_extreme(name: str, kinds: dict[str, Kind],
             judge(kinds, name, tmp_path, doc, [(path, value)], [], sweep=True)
 
 
-@pytest.mark.parametrize("name", ["plan", "auto plan", "manifest", "report"])
+@pytest.mark.parametrize("name", ["plan", "auto plan", "plan with copies", "manifest", "report"])
 def test_every_valid_looking_edit_is_refused(name: str, kinds: dict[str, Kind], tmp_path: Path) -> None:
     base = json.loads(kinds[name].text)
     tried = 0

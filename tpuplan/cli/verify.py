@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from tpuplan.cli.common import FORCE_HELP, JSON_HELP, check_output, emit, read_model, split_list, table, write_output
+from tpuplan.cli.common import FORCE_HELP, JSON_HELP, emit, read_model, split_list, table, write_output
+from tpuplan.cli.outputs import check_outputs
 from tpuplan.cli.run import BACKEND_HELP, DEVICES_HELP, INPUT_HELP
 from tpuplan.planner.plan import load_plan
 from tpuplan.profiles.docio import dump_json
@@ -78,11 +79,7 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
     ) -> None:
         """Split, run and compare predicted with measured stage times; exit 3 when a prediction misses."""
-        for out in (output, png):
-            if out is not None:
-                check_output(out, force=force, inputs=[p for p in (plan, model, input_path) if p is not None])
-        if output is not None and output == png:
-            raise typer.BadParameter("--output and --png must be different files")
+        check_outputs([output, png], force=force, inputs=[p for p in (plan, model, input_path) if p is not None])
         plan_doc = load_plan(plan)
         rep = verify(plan_doc, read_model(model), backend=backend, devices=split_list(devices), inputs=inputs,
                      input_path=input_path, tolerance=tolerance, tolerance_floor_us=floor_us,
