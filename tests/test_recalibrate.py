@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_cli_plan import plan
 from tpuplan.planner.plan import Plan, evaluate
 from tpuplan.planner.solve import solve
 from tpuplan.profiles.build import build_profile
-from tpuplan.profiles.device import preset
+from tpuplan.profiles.device import load_device, preset
+from tpuplan.profiles.docio import write_doc
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.profiles.host import resolve_host
+from tpuplan.profiles.host import load_host, resolve_host
 from tpuplan.profiles.tflite import load_model
 from tpuplan.runtime.recalibrate import fit_from_verify
 from tpuplan.runtime.verify import VerifyReport, verify
@@ -66,3 +68,31 @@ def test_pairs_that_do_not_belong_together_are_refused(pairs: list[tuple[Plan, V
         fit_from_verify([])
     with pytest.raises(TpuplanError, match="does not predict"):
         fit_from_verify([(plan_a, rep_a.model_copy(update={"comparable": False}))])
+
+
+def test_calibrate_verify_command_writes_the_fit_and_shows_before_and_after(
+        pairs: list[tuple[Plan, VerifyReport]], tmp_path: Path) -> None:
+    """One command: plans and reports in, the fitted device and host out, the stages before and after shown."""
+    args = []
+    for i, (plan_doc, report) in enumerate(pairs):
+        write_doc(tmp_path / f"plan{i}.json", plan_doc)
+        write_doc(tmp_path / f"report{i}.json", report)
+        args += ["--verify", f"{tmp_path / f'plan{i}.json'}:{tmp_path / f'report{i}.json'}"]
+    dev, host = tmp_path / "mine.json", tmp_path / "myhost.json"
+    res = plan("calibrate", *args, "-o", dev, "--host-out", host)
+    assert res.returncode == 0, res.stderr
+    assert "before us" in res.stdout and "after us" in res.stdout and "median stage error" in res.stdout
+    fit = fit_from_verify(pairs)
+    assert load_device(dev) == fit.device and load_host(host) == fit.host
+    again = plan("calibrate", *args, "-o", dev)  # exists: refused without --force, the file unchanged
+    assert again.returncode == 1 and "already exists" in again.stderr and load_device(dev) == fit.device
+
+
+@pytest.mark.parametrize(("args", "text"), [
+    (["--verify", "justone.json"], "PLAN.json:REPORT.json"),
+    (["--verify", "a.json:b.json", "x.csv"], "separate run"),
+    (["--host-out", "h.json", "x.csv"], "--host-out goes with --verify"),
+])
+def test_calibrate_verify_bad_arguments(args: list[str], text: str, tmp_path: Path) -> None:
+    res = plan("calibrate", *args, "-o", tmp_path / "out.json")
+    assert res.returncode == 1 and text in res.stderr and len(res.stderr.strip().splitlines()) == 1

@@ -1,12 +1,15 @@
 """`plan calibrate`: fit the Edge TPU cost model and the pipeline runners to real measurements.
 
     plan calibrate SWEEP.csv... --pipeline FILE:RUNNER:BATCH[:fresh][:cuts=I,J]... -o DEVICE.json [--hosts-dir DIR]
+    plan calibrate --verify PLAN.json:REPORT.json... -o DEVICE.json [--host-out HOST.json]
 
 Positional CSVs are single-TPU sweeps (one `invoke()` per row). Each `--pipeline` names a pipeline CSV,
 the runner that ran it (a host preset or HostSpec JSON: its structure and host_ops are kept, its per-stage
 numbers fitted), the batch its times are amortised over, `fresh` when every run built new interpreters,
 and the cuts when the file does not imply them. Writes the fitted device to -o and, with --hosts-dir,
-each fitted runner as DIR/<runner name>.json.
+each fitted runner as DIR/<runner name>.json. With --verify, the device of each plan is fitted to what
+`plan verify` measured with it on the user's own machine (`runtime.recalibrate`), and the stages are
+shown predicted before and after the fit.
 """
 
 from __future__ import annotations
@@ -16,12 +19,23 @@ from typing import Annotated
 
 import typer
 
-from tpuplan.cli.common import FORCE_HELP, JSON_HELP, check_outputs, print_json, spec_files, table, write_output
+from tpuplan.cli.common import (
+    FORCE_HELP,
+    JSON_HELP,
+    check_outputs,
+    print_json,
+    spec_files,
+    table,
+    write_output,
+)
+from tpuplan.planner.plan import load_plan
 from tpuplan.profiles.calibrate import CalibrationResult, calibrate
 from tpuplan.profiles.device import device_json, resolve_device
-from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.errors import TpuplanError, quoted
 from tpuplan.profiles.host import HostSpec, host_json, resolve_host
 from tpuplan.profiles.measurements import MeasuredFile, RunSpec, parse_pipeline_spec, read_measurements
+from tpuplan.runtime.recalibrate import VerifyFit, fit_from_verify
+from tpuplan.runtime.verify_report import load_report
 
 PIPELINE_HELP = ("A 2-TPU (or K-TPU) pipeline CSV as FILE:RUNNER:BATCH[:fresh][:cuts=I,J]: RUNNER a host preset "
                  "or HostSpec JSON, BATCH the inputs each time is amortised over, fresh if every run made new "
@@ -76,6 +90,49 @@ def _host_outputs(hosts_dir: Path | None, hosts: dict[str, HostSpec]) -> dict[st
     return paths
 
 
+VERIFY_HELP = ("PLAN.json:REPORT.json, a plan and the `plan verify -o` report made with it on your machine: fit the "
+               "plan's device (and with --host-out the host: host-op prices, our runner's numbers) to what the "
+               "report measured. Repeatable; not with sweep CSVs or --pipeline.")
+
+
+def verify_fit_table(fit: VerifyFit) -> str:
+    """Per stage of every report: measured, predicted before and after the fit; then the fitted numbers."""
+    def err(pred: float, real: float) -> str:
+        return f"{100 * abs(pred - real) / max(real, 1.0):.1f}%"
+
+    rows = [[p.report + 1, p.stage, f"{p.measured_us:,.1f}", f"{p.before_us:,.1f}", err(p.before_us, p.measured_us),
+             f"{p.after_us:,.1f}", err(p.after_us, p.measured_us)] for p in fit.points]
+    head = ["report", "stage", "measured us", "before us", "error", "after us", "error"]
+    f = fit.fitted
+    return "\n".join([table(head, rows), "",
+                      f"median stage error {fit.median_error_before:.1%} before, {fit.median_error_after:.1%} after",
+                      f"fitted {fit.device.name}: invoke overhead {f['overhead']:g} us, op costs x{f['compute']:g}, "
+                      f"link x{f['link']:g}; host {fit.host.name}: host ops x{f['host_ops']:g}, runner "
+                      f"{fit.host.stage_us:g} us per stage, serialized {fit.host.serialized:g}"])
+
+
+def _from_verify(pairs: list[str], output: Path, host_out: Path | None, force: bool, as_json: bool) -> None:
+    """`plan calibrate --verify`: read each plan and its report once, fit, write, show before and after."""
+    paths = [_pair(text) for text in pairs]
+    check_outputs([output, host_out], force=force, inputs=[p for pair in paths for p in pair])
+    fit = fit_from_verify([(load_plan(plan), load_report(report)) for plan, report in paths])
+    write_output(output, device_json(fit.device).encode())
+    if host_out is not None:
+        write_output(host_out, host_json(fit.host).encode())
+    if as_json:
+        print_json(fit.model_dump(mode="json"))
+        return
+    typer.echo(verify_fit_table(fit))
+    typer.echo("wrote " + ", ".join(str(p) for p in (output, host_out) if p is not None))
+
+
+def _pair(text: str) -> tuple[Path, Path]:
+    plan, sep, report = text.rpartition(":")
+    if not sep or not plan or not report:
+        raise TpuplanError(f"--verify takes PLAN.json:REPORT.json (got {quoted(text)})")
+    return Path(plan), Path(report)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("calibrate")
     def calibrate_cmd(
@@ -88,10 +145,21 @@ def register(app: typer.Typer) -> None:
             "--base", help="Device preset or JSON the fit starts from (its name and the op classes not measured).")
                         ] = None,
         name: Annotated[str | None, typer.Option("--name", help="Name of the fitted device.")] = None,
+        verify: Annotated[list[str] | None, typer.Option("--verify", help=VERIFY_HELP)] = None,
+        host_out: Annotated[Path | None, typer.Option("--host-out", help="With --verify: write the fitted host here.")
+                            ] = None,
         as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     ) -> None:
         """Fit the Edge TPU cost model (and the pipeline runners) to real measurements; print the errors."""
+        if verify:
+            if sweeps or pipeline or hosts_dir or base or name:
+                raise TpuplanError("--verify fits from plan verify reports alone: give sweep CSVs, --pipeline, "
+                                   "--hosts-dir, --base and --name in a separate run")
+            _from_verify(list(verify), output, host_out, force, as_json)
+            return
+        if host_out is not None:
+            raise TpuplanError("--host-out goes with --verify (use --hosts-dir for --pipeline runners)")
         runs, hosts = _files(list(sweeps or []), list(pipeline or []))
         inputs = [p for p, _ in runs] + spec_files(*hosts, base)
         outputs = {"": output, **_host_outputs(hosts_dir, hosts)}
