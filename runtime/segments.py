@@ -30,6 +30,7 @@ from tpuplan.runtime.manifest import (
     TensorSpec,
 )
 from tpuplan.runtime.probe import probe_models
+from tpuplan.runtime.progress import Progress
 from tpuplan.runtime.split import Segment, segment_file_name, split_model, validate_cuts
 
 PREDICTION_TOLERANCE_BYTES = round(0.3 * 2**20)  # compiler vs plan on-chip/off-chip: beyond this, warn
@@ -149,7 +150,7 @@ def _publish(tmp: Path, out_dir: Path) -> None:
 
 
 def _entries(loaded: LoadedModel, segments: list[Segment], tmp: Path, plan: Plan | None,
-             compile: bool) -> list[SegmentEntry]:
+             compile: bool, progress: Progress | None = None) -> list[SegmentEntry]:
     """Write every segment into the staging directory (and compile it) and describe it."""
     stem = Path(loaded.path).stem
     entries = []
@@ -165,6 +166,8 @@ def _entries(loaded: LoadedModel, segments: list[Segment], tmp: Path, plan: Plan
             predicted = (stage.predicted_onchip_bytes, stage.predicted_offchip_bytes) if stage else None
             entry.compiled = _compile(tmp, entry, predicted)
         entries.append(entry)
+        if progress is not None:
+            progress("writing segments", len(entries), len(segments))
     return entries
 
 
@@ -211,7 +214,7 @@ def _require_runnable(loaded: LoadedModel, segments: Sequence[Segment]) -> None:
 
 
 def write_split(loaded: LoadedModel, out_dir: Path, *, plan: Plan | None = None, cuts: Sequence[int] | None = None,
-                compile: bool = False, force: bool = False) -> SegmentManifest:
+                compile: bool = False, force: bool = False, progress: Progress | None = None) -> SegmentManifest:
     """Split the model by a plan (or explicit cuts) into out_dir: segment files + manifest.json.
 
     `force` replaces an earlier split only. Everything is built in a hidden sibling directory that is
@@ -224,7 +227,11 @@ def write_split(loaded: LoadedModel, out_dir: Path, *, plan: Plan | None = None,
     keep = [Path(loaded.path)]
     _check_destination(out_dir, force, keep)
     segments = split_model(loaded, chosen)
+    if progress is not None:
+        progress("probing segments", 0, 1)
     _require_runnable(loaded, segments)
+    if progress is not None:
+        progress("probing segments", 1, 1)
     created: list[Path] = []
     parent = out_dir.parent
     while not parent.exists():
@@ -237,7 +244,7 @@ def write_split(loaded: LoadedModel, out_dir: Path, *, plan: Plan | None = None,
             d.mkdir()
         tmp = _sibling(out_dir, "tmp")
         tmp.mkdir()  # honours the umask, unlike mkdtemp's 0700
-        manifest = _manifest(loaded, chosen, _entries(loaded, segments, tmp, plan, compile), plan)
+        manifest = _manifest(loaded, chosen, _entries(loaded, segments, tmp, plan, compile, progress), plan)
         _write_file(tmp / MANIFEST_NAME, dump_json(manifest).encode())
         _check_destination(out_dir, force, keep)  # it may have appeared while we compiled
         _publish(tmp, out_dir)

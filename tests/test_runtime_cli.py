@@ -22,7 +22,7 @@ from tpuplan.profiles.build import build_profile
 from tpuplan.profiles.device import preset
 from tpuplan.profiles.docio import write_doc
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.profiles.synth import synth_conv
+from tpuplan.profiles.synth import synth_conv, synth_fc
 from tpuplan.profiles.tflite import load_model, parse_model
 from tpuplan.runtime.backends import InterpreterStage
 from tpuplan.runtime.inputs import InputSource, InputSpec, open_inputs
@@ -195,3 +195,13 @@ def test_progress_only_on_a_terminal_and_not_when_quiet() -> None:
     text = tty.getvalue()
     assert "running [" in text and "4/4" in text and text.count("\n") == 2 and "next step 1" in text
     ticker(None, "nothing", 3)(1)  # no callback: nothing happens
+
+
+def test_split_reports_progress(tmp_path: Path) -> None:
+    """Probing and writing are reported to a progress callback (the CLI draws it on a terminal only)."""
+    model = parse_model(synth_fc(32, depth=3), tmp_path / "fc.tflite")
+    seen: list[tuple[str, int, int | None]] = []
+    write_split(model, tmp_path / "segs", cuts=[2, 4],
+                progress=lambda label, done, total: seen.append((label, done, total)))
+    assert seen == [("probing segments", 0, 1), ("probing segments", 1, 1), ("writing segments", 1, 3),
+                    ("writing segments", 2, 3), ("writing segments", 3, 3)]

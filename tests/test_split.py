@@ -415,3 +415,4 @@ def test_compile_records_reports_and_warns_on_mispredicted_bytes(
         assert seg.compiled.report.input_model == seg.file  # no staging-directory paths leak out
         assert any("on-chip" in w and "0.3 MiB" in w for w in seg.compiled.warnings)
     assert load_manifest(out) == manifest
+

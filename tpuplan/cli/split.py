@@ -12,6 +12,7 @@ from tpuplan.cli.common import JSON_HELP, check_output, mib, parse_cuts, read_mo
 from tpuplan.planner.plan import load_plan
 from tpuplan.profiles.docio import dump_json
 from tpuplan.runtime.manifest import SegmentManifest
+from tpuplan.runtime.progress import QUIET_HELP, cli_progress
 from tpuplan.runtime.segments import write_split
 
 
@@ -75,6 +76,7 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--force", help="Replace the output directory if it holds an earlier split.")
         ] = False,
         as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
     ) -> None:
         """Write each stage of a plan as its own .tflite segment, plus manifest.json describing them."""
         if (plan is None) == (cuts is None):
@@ -82,7 +84,8 @@ def register(app: typer.Typer) -> None:
         check_output(output, force=force, inputs=[model] + ([plan] if plan else []), directory=True)
         cut_list = parse_cuts(cuts) if cuts is not None else None
         plan_doc = load_plan(plan) if plan is not None else None
-        manifest = write_split(read_model(model), output, plan=plan_doc, cuts=cut_list, compile=compile_, force=force)
+        manifest = write_split(read_model(model), output, plan=plan_doc, cuts=cut_list, compile=compile_, force=force,
+                               progress=cli_progress(quiet))
         if as_json:
             sys.stdout.write(dump_json(manifest))
         else:
