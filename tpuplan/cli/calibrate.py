@@ -34,6 +34,7 @@ from tpuplan.profiles.device import device_json, resolve_device
 from tpuplan.profiles.errors import TpuplanError, quoted
 from tpuplan.profiles.host import HostSpec, host_json, resolve_host
 from tpuplan.profiles.measurements import MeasuredFile, RunSpec, parse_pipeline_spec, read_measurements
+from tpuplan.runtime.progress import QUIET_HELP, cli_progress
 from tpuplan.runtime.recalibrate import VerifyFit, fit_from_verify
 from tpuplan.runtime.verify_report import load_report
 
@@ -133,6 +134,10 @@ def _pair(text: str) -> tuple[Path, Path]:
     return Path(plan), Path(report)
 
 
+def _silent(label: str, done: int, total: int | None) -> None:
+    """No progress drawn (not a terminal, or --quiet)."""
+
+
 def register(app: typer.Typer) -> None:
     @app.command("calibrate")
     def calibrate_cmd(
@@ -148,6 +153,7 @@ def register(app: typer.Typer) -> None:
         verify: Annotated[list[str] | None, typer.Option("--verify", help=VERIFY_HELP)] = None,
         host_out: Annotated[Path | None, typer.Option("--host-out", help="With --verify: write the fitted host here.")
                             ] = None,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
         as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     ) -> None:
@@ -167,8 +173,14 @@ def register(app: typer.Typer) -> None:
         start = resolve_device(base)
         if name:
             start = start.model_copy(update={"name": name})
-        files = [MeasuredFile(read_measurements(p), run) for p, run in runs]
+        progress = cli_progress(quiet) or _silent
+        files = []
+        for i, (p, run) in enumerate(runs):
+            files.append(MeasuredFile(read_measurements(p), run))
+            progress("reading measurements", i + 1, len(runs))
+        progress("fitting", 0, 1)
         result = calibrate(files, start, hosts)
+        progress("fitting", 1, 1)
         write_output(output, device_json(result.device).encode())
         for runner, path in outputs.items():
             if runner:
