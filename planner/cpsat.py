@@ -41,6 +41,8 @@ DEFAULT_WORKERS = 1  # deterministic search, and the fastest on these narrowed m
 MAX_WORKERS = 64
 MAX_TIME_LIMIT_S = 86_400.0
 _STOP_GRACE_S = 0.05  # the watchdog stops a solve this long after its own time limit should have
+PIN_MIN_S = 2.0  # the tie-break's time, at least ...
+PIN_FACTOR = 4.0  # ... or this many times what finding and proving the optimum took
 MAX_ARCS = 250_000  # stage choices above which CP-SAT is not built (the reference's plan is kept)
 
 
@@ -280,7 +282,7 @@ def solve_tables(tables: Sequence[StageCostTable], goal: Goal | None = None, *, 
         return out
     if not prove:
         return out
-    _prove(tables, goal, onchip, ref.cuts, deadline, workers, seed, out)
+    _prove(tables, goal, onchip, ref.cuts, (deadline - limit, deadline), workers, seed, out)
     if totals(tables, out.cuts, goal).objective != out.objective:
         raise TpuplanError("internal error: the solver's objective disagrees with the cost tables")
     if not onchip and not allow_spill:
@@ -288,10 +290,13 @@ def solve_tables(tables: Sequence[StageCostTable], goal: Goal | None = None, *, 
     return out
 
 
-def _prove(tables: Sequence[StageCostTable], goal: Goal, onchip: bool, hint: list[int], deadline: float,
+def _prove(tables: Sequence[StageCostTable], goal: Goal, onchip: bool, hint: list[int], window: tuple[float, float],
            workers: int, seed: int, out: Outcome) -> None:
     """Prove that no plan is below the reference's (or find the better ones, when the reference ran out of
-    time), then pin one plan among the optimal ones; every status updates `out`."""
+    time), then pin one plan among the optimal ones; every status updates `out`. `window` is (start,
+    deadline) of the whole solve: the pin gets PIN_FACTOR times what the solve took so far (at least
+    PIN_MIN_S), as a tie among equal plans is not worth the whole time limit."""
+    started, deadline = window
     masks = stage_masks(tables, onchip)
     cap = _stage_cap(goal, out.objective, tables)
     doms = reachable_ends(tables, masks, cap)
@@ -313,7 +318,9 @@ def _prove(tables: Sequence[StageCostTable], goal: Goal, onchip: bool, hint: lis
         out.notes.append("CP-SAT stopped before proving the optimum (time limit or size); kept the best plan found")
         return
     out.cuts, out.objective, out.best_bound, out.proven, out.status = cuts, value, value, True, "OPTIMAL"
-    pinned, done = _pin(tables, arcs, goal, value, cuts, deadline, workers, seed)
+    now = time.monotonic()
+    pin_deadline = min(deadline, now + max(PIN_MIN_S, PIN_FACTOR * (now - started)))
+    pinned, done = _pin(tables, arcs, goal, value, cuts, pin_deadline, workers, seed)
     if pinned:
         out.cuts = pinned
     if not done:
