@@ -11,24 +11,20 @@ from tpuplan.cli.common import FORCE_HELP, check_output, emit, write_output
 from tpuplan.cli.plantable import plan_table
 from tpuplan.planner.plan import Plan, load_plan, plan_digest
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.profiles.limits import MAX_STAGE_US
 from tpuplan.runtime.plots import plan_figure
 from tpuplan.runtime.verify import load_report
 
 
 def measured_times(report: Path, plan: Plan) -> list[float]:
     """The measured stage times of a `plan verify -o` report made for this very plan, each a time a
-    picture can draw (a report is a document from anywhere: it is checked against the plan first)."""
+    picture can draw (a report is a document from anywhere: its bounds are checked on reading, and
+    it is checked against the plan here)."""
     rep = load_report(report)
     if rep.model_sha256 != plan.model.sha256 or rep.plan_sha256 != plan_digest(plan):
         raise TpuplanError(f"{report}: this verify report is for another plan")
     ranges = [(c.index, c.first_op, c.last_op) for c in rep.stages]
     if ranges != [(s.index, s.first_op, s.last_op) for s in plan.stages]:
         raise TpuplanError(f"{report}: the report's stages are not the plan's")
-    for c in rep.stages:
-        if not 0 <= c.measured_us <= MAX_STAGE_US:
-            raise TpuplanError(f"{report}: stages.{c.index}.measured_us is {c.measured_us:g}, not a stage time "
-                               f"(0 to {MAX_STAGE_US:,} us)")
     return [c.measured_us for c in rep.stages]
 
 
