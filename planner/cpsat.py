@@ -12,9 +12,10 @@ one, which only happens when the reference ran out of time, and the question is 
 CP-SAT's own relaxation mixes plans and proves slowly when the period is set by a sum over stages; the
 bounds do not. Neither uses the label-setting reference, so the proof is independent of it.
 Why the answer is deterministic: among the plans of objective v, the one of least secondary number
-(latency for a throughput goal, period for a latency goal) is found by the exact reference and checked
-the same way, then the cut list is made lexicographically smallest, end by end, by the same questions;
-when time runs out first, the reference's plan is kept, not whatever a timed search had reached.
+(latency for a throughput goal, period for a latency goal), then of lexicographically smallest cuts, is
+found exactly by one label search from the last op back (`reference.pinned_plan`; property-tested
+against a brute force over every cut set); when time runs out first, the reference's plan is kept, not
+whatever a timed search had reached.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -32,7 +32,7 @@ from ortools.sat.python import cp_model
 from tpuplan.planner.costs import Goal, check_exact, totals
 from tpuplan.planner.labels import I64, INF, Mask, SearchTimeout, stage_masks
 from tpuplan.planner.prune import Arcs, Caps, ends_of, has_plan, prune
-from tpuplan.planner.reference import least_secondary, reachable_ends, reference_solve
+from tpuplan.planner.reference import pinned_plan, reachable_ends, reference_solve
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.stagecost import StageCostTable, start_us
 
@@ -198,42 +198,23 @@ def _descend(tables: Sequence[StageCostTable], arcs: Arcs, goal: Goal, cuts: lis
 
 
 def _pin(tables: Sequence[StageCostTable], arcs: Arcs, goal: Goal, objective: int, known: list[int],
-         deadline: float, workers: int, seed: int) -> tuple[list[int], bool]:
-    """Among plans of objective `objective` (`known` is one): the least secondary number (found by the exact
-    reference, then checked here), then the smallest cuts, end by end. (plan, pinned); when a step does not finish in
-    time the reference's plan is kept, so the answer never depends on how far a timed search got."""
-    def second(c: list[int]) -> int:
-        tot = totals(tables, c, goal)
-        return tot.latency_us if goal.objective == "throughput" else tot.period_us
-
-    within = prune(tables, arcs, goal, Caps(objective))  # every plan of that objective uses these arcs only
-    masks = [np.zeros((t.n, t.n), dtype=np.bool_) for t in tables]
-    for m, (ps, es) in zip(masks, within, strict=True):
+         deadline: float) -> tuple[list[int], bool]:
+    """Among plans of objective `objective` (`known` is one): the least secondary number, then the
+    smallest cuts, end by end, found exactly by `pinned_plan` on the narrowed arcs. (plan,
+    pinned); a search that does not finish in time keeps `known` (the reference's plan), so the answer
+    never depends on how far a timed search got."""
+    tot = totals(tables, known, goal)
+    at_most = tot.latency_us if goal.objective == "throughput" else tot.period_us
+    masks = [np.zeros((t.n, t.n), dtype=np.bool_) for t in tables]  # the narrowed arcs; labels prune the rest
+    for m, (ps, es) in zip(masks, arcs, strict=True):
         m[ps + 1, es] = True
     try:
-        start = least_secondary(tables, masks, goal, objective, second(known), deadline=deadline)
+        cuts = pinned_plan(tables, masks, goal, objective, at_most, deadline=deadline)
     except SearchTimeout:
-        return [], False
-    if start is None:
-        raise TpuplanError("internal error: the reference finds no plan at the proven optimum")
-    least = second(start)
-    cuts, done = _descend(tables, arcs, goal, start, second, partial(Caps, objective), deadline, workers, seed)
-    if cuts != start:
-        raise TpuplanError(f"internal error: CP-SAT found a secondary number below the reference's {least}")
-    for j in range(len(cuts)):
-        if not done:
-            return start, False
-        cuts, done = _descend(tables, arcs, goal, cuts, partial(_end, j),
-                              partial(_end_caps, objective, least, tuple(cuts[:j])), deadline, workers, seed)
-    return (cuts, True) if done else (start, False)
-
-
-def _end(j: int, cuts: list[int]) -> int:
-    return cuts[j]
-
-
-def _end_caps(objective: int, secondary: int, fixed: tuple[int, ...], bound: int) -> Caps:
-    return Caps(objective, secondary, fixed, bound)
+        return known, False
+    if cuts is None or totals(tables, cuts, goal).objective != objective:
+        raise TpuplanError("internal error: the tie-break finds no plan at the proven optimum")
+    return cuts, True
 
 
 def _stage_cap(goal: Goal, objective: int, tables: Sequence[StageCostTable]) -> int:
@@ -320,10 +301,6 @@ def _prove(tables: Sequence[StageCostTable], goal: Goal, onchip: bool, hint: lis
     out.cuts, out.objective, out.best_bound, out.proven, out.status = cuts, value, value, True, "OPTIMAL"
     now = time.monotonic()
     pin_deadline = min(deadline, now + max(PIN_MIN_S, PIN_FACTOR * (now - started)))
-    pinned, done = _pin(tables, arcs, goal, value, cuts, pin_deadline, workers, seed)
-    if pinned:
-        out.cuts = pinned
+    out.cuts, done = _pin(tables, arcs, goal, value, cuts, pin_deadline)
     if not done:
-        out.notes.append("tie-break not finished in time: " + (
-            "kept the reference's plan of least " + ("latency" if goal.objective == "throughput" else "period")
-            if pinned else "the choice among optimal plans is not pinned"))
+        out.notes.append("tie-break not finished in time: the choice among optimal plans is not pinned")

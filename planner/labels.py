@@ -13,6 +13,7 @@ import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -20,9 +21,11 @@ import numpy.typing as npt
 from tpuplan.profiles.stagecost import StageCostTable
 
 I64 = npt.NDArray[np.int64]
+G = TypeVar("G", bound=np.generic)
 Mask = npt.NDArray[np.bool_]
 INF = 2**62
-_PAIRWISE_CHUNK = 2048  # candidates of one end compared at once when labels have 3 or more components
+_PAIRWISE_CHUNK = 256  # labels of one end compared at once (with each other and the front so far), 3+ components
+_SWEEPS = 8  # front labels found one at a time before the rest goes block by block
 
 
 def stage_masks(tables: Sequence[StageCostTable], onchip: bool) -> list[Mask]:
@@ -68,6 +71,32 @@ def steps_for(tables: Sequence[StageCostTable], masks: Sequence[Mask], cap: int,
                           for k in kinds)
             cache[key] = Step(m & (t.time_us <= cap), parts)
         out.append(cache[key])
+    return out
+
+
+def reversed_steps(steps: Sequence[Step]) -> list[Step]:
+    """The same stages read from the last op back: the last stage first, and segment a..b of n ops as
+    n-1-b..n-1-a, so that `run_labels` on them builds plans from their end (every label a suffix)."""
+    flipped: dict[int, npt.NDArray[np.generic]] = {}
+
+    def flip(m: npt.NDArray[G]) -> npt.NDArray[G]:
+        if id(m) not in flipped:
+            flipped[id(m)] = _flip(m)
+        out: npt.NDArray[G] = flipped[id(m)]  # type: ignore[assignment]
+        return out
+
+    return [Step(flip(step.allowed), tuple((op, flip(mat)) for op, mat in step.parts)) for step in reversed(steps)]
+
+
+def _flip(m: npt.NDArray[G]) -> npt.NDArray[G]:
+    """[a, b] -> [n-1-b, n-1-a]."""
+    return np.ascontiguousarray(m[::-1, ::-1].T)
+
+
+def combine(step: Step, x: I64, y: I64) -> I64:
+    """Components of two consecutive pieces of a plan joined (per component: the larger, or the sum)."""
+    out: I64 = np.stack([np.maximum(x[..., j], y[..., j]) if op == "max" else x[..., j] + y[..., j]
+                         for j, (op, _) in enumerate(step.parts)], axis=-1)
     return out
 
 
@@ -132,15 +161,34 @@ def _front(layer: Layer) -> Layer:
 
 
 def _dominated(c: I64) -> Mask:
-    """For lexicographically sorted rows: each row that an earlier row matches or beats in every column."""
+    """For lexicographically sorted rows: each row that an earlier row matches or beats in every column.
+
+    A row that an earlier dominated row beats is beaten by whatever beat that one (domination is
+    transitive), so each row is compared with the front kept so far, not with every earlier row. The
+    first undominated row is always kept: it sweeps the rows after it in one step, which settles the
+    common case of a front of a few labels; what is left is cut block by block."""
     out = np.zeros(len(c), dtype=np.bool_)
-    for lo in range(0, len(c), _PAIRWISE_CHUNK):
-        block = c[lo : lo + _PAIRWISE_CHUNK]
-        earlier = c[: lo + len(block)]
-        le = (earlier[:, None, :] <= block[None, :, :]).all(axis=2)  # [earlier j, block i]
-        j = np.arange(len(earlier))[:, None]
-        i = np.arange(lo, lo + len(block))[None, :]
-        out[lo : lo + len(block)] = (le & (j < i)).any(axis=0)
+    kept = []
+    i = 0
+    for _ in range(_SWEEPS):
+        kept.append(i)
+        out[i + 1 :] |= (c[i] <= c[i + 1 :]).all(axis=1)
+        rest = np.flatnonzero(~out[i + 1 :])
+        if len(rest) == 0:
+            return out
+        i += 1 + int(rest[0])
+    front = c[kept]
+    left = i + np.flatnonzero(~out[i:])
+    for lo in range(0, len(left), _PAIRWISE_CHUNK):
+        rows = left[lo : lo + _PAIRWISE_CHUNK]
+        block = c[rows]
+        dom: Mask = np.asarray((front[:, None, :] <= block[None, :, :]).all(axis=2).any(axis=0))
+        idx = np.flatnonzero(~dom)
+        cand = block[idx]
+        le = (cand[:, None, :] <= cand[None, :, :]).all(axis=2)  # [earlier j, later i]
+        dom[idx] = (le & np.tri(len(cand), k=-1, dtype=np.bool_).T).any(axis=0)
+        out[rows] = dom
+        front = np.concatenate([front, block[~dom]])
     return out
 
 
@@ -149,15 +197,20 @@ class SearchTimeout(Exception):
 
 
 def run_labels(steps: Sequence[Step], n: int, prune: Callable[[I64], Mask] | None = None,
-               deadline: float | None = None, open_end: bool = False) -> list[Layer] | None:
+               deadline: float | None = None, open_end: bool = False, tails: list[I64] | None = None
+               ) -> list[Layer] | None:
     """All labels, stage by stage (one step each); `prune` says which labels to keep (an objective
     already over a bound is dropped). None when no plan exists; SearchTimeout when the deadline passes.
     With `open_end` a plan may end after any stage (its label ends at op n-1) and the layers are
-    returned as they are, for plans of every length up to len(steps)."""
+    returned as they are, for plans of every length up to len(steps). `tails`: those of `tails_of` for
+    these steps or for looser ones (a search repeated under several caps computes them once)."""
     k = len(steps)
     d = len(steps[0].parts)
     layers = [_first(d)]
-    tails = _tails(steps, n) if prune is not None and not open_end and d >= 2 else None
+    if prune is None or open_end or d < 2:
+        tails = None
+    elif tails is None:
+        tails = tails_of(steps, n)
     for s, step in enumerate(steps):
         if deadline is not None and time.monotonic() > deadline:
             raise SearchTimeout
@@ -176,7 +229,7 @@ def run_labels(steps: Sequence[Step], n: int, prune: Callable[[I64], Mask] | Non
 _TAIL_NONE = 2**40  # no way to finish: above any real sum, and alpha x it stays inside int64
 
 
-def _tails(steps: Sequence[Step], n: int) -> list[I64]:
+def tails_of(steps: Sequence[Step], n: int) -> list[I64]:
     """For each stage s and end e: per component, the least that the stages after s can add to a plan
     whose stage s ends at e (each component on its own: a lower bound, exact for one component). A label
     that cannot finish within the bound even so is dropped early (the search stays exact)."""

@@ -25,15 +25,20 @@ from tpuplan.planner.labels import (
     Mask,
     SearchTimeout,
     backtrack,
+    combine,
+    reversed_steps,
     run_labels,
     stage_masks,
     steps_for,
+    tails_of,
 )
+from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.stagecost import StageCostTable, start_us
 
 
 def _run(tables: Sequence[StageCostTable], masks: Sequence[Mask], cap: int, kinds: Sequence[str],
-         beta_gamma: tuple[int, int], prune: tuple[int, int] | None, deadline: float | None) -> list[Layer] | None:
+         beta_gamma: tuple[int, int], prune: tuple[int, int] | None, deadline: float | None,
+         tails: list[I64] | None = None) -> list[Layer] | None:
     """`run_labels` on the objective components `kinds`; `prune` (alpha, bound) keeps the labels whose
     alpha x largest of (M, S, V) + W is at most the bound."""
     keep = None
@@ -49,7 +54,7 @@ def _run(tables: Sequence[StageCostTable], masks: Sequence[Mask], cap: int, kind
             out: Mask = low <= bound
             return out
 
-    return run_labels(steps_for(tables, masks, cap, kinds, beta_gamma), tables[0].n, keep, deadline)
+    return run_labels(steps_for(tables, masks, cap, kinds, beta_gamma), tables[0].n, keep, deadline, tails=tails)
 
 
 def _sums(tables: Sequence[StageCostTable]) -> list[str]:
@@ -74,12 +79,13 @@ def _least_period(tables: Sequence[StageCostTable], masks: Sequence[Mask], deadl
         return None
     best = backtrack(found, 0)
     hi = totals(tables, best, Goal()).period_us
+    tails = tails_of(steps_for(tables, masks, INF, kinds), tables[0].n) if len(kinds) >= 2 else None  # every cap
     lo, probes, proven = 0, 1, True
     while lo < hi:
         mid = (lo + hi) // 2
         probes += 1
         try:
-            got = _run(tables, masks, mid, kinds, (0, 0), (1, mid), deadline)
+            got = _run(tables, masks, mid, kinds, (0, 0), (1, mid), deadline, tails)
         except SearchTimeout:
             proven = False
             break
@@ -138,41 +144,57 @@ def _least_batch_time(tables: Sequence[StageCostTable], masks: Sequence[Mask], g
     return ReferenceResult(totals(tables, cuts, goal).objective, cuts, True, 1)
 
 
-def least_secondary(tables: Sequence[StageCostTable], masks: Sequence[Mask], goal: Goal, objective: int,
-                    at_most: int, deadline: float | None = None) -> list[int] | None:
-    """Among plans of objective J <= `objective` whose stage k is allowed by masks[k]: one of least
-    secondary number (latency for a throughput goal, period for a latency goal), exactly, by labels
-    (largest stage, S, V, sum of T, sum of O) kept while J can still be met and the secondary number
-    stay at most `at_most` (that of a plan known to meet J). None if no plan meets both; SearchTimeout
-    when the deadline passes."""
+def pinned_plan(tables: Sequence[StageCostTable], masks: Sequence[Mask], goal: Goal, objective: int,
+                at_most: int, deadline: float | None = None) -> list[int] | None:
+    """Among plans of objective J <= `objective` whose stage k is allowed by masks[k]: the least secondary
+    number (latency for a throughput goal, period for a latency goal), then the smallest cuts, end by end;
+    exactly. None if no plan meets J and a secondary of `at_most` (that of a plan known to meet J);
+    SearchTimeout when the deadline passes.
+
+    One label search from the last op back keeps, for every op where the stages after a cut may start,
+    the front of what those stages add (largest stage, S, V, sums of T and O), pruned by J and `at_most`.
+    Its whole plans give the least secondary; the cuts are then chosen from the first: each the smallest
+    end after which some label of the front still completes the plan within J and that least. A front
+    only drops labels another one beats or equals everywhere, so no completion is lost."""
     alpha, beta, gamma = goal.weights
     steady = beta == 0 and gamma == 0
     kinds = [*([] if steady else ["M"]), *_sums(tables), "T", *(["O"] if gamma else [])]
-    cap = objective // alpha if steady else INF
-    base = gamma * start_us(tables)
+    n, k, base = tables[0].n, len(tables), gamma * start_us(tables)
 
     def period(comps: I64) -> I64:
         cols = [j for j, x in enumerate(kinds) if x in ("M", "S", "V")]
-        out: I64 = comps[:, cols].max(axis=1) if cols else np.zeros(len(comps), dtype=np.int64)
-        return out
-
-    def score(comps: I64) -> I64:
-        oneoff = comps[:, kinds.index("O")] if gamma else 0
-        out: I64 = alpha * period(comps) + beta * comps[:, kinds.index("T")] + gamma * oneoff + base
+        out: I64 = comps[..., cols].max(axis=-1) if cols else np.zeros(comps.shape[:-1], dtype=np.int64)
         return out
 
     def second(comps: I64) -> I64:
-        out: I64 = comps[:, kinds.index("T")] if goal.objective == "throughput" else period(comps)
+        out: I64 = comps[..., kinds.index("T")] if goal.objective == "throughput" else period(comps)
         return out
 
-    def keep(comps: I64) -> Mask:
-        out: Mask = (score(comps) <= objective) & (second(comps) <= at_most)
+    def within(comps: I64, bound: int) -> Mask:
+        oneoff = comps[..., kinds.index("O")] if gamma else 0
+        score = alpha * period(comps) + beta * comps[..., kinds.index("T")] + gamma * oneoff + base
+        out: Mask = (score <= objective) & (second(comps) <= bound)
         return out
 
-    layers = run_labels(steps_for(tables, masks, cap, kinds), tables[0].n, keep, deadline)
-    if layers is None:
+    steps = steps_for(tables, masks, objective // alpha if steady else INF, kinds)
+    back = run_labels(reversed_steps(steps), n, lambda comps: within(comps, at_most), deadline)
+    if back is None:
         return None
-    return backtrack(layers, int(np.argmin(second(layers[-1].comps))))
+    least = int(second(back[-1].comps).min())
+    prefix, first, cuts = np.zeros(len(kinds), dtype=np.int64), 0, []
+    for j in range(k - 1):
+        after = back[k - 2 - j]  # stages j+1.. of each label start at op n-1-end: stage j ends one op before
+        ends = n - 2 - after.end
+        segs = np.stack([mat[first, ends] for _, mat in steps[j].parts], axis=-1)
+        whole = combine(steps[j], combine(steps[j], prefix, segs), after.comps)
+        fine = (ends >= first) & steps[j].allowed[first, ends] & within(whole, least)
+        if not fine.any():
+            raise TpuplanError(f"internal error: no end for stage {j} completes the pinned plan")
+        end = int(ends[fine].min())
+        cuts.append(end)
+        prefix = combine(steps[j], prefix, np.array([mat[first, end] for _, mat in steps[j].parts], dtype=np.int64))
+        first = end + 1
+    return cuts
 
 
 def _any(m: Mask, axis: int) -> Mask:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from tpuplan.planner.costs import Goal
 from tpuplan.planner.cpsat import solve_tables
+from tpuplan.planner.labels import _PAIRWISE_CHUNK, _dominated
 from tpuplan.planner.reference import brute_force, fewest_onchip_stages, reference_solve
 from tpuplan.planner.synthetic import synthetic_table
 from tpuplan.profiles.stagecost import StageCostTable
@@ -127,3 +128,15 @@ def test_period_set_by_two_sums_seeded() -> None:
         best = brute_force([table] * k, Goal(), onchip=False)
         ref = reference_solve([table] * k, Goal(), onchip=False)
         assert best is not None and ref is not None and ref.objective == best[0]
+
+
+def test_front_of_many_labels_equals_pairwise() -> None:
+    """The front is cut block by block against the rows kept so far: over several blocks (ties, duplicates,
+    long chains of domination) it drops exactly the rows an earlier row matches or beats everywhere."""
+    rng = np.random.default_rng(1)
+    for _ in range(40):
+        n, d = int(rng.integers(1, 3 * _PAIRWISE_CHUNK)), int(rng.integers(3, 5))
+        c = rng.integers(0, int(rng.integers(2, 40)), size=(n, d))
+        c = c[np.lexsort([c[:, j] for j in reversed(range(d))])]
+        pairwise = [bool(((c[:i] <= c[i]).all(axis=1)).any()) for i in range(n)]
+        assert _dominated(c).tolist() == pairwise
