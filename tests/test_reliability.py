@@ -275,6 +275,7 @@ def test_tests_skip_without_the_shared_models(tmp_path: Path) -> None:
             (clone / rel).symlink_to(os.readlink(ROOT / rel))
         elif (ROOT / rel).is_file():
             shutil.copy2(ROOT / rel, clone / rel)
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_split.py"],
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_split.py",
+                           "tests/test_split_files.py"],
                           cwd=clone, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0 and " skipped" in done.stdout and "failed" not in done.stdout, done.stdout[-2000:]
