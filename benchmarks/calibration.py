@@ -22,11 +22,11 @@ from typing import Any
 
 from benchmarks.common import HOST_OPS_NOTE, ROOT, SHARED, write_results
 from tpuplan.cli.calibrate import calibration_table
-from tpuplan.profiles.calibrate import CalibrationResult, FileSummary, calibrate
-from tpuplan.profiles.device import Calibration, DeviceSpec, LinkCost, device_json, preset
+from tpuplan.profiles.calibration.fit import CalibrationResult, FileSummary, calibrate
+from tpuplan.profiles.calibration.measurements import MeasuredFile, RunSpec, read_measurements
 from tpuplan.profiles.docio import write_atomic
-from tpuplan.profiles.host import HostSpec, host_json, host_preset
-from tpuplan.profiles.measurements import MeasuredFile, RunSpec, read_measurements
+from tpuplan.profiles.pricing.device import Calibration, DeviceSpec, LinkCost, device_json, preset
+from tpuplan.profiles.pricing.host import HostSpec, host_json, host_preset
 
 DATA = SHARED / "edgetpu-measurements"
 # How each file was run (the data's README): one invoke per row, or the runner, batch, fresh runners and
@@ -61,7 +61,8 @@ def fit_study(data: Path = DATA, names: tuple[str, ...] | None = None) -> Calibr
 
 def goal_met(s: FileSummary) -> bool:
     return s.median_rel_error <= (SINGLE_GOAL if s.runner is None else PIPELINE_GOAL) and (
-        s.memory_within_0_1_mib >= MEMORY_GOAL)
+        s.memory_within_0_1_mib >= MEMORY_GOAL
+    )
 
 
 def by_streaming(result: CalibrationResult) -> dict[str, dict[str, float | int]]:
@@ -70,8 +71,10 @@ def by_streaming(result: CalibrationResult) -> dict[str, dict[str, float | int]]
     out: dict[str, dict[str, float | int]] = {}
     for s in result.files:
         pts = [p for p in result.points if p.file == s.file]
-        for key, part in (("on_chip", [p for p in pts if not any(p.measured_offchip_mib)]),
-                          ("streaming", [p for p in pts if any(p.measured_offchip_mib)])):
+        for key, part in (
+            ("on_chip", [p for p in pts if not any(p.measured_offchip_mib)]),
+            ("streaming", [p for p in pts if any(p.measured_offchip_mib)]),
+        ):
             out.setdefault(s.file, {})[f"{key}_rows"] = len(part)
             out[s.file][f"{key}_median"] = round(statistics.median(p.rel_error for p in part), 4) if part else 0.0
     return out
@@ -80,15 +83,21 @@ def by_streaming(result: CalibrationResult) -> dict[str, dict[str, float | int]]
 def pcie_spec(usb: DeviceSpec) -> DeviceSpec:
     """The USB fit with an ASSUMED PCIe link: no PCIe measurements exist here."""
     cal = usb.calibration or Calibration(source="")
-    note = (f"edgetpu-usb's fit with an ASSUMED PCIe link ({PCIE_US_PER_KIB:g} us/KiB in, out and upload, "
-            f"~500 MB/s, PCIe Gen2 x1) instead of the USB fit's {usb.link.in_us_per_kib:g}/"
-            f"{usb.link.out_us_per_kib:g}/{usb.link.upload_us_per_kib:g} us/KiB: no PCIe measurements exist "
-            "here; streaming and every other number, and the errors below, are the USB fit's. USB fit: "
-            + cal.source)
-    link = LinkCost(in_us_per_kib=PCIE_US_PER_KIB, out_us_per_kib=PCIE_US_PER_KIB,
-                    upload_us_per_kib=PCIE_US_PER_KIB, calibrated=False)
-    return usb.model_copy(update={"name": "edgetpu-pci", "link": link,
-                                  "calibration": cal.model_copy(update={"source": note[:4000]})})
+    note = (
+        f"edgetpu-usb's fit with an ASSUMED PCIe link ({PCIE_US_PER_KIB:g} us/KiB in, out and upload, "
+        f"~500 MB/s, PCIe Gen2 x1) instead of the USB fit's {usb.link.in_us_per_kib:g}/"
+        f"{usb.link.out_us_per_kib:g}/{usb.link.upload_us_per_kib:g} us/KiB: no PCIe measurements exist "
+        "here; streaming and every other number, and the errors below, are the USB fit's. USB fit: " + cal.source
+    )
+    link = LinkCost(
+        in_us_per_kib=PCIE_US_PER_KIB,
+        out_us_per_kib=PCIE_US_PER_KIB,
+        upload_us_per_kib=PCIE_US_PER_KIB,
+        calibrated=False,
+    )
+    return usb.model_copy(
+        update={"name": "edgetpu-pci", "link": link, "calibration": cal.model_copy(update={"source": note[:4000]})}
+    )
 
 
 def with_host_ops_note(fitted: HostSpec) -> HostSpec:
@@ -103,10 +112,11 @@ def with_host_ops_note(fitted: HostSpec) -> HostSpec:
 def write_presets(result: CalibrationResult) -> list[Path]:
     """Rewrite the device and host presets from this fit (host_ops stay as the base presets have them)."""
     folder = ROOT / "profiles" / "presets"
-    docs = {folder / "devices" / "edgetpu-usb.json": device_json(result.device),
-            folder / "devices" / "edgetpu-pci.json": device_json(pcie_spec(result.device)),
-            **{folder / "hosts" / f"{name}.json": host_json(with_host_ops_note(result.hosts[name]))
-               for name in RUNNERS}}
+    docs = {
+        folder / "devices" / "edgetpu-usb.json": device_json(result.device),
+        folder / "devices" / "edgetpu-pci.json": device_json(pcie_spec(result.device)),
+        **{folder / "hosts" / f"{name}.json": host_json(with_host_ops_note(result.hosts[name])) for name in RUNNERS},
+    }
     for path, text in docs.items():
         write_atomic(path, text.encode())
     return list(docs)
@@ -140,13 +150,23 @@ def main(argv: list[str] | None = None) -> int:
     regimes = by_streaming(result)
     for s in result.files:
         r = regimes[s.file]
-        print(f"{s.file}: goal {'met' if goals[s.file] else 'MISSED'}; median {100 * r['on_chip_median']:.1f}% on "
-              f"{r['on_chip_rows']} all-on-chip rows, {100 * r['streaming_median']:.1f}% on {r['streaming_rows']} "
-              "streaming rows")
+        print(
+            f"{s.file}: goal {'met' if goals[s.file] else 'MISSED'}; median {100 * r['on_chip_median']:.1f}% on "
+            f"{r['on_chip_rows']} all-on-chip rows, {100 * r['streaming_median']:.1f}% on {r['streaming_rows']} "
+            "streaming rows"
+        )
     print(f"calibration took {seconds:.1f} s")
-    payload: dict[str, Any] = {"goals": {"single_median": SINGLE_GOAL, "pipeline_median": PIPELINE_GOAL,
-                                         "memory_within_0_1_mib": MEMORY_GOAL, "met": goals},
-                               "seconds": round(seconds, 2), "by_streaming": regimes, **result.model_dump(mode="json")}
+    payload: dict[str, Any] = {
+        "goals": {
+            "single_median": SINGLE_GOAL,
+            "pipeline_median": PIPELINE_GOAL,
+            "memory_within_0_1_mib": MEMORY_GOAL,
+            "met": goals,
+        },
+        "seconds": round(seconds, 2),
+        "by_streaming": regimes,
+        **result.model_dump(mode="json"),
+    }
     print(f"wrote {write_results('calibration', payload)}")
     if args.write_presets:
         print("wrote " + ", ".join(str(p.relative_to(ROOT)) for p in write_presets(result)))

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+SHARED_ENV = "TPUPLAN_SHARED"
+# The shared data (real models, measurements, compiler logs) is read in place: TPUPLAN_SHARED names it,
+# else the folder `shared` beside the checkout.
+SHARED = Path(os.environ.get(SHARED_ENV) or ROOT.parent / "shared").resolve()
 MODELS = SHARED / "models"
+MEASUREMENTS = SHARED / "edgetpu-measurements"
+COMPILER_LOGS = SHARED / "edgetpu-compiler-logs"
 RESULTS = ROOT / "benchmarks" / "results"
 HOST_OPS_NOTE = "host_ops: benchmarks/host_ops.py"  # how a host preset's calibration says where host_ops are from
 
@@ -43,7 +49,7 @@ def shared_manifest() -> list[dict[str, Any]]:
 def cpu_model_paths() -> list[Path]:
     """CPU (not Edge TPU-compiled) models of ../shared/models that tpuplan accepts."""
     from tpuplan.profiles.errors import TpuplanError
-    from tpuplan.profiles.tflite import load_model
+    from tpuplan.profiles.tflite.reader import load_model
 
     out = []
     for entry in shared_manifest():

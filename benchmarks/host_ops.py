@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import HOST_OPS_NOTE, ROOT, cpu_model_paths, fmt_table, write_results
-from tpuplan.profiles.calibrate_host import fit_host_ops
-from tpuplan.profiles.cost import host_op_us
-from tpuplan.profiles.device import Calibration
+from tpuplan.profiles.calibration.hostops import fit_host_ops
 from tpuplan.profiles.docio import write_doc
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.profiles.host import HostOpCost, HostSpec, host_preset, host_preset_names
 from tpuplan.profiles.model import Profile, load_profile
-from tpuplan.profiles.tflite import load_model
+from tpuplan.profiles.pricing.device import Calibration
+from tpuplan.profiles.pricing.host import HostOpCost, HostSpec, host_preset, host_preset_names
+from tpuplan.profiles.pricing.opcost import host_op_us
+from tpuplan.profiles.tflite.reader import load_model
 from tpuplan.runtime.measure import measure_profile
 
 FLAT_US = 18.0  # the first version's price of any host op (issue 11: "priced at a flat ~18 us")
@@ -35,14 +35,14 @@ FLAT_US = 18.0  # the first version's price of any host op (issue 11: "priced at
 def flat_host() -> HostSpec:
     """Our runner's host with every op at the first version's flat price: the baseline, and where both
     fits start (op classes with too few measured ops keep it, rather than numbers fitted to all models)."""
-    return host_preset("tpuplan").model_copy(update={"host_ops": {"other": HostOpCost(us_per_op=FLAT_US)},
-                                                     "calibration": None})
+    return host_preset("tpuplan").model_copy(
+        update={"host_ops": {"other": HostOpCost(us_per_op=FLAT_US)}, "calibration": None}
+    )
 
 
 def measured_profiles(folder: Path | None, repeats: int) -> list[Profile]:
     if folder is not None:
-        return [load_profile(p) for p in sorted(folder.glob("*.json"))
-                if load_profile(p).source == "measured"]
+        return [load_profile(p) for p in sorted(folder.glob("*.json")) if load_profile(p).source == "measured"]
     out = []
     for path in cpu_model_paths():
         try:
@@ -58,8 +58,9 @@ def host_total(prof: Profile, host: HostSpec | None) -> float:
     ops = [op for op in prof.ops if not op.supported]
     if host is None:
         return sum(float(op.measured_us or 0.0) for op in ops)
-    return float(sum(host_op_us(op.op_class, op.op_type, op.macs, op.input_bytes + op.output_bytes, host)
-                     for op in ops))
+    return float(
+        sum(host_op_us(op.op_class, op.op_type, op.macs, op.input_bytes + op.output_bytes, host) for op in ops)
+    )
 
 
 def _with_note(spec: HostSpec) -> Calibration:
@@ -88,22 +89,39 @@ def main() -> None:
         real = host_total(prof, None)
         if real <= 0:
             continue  # every op on the Edge TPU: nothing to predict
-        others = fit_host_ops(profiles[:i] + profiles[i + 1:], base).host
-        rows.append({"model": Path(prof.model.path).name, "host_ops": sum(not op.supported for op in prof.ops),
-                     "measured_us": round(real, 1), "flat_us": host_total(prof, base),
-                     "fit_us": host_total(prof, fitted.host), "loo_us": host_total(prof, others)})
+        others = fit_host_ops(profiles[:i] + profiles[i + 1 :], base).host
+        rows.append(
+            {
+                "model": Path(prof.model.path).name,
+                "host_ops": sum(not op.supported for op in prof.ops),
+                "measured_us": round(real, 1),
+                "flat_us": host_total(prof, base),
+                "fit_us": host_total(prof, fitted.host),
+                "loo_us": host_total(prof, others),
+            }
+        )
     for r in rows:
         for key in ("flat", "fit", "loo"):
             r[f"{key}_err"] = round(_rel(r[f"{key}_us"], r["measured_us"]), 4)
     head = ["model", "host ops", "measured ms", "flat ms (err)", "fit ms (err)", "leave-one-out ms (err)"]
-    cells = [[r["model"], r["host_ops"], r["measured_us"] / 1000,
-              *(f"{r[f'{k}_us'] / 1000:.3f} ({100 * r[f'{k}_err']:.0f}%)" for k in ("flat", "fit", "loo"))]
-             for r in rows]
+    cells = [
+        [
+            r["model"],
+            r["host_ops"],
+            r["measured_us"] / 1000,
+            *(f"{r[f'{k}_us'] / 1000:.3f} ({100 * r[f'{k}_err']:.0f}%)" for k in ("flat", "fit", "loo")),
+        ]
+        for r in rows
+    ]
     print(fmt_table(head, cells))
-    summary = {f"median_err_{k}": round(statistics.median(r[f"{k}_err"] for r in rows), 4) if rows else None
-               for k in ("flat", "fit", "loo")}
-    print(f"\nmedian error of a model's host-op time: flat {summary['median_err_flat']}, fitted "
-          f"{summary['median_err_fit']}, leave-one-model-out {summary['median_err_loo']} ({len(rows)} models)")
+    summary = {
+        f"median_err_{k}": round(statistics.median(r[f"{k}_err"] for r in rows), 4) if rows else None
+        for k in ("flat", "fit", "loo")
+    }
+    print(
+        f"\nmedian error of a model's host-op time: flat {summary['median_err_flat']}, fitted "
+        f"{summary['median_err_fit']}, leave-one-model-out {summary['median_err_loo']} ({len(rows)} models)"
+    )
     classes = [c.model_dump() for c in fitted.classes]
     if args.write_presets:
         for name in host_preset_names():
@@ -113,8 +131,17 @@ def main() -> None:
             write_doc(path, new)
             print(f"wrote {path.relative_to(ROOT)}")
     source = str(args.profiles) if args.profiles else f"measured now, {args.repeats} repeats"
-    out = write_results("host_ops", {"measured_on_this_machine": True, "profiles": source, "models": len(profiles),
-                                     "summary": summary, "classes": classes, "rows": rows})
+    out = write_results(
+        "host_ops",
+        {
+            "measured_on_this_machine": True,
+            "profiles": source,
+            "models": len(profiles),
+            "summary": summary,
+            "classes": classes,
+            "rows": rows,
+        },
+    )
     print(f"wrote {out}")
 
 

@@ -25,10 +25,10 @@ from tpuplan.planner.baselines import param_balanced_cuts
 from tpuplan.planner.plan import evaluate
 from tpuplan.planner.solve import solve
 from tpuplan.profiles.build import build_profile
-from tpuplan.profiles.device import preset
-from tpuplan.profiles.host import host_preset
 from tpuplan.profiles.model import Profile
-from tpuplan.profiles.tflite import load_model
+from tpuplan.profiles.pricing.device import preset
+from tpuplan.profiles.pricing.host import host_preset
+from tpuplan.profiles.tflite.reader import load_model
 
 HOST = "pycoral"
 KERAS_MODELS = ["ResNet50", "ResNet101", "InceptionV3", "Xception", "EfficientNetB0", "DenseNet121"]
@@ -66,17 +66,24 @@ def rows_for(path: Path, profile: Profile, max_tpus: int) -> list[dict[str, Any]
         ours = solve(profile, k, host=host, allow_spill=True)
         solve_s = time.perf_counter() - t0
         comp = evaluate(profile, None, param_balanced_cuts([op.param_bytes for op in profile.ops], k), host)
-        out.append({
-            "model": path.name, "tpus": k, "tpus_used": ours.tpus, "ops": len(profile.ops),
-            "param_mib": profile.param_bytes / 2**20, "ours_us": ours.predicted_period_us,
-            "compiler_us": comp.predicted_period_us,
-            "ratio": round(comp.predicted_period_us / max(ours.predicted_period_us, 1), 3),
-            "ours_offchip": sum(s.predicted_offchip_bytes for s in ours.stages),
-            "compiler_offchip": sum(s.predicted_offchip_bytes for s in comp.stages),
-            "ours_host_only_stages": sum(1 for s in ours.stages if s.tpu_ops == 0),
-            "compiler_host_only_stages": sum(1 for s in comp.stages if s.tpu_ops == 0),
-            "status": ours.solver.status, "solve_s": round(solve_s, 3),
-        })
+        out.append(
+            {
+                "model": path.name,
+                "tpus": k,
+                "tpus_used": ours.tpus,
+                "ops": len(profile.ops),
+                "param_mib": profile.param_bytes / 2**20,
+                "ours_us": ours.predicted_period_us,
+                "compiler_us": comp.predicted_period_us,
+                "ratio": round(comp.predicted_period_us / max(ours.predicted_period_us, 1), 3),
+                "ours_offchip": sum(s.predicted_offchip_bytes for s in ours.stages),
+                "compiler_offchip": sum(s.predicted_offchip_bytes for s in comp.stages),
+                "ours_host_only_stages": sum(1 for s in ours.stages if s.tpu_ops == 0),
+                "compiler_host_only_stages": sum(1 for s in comp.stages if s.tpu_ops == 0),
+                "status": ours.solver.status,
+                "solve_s": round(solve_s, 3),
+            }
+        )
     return out
 
 
@@ -99,17 +106,48 @@ def main() -> None:
         rows: list[dict[str, Any]] = []
         for path in paths:
             rows += rows_for(path, build_profile(load_model(path), device), args.max_tpus)
-    table = [[r["model"][:40], r["tpus"], r["tpus_used"], r["ours_us"] / 1000, r["compiler_us"] / 1000,
-              f"{r['ratio']:.2f}x", f"{r['ours_offchip'] / 2**20:.2f}", f"{r['compiler_offchip'] / 2**20:.2f}",
-              r["compiler_host_only_stages"], r["status"], r["solve_s"]] for r in rows]
+    table = [
+        [
+            r["model"][:40],
+            r["tpus"],
+            r["tpus_used"],
+            r["ours_us"] / 1000,
+            r["compiler_us"] / 1000,
+            f"{r['ratio']:.2f}x",
+            f"{r['ours_offchip'] / 2**20:.2f}",
+            f"{r['compiler_offchip'] / 2**20:.2f}",
+            r["compiler_host_only_stages"],
+            r["status"],
+            r["solve_s"],
+        ]
+        for r in rows
+    ]
     print(f"PREDICTED: edgetpu-usb device, {HOST} host; period per input in steady state.")
-    print(fmt_table(["model", "K", "ours uses", "ours ms", "compiler ms", "compiler/ours", "ours spill MiB",
-                     "compiler spill MiB", "compiler host-only stages", "status", "solve s"], table))
+    print(
+        fmt_table(
+            [
+                "model",
+                "K",
+                "ours uses",
+                "ours ms",
+                "compiler ms",
+                "compiler/ours",
+                "ours spill MiB",
+                "compiler spill MiB",
+                "compiler host-only stages",
+                "status",
+                "solve s",
+            ],
+            table,
+        )
+    )
     worse = [r for r in rows if r["ours_us"] > r["compiler_us"]]
-    print(f"\n{len(rows)} (model, K) pairs; ours worse than the compiler's split in {len(worse)}; "
-          f"largest gain {max(r['ratio'] for r in rows):.2f}x; slowest solve {max(r['solve_s'] for r in rows):.2f} s; "
-          f"our stages with only host ops: {sum(r['ours_host_only_stages'] for r in rows)}; the compiler split's: "
-          f"{sum(r['compiler_host_only_stages'] for r in rows)}")
+    print(
+        f"\n{len(rows)} (model, K) pairs; ours worse than the compiler's split in {len(worse)}; "
+        f"largest gain {max(r['ratio'] for r in rows):.2f}x; slowest solve {max(r['solve_s'] for r in rows):.2f} s; "
+        f"our stages with only host ops: {sum(r['ours_host_only_stages'] for r in rows)}; the compiler split's: "
+        f"{sum(r['compiler_host_only_stages'] for r in rows)}"
+    )
     for n in notes:
         print(n)
     print(f"wrote {write_results('models', {'predicted': True, 'host': HOST, 'notes': notes, 'rows': rows})}")

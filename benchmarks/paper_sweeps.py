@@ -17,22 +17,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import fmt_table, write_results
+from benchmarks.common import MEASUREMENTS, fmt_table, write_results
 from tpuplan.planner.baselines import param_balanced_cuts
 from tpuplan.planner.costs import Goal, stage_tables, totals
-from tpuplan.planner.cpsat import solve_tables
+from tpuplan.planner.search.cpsat import solve_tables
 from tpuplan.planner.solve import solve
 from tpuplan.profiles.build import build_profile
-from tpuplan.profiles.device import preset
-from tpuplan.profiles.host import HostSpec, host_preset
-from tpuplan.profiles.measurements import read_measurements
+from tpuplan.profiles.calibration.measurements import read_measurements
 from tpuplan.profiles.model import Profile
-from tpuplan.profiles.stagecost import stage_table
+from tpuplan.profiles.pricing.device import preset
+from tpuplan.profiles.pricing.host import HostSpec, host_preset
+from tpuplan.profiles.pricing.stagecost import stage_table
 from tpuplan.profiles.synth import synth_conv, synth_fc
-from tpuplan.profiles.tflite import parse_model
+from tpuplan.profiles.tflite.reader import parse_model
 
 PUBLISHED = {"fc_4tpu_over_1": 46.0, "conv_4tpu_over_1": 6.0, "balanced_over_compiler": 2.6}
-DATA = Path(__file__).resolve().parents[2] / "shared" / "edgetpu-measurements"
+DATA = MEASUREMENTS
 SINGLE = {"fc": "fc_single_tpu.csv", "conv": "conv_single_tpu.csv"}
 
 
@@ -40,6 +40,8 @@ def measured_single(family: str) -> dict[int, float]:
     """The measured one-TPU time (us) of each size in the single-TPU sweep, where the data are here."""
     path = DATA / SINGLE[family]
     return {m.x: m.ms * 1000 for m in read_measurements(path).rows} if path.is_file() else {}
+
+
 SETUP = {"fc": ("python-threads", 50), "conv": ("pycoral", 100)}  # host and batch of the measurements
 
 
@@ -57,7 +59,8 @@ def _k_row(prof: Profile, host: HostSpec, goal: Goal, k: int, batch: int) -> dic
     return {
         f"solve_s_{k}": round(time.perf_counter() - t0, 3),
         f"ours_{k}_us": round(totals(tables, exact.cuts, goal).per_input_us(batch)),
-        f"best_{k}_us": round(best.predicted_per_input_us or 0), f"best_{k}_tpus": best.tpus,
+        f"best_{k}_us": round(best.predicted_per_input_us or 0),
+        f"best_{k}_tpus": best.tpus,
         f"compiler_{k}_us": round(totals(tables, comp_cuts, goal).per_input_us(batch)),
     }
 
@@ -91,13 +94,36 @@ def main() -> None:
     args = parser.parse_args()
     fc = sweep("fc", list(range(100, 3001, args.step_fc)))
     conv = sweep("conv", list(range(32, 743, args.step_conv)))
-    head = ["model", "x", "1 TPU ms", "2 TPU ms", "3 TPU ms", "4 TPU ms", "best <=4 (TPUs)", "compiler 4 ms",
-            "4 vs 1", "ours vs compiler (best K)"]
-    table = [[r["family"], r["x"], r["t1_us"] / 1000, r["ours_2_us"] / 1000, r["ours_3_us"] / 1000,
-              r["ours_4_us"] / 1000, f"{r['best_4_us'] / 1000:.3f} ({r['best_4_tpus']})", r["compiler_4_us"] / 1000,
-              f"{r['speedup_4_over_1']:.1f}x", f"{r['best_ours_over_compiler']:.2f}x"] for r in fc + conv]
+    head = [
+        "model",
+        "x",
+        "1 TPU ms",
+        "2 TPU ms",
+        "3 TPU ms",
+        "4 TPU ms",
+        "best <=4 (TPUs)",
+        "compiler 4 ms",
+        "4 vs 1",
+        "ours vs compiler (best K)",
+    ]
+    table = [
+        [
+            r["family"],
+            r["x"],
+            r["t1_us"] / 1000,
+            r["ours_2_us"] / 1000,
+            r["ours_3_us"] / 1000,
+            r["ours_4_us"] / 1000,
+            f"{r['best_4_us'] / 1000:.3f} ({r['best_4_tpus']})",
+            r["compiler_4_us"] / 1000,
+            f"{r['speedup_4_over_1']:.1f}x",
+            f"{r['best_ours_over_compiler']:.2f}x",
+        ]
+        for r in fc + conv
+    ]
     print("All times PREDICTED (edgetpu-usb; FC: python-threads host, per input over 50; conv: pycoral, over 100).")
     print(fmt_table(head, table))
+
     def best(rows: list[dict[str, Any]], key: str) -> float | None:
         values = [r[key] for r in rows if r[key] is not None]
         return max(values) if values else None
@@ -111,20 +137,29 @@ def main() -> None:
         "fc_max_best_4tpu_over_1": max(r["speedup_best_4_over_1"] for r in fc),
         "conv_max_4tpu_over_1": max(r["speedup_4_over_1"] for r in conv),
         "max_ours_over_compiler": max(r["best_ours_over_compiler"] for r in fc + conv),
-        "never_worse_than_compiler": all(r[f"ours_{k}_us"] <= r[f"compiler_{k}_us"] for r in fc + conv
-                                         for k in (2, 3, 4)),
+        "never_worse_than_compiler": all(
+            r[f"ours_{k}_us"] <= r[f"compiler_{k}_us"] for r in fc + conv for k in (2, 3, 4)
+        ),
         "max_solve_s": max(r[f"solve_s_{k}"] for r in fc + conv for k in (2, 3, 4)),
     }
-    print(f"\nmax 4-TPU speed-up over 1 TPU (both predicted): FC {summary['fc_max_4tpu_over_1']}x (best plan of up "
-          f"to 4 TPUs: {summary['fc_max_best_4tpu_over_1']}x; published up to {PUBLISHED['fc_4tpu_over_1']}x), conv "
-          f"{summary['conv_max_4tpu_over_1']}x (published up to {PUBLISHED['conv_4tpu_over_1']}x)")
-    print(f"over the MEASURED one-TPU time of the same size: FC {summary['fc_max_4tpu_over_measured_1']}x, conv "
-          f"{summary['conv_max_4tpu_over_measured_1']}x")
-    print(f"our plan over the compiler's equal-parameter split: FC up to {summary['fc_max_ours_over_compiler']}x, "
-          f"conv up to {summary['conv_max_ours_over_compiler']}x (published up to "
-          f"{PUBLISHED['balanced_over_compiler']}x, conv); never worse: {summary['never_worse_than_compiler']}")
-    out = write_results("paper_sweeps", {"predicted": True, "published": PUBLISHED, "setup": SETUP,
-                                         "summary": summary, "rows": fc + conv})
+    print(
+        f"\nmax 4-TPU speed-up over 1 TPU (both predicted): FC {summary['fc_max_4tpu_over_1']}x (best plan of up "
+        f"to 4 TPUs: {summary['fc_max_best_4tpu_over_1']}x; published up to {PUBLISHED['fc_4tpu_over_1']}x), conv "
+        f"{summary['conv_max_4tpu_over_1']}x (published up to {PUBLISHED['conv_4tpu_over_1']}x)"
+    )
+    print(
+        f"over the MEASURED one-TPU time of the same size: FC {summary['fc_max_4tpu_over_measured_1']}x, conv "
+        f"{summary['conv_max_4tpu_over_measured_1']}x"
+    )
+    print(
+        f"our plan over the compiler's equal-parameter split: FC up to {summary['fc_max_ours_over_compiler']}x, "
+        f"conv up to {summary['conv_max_ours_over_compiler']}x (published up to "
+        f"{PUBLISHED['balanced_over_compiler']}x, conv); never worse: {summary['never_worse_than_compiler']}"
+    )
+    out = write_results(
+        "paper_sweeps",
+        {"predicted": True, "published": PUBLISHED, "setup": SETUP, "summary": summary, "rows": fc + conv},
+    )
     print(f"wrote {out}")
 
 

@@ -19,11 +19,11 @@ from typing import Any
 from benchmarks.common import cpu_model_paths, fmt_table, write_results
 from tpuplan.planner.solve import solve, solve_with_copies
 from tpuplan.profiles.build import build_profile
-from tpuplan.profiles.device import preset
-from tpuplan.profiles.host import HostSpec, host_preset
 from tpuplan.profiles.model import Profile
+from tpuplan.profiles.pricing.device import preset
+from tpuplan.profiles.pricing.host import HostSpec, host_preset
 from tpuplan.profiles.synth import synth_conv
-from tpuplan.profiles.tflite import load_model, parse_model
+from tpuplan.profiles.tflite.reader import load_model, parse_model
 
 
 def _rows(name: str, prof: Profile, host: HostSpec, tpus: list[int]) -> list[dict[str, Any]]:
@@ -34,13 +34,22 @@ def _rows(name: str, prof: Profile, host: HostSpec, tpus: list[int]) -> list[dic
         start = time.perf_counter()
         rep = solve_with_copies(prof, t, host=host)
         took = time.perf_counter() - start
-        rows.append({
-            "model": name, "tpus": t, "plain_period_us": plain.predicted_period_us, "plain_tpus": plain.tpus,
-            "copies_period_us": rep.predicted_period_us, "copies_tpus": rep.tpus,
-            "copies": [s.copies for s in rep.stages], "cuts": rep.cuts,
-            "gain": round(plain.predicted_period_us / max(rep.predicted_period_us, 1), 3),
-            "solve_s": round(took, 3), "status": rep.solver.status, "plain_status": plain.solver.status,
-        })
+        rows.append(
+            {
+                "model": name,
+                "tpus": t,
+                "plain_period_us": plain.predicted_period_us,
+                "plain_tpus": plain.tpus,
+                "copies_period_us": rep.predicted_period_us,
+                "copies_tpus": rep.tpus,
+                "copies": [s.copies for s in rep.stages],
+                "cuts": rep.cuts,
+                "gain": round(plain.predicted_period_us / max(rep.predicted_period_us, 1), 3),
+                "solve_s": round(took, 3),
+                "status": rep.solver.status,
+                "plain_status": plain.solver.status,
+            }
+        )
     return rows
 
 
@@ -65,9 +74,19 @@ def main() -> None:
             continue
         rows += _rows(path.stem, prof, host, tpus)
     head = ["model", "T", "plain ms (TPUs)", "copies ms (TPUs)", "stages x copies", "gain", "solve s", "status"]
-    table = [[r["model"], r["tpus"], f"{r['plain_period_us'] / 1000:.3f} ({r['plain_tpus']})",
-              f"{r['copies_period_us'] / 1000:.3f} ({r['copies_tpus']})", "+".join(map(str, r["copies"])),
-              f"{r['gain']:.2f}x", r["solve_s"], r["status"]] for r in rows]
+    table = [
+        [
+            r["model"],
+            r["tpus"],
+            f"{r['plain_period_us'] / 1000:.3f} ({r['plain_tpus']})",
+            f"{r['copies_period_us'] / 1000:.3f} ({r['copies_tpus']})",
+            "+".join(map(str, r["copies"])),
+            f"{r['gain']:.2f}x",
+            r["solve_s"],
+            r["status"],
+        ]
+        for r in rows
+    ]
     print(f"Period per input, PREDICTED (edgetpu-usb, host {args.host}); gain = plain period / period with copies.")
     print(fmt_table(head, table))
     conv = [r for r in rows if r["model"].startswith("conv")]
@@ -80,14 +99,21 @@ def main() -> None:
         **{f"zoo_max_gain_T{t}": max((r["gain"] for r in zoo if r["tpus"] == t), default=None) for t in tpus},
         "never_worse": all(r["copies_period_us"] <= r["plain_period_us"] for r in rows),
     }
-    print(f"\nall OPTIMAL: {summary['all_optimal']} {summary['not_optimal'] or ''}; "
-          f"max solve {summary['max_solve_s']} s; never worse than plain: {summary['never_worse']}")
-    print("max gain, conv family: " + ", ".join(f"T={t} {summary[f'conv_max_gain_T{t}']}x" for t in tpus)
-          + "; zoo: " + ", ".join(f"T={t} {summary[f'zoo_max_gain_T{t}']}x" for t in tpus))
+    print(
+        f"\nall OPTIMAL: {summary['all_optimal']} {summary['not_optimal'] or ''}; "
+        f"max solve {summary['max_solve_s']} s; never worse than plain: {summary['never_worse']}"
+    )
+    print(
+        "max gain, conv family: "
+        + ", ".join(f"T={t} {summary[f'conv_max_gain_T{t}']}x" for t in tpus)
+        + "; zoo: "
+        + ", ".join(f"T={t} {summary[f'zoo_max_gain_T{t}']}x" for t in tpus)
+    )
     if skipped:
         print(f"skipped (no op the Edge TPU runs): {', '.join(skipped)}")
-    out = write_results("replication", {"predicted": True, "host": args.host, "summary": summary,
-                                        "skipped": skipped, "rows": rows})
+    out = write_results(
+        "replication", {"predicted": True, "host": args.host, "summary": summary, "skipped": skipped, "rows": rows}
+    )
     print(f"wrote {out}")
 
 

@@ -9,7 +9,7 @@ slower) gives, per input and per stage:
   runner     (wall per input - the K segments' own run times, each timed alone) / K: the runner's part;
 and for the threads runner also `empty` (K pass-through stages: queues and hand-offs only). The copy
 cost per KiB of boundary tensors (set_tensor + get_tensor of a 128 KiB activation) and the serialized
-share (runtime.hostcost: extra wall over extra CPU time, 8 empty stages against 1) complete the runner
+share (runtime.verify.hostcost: extra wall over extra CPU time, 8 empty stages against 1) complete the runner
 fields of the `tpuplan` host preset; its `stage_us` is the runner part of the median run, K = 2, 4, 8
 (a typical run on a shared machine, not its best moment).
 Goal: wall <= 20 us per stage per input for the threads runner here. Not run by CI (a few minutes).
@@ -30,15 +30,15 @@ import numpy as np
 from benchmarks.common import fmt_table, write_results
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.synth import synth_conv, synth_fc
-from tpuplan.profiles.tflite import parse_model
-from tpuplan.runtime.backends import InterpreterStage, allocate, new_interpreter
-from tpuplan.runtime.hostcost import empty_period_us, serialized_share
-from tpuplan.runtime.probe import probe_models
-from tpuplan.runtime.pycoral_runner import load_pycoral
+from tpuplan.profiles.tflite.reader import parse_model
+from tpuplan.runtime.backends.probe import probe_models
+from tpuplan.runtime.backends.registry import InterpreterStage, allocate, new_interpreter
+from tpuplan.runtime.pipeline.pycoral import load_pycoral
+from tpuplan.runtime.pipeline.runners import open_pipeline
+from tpuplan.runtime.pipeline.stage import StageSource
 from tpuplan.runtime.run import drive
-from tpuplan.runtime.runners import open_pipeline
-from tpuplan.runtime.split import split_model
-from tpuplan.runtime.stage import StageSource
+from tpuplan.runtime.split.cut import split_model
+from tpuplan.runtime.verify.hostcost import empty_period_us, serialized_share
 
 GOAL_US = 20.0
 STAGES = (1, 2, 4, 8)
@@ -89,11 +89,18 @@ def measure(runner: str, k: int, inputs: int, repeats: int) -> dict[str, Any]:
     walls = sorted(w for w, _ in runs)
     best_wall, best_cpu = min(runs)
     median_wall = walls[len(walls) // 2]
-    return {"runner": runner, "stages": k, "inputs": inputs, "repeats": repeats,
-            "wall_us_per_stage": round(best_wall / k, 2), "wall_us_per_stage_median": round(median_wall / k, 2),
-            "cpu_us_per_stage": round(best_cpu / k, 2), "stage_work_us_per_stage": round(alone / k, 2),
-            "runner_us_per_stage": round((best_wall - alone) / k, 2),
-            "runner_us_per_stage_median": round((median_wall - alone) / k, 2)}
+    return {
+        "runner": runner,
+        "stages": k,
+        "inputs": inputs,
+        "repeats": repeats,
+        "wall_us_per_stage": round(best_wall / k, 2),
+        "wall_us_per_stage_median": round(median_wall / k, 2),
+        "cpu_us_per_stage": round(best_cpu / k, 2),
+        "stage_work_us_per_stage": round(alone / k, 2),
+        "runner_us_per_stage": round((best_wall - alone) / k, 2),
+        "runner_us_per_stage_median": round((median_wall - alone) / k, 2),
+    }
 
 
 def copy_us_per_kib(reps: int = 2000) -> float:
@@ -140,31 +147,58 @@ def main() -> None:
             if runner == "threads":
                 rec["empty_us_per_stage"] = round(empty_period_us(k, items=args.inputs, queue_size=32)[0] / k, 2)
             records.append(rec)
-            rows.append([runner, k, *(rec[f] for f in ("wall_us_per_stage", "wall_us_per_stage_median",
-                                                        "cpu_us_per_stage", "runner_us_per_stage",
-                                                        "stage_work_us_per_stage")),
-                         rec.get("empty_us_per_stage", "-")])
+            rows.append(
+                [
+                    runner,
+                    k,
+                    *(
+                        rec[f]
+                        for f in (
+                            "wall_us_per_stage",
+                            "wall_us_per_stage_median",
+                            "cpu_us_per_stage",
+                            "runner_us_per_stage",
+                            "stage_work_us_per_stage",
+                        )
+                    ),
+                    rec.get("empty_us_per_stage", "-"),
+                ]
+            )
             print(f"  {runner} K={k}: {rec['wall_us_per_stage']} us per stage per input", flush=True)
     one, eight = (empty_period_us(k, items=args.inputs, queue_size=32) for k in (1, 8))
     per_kib = copy_us_per_kib()
     head = ["runner", "K", "wall us (best)", "wall us (median)", "cpu us", "runner us", "stage work us", "empty us"]
-    print("\nhost time per input per stage, measured on this machine (best of "
-          f"{args.repeats} runs of {args.inputs} inputs; processes: {args.inputs // 2})")
+    print(
+        "\nhost time per input per stage, measured on this machine (best of "
+        f"{args.repeats} runs of {args.inputs} inputs; processes: {args.inputs // 2})"
+    )
     print(fmt_table(head, rows))
     threads = [r for r in records if r["runner"] == "threads"]
     worst = max(r["wall_us_per_stage"] for r in threads)
     runner_part = statistics.median(r["runner_us_per_stage_median"] for r in threads if r["stages"] > 1)
     serialized = serialized_share(one, eight)
-    print(f"\nthreads runner: worst {worst:.1f} us per stage per input over K = 1..8 (goal <= {GOAL_US:g} us); "
-          f"runner part (K >= 2, median run) {runner_part:.1f} us; copies {per_kib:.4f} us per KiB; serialized "
-          f"share {serialized} (empty stages, 1 vs 8; this machine: {os.cpu_count()} vCPUs)")
-    path = write_results("runtime_overhead", {
-        "goal_us_per_stage": GOAL_US, "threads_worst_wall_us_per_stage": worst, "cpu_count": os.cpu_count(),
-        "load_average_before_after": [load_before, list(os.getloadavg())], "runs": records,
-        "host_preset_fields": {"stage_us": round(runner_part, 1), "stage_us_per_kib": per_kib,
-                               "serialized": serialized, "serialized_device": "not measured here (no Edge TPU)"},
-        "method": __doc__,
-    })
+    print(
+        f"\nthreads runner: worst {worst:.1f} us per stage per input over K = 1..8 (goal <= {GOAL_US:g} us); "
+        f"runner part (K >= 2, median run) {runner_part:.1f} us; copies {per_kib:.4f} us per KiB; serialized "
+        f"share {serialized} (empty stages, 1 vs 8; this machine: {os.cpu_count()} vCPUs)"
+    )
+    path = write_results(
+        "runtime_overhead",
+        {
+            "goal_us_per_stage": GOAL_US,
+            "threads_worst_wall_us_per_stage": worst,
+            "cpu_count": os.cpu_count(),
+            "load_average_before_after": [load_before, list(os.getloadavg())],
+            "runs": records,
+            "host_preset_fields": {
+                "stage_us": round(runner_part, 1),
+                "stage_us_per_kib": per_kib,
+                "serialized": serialized,
+                "serialized_device": "not measured here (no Edge TPU)",
+            },
+            "method": __doc__,
+        },
+    )
     print(f"wrote {path}")
 
 

@@ -25,15 +25,15 @@ import numpy as np
 
 from benchmarks.common import fmt_table, write_results
 from tpuplan.planner.costs import Goal
-from tpuplan.planner.cpsat import DEFAULT_WORKERS, solve_tables
-from tpuplan.planner.reference import reference_solve
+from tpuplan.planner.search.cpsat import DEFAULT_WORKERS, solve_tables
+from tpuplan.planner.search.reference import reference_solve
 from tpuplan.planner.synthetic import random_table
 from tpuplan.profiles.build import build_profile
-from tpuplan.profiles.device import preset
-from tpuplan.profiles.host import host_preset
-from tpuplan.profiles.stagecost import StageCostTable, stage_table
+from tpuplan.profiles.pricing.device import preset
+from tpuplan.profiles.pricing.host import host_preset
+from tpuplan.profiles.pricing.stagecost import StageCostTable, stage_table
 from tpuplan.profiles.synth import synth_fc
-from tpuplan.profiles.tflite import parse_model
+from tpuplan.profiles.tflite.reader import parse_model
 
 SIZES = [100, 500, 1_000, 2_000]
 TPUS = [2, 4, 8, 16]
@@ -58,9 +58,15 @@ def run_cell(table: StageCostTable, k: int, workers: int) -> dict[str, Any]:
     ref = reference_solve(tables, Goal(), onchip=out.onchip)
     ref_s = time.perf_counter() - t0
     assert ref is not None
-    return {"status": out.status, "objective": out.objective, "on_chip": out.onchip, "wall_s": round(solve_s, 4),
-            "reference_objective": ref.objective, "reference_s": round(ref_s, 4),
-            "equal": out.objective == ref.objective}
+    return {
+        "status": out.status,
+        "objective": out.objective,
+        "on_chip": out.onchip,
+        "wall_s": round(solve_s, 4),
+        "reference_objective": ref.objective,
+        "reference_s": round(ref_s, 4),
+        "equal": out.objective == ref.objective,
+    }
 
 
 def run_row(family: str, n: int, k: int, workers: int) -> dict[str, Any]:
@@ -68,17 +74,23 @@ def run_row(family: str, n: int, k: int, workers: int) -> dict[str, Any]:
     cells = []
     for seed in SEEDS:
         t0 = time.perf_counter()
-        table = (random_table(np.random.default_rng(seed * 7919 + n), n, tpus=6) if family == "random"
-                 else fc_chain(n, seed))
+        table = (
+            random_table(np.random.default_rng(seed * 7919 + n), n, tpus=6) if family == "random" else fc_chain(n, seed)
+        )
         build_s = time.perf_counter() - t0
         if k <= table.n:
             cells.append({"seed": seed, "n_ops": table.n, "table_s": round(build_s, 4), **run_cell(table, k, workers)})
     times = [c["wall_s"] for c in cells]
     return {
-        "family": family, "n": n, "k": k, "median_wall_s": round(statistics.median(times), 4),
-        "max_wall_s": max(times), "median_table_s": round(statistics.median(c["table_s"] for c in cells), 4),
+        "family": family,
+        "n": n,
+        "k": k,
+        "median_wall_s": round(statistics.median(times), 4),
+        "max_wall_s": max(times),
+        "median_table_s": round(statistics.median(c["table_s"] for c in cells), 4),
         "median_reference_s": round(statistics.median(c["reference_s"] for c in cells), 4),
-        "statuses": sorted({c["status"] for c in cells}), "all_equal_reference": all(c["equal"] for c in cells),
+        "statuses": sorted({c["status"] for c in cells}),
+        "all_equal_reference": all(c["equal"] for c in cells),
         "cells": cells,
     }
 
@@ -93,13 +105,28 @@ def main() -> None:
     for family, n, k in itertools.product(["random", "fc-chain"], sizes, TPUS):
         rows.append(run_row(family, n, k, args.workers))
         r = rows[-1]
-        print(f"{family:>8} N={n:>5} K={k:>2}: median {r['median_wall_s']:.3f} s, max {r['max_wall_s']:.3f} s, "
-              f"{'/'.join(r['statuses'])}, equal {r['all_equal_reference']}", flush=True)
-    table = [[r["family"], r["n"], r["k"], r["median_table_s"], r["median_wall_s"], r["max_wall_s"],
-              r["median_reference_s"], "/".join(r["statuses"]), "yes" if r["all_equal_reference"] else "NO"]
-             for r in rows]
-    print(fmt_table(["family", "N", "K", "table s", "median solve s", "max s", "reference s", "status", "= ref"],
-                    table))
+        print(
+            f"{family:>8} N={n:>5} K={k:>2}: median {r['median_wall_s']:.3f} s, max {r['max_wall_s']:.3f} s, "
+            f"{'/'.join(r['statuses'])}, equal {r['all_equal_reference']}",
+            flush=True,
+        )
+    table = [
+        [
+            r["family"],
+            r["n"],
+            r["k"],
+            r["median_table_s"],
+            r["median_wall_s"],
+            r["max_wall_s"],
+            r["median_reference_s"],
+            "/".join(r["statuses"]),
+            "yes" if r["all_equal_reference"] else "NO",
+        ]
+        for r in rows
+    ]
+    print(
+        fmt_table(["family", "N", "K", "table s", "median solve s", "max s", "reference s", "status", "= ref"], table)
+    )
     small = [r["median_wall_s"] for r in rows if r["n"] <= 1_000]
     big = [r["median_wall_s"] for r in rows if r["n"] == 2_000 and r["k"] == 16]
     summary = {
@@ -110,9 +137,18 @@ def main() -> None:
         "goals_s": GOALS,
     }
     print(summary)
-    write_results("solve_scaling", {"ortools": importlib.metadata.version("ortools"),
-                                    "cpus": os.cpu_count(), "python": platform.python_version(),
-                                    "workers": args.workers, "seeds": SEEDS, "summary": summary, "rows": rows})
+    write_results(
+        "solve_scaling",
+        {
+            "ortools": importlib.metadata.version("ortools"),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "workers": args.workers,
+            "seeds": SEEDS,
+            "summary": summary,
+            "rows": rows,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -14,9 +14,9 @@ import time
 from benchmarks.common import cpu_model_paths, fmt_table, write_results
 from tpuplan.planner.solve import solve
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.profiles.tflite import load_model
+from tpuplan.profiles.tflite.reader import load_model
 from tpuplan.runtime.measure import measure_profile
-from tpuplan.runtime.verify import verify
+from tpuplan.runtime.verify.check import verify
 
 GOAL = 0.15
 
@@ -47,20 +47,46 @@ def main() -> None:
             rep = verify(plan, loaded, inputs=args.inputs, repeats=args.repeats)
             stage_err = [c.rel_error for c in rep.stages]
             errors.extend(stage_err)
-            rows.append([path.name[:44], k, f"{rep.predicted_bottleneck_us / 1000:.2f}",
-                         f"{rep.measured_bottleneck_us / 1000:.2f}", f"{max(stage_err):.1%}",
-                         f"{rep.predicted_throughput_per_s:.1f}", f"{rep.measured_throughput_per_s:.1f}",
-                         f"{rep.throughput_rel_error:.1%}", "yes" if rep.outputs_match else "NO"])
-            records.append({"model": path.name, "tpus": k, "profile_s": round(t_profile, 2),
-                            "report": rep.model_dump(mode="json")})
-    head = ["model", "K", "pred bottleneck ms", "meas ms", "worst stage err", "pred tp/s", "meas tp/s",
-            "tp err", "outputs equal"]
+            rows.append(
+                [
+                    path.name[:44],
+                    k,
+                    f"{rep.predicted_bottleneck_us / 1000:.2f}",
+                    f"{rep.measured_bottleneck_us / 1000:.2f}",
+                    f"{max(stage_err):.1%}",
+                    f"{rep.predicted_throughput_per_s:.1f}",
+                    f"{rep.measured_throughput_per_s:.1f}",
+                    f"{rep.throughput_rel_error:.1%}",
+                    "yes" if rep.outputs_match else "NO",
+                ]
+            )
+            records.append(
+                {"model": path.name, "tpus": k, "profile_s": round(t_profile, 2), "report": rep.model_dump(mode="json")}
+            )
+    head = [
+        "model",
+        "K",
+        "pred bottleneck ms",
+        "meas ms",
+        "worst stage err",
+        "pred tp/s",
+        "meas tp/s",
+        "tp err",
+        "outputs equal",
+    ]
     print(fmt_table(head, rows))
     median = statistics.median(errors) if errors else float("nan")
-    print(f"\nstages: {len(errors)}; median relative error {median:.1%} (goal <= {GOAL:.0%}); "
-          f"worst {max(errors):.1%}")
-    out = write_results("verify_cpu", {"goal_median_rel_error": GOAL, "median_rel_error": median,
-                                       "worst_rel_error": max(errors), "stages": len(errors), "runs": records})
+    print(f"\nstages: {len(errors)}; median relative error {median:.1%} (goal <= {GOAL:.0%}); worst {max(errors):.1%}")
+    out = write_results(
+        "verify_cpu",
+        {
+            "goal_median_rel_error": GOAL,
+            "median_rel_error": median,
+            "worst_rel_error": max(errors),
+            "stages": len(errors),
+            "runs": records,
+        },
+    )
     print(f"wrote {out}")
 
 

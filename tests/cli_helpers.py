@@ -18,13 +18,15 @@ from pathlib import Path
 from tpuplan import cli
 from tpuplan.planner.solve import solve
 from tpuplan.profiles.build import build_profile
-from tpuplan.profiles.device import preset
 from tpuplan.profiles.docio import write_doc
+from tpuplan.profiles.pricing.device import preset
 from tpuplan.profiles.synth import synth_fc
-from tpuplan.profiles.tflite import parse_model
+from tpuplan.profiles.tflite.reader import parse_model
 
-SWEEP = ("Hidden neurons,# MACs,On chip mem used,Off chip mem used,Inference time\n"
-         "100,1,0.05,0,0.1\n200,1,0.1,0,0.2\n300,1,0.2,0,0.3\n")
+SWEEP = (
+    "Hidden neurons,# MACs,On chip mem used,Off chip mem used,Inference time\n"
+    "100,1,0.05,0,0.1\n200,1,0.1,0,0.2\n300,1,0.2,0,0.3\n"
+)
 
 
 def plan(*args: str | Path) -> subprocess.CompletedProcess[str]:

@@ -1,4 +1,4 @@
-"""Building hostile documents for tests/test_hostile_docs.py: extreme numbers and edits that look valid.
+"""Building hostile documents for tests/cli/test_hostile_docs.py: extreme numbers and edits that look valid.
 
 A document is JSON text. `numeric_paths` lists every number in it (not booleans), one concrete path per
 field of the schema (list positions folded, so a 60-op profile has as many as a 6-op one); `put` sets one
@@ -16,8 +16,23 @@ from typing import Any
 Path_ = tuple[str | int, ...]
 HUGE_MARK = "__5001_DIGITS__"
 HUGE_TEXT = "7" * 5001
-EXTREMES: list[Any] = [math.nan, math.inf, -math.inf, -1, -1e6, 0, 1e-300, 0.5, 1e18, 1e300, 2**38 + 1, 2**50 + 1,
-                       2**63, -(2**63) - 1, HUGE_MARK]
+EXTREMES: list[Any] = [
+    math.nan,
+    math.inf,
+    -math.inf,
+    -1,
+    -1e6,
+    0,
+    1e-300,
+    0.5,
+    1e18,
+    1e300,
+    2**38 + 1,
+    2**50 + 1,
+    2**63,
+    -(2**63) - 1,
+    HUGE_MARK,
+]
 
 
 SWEEP = [math.nan, -1, 0, 1e300, HUGE_MARK]  # one of each kind of trouble, for sweeps over every field
@@ -70,8 +85,10 @@ def text_of(doc: Any) -> str:
 
 def strict_json(text: str) -> Any:
     """Parse refusing NaN and Infinity, which are not JSON (what every output of ours must be)."""
+
     def refuse(word: str) -> Any:
         raise ValueError(f"{word} is not JSON")
+
     return json.loads(text, parse_constant=refuse)
 
 
@@ -164,10 +181,13 @@ PLAN_EDITS: dict[str, Edit] = {
 
 COPY_EDITS: dict[str, Edit] = {
     "a stage's copies edited": lambda d: put(d, ("stages", 0, "copies"), d["stages"][0]["copies"] + 1),
-    "copies moved to another stage": lambda d: (put(d, ("stages", 0, "copies"), d["stages"][-1]["copies"]),
-                                                put(d, ("stages", -1, "copies"), d["stages"][0]["copies"] + 1)),
-    "time between results edited": lambda d: put(d, ("stages", 0, "predicted_interval_us"),
-                                                 max(d["stages"][0]["predicted_interval_us"] - 1, 0)),
+    "copies moved to another stage": lambda d: (
+        put(d, ("stages", 0, "copies"), d["stages"][-1]["copies"]),
+        put(d, ("stages", -1, "copies"), d["stages"][0]["copies"] + 1),
+    ),
+    "time between results edited": lambda d: put(
+        d, ("stages", 0, "predicted_interval_us"), max(d["stages"][0]["predicted_interval_us"] - 1, 0)
+    ),
 }
 
 

@@ -34,8 +34,9 @@ def float_model() -> bytes:
     w = g.tensor("w", [32, 64], T.FLOAT32, data=np.full((32, 64), 0.01, np.float32))
     b = g.tensor("b", [32], T.FLOAT32, data=np.zeros(32, np.float32))
     y = g.tensor("y", [1, 32], T.FLOAT32)
-    g.op(OP.FULLY_CONNECTED, [x, w, b], [y], schema.BuiltinOptions.FullyConnectedOptions,
-         schema.FullyConnectedOptionsT())
+    g.op(
+        OP.FULLY_CONNECTED, [x, w, b], [y], schema.BuiltinOptions.FullyConnectedOptions, schema.FullyConnectedOptionsT()
+    )
     z = g.tensor("z", [1, 32], T.FLOAT32)
     g.op(OP.TANH, [y], [z])
     return g.finish([x], [z], "tpuplan test float model")

@@ -1,4 +1,4 @@
-"""The package's shape: one installed name, layers that only import downward, no cycles.
+"""The package's shape: one installed name of real folders, layers that only import downward, no cycles.
 
 profiles (model -> profile, cost models) <- planner (profile -> plan) <- runtime (plan -> run) <- cli.
 """
@@ -17,8 +17,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {"profiles": 0, "planner": 1, "runtime": 2, "cli": 3}
-FOLDERS = {"profiles": ROOT / "profiles", "planner": ROOT / "planner", "runtime": ROOT / "runtime",
-           "cli": ROOT / "tpuplan" / "cli"}
+PACKAGE = ROOT / "tpuplan"
+FOLDERS = {layer: PACKAGE / layer for layer in LAYERS}
 
 
 def _imports(path: Path) -> list[tuple[int, str, bool]]:
@@ -39,8 +39,12 @@ def _modules() -> list[tuple[str, Path]]:
 
 
 def test_every_import_names_the_tpuplan_package() -> None:
-    bare = [f"{p.relative_to(ROOT)}:{line}: {mod}" for _, p in _modules() for line, mod, _ in _imports(p)
-            if mod.split(".")[0] in ("profiles", "planner", "runtime", "cli")]
+    bare = [
+        f"{p.relative_to(ROOT)}:{line}: {mod}"
+        for _, p in _modules()
+        for line, mod, _ in _imports(p)
+        if mod.split(".")[0] in ("profiles", "planner", "runtime", "cli")
+    ]
     assert len(_modules()) > 40
     assert bare == []
 
@@ -57,9 +61,8 @@ def test_layers_import_only_downward() -> None:
 
 def test_no_cycles_between_modules() -> None:
     graph: dict[str, set[str]] = {}
-    for layer, path in _modules():
-        name = "tpuplan." + (str(path.relative_to(ROOT / "tpuplan")) if layer == "cli" else
-                             str(path.relative_to(ROOT))).removesuffix(".py").replace(os.sep, ".")
+    for _, path in _modules():
+        name = str(path.relative_to(ROOT)).removesuffix(".py").replace(os.sep, ".")
         name = name.removesuffix(".__init__")
         graph[name] = {mod for _, mod, top in _imports(path) if mod.startswith("tpuplan.") and top}
     graph = {k: {m for m in v if m in graph and m != k} for k, v in graph.items()}
@@ -81,45 +84,103 @@ def test_no_cycles_between_modules() -> None:
 
 def test_function_local_imports_only_for_optional_dependencies() -> None:
     optional = {"matplotlib", "matplotlib.pyplot", "ai_edge_litert", "tflite_runtime", "pycoral"}
-    local = [f"{p.relative_to(ROOT)}:{line}: {mod}" for _, p in _modules() for line, mod, top in _imports(p)
-             if not top and mod not in optional and not mod.startswith("pycoral")]
+    local = [
+        f"{p.relative_to(ROOT)}:{line}: {mod}"
+        for _, p in _modules()
+        for line, mod, top in _imports(p)
+        if not top and mod not in optional and not mod.startswith("pycoral")
+    ]
     assert local == []
+
+
+def _tracked() -> list[tuple[str, str]]:
+    """(mode, path) of every file git tracks here, or () outside a git checkout."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        return []
+    done = subprocess.run(
+        ["git", "ls-files", "-s"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    return [(line.split()[0], line.split("\t", 1)[1]) for line in done.splitlines()]
+
+
+def test_no_symbolic_links() -> None:
+    """Links break Windows checkouts (core.symlinks=false), debuggers and grep: none is tracked or on disk."""
+    tracked = _tracked()
+    links = [path for mode, path in tracked if mode == "120000"]
+    on_disk = [str(p.relative_to(ROOT)) for p in PACKAGE.rglob("*") if p.is_symlink()]
+    assert links == [] and on_disk == []
+
+
+def _checkout_without_links(dest: Path) -> None:
+    """The tracked files as a clone with core.symlinks=false would hold them: a link becomes a plain file
+    holding its target's name (outside git, the tree as it is)."""
+    tracked = _tracked()
+    if not tracked:
+        for name in ("pyproject.toml", "README.md", "tpuplan"):
+            src = ROOT / name
+            if src.is_dir():
+                shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy2(src, dest / name)
+        return
+    for mode, rel in tracked:
+        src, out = ROOT / rel, dest / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if mode == "120000":
+            out.write_text(os.readlink(src))
+        elif src.is_file():
+            shutil.copy2(src, out)
 
 
 @pytest.mark.slow
 def test_installed_package_is_only_tpuplan(tmp_path: Path) -> None:
-    """`pip install .` puts `tpuplan` (and its dist-info) at the top of site-packages, nothing else."""
+    """A clone with core.symlinks=false builds a complete wheel: every module and preset of tpuplan/, and
+    `pip install` puts `tpuplan` (and its dist-info) at the top of site-packages, nothing else."""
     src = tmp_path / "src"  # a copy, so the build leaves nothing in the checkout
     src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(ROOT / name, src / name)
-    for name in ("tpuplan", "profiles", "planner", "runtime"):
-        shutil.copytree(ROOT / name, src / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    _checkout_without_links(src)
     wheels = tmp_path / "wheels"
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(wheels), str(src)],
-                          capture_output=True, text=True, timeout=600, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(wheels), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     if done.returncode != 0 and "No matching distribution" in done.stderr:
         pytest.skip("no package index to fetch the build backend from")
     assert done.returncode == 0, done.stderr
     (wheel,) = wheels.glob("tpuplan-*.whl")
     with zipfile.ZipFile(wheel) as zf:
-        names = zf.namelist()
+        names = set(zf.namelist())
     tops = {n.split("/")[0] for n in names}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"tpuplan"}
-    assert "tpuplan/profiles/presets/devices/edgetpu-usb.json" in names and "tpuplan/py.typed" in names
-    assert "tpuplan/profiles/presets/hosts/pycoral.json" in names
-    assert "tpuplan/runtime/probe_child.py" in names
+    wanted = {
+        str(p.relative_to(src))
+        for p in (src / "tpuplan").rglob("*")
+        if p.suffix in (".py", ".json") or p.name == "py.typed"
+    }
+    assert len(wanted) > 90 and sorted(wanted - names) == []
+    assert "tpuplan/profiles/pricing/presets/devices/edgetpu-usb.json" in names
     target = tmp_path / "site"
-    done = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target),
-                           str(wheel)], capture_output=True, text=True, timeout=600, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target), str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     top = sorted(p.name for p in target.iterdir() if p.name != "bin")
     assert [t for t in top if not t.endswith(".dist-info")] == ["tpuplan"]
-    probe = ("import tpuplan.planner.solve, tpuplan.runtime.backends as b, tpuplan.profiles.device as d; "
-             "print(tpuplan.__file__); print(d.preset('edgetpu-usb').name)")
+    probe = (
+        "import tpuplan.cli, tpuplan.planner.solve, tpuplan.profiles.pricing.device as d; "
+        "print(tpuplan.__file__); print(d.preset('edgetpu-usb').name)"
+    )
     env = {**os.environ, "PYTHONPATH": str(target)}
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
-                          cwd=tmp_path, env=env, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env, check=False
+    )
     assert done.returncode == 0, done.stderr
     first, second = done.stdout.splitlines()
     assert Path(first).is_relative_to(target) and second == "edgetpu-usb"

@@ -8,7 +8,7 @@ the runner that ran it (a host preset or HostSpec JSON: its structure and host_o
 numbers fitted), the batch its times are amortised over, `fresh` when every run built new interpreters,
 and the cuts when the file does not imply them. Writes the fitted device to -o and, with --hosts-dir,
 each fitted runner as DIR/<runner name>.json. With --verify, the device of each plan is fitted to what
-`plan verify` measured with it on the user's own machine (`runtime.recalibrate`), and the stages are
+`plan verify` measured with it on the user's own machine (`runtime.verify.refit`), and the stages are
 shown predicted before and after the fit.
 """
 
@@ -29,18 +29,20 @@ from tpuplan.cli.common import (
     write_output,
 )
 from tpuplan.planner.plan import load_plan
-from tpuplan.profiles.calibrate import CalibrationResult, calibrate
-from tpuplan.profiles.device import device_json, resolve_device
+from tpuplan.profiles.calibration.fit import CalibrationResult, calibrate
+from tpuplan.profiles.calibration.measurements import MeasuredFile, RunSpec, parse_pipeline_spec, read_measurements
 from tpuplan.profiles.errors import TpuplanError, quoted
-from tpuplan.profiles.host import HostSpec, host_json, resolve_host
-from tpuplan.profiles.measurements import MeasuredFile, RunSpec, parse_pipeline_spec, read_measurements
+from tpuplan.profiles.pricing.device import device_json, resolve_device
+from tpuplan.profiles.pricing.host import HostSpec, host_json, resolve_host
 from tpuplan.runtime.progress import QUIET_HELP, cli_progress
-from tpuplan.runtime.recalibrate import VerifyFit, fit_from_verify
-from tpuplan.runtime.verify_report import load_report
+from tpuplan.runtime.verify.refit import VerifyFit, fit_from_verify
+from tpuplan.runtime.verify.report import load_report
 
-PIPELINE_HELP = ("A 2-TPU (or K-TPU) pipeline CSV as FILE:RUNNER:BATCH[:fresh][:cuts=I,J]: RUNNER a host preset "
-                 "or HostSpec JSON, BATCH the inputs each time is amortised over, fresh if every run made new "
-                 "interpreters, cuts if the split is not to be inferred from the memory columns. Repeatable.")
+PIPELINE_HELP = (
+    "A 2-TPU (or K-TPU) pipeline CSV as FILE:RUNNER:BATCH[:fresh][:cuts=I,J]: RUNNER a host preset "
+    "or HostSpec JSON, BATCH the inputs each time is amortised over, fresh if every run made new "
+    "interpreters, cuts if the split is not to be inferred from the memory columns. Repeatable."
+)
 
 
 def _pct(v: float) -> str:
@@ -49,25 +51,44 @@ def _pct(v: float) -> str:
 
 def calibration_table(result: CalibrationResult) -> str:
     """Per file: rows, median / p90 / worst time error, memory hits; then the fitted numbers."""
-    rows = [[s.file, s.runner or "one invoke", s.batch, s.rows, _pct(s.median_rel_error), _pct(s.p90_rel_error),
-             _pct(s.worst_rel_error), _pct(s.memory_within_0_1_mib)] for s in result.files]
+    rows = [
+        [
+            s.file,
+            s.runner or "one invoke",
+            s.batch,
+            s.rows,
+            _pct(s.median_rel_error),
+            _pct(s.p90_rel_error),
+            _pct(s.worst_rel_error),
+            _pct(s.memory_within_0_1_mib),
+        ]
+        for s in result.files
+    ]
     head = ["file", "runner", "batch", "rows", "median error", "p90", "worst", "MiB within 0.1"]
     d = result.device
-    lines = [table(head, rows), "", "predicted times are the planner's own (stage tables + totals on the fitted specs)",
-             f"fitted {d.name}: on-chip {d.onchip_bytes:,} B - {d.io_reserve_frac:g} x Edge TPU in+out bytes, "
-             f"largest cached layer {d.max_cached_layer_bytes:,} B, pads {d.channel_pad}/{d.input_pad}, "
-             f"{d.per_channel_bytes} B per channel",
-             f"  invoke overhead {d.invoke_overhead_us:g} us; link in {d.link.in_us_per_kib:g}, out "
-             f"{d.link.out_us_per_kib:g}, upload {d.link.upload_us_per_kib:g} us/KiB"]
+    lines = [
+        table(head, rows),
+        "",
+        "predicted times are the planner's own (stage tables + totals on the fitted specs)",
+        f"fitted {d.name}: on-chip {d.onchip_bytes:,} B - {d.io_reserve_frac:g} x Edge TPU in+out bytes, "
+        f"largest cached layer {d.max_cached_layer_bytes:,} B, pads {d.channel_pad}/{d.input_pad}, "
+        f"{d.per_channel_bytes} B per channel",
+        f"  invoke overhead {d.invoke_overhead_us:g} us; link in {d.link.in_us_per_kib:g}, out "
+        f"{d.link.out_us_per_kib:g}, upload {d.link.upload_us_per_kib:g} us/KiB",
+    ]
     for c in ("fc", "conv"):
         cost = d.cost(c)
         if cost.calibrated:
-            lines.append(f"  {c:4}: {cost.us_per_mmac:g} us per padded MMAC, {cost.us_per_kib_act:g} us/KiB output, "
-                         f"streaming {cost.stream_us_per_kib:g} us/KiB")
+            lines.append(
+                f"  {c:4}: {cost.us_per_mmac:g} us per padded MMAC, {cost.us_per_kib_act:g} us/KiB output, "
+                f"streaming {cost.stream_us_per_kib:g} us/KiB"
+            )
     for name, h in result.hosts.items():
-        lines.append(f"runner {name}: stage {h.stage_us:g} us (+{h.stage_us_per_kib:g} us/KiB), serialized "
-                     f"{h.serialized:g} + {h.serialized_device:g} x device, start {h.start_us:g} us, streaming "
-                     f"+{h.stream_extra_us:g} us per input and +{h.stream_cold_us:g} us per run")
+        lines.append(
+            f"runner {name}: stage {h.stage_us:g} us (+{h.stage_us_per_kib:g} us/KiB), serialized "
+            f"{h.serialized:g} + {h.serialized_device:g} x device, start {h.start_us:g} us, streaming "
+            f"+{h.stream_extra_us:g} us per input and +{h.stream_cold_us:g} us per run"
+        )
     return "\n".join(lines)
 
 
@@ -91,25 +112,43 @@ def _host_outputs(hosts_dir: Path | None, hosts: dict[str, HostSpec]) -> dict[st
     return paths
 
 
-VERIFY_HELP = ("PLAN.json:REPORT.json, a plan and the `plan verify -o` report made with it on your machine: fit the "
-               "plan's device (and with --host-out the host: host-op prices, our runner's numbers) to what the "
-               "report measured. Repeatable; not with sweep CSVs or --pipeline.")
+VERIFY_HELP = (
+    "PLAN.json:REPORT.json, a plan and the `plan verify -o` report made with it on your machine: fit the "
+    "plan's device (and with --host-out the host: host-op prices, our runner's numbers) to what the "
+    "report measured. Repeatable; not with sweep CSVs or --pipeline."
+)
 
 
 def verify_fit_table(fit: VerifyFit) -> str:
     """Per stage of every report: measured, predicted before and after the fit; then the fitted numbers."""
+
     def err(pred: float, real: float) -> str:
         return f"{100 * abs(pred - real) / max(real, 1.0):.1f}%"
 
-    rows = [[p.report + 1, p.stage, f"{p.measured_us:,.1f}", f"{p.before_us:,.1f}", err(p.before_us, p.measured_us),
-             f"{p.after_us:,.1f}", err(p.after_us, p.measured_us)] for p in fit.points]
+    rows = [
+        [
+            p.report + 1,
+            p.stage,
+            f"{p.measured_us:,.1f}",
+            f"{p.before_us:,.1f}",
+            err(p.before_us, p.measured_us),
+            f"{p.after_us:,.1f}",
+            err(p.after_us, p.measured_us),
+        ]
+        for p in fit.points
+    ]
     head = ["report", "stage", "measured us", "before us", "error", "after us", "error"]
     f = fit.fitted
-    return "\n".join([table(head, rows), "",
-                      f"median stage error {fit.median_error_before:.1%} before, {fit.median_error_after:.1%} after",
-                      f"fitted {fit.device.name}: invoke overhead {f['overhead']:g} us, op costs x{f['compute']:g}, "
-                      f"link x{f['link']:g}; host {fit.host.name}: host ops x{f['host_ops']:g}, runner "
-                      f"{fit.host.stage_us:g} us per stage, serialized {fit.host.serialized:g}"])
+    return "\n".join(
+        [
+            table(head, rows),
+            "",
+            f"median stage error {fit.median_error_before:.1%} before, {fit.median_error_after:.1%} after",
+            f"fitted {fit.device.name}: invoke overhead {f['overhead']:g} us, op costs x{f['compute']:g}, "
+            f"link x{f['link']:g}; host {fit.host.name}: host ops x{f['host_ops']:g}, runner "
+            f"{fit.host.stage_us:g} us per stage, serialized {fit.host.serialized:g}",
+        ]
+    )
 
 
 def _from_verify(pairs: list[str], output: Path, host_out: Path | None, force: bool, as_json: bool) -> None:
@@ -142,17 +181,22 @@ def register(app: typer.Typer) -> None:
     @app.command("calibrate")
     def calibrate_cmd(
         output: Annotated[Path, typer.Option("--output", "-o", help="Write the fitted DeviceSpec JSON here.")],
-        sweeps: Annotated[list[Path] | None, typer.Argument(
-            help="Single-TPU sweep CSVs (shared/edgetpu-measurements).")] = None,
+        sweeps: Annotated[
+            list[Path] | None, typer.Argument(help="Single-TPU sweep CSVs (shared/edgetpu-measurements).")
+        ] = None,
         pipeline: Annotated[list[str] | None, typer.Option("--pipeline", help=PIPELINE_HELP)] = None,
         hosts_dir: Annotated[Path | None, typer.Option("--hosts-dir", help="Write each fitted runner here.")] = None,
-        base: Annotated[str | None, typer.Option(
-            "--base", help="Device preset or JSON the fit starts from (its name and the op classes not measured).")
-                        ] = None,
+        base: Annotated[
+            str | None,
+            typer.Option(
+                "--base", help="Device preset or JSON the fit starts from (its name and the op classes not measured)."
+            ),
+        ] = None,
         name: Annotated[str | None, typer.Option("--name", help="Name of the fitted device.")] = None,
         verify: Annotated[list[str] | None, typer.Option("--verify", help=VERIFY_HELP)] = None,
-        host_out: Annotated[Path | None, typer.Option("--host-out", help="With --verify: write the fitted host here.")
-                            ] = None,
+        host_out: Annotated[
+            Path | None, typer.Option("--host-out", help="With --verify: write the fitted host here.")
+        ] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
         as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
@@ -160,8 +204,10 @@ def register(app: typer.Typer) -> None:
         """Fit the Edge TPU cost model (and the pipeline runners) to real measurements; print the errors."""
         if verify:
             if sweeps or pipeline or hosts_dir or base or name:
-                raise TpuplanError("--verify fits from plan verify reports alone: give sweep CSVs, --pipeline, "
-                                   "--hosts-dir, --base and --name in a separate run")
+                raise TpuplanError(
+                    "--verify fits from plan verify reports alone: give sweep CSVs, --pipeline, "
+                    "--hosts-dir, --base and --name in a separate run"
+                )
             _from_verify(list(verify), output, host_out, force, as_json)
             return
         if host_out is not None:

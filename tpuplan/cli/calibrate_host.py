@@ -8,19 +8,26 @@ from typing import Annotated
 import typer
 
 from tpuplan.cli.common import FORCE_HELP, HOST_HELP, JSON_HELP, check_output, emit, table
-from tpuplan.profiles.calibrate_host import HostOpsFit, fit_host_ops
-from tpuplan.profiles.host import resolve_host
+from tpuplan.profiles.calibration.hostops import HostOpsFit, fit_host_ops
 from tpuplan.profiles.model import load_profile
+from tpuplan.profiles.pricing.host import resolve_host
 
 
 def host_fit_table(fit: HostOpsFit) -> str:
     rows = []
     for row in fit.classes:
         cost = fit.host.host_ops.get(row.op_class)
-        rows.append([row.op_class, row.ops, "yes" if row.calibrated else "no",
-                     f"{100 * row.median_rel_error:.0f}%" if row.median_rel_error is not None else "-",
-                     f"{cost.us_per_op:g}" if cost else "-", f"{cost.us_per_kib:g}" if cost else "-",
-                     f"{cost.us_per_mmac:g}" if cost else "-"])
+        rows.append(
+            [
+                row.op_class,
+                row.ops,
+                "yes" if row.calibrated else "no",
+                f"{100 * row.median_rel_error:.0f}%" if row.median_rel_error is not None else "-",
+                f"{cost.us_per_op:g}" if cost else "-",
+                f"{cost.us_per_kib:g}" if cost else "-",
+                f"{cost.us_per_mmac:g}" if cost else "-",
+            ]
+        )
     head = ["op class / type", "ops measured", "calibrated", "median error", "us per op", "us per KiB", "us per MMAC"]
     return "\n".join([table(head, rows), "", f"host {fit.host.name}: host op prices fitted to measured CPU times"])
 

@@ -16,18 +16,16 @@ import typer
 from pydantic import BaseModel
 
 from tpuplan.cli.outputs import check_output, check_outputs, spec_files, write_output
-from tpuplan.planner.cpsat import MAX_TIME_LIMIT_S
+from tpuplan.planner.search.cpsat import MAX_TIME_LIMIT_S
 from tpuplan.profiles.build import build_profile, price
-from tpuplan.profiles.device import DeviceSpec, preset_names, resolve_device
 from tpuplan.profiles.docio import dump_json, parse_doc, read_bytes
 from tpuplan.profiles.errors import TpuplanError, quoted
-from tpuplan.profiles.host import HostSpec, host_preset, host_preset_names, resolve_host
 from tpuplan.profiles.model import PROFILE_KIND, PROFILE_VERSION, Profile
-from tpuplan.profiles.tflite import MAX_MODEL_BYTES, LoadedModel, parse_model
+from tpuplan.profiles.pricing.device import DeviceSpec, preset_names, resolve_device
+from tpuplan.profiles.pricing.host import HostSpec, host_preset, host_preset_names, resolve_host
+from tpuplan.profiles.tflite.reader import MAX_MODEL_BYTES, LoadedModel, parse_model
 
-DEVICE_HELP = (
-    "Device preset name or DeviceSpec JSON file. Presets: edgetpu-usb (calibrated default), edgetpu-pci, cpu."
-)
+DEVICE_HELP = "Device preset name or DeviceSpec JSON file. Presets: edgetpu-usb (calibrated default), edgetpu-pci, cpu."
 DEVICES_HELP = DEVICE_HELP + " Repeat or comma-separate: one for every TPU, or one per TPU in stage order."
 HOST_HELP = "Host preset (tpuplan, pycoral, python-threads) or HostSpec JSON: the runner and host CPU costs."
 SOURCE_HELP = "A profile JSON (from `plan profile`) or a .tflite CPU model (profiled on the first --device)."
@@ -64,8 +62,9 @@ def read_source(path: Path, device: DeviceSpec | None, host: HostSpec | None = N
     own = host_preset(profile.host) if profile.host in host_preset_names() else None
     try:  # priced again, as the planner always does: what is shown is what is planned (prices are not facts)
         if device is not None or host is not None or own is not None:
-            profile = price(profile, device or profile.device, host or own or resolve_host(profile.host),
-                            where=str(path))
+            profile = price(
+                profile, device or profile.device, host or own or resolve_host(profile.host), where=str(path)
+            )
     except TpuplanError as exc:  # a price past the bounds names the profile's file
         raise TpuplanError(f"{path}: {exc}") from None
     return Source(profile, None)

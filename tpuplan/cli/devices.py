@@ -9,9 +9,9 @@ from typing import Annotated
 import typer
 
 from tpuplan.cli.common import FORCE_HELP, JSON_HELP, check_output, mib, table, write_output
-from tpuplan.profiles.device import DeviceSpec, preset, preset_names
-from tpuplan.profiles.host import host_preset, host_preset_names
-from tpuplan.runtime.edgetpu import list_edge_tpus
+from tpuplan.profiles.pricing.device import DeviceSpec, preset, preset_names
+from tpuplan.profiles.pricing.host import host_preset, host_preset_names
+from tpuplan.runtime.backends.edgetpu import list_edge_tpus
 
 
 def register(app: typer.Typer) -> None:
@@ -27,24 +27,48 @@ def register(app: typer.Typer) -> None:
         specs: list[DeviceSpec] = [preset(n) for n in preset_names()]
         present = list_edge_tpus()
         hosts_json = [host_preset(n).model_dump(mode="json") for n in host_preset_names()]
-        text = json.dumps({"kind": "tpuplan.devices", "schema_version": 1,
-                           "presets": [s.model_dump(mode="json") for s in specs], "hosts": hosts_json,
-                           "edgetpus_present": present}, indent=2) + "\n"
+        text = (
+            json.dumps(
+                {
+                    "kind": "tpuplan.devices",
+                    "schema_version": 1,
+                    "presets": [s.model_dump(mode="json") for s in specs],
+                    "hosts": hosts_json,
+                    "edgetpus_present": present,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         if output is not None:
             write_output(output, text.encode())
         if as_json:
             typer.echo(text, nl=False)
             return
         rows = [
-            [s.name, s.backend, mib(s.onchip_bytes) if s.backend == "edgetpu" else "- (host CPU)",
-             f"{s.link.in_us_per_kib:g}/{s.link.out_us_per_kib:g}", "yes" if s.link.calibrated else "no",
-             (s.calibration.source if s.calibration else "")[:60]]
+            [
+                s.name,
+                s.backend,
+                mib(s.onchip_bytes) if s.backend == "edgetpu" else "- (host CPU)",
+                f"{s.link.in_us_per_kib:g}/{s.link.out_us_per_kib:g}",
+                "yes" if s.link.calibrated else "no",
+                (s.calibration.source if s.calibration else "")[:60],
+            ]
             for s in specs
         ]
         typer.echo(table(["device", "backend", "on-chip MiB", "link us/KiB in/out", "calibrated", "source"], rows))
         hosts = [host_preset(n) for n in host_preset_names()]
-        rows = [[h.name, f"{h.stage_us:g}", f"{h.serialized:g}", "yes" if h.fresh_upload else "no",
-                 "shared" if h.bus_shared else "own", h.description[:60]] for h in hosts]
+        rows = [
+            [
+                h.name,
+                f"{h.stage_us:g}",
+                f"{h.serialized:g}",
+                "yes" if h.fresh_upload else "no",
+                "shared" if h.bus_shared else "own",
+                h.description[:60],
+            ]
+            for h in hosts
+        ]
         typer.echo("\n" + table(["host", "stage us", "serialized", "fresh runs", "USB", "runner"], rows))
         typer.echo(f"\nEdge TPUs present: {len(present)}" + "".join(f"\n  {d}" for d in present))
         if output is not None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tpuplan.profiles.docio import write_atomic
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.runtime.manifest import MANIFEST_NAME
+from tpuplan.runtime.split.manifest import MANIFEST_NAME
 
 _NAME_MAX = 255  # when the file system does not say
 

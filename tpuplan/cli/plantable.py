@@ -6,8 +6,11 @@ from tpuplan.cli.common import bar, mib, ms, table
 from tpuplan.planner.baselines import Comparison
 from tpuplan.planner.plan import Plan
 
-_BOUND = {"stage": "the slowest stage", "serialized": "host work that does not overlap (summed over stages)",
-          "bus": "the shared USB controller (bytes of every stage)"}
+_BOUND = {
+    "stage": "the slowest stage",
+    "serialized": "host work that does not overlap (summed over stages)",
+    "bus": "the shared USB controller (bytes of every stage)",
+}
 
 
 def status_text(plan: Plan) -> str:
@@ -26,12 +29,26 @@ def _stage_rows(plan: Plan) -> list[list[object]]:
     rows: list[list[object]] = []
     for s, dev in zip(plan.stages, plan.devices, strict=True):
         tpu = dev.backend == "edgetpu"  # a CPU stage has no on-chip memory to show
-        rows.append([s.index, f"{s.first_op}..{s.last_op}", s.copies, f"{s.tpu_ops}/{s.n_ops}" if tpu else "-",
-                     mib(s.param_bytes), mib(s.predicted_onchip_bytes) if tpu else "-",
-                     mib(s.predicted_offchip_bytes) if tpu else "-", f"{s.bytes_in / 1024:.1f}",
-                     f"{s.bytes_out / 1024:.1f}", ms(s.predicted_device_us), ms(s.predicted_host_ops_us),
-                     ms(s.predicted_runner_us), ms(s.predicted_us), ms(s.predicted_interval_us), s.device,
-                     bar(s.predicted_us, worst, 20)])
+        rows.append(
+            [
+                s.index,
+                f"{s.first_op}..{s.last_op}",
+                s.copies,
+                f"{s.tpu_ops}/{s.n_ops}" if tpu else "-",
+                mib(s.param_bytes),
+                mib(s.predicted_onchip_bytes) if tpu else "-",
+                mib(s.predicted_offchip_bytes) if tpu else "-",
+                f"{s.bytes_in / 1024:.1f}",
+                f"{s.bytes_out / 1024:.1f}",
+                ms(s.predicted_device_us),
+                ms(s.predicted_host_ops_us),
+                ms(s.predicted_runner_us),
+                ms(s.predicted_us),
+                ms(s.predicted_interval_us),
+                s.device,
+                bar(s.predicted_us, worst, 20),
+            ]
+        )
     return rows
 
 
@@ -44,8 +61,24 @@ def _units(plan: Plan) -> str:
 
 def plan_table(plan: Plan) -> str:
     """The plan for people: one row per stage with a bar of its predicted time, then the pipeline."""
-    head = ["stage", "ops", "TPUs", "TPU ops", "param MiB", "on-chip MiB", "off-chip MiB", "in KiB", "out KiB",
-            "device ms", "host ops ms", "runner ms", "stage ms", "every ms", "device", "time"]
+    head = [
+        "stage",
+        "ops",
+        "TPUs",
+        "TPU ops",
+        "param MiB",
+        "on-chip MiB",
+        "off-chip MiB",
+        "in KiB",
+        "out KiB",
+        "device ms",
+        "host ops ms",
+        "runner ms",
+        "stage ms",
+        "every ms",
+        "device",
+        "time",
+    ]
     align = [False, False, *([True] * 12), False, False]
     goal = plan.goal
     lines = [
@@ -61,18 +94,24 @@ def plan_table(plan: Plan) -> str:
         f"{plan.predicted_throughput_per_s:,.1f}/s   latency {ms(plan.predicted_latency_us)} ms   (predicted)",
     ]
     if plan.predicted_per_input_us is not None:
-        lines.append(f"batch       {ms(plan.predicted_per_input_us)} ms per input over {goal.batch} inputs, with "
-                     f"{ms(plan.predicted_oneoff_us)} ms of one-off costs (predicted)")
+        lines.append(
+            f"batch       {ms(plan.predicted_per_input_us)} ms per input over {goal.batch} inputs, with "
+            f"{ms(plan.predicted_oneoff_us)} ms of one-off costs (predicted)"
+        )
     timing = f", {plan.solver.wall_time_s:.2f} s" if plan.solver.wall_time_s is not None else ""
     lines.append(f"status      {status_text(plan)}{timing}")
     if not plan.fits_on_chip:
         spill = [str(s.index) for s in plan.stages if not s.fits_on_chip]
         need = plan.tpus_needed_on_chip
-        lines.append(f"memory      stage(s) {','.join(spill)} stream parameters from the host every inference; "
-                     + (f"{need} TPUs would keep everything on chip" if need else "no TPU count keeps it all on chip"))
+        lines.append(
+            f"memory      stage(s) {','.join(spill)} stream parameters from the host every inference; "
+            + (f"{need} TPUs would keep everything on chip" if need else "no TPU count keeps it all on chip")
+        )
     if any(s.copies > 1 for s in plan.stages):
-        lines.append("copies      'TPUs' > 1: the stage runs on that many TPUs taking inputs in turn; 'every ms' is "
-                     "the time between its results, 'stage ms' one input's time through it")
+        lines.append(
+            "copies      'TPUs' > 1: the stage runs on that many TPUs taking inputs in turn; 'every ms' is "
+            "the time between its results, 'stage ms' one input's time through it"
+        )
     lines += _curve_lines(plan)
     lines += [f"note        {n}" for n in [plan.solver.note, *plan.notes] if n]
     return "\n".join(lines)
@@ -81,30 +120,60 @@ def plan_table(plan: Plan) -> str:
 def _curve_lines(plan: Plan) -> list[str]:
     if not plan.curve:
         return []
-    rows = [[r.tpus, ms(r.predicted_period_us), ms(r.predicted_latency_us), f"{r.predicted_throughput_per_s:,.1f}",
-             f"x{r.gain_vs_previous:.2f}" if r.gain_vs_previous is not None else "-",
-             "yes" if r.fits_on_chip else "no", "<- chosen" if r.tpus == plan.tpus else ""]
-            for r in plan.curve]
+    rows = [
+        [
+            r.tpus,
+            ms(r.predicted_period_us),
+            ms(r.predicted_latency_us),
+            f"{r.predicted_throughput_per_s:,.1f}",
+            f"x{r.gain_vs_previous:.2f}" if r.gain_vs_previous is not None else "-",
+            "yes" if r.fits_on_chip else "no",
+            "<- chosen" if r.tpus == plan.tpus else "",
+        ]
+        for r in plan.curve
+    ]
     head = ["TPUs", "period ms", "latency ms", "throughput/s", "gain vs K-1", "on chip", ""]
     return ["", table(head, rows)]
 
 
 def comparison_table(cmp: Comparison) -> str:
     rows = [
-        [e.name, e.tpus, ",".join(map(str, e.cuts)) or "-", ",".join(map(str, e.copies)), ms(e.predicted_period_us),
-         ms(e.predicted_latency_us),
-         f"{e.predicted_throughput_per_s:,.1f}", mib(e.predicted_offchip_bytes), "yes" if e.fits_on_chip else "no",
-         e.host_only_stages, f"x{e.speedup_of_ours:.2f}"]
+        [
+            e.name,
+            e.tpus,
+            ",".join(map(str, e.cuts)) or "-",
+            ",".join(map(str, e.copies)),
+            ms(e.predicted_period_us),
+            ms(e.predicted_latency_us),
+            f"{e.predicted_throughput_per_s:,.1f}",
+            mib(e.predicted_offchip_bytes),
+            "yes" if e.fits_on_chip else "no",
+            e.host_only_stages,
+            f"x{e.speedup_of_ours:.2f}",
+        ]
         for e in cmp.entries
     ]
-    head = ["plan", "TPUs", "cuts", "copies", "period ms", "latency ms", "throughput/s", "off-chip MiB", "on chip",
-            "host-only stages", "ours is"]
-    return "\n".join([
-        f"model {cmp.model.path}, {cmp.tpus} TPU(s), host {cmp.host}, goal {cmp.goal.objective}; ours: "
-        f"{cmp.ours_status}" + (" (proven)" if cmp.ours_proven_optimal else ", not proven optimal"),
-        "",
-        table(head, rows),
-        "",
-        "'ours is' = that plan's objective / ours (x2.00: ours is twice as good). All numbers predicted.",
-        *cmp.notes,
-    ])
+    head = [
+        "plan",
+        "TPUs",
+        "cuts",
+        "copies",
+        "period ms",
+        "latency ms",
+        "throughput/s",
+        "off-chip MiB",
+        "on chip",
+        "host-only stages",
+        "ours is",
+    ]
+    return "\n".join(
+        [
+            f"model {cmp.model.path}, {cmp.tpus} TPU(s), host {cmp.host}, goal {cmp.goal.objective}; ours: "
+            f"{cmp.ours_status}" + (" (proven)" if cmp.ours_proven_optimal else ", not proven optimal"),
+            "",
+            table(head, rows),
+            "",
+            "'ours is' = that plan's objective / ours (x2.00: ours is twice as good). All numbers predicted.",
+            *cmp.notes,
+        ]
+    )

@@ -21,9 +21,9 @@ from tpuplan.cli.common import (
     table,
 )
 from tpuplan.profiles.build import build_profile
-from tpuplan.profiles.device import resolve_device
-from tpuplan.profiles.host import resolve_host
 from tpuplan.profiles.model import Profile
+from tpuplan.profiles.pricing.device import resolve_device
+from tpuplan.profiles.pricing.host import resolve_host
 from tpuplan.runtime.measure import measure_profile
 from tpuplan.runtime.progress import QUIET_HELP, cli_progress
 
@@ -34,19 +34,44 @@ def _cost(us: int, source: str) -> str:
 
 def profile_table(profile: Profile) -> str:
     rows = [
-        [op.index, op.op_type[:28], op.op_class, "TPU" if op.edgetpu else "host", op.param_bytes, op.cached_bytes,
-         op.macs, op.input_bytes, op.output_bytes, _cost(op.tpu_us, op.tpu_cost), _cost(op.host_us, op.host_cost),
-         f"{op.measured_us:.1f}" if op.measured_us is not None else "-",
-         profile.cuts[op.index].bytes if op.index < len(profile.cuts) else "-"]
+        [
+            op.index,
+            op.op_type[:28],
+            op.op_class,
+            "TPU" if op.edgetpu else "host",
+            op.param_bytes,
+            op.cached_bytes,
+            op.macs,
+            op.input_bytes,
+            op.output_bytes,
+            _cost(op.tpu_us, op.tpu_cost),
+            _cost(op.host_us, op.host_cost),
+            f"{op.measured_us:.1f}" if op.measured_us is not None else "-",
+            profile.cuts[op.index].bytes if op.index < len(profile.cuts) else "-",
+        ]
         for op in profile.ops
     ]
-    head = ["#", "op", "class", "runs on", "param B", "cached B", "MACs", "in B", "out B", "device us", "host us",
-            "meas us", "cut B"]
+    head = [
+        "#",
+        "op",
+        "class",
+        "runs on",
+        "param B",
+        "cached B",
+        "MACs",
+        "in B",
+        "out B",
+        "device us",
+        "host us",
+        "meas us",
+        "cut B",
+    ]
     dev = profile.device
     capacity = f"on-chip {mib(dev.onchip_bytes)} MiB" if dev.backend == "edgetpu" else "host CPU"
     host_ops = [op for op in profile.ops if not op.edgetpu]
-    uncal = sorted({op.op_class for op in profile.ops
-                    if (op.tpu_cost if op.edgetpu else op.host_cost) == "uncalibrated"})
+    uncal = sorted(
+        {op.op_class for op in profile.ops if (op.tpu_cost if op.edgetpu else op.host_cost) == "uncalibrated"}
+    )
     lines = [
         f"model   {profile.model.path}  sha256 {profile.model.sha256[:12]}  ({profile.source} profile)",
         f"device  {dev.name} ({dev.backend}), {capacity}; host {profile.host}",

@@ -10,15 +10,17 @@ import typer
 from tpuplan.cli.common import FORCE_HELP, JSON_HELP, check_output, emit, split_list, table
 from tpuplan.planner.plan import load_plan
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.runtime.backends import backend_names, get_backend
-from tpuplan.runtime.manifest import load_split
+from tpuplan.runtime.backends.registry import backend_names, get_backend
 from tpuplan.runtime.progress import QUIET_HELP, cli_progress
 from tpuplan.runtime.run import RunOptions, RunResult, check_split_matches_plan, run_split
+from tpuplan.runtime.split.manifest import load_split
 
 BACKEND_HELP = "Where the stages run: " + ", ".join(backend_names()) + "."
 DEVICES_HELP = "Edge TPUs, one per stage: usb:0, pci:0, :0 ... (repeat or comma list; default: all present)."
-INPUT_HELP = ("Real inputs: a .npy (one model input), a .npz (one array per input name) or a directory of "
-              "PNG/JPEG images (resized and quantised for the model; needs Pillow). Read as the run goes.")
+INPUT_HELP = (
+    "Real inputs: a .npy (one model input), a .npz (one array per input name) or a directory of "
+    "PNG/JPEG images (resized and quantised for the model; needs Pillow). Read as the run goes."
+)
 RUNNER_HELP = "tpuplan (ours, see --workers) or pycoral (Google pycoral's C++ PipelinedModelRunner, if installed)."
 WORKERS_HELP = "Our runner: one thread per stage, or one process per stage (shared-memory hand-off)."
 
@@ -41,9 +43,19 @@ def _ms(us: float | None) -> float | str:
 
 
 def run_table(res: RunResult) -> str:
-    rows = [[s.index, s.device, s.copies, s.items, s.invoke_median_us if s.invoke_median_us is not None else "-",
-             s.invoke_p90_us if s.invoke_p90_us is not None else "-", _ms(s.wait_in_us), _ms(s.blocked_out_us)]
-            for s in res.stages]
+    rows = [
+        [
+            s.index,
+            s.device,
+            s.copies,
+            s.items,
+            s.invoke_median_us if s.invoke_median_us is not None else "-",
+            s.invoke_p90_us if s.invoke_p90_us is not None else "-",
+            _ms(s.wait_in_us),
+            _ms(s.blocked_out_us),
+        ]
+        for s in res.stages
+    ]
     head = ["stage", "device", "copies", "items", "invoke p50 us", "invoke p90 us", "wait in ms", "blocked out ms"]
     lines = [
         f"measured on this machine, backend {res.backend}, runner {res.runner} (queue {res.queue_size}), "
@@ -69,8 +81,8 @@ def register(app: typer.Typer) -> None:
         backend: Annotated[str, typer.Option("--backend", "-b", help=BACKEND_HELP)] = "cpu",
         devices: Annotated[list[str] | None, typer.Option("--devices", help=DEVICES_HELP)] = None,
         inputs: Annotated[
-            int | None, typer.Option("--inputs", "-n", min=1, help="How many inputs (default: 100 random, or all of "
-                                     "--input).")
+            int | None,
+            typer.Option("--inputs", "-n", min=1, help="How many inputs (default: 100 random, or all of --input)."),
         ] = None,
         input_path: Annotated[Path | None, typer.Option("--input", "-i", help=INPUT_HELP)] = None,
         output: Annotated[
@@ -83,8 +95,10 @@ def register(app: typer.Typer) -> None:
         runner: Annotated[str, typer.Option("--runner", help=RUNNER_HELP)] = "tpuplan",
         workers: Annotated[str, typer.Option("--workers", help=WORKERS_HELP)] = "threads",
         queue_size: Annotated[
-            int | None, typer.Option("--queue-size", min=1, max=1024, help="Inputs queued per stage (default: "
-                                     "by tensor size, 2..32).")
+            int | None,
+            typer.Option(
+                "--queue-size", min=1, max=1024, help="Inputs queued per stage (default: by tensor size, 2..32)."
+            ),
         ] = None,
         seed: Annotated[int, typer.Option("--seed", min=0, max=2**32 - 1, help="Seed of the random inputs.")] = 0,
         as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
@@ -101,8 +115,10 @@ def register(app: typer.Typer) -> None:
         split = load_split(directory, compiled=chosen.compiled)
         if plan is not None:
             check_split_matches_plan(split.manifest, load_plan(plan), str(directory))
-        options = RunOptions(runner=name, inputs=inputs, input_path=input_path, seed=seed, outputs_path=output,
-                             queue_size=queue_size)
-        res = run_split(split, backend=chosen, devices=split_list(devices), options=options,
-                        progress=cli_progress(quiet))
+        options = RunOptions(
+            runner=name, inputs=inputs, input_path=input_path, seed=seed, outputs_path=output, queue_size=queue_size
+        )
+        res = run_split(
+            split, backend=chosen, devices=split_list(devices), options=options, progress=cli_progress(quiet)
+        )
         emit(res, output=None, as_json=as_json, table=run_table(res))

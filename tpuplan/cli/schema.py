@@ -12,12 +12,12 @@ from pydantic import BaseModel
 from tpuplan.cli.common import FORCE_HELP, check_output, write_output
 from tpuplan.planner.baselines import Comparison
 from tpuplan.planner.plan import Plan
-from tpuplan.profiles.device import DeviceSpec
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.model import Profile
-from tpuplan.runtime.manifest import SegmentManifest
+from tpuplan.profiles.pricing.device import DeviceSpec
 from tpuplan.runtime.run import RunResult
-from tpuplan.runtime.verify import VerifyReport
+from tpuplan.runtime.split.manifest import SegmentManifest
+from tpuplan.runtime.verify.check import VerifyReport
 
 SCHEMAS: dict[str, type[BaseModel]] = {
     "profile": Profile,

@@ -11,8 +11,8 @@ from tpuplan.cli.common import FORCE_HELP, check_output, emit, write_output
 from tpuplan.cli.plantable import plan_table
 from tpuplan.planner.plan import Plan, load_plan, plan_digest
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.runtime.plots import plan_figure
-from tpuplan.runtime.verify import load_report
+from tpuplan.runtime.verify.check import load_report
+from tpuplan.runtime.verify.plots import plan_figure
 
 
 def measured_times(report: Path, plan: Plan) -> list[float]:

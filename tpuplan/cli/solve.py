@@ -29,17 +29,19 @@ from tpuplan.planner.baselines import compare
 from tpuplan.planner.costs import Goal, Objective
 from tpuplan.planner.plan import Plan, check_profile_matches, evaluate
 from tpuplan.planner.solve import DEFAULT_WORKERS, NoPlanError, solve, solve_auto, solve_with_copies
-from tpuplan.profiles.device import DeviceSpec
 from tpuplan.profiles.docio import read_bytes
 from tpuplan.profiles.errors import TpuplanError, quoted
-from tpuplan.profiles.host import HostSpec, resolve_host
 from tpuplan.profiles.model import Profile
+from tpuplan.profiles.pricing.device import DeviceSpec
+from tpuplan.profiles.pricing.host import HostSpec, resolve_host
 
 OBJECTIVE_HELP = "throughput: least period (inputs per second); latency: least time for one input."
 BATCH_HELP = "Spread one-off costs (start-up, first-inference upload) over a batch of N inputs."
 TOLERANCE_HELP = "--tpus auto: the fewest TPUs within this fraction of the best (0.05 = 5%)."
-REPLICATE_HELP = ("Let a stage run on several TPUs that take its inputs in turn (copies): cuts and copies chosen "
-                  "together for the least period over --tpus TPUs of one kind.")
+REPLICATE_HELP = (
+    "Let a stage run on several TPUs that take its inputs in turn (copies): cuts and copies chosen "
+    "together for the least period over --tpus TPUs of one kind."
+)
 COPIES_HELP = "With --cuts: TPUs per stage (e.g. 1,3,1); default one each."
 
 
@@ -96,8 +98,17 @@ def _plan_for(profile: Profile, devices: list[DeviceSpec], host: HostSpec, goal:
         raise TpuplanError("give --tpus K, --tpus auto or --cuts")
     _check_replicate(o, k, devices, goal)
     if o.replicate and k is not None:
-        return solve_with_copies(profile, k, devices[0] if devices else None, host=host, allow_spill=o.allow_spill,
-                                 time_limit_s=o.time_limit, workers=o.workers, seed=o.seed, timings=o.timings)
+        return solve_with_copies(
+            profile,
+            k,
+            devices[0] if devices else None,
+            host=host,
+            allow_spill=o.allow_spill,
+            time_limit_s=o.time_limit,
+            workers=o.workers,
+            seed=o.seed,
+            timings=o.timings,
+        )
     if o.cuts is not None:
         if o.tpus is not None and k is None:
             raise TpuplanError("--cuts cannot be combined with --tpus auto")
@@ -109,11 +120,31 @@ def _plan_for(profile: Profile, devices: list[DeviceSpec], host: HostSpec, goal:
             raise TpuplanError(f"{len(cut_list)} cuts given for {k} TPUs (need {k - 1})")
         return evaluate(profile, devices or None, cut_list, host, goal, copies)
     if k is None:
-        return solve_auto(profile, devices or None, o.max_tpus, host=host, goal=goal, tolerance=o.tolerance,
-                          allow_spill=o.allow_spill, time_limit_s=o.time_limit, workers=o.workers, seed=o.seed,
-                          timings=o.timings)
-    return solve(profile, k, devices or None, host=host, goal=goal, allow_spill=o.allow_spill,
-                 time_limit_s=o.time_limit, workers=o.workers, seed=o.seed, timings=o.timings)
+        return solve_auto(
+            profile,
+            devices or None,
+            o.max_tpus,
+            host=host,
+            goal=goal,
+            tolerance=o.tolerance,
+            allow_spill=o.allow_spill,
+            time_limit_s=o.time_limit,
+            workers=o.workers,
+            seed=o.seed,
+            timings=o.timings,
+        )
+    return solve(
+        profile,
+        k,
+        devices or None,
+        host=host,
+        goal=goal,
+        allow_spill=o.allow_spill,
+        time_limit_s=o.time_limit,
+        workers=o.workers,
+        seed=o.seed,
+        timings=o.timings,
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -166,8 +197,9 @@ def _register_solve(app: typer.Typer) -> None:
         profile = read_source(source, devices[0] if devices else None, host_spec).profile
         if model is not None:
             check_profile_matches(profile, read_bytes(model, what=".tflite model"), str(model))
-        options = SolveOptions(tpus, cuts, max_tpus, tolerance, allow_spill, time_limit, workers, seed, timings,
-                               replicate, copies)
+        options = SolveOptions(
+            tpus, cuts, max_tpus, tolerance, allow_spill, time_limit, workers, seed, timings, replicate, copies
+        )
         started = time.monotonic()
         try:
             plan = _plan_for(profile, devices, host_spec, goal, options)
@@ -176,7 +208,6 @@ def _register_solve(app: typer.Typer) -> None:
         if not as_json:
             typer.echo(f"solved in {time.monotonic() - started:.2f} s", err=True)
         emit(plan, output=output, as_json=as_json, table=plan_table(plan))
-
 
 
 def _register_compare(app: typer.Typer) -> None:
@@ -203,8 +234,15 @@ def _register_compare(app: typer.Typer) -> None:
         host_spec = resolve_host(host)
         profile = read_source(source, devices[0] if devices else None, host_spec).profile
         try:
-            cmp = compare(profile, tpus, devices or None, host=host_spec, goal=goal, allow_spill=allow_spill,
-                          time_limit_s=time_limit)
+            cmp = compare(
+                profile,
+                tpus,
+                devices or None,
+                host=host_spec,
+                goal=goal,
+                allow_spill=allow_spill,
+                time_limit_s=time_limit,
+            )
         except NoPlanError as exc:
             raise TpuplanError(f"{source}: {exc.reason}") from None
         emit(cmp, output=output, as_json=as_json, table=comparison_table(cmp))

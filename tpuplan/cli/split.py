@@ -11,9 +11,9 @@ import typer
 from tpuplan.cli.common import JSON_HELP, check_output, mib, parse_cuts, read_model, table
 from tpuplan.planner.plan import load_plan
 from tpuplan.profiles.docio import dump_json
-from tpuplan.runtime.manifest import SegmentManifest
 from tpuplan.runtime.progress import QUIET_HELP, cli_progress
-from tpuplan.runtime.segments import write_split
+from tpuplan.runtime.split.manifest import SegmentManifest
+from tpuplan.runtime.split.write import write_split
 
 
 def _names(specs: list[str], width: int = 48) -> str:
@@ -63,9 +63,9 @@ def register(app: typer.Typer) -> None:
         plan: Annotated[
             Path | None, typer.Argument(help="Plan JSON from `plan solve` (or give --cuts instead).")
         ] = None,
-        output: Annotated[
-            Path, typer.Option("--output", "-o", help="Directory to create with the segments.")
-        ] = Path("segments"),
+        output: Annotated[Path, typer.Option("--output", "-o", help="Directory to create with the segments.")] = Path(
+            "segments"
+        ),
         cuts: Annotated[
             str | None, typer.Option("--cuts", help="Cuts instead of a plan: a stage ends at each op, e.g. 3,10.")
         ] = None,
@@ -84,8 +84,15 @@ def register(app: typer.Typer) -> None:
         check_output(output, force=force, inputs=[model] + ([plan] if plan else []), directory=True)
         cut_list = parse_cuts(cuts) if cuts is not None else None
         plan_doc = load_plan(plan) if plan is not None else None
-        manifest = write_split(read_model(model), output, plan=plan_doc, cuts=cut_list, compile=compile_, force=force,
-                               progress=cli_progress(quiet))
+        manifest = write_split(
+            read_model(model),
+            output,
+            plan=plan_doc,
+            cuts=cut_list,
+            compile=compile_,
+            force=force,
+            progress=cli_progress(quiet),
+        )
         if as_json:
             sys.stdout.write(dump_json(manifest))
         else:

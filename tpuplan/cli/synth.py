@@ -9,7 +9,7 @@ import typer
 
 from tpuplan.cli.common import FORCE_HELP, JSON_HELP, check_output, print_json, write_output
 from tpuplan.profiles.synth import synth_conv, synth_fc
-from tpuplan.profiles.tflite import sha256_of
+from tpuplan.profiles.tflite.reader import sha256_of
 
 OUT_HELP = "Write the .tflite model here (atomically)."
 SEED_HELP = "Seed of the random weights (same seed, byte-identical file)."
@@ -19,8 +19,17 @@ MAX_SEED = 2**32 - 1
 def _write_model(data: bytes, output: Path, as_json: bool, family: str, parameters: dict[str, int]) -> None:
     write_output(output, data)
     if as_json:
-        print_json({"kind": "tpuplan.synth", "schema_version": 1, "family": family, "parameters": parameters,
-                    "path": str(output), "bytes": len(data), "sha256": sha256_of(data)})
+        print_json(
+            {
+                "kind": "tpuplan.synth",
+                "schema_version": 1,
+                "family": family,
+                "parameters": parameters,
+                "path": str(output),
+                "bytes": len(data),
+                "sha256": sha256_of(data),
+            }
+        )
     else:
         typer.echo(f"wrote {output} ({len(data):,} bytes)")
 
@@ -47,8 +56,9 @@ def register(app: typer.Typer) -> None:
         """Dense layers as in fc_single_tpu.csv: in -> N (tanh) x depth -> out."""
         check_output(output, force=force)
         sizes = {"width": width, "depth": depth, "in_features": in_features, "out_features": out_features}
-        _write_model(synth_fc(width, depth, in_features, out_features, seed), output, as_json, "fc",
-                     {**sizes, "seed": seed})
+        _write_model(
+            synth_fc(width, depth, in_features, out_features, seed), output, as_json, "fc", {**sizes, "seed": seed}
+        )
 
     @synth_app.command("conv")
     def conv_cmd(
@@ -64,5 +74,6 @@ def register(app: typer.Typer) -> None:
         """Conv2D layers as in conv_single_tpu.csv: size x size x channels -> F x layers."""
         check_output(output, force=force)
         sizes = {"filters": filters, "layers": layers, "size": size, "channels": channels}
-        _write_model(synth_conv(filters, layers, size, channels, seed=seed), output, as_json, "conv",
-                     {**sizes, "seed": seed})
+        _write_model(
+            synth_conv(filters, layers, size, channels, seed=seed), output, as_json, "conv", {**sizes, "seed": seed}
+        )

@@ -12,9 +12,9 @@ from tpuplan.cli.outputs import check_outputs
 from tpuplan.cli.run import BACKEND_HELP, DEVICES_HELP, INPUT_HELP
 from tpuplan.planner.plan import load_plan
 from tpuplan.profiles.docio import dump_json
-from tpuplan.runtime.plots import plan_figure
 from tpuplan.runtime.progress import QUIET_HELP, cli_progress
-from tpuplan.runtime.verify import TOLERANCE_FLOOR_US, VerifyReport, verify
+from tpuplan.runtime.verify.check import TOLERANCE_FLOOR_US, VerifyReport, verify
+from tpuplan.runtime.verify.plots import plan_figure
 
 EXIT_MISSED = 3
 
@@ -24,9 +24,19 @@ def _mark(within: bool | None) -> str:
 
 
 def verify_table(rep: VerifyReport) -> str:
-    rows = [[c.index, c.device, f"{c.first_op}..{c.last_op}", c.predicted_us / 1000, c.measured_us / 1000,
-             c.measured_in_pipeline_us / 1000, f"{c.rel_error:.1%}", _mark(c.within_tolerance)]
-            for c in rep.stages]
+    rows = [
+        [
+            c.index,
+            c.device,
+            f"{c.first_op}..{c.last_op}",
+            c.predicted_us / 1000,
+            c.measured_us / 1000,
+            c.measured_in_pipeline_us / 1000,
+            f"{c.rel_error:.1%}",
+            _mark(c.within_tolerance),
+        ]
+        for c in rep.stages
+    ]
     head = ["stage", "device", "ops", "predicted ms", "measured ms", "in pipeline ms", "error", ""]
     host = rep.runner_host
     lines = [
@@ -67,8 +77,13 @@ def register(app: typer.Typer) -> None:
             float, typer.Option("--tolerance", min=0.0, max=100.0, help="Allowed relative error per stage.")
         ] = 0.15,
         floor_us: Annotated[
-            float, typer.Option("--tolerance-floor-us", min=0.0, max=1e9,
-                                help="An error of at most this many us is within tolerance whatever its share.")
+            float,
+            typer.Option(
+                "--tolerance-floor-us",
+                min=0.0,
+                max=1e9,
+                help="An error of at most this many us is within tolerance whatever its share.",
+            ),
         ] = TOLERANCE_FLOOR_US,
         output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report JSON here.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
@@ -81,9 +96,17 @@ def register(app: typer.Typer) -> None:
         """Split, run and compare predicted with measured stage times; exit 3 when a prediction misses."""
         check_outputs([output, png], force=force, inputs=[p for p in (plan, model, input_path) if p is not None])
         plan_doc = load_plan(plan)
-        rep = verify(plan_doc, read_model(model), backend=backend, devices=split_list(devices), inputs=inputs,
-                     input_path=input_path, tolerance=tolerance, tolerance_floor_us=floor_us,
-                     progress=cli_progress(quiet))
+        rep = verify(
+            plan_doc,
+            read_model(model),
+            backend=backend,
+            devices=split_list(devices),
+            inputs=inputs,
+            input_path=input_path,
+            tolerance=tolerance,
+            tolerance_floor_us=floor_us,
+            progress=cli_progress(quiet),
+        )
         if output is not None:
             write_output(output, dump_json(rep).encode())
         if png is not None:

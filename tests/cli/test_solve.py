@@ -1,0 +1,137 @@
+"""`plan solve`, `plan compare`, `plan show` through `tpuplan.cli.main`, the console script's entry.
+
+In process for speed (importing ortools costs ~1 s per subprocess); one test runs the installed `plan`
+script itself, so exit codes and "one line on stderr" are checked as a user sees them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.common import MODELS
+from tests.cli_helpers import plan
+from tpuplan.planner.plan import load_plan
+from tpuplan.profiles.build import build_profile
+from tpuplan.profiles.docio import write_doc
+from tpuplan.profiles.pricing.device import preset
+from tpuplan.profiles.tflite.reader import load_model
+
+MODEL = MODELS / "mobilenet_v1_0.25_128_quant.tflite"
+PLAN_BIN = Path(sys.executable).parent / "plan"
+
+pytestmark = pytest.mark.skipif(not MODEL.is_file(), reason=f"{MODEL} not found")
+
+
+def plan_script(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    exe = [str(PLAN_BIN)] if PLAN_BIN.is_file() else [sys.executable, "-m", "tpuplan"]
+    return subprocess.run([*exe, *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def profile_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cli") / "profile.json"
+    write_doc(path, build_profile(load_model(MODEL), preset("edgetpu-usb")))
+    return path
+
+
+def one_line_error(res: subprocess.CompletedProcess[str], text: str) -> None:
+    assert res.returncode == 1, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("plan: error:"), res.stderr
+    assert text in lines[0]
+
+
+def test_console_script() -> None:
+    res = plan_script("solve", MODEL, "--tpus", "3")
+    assert res.returncode == 0, res.stderr
+    assert "OPTIMAL (proven)" in res.stdout
+    one_line_error(plan_script("solve", MODEL, "--tpus", "0"), "at least 1")
+
+
+def test_solve_model_prints_table() -> None:
+    res = plan("solve", MODEL, "--tpus", "3", "--host", "pycoral")
+    assert res.returncode == 0, res.stderr
+    assert "OPTIMAL (proven)" in res.stdout and "period" in res.stdout and "latency" in res.stdout
+    assert res.stdout.count("edgetpu-usb") >= 2 and "host pycoral" in res.stdout
+
+
+def test_solve_json_output_show_roundtrip(profile_json: Path, tmp_path: Path) -> None:
+    out = tmp_path / "plan.json"
+    res = plan("solve", profile_json, "-k", "4", "-o", out, "--json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["kind"] == "tpuplan.plan" and doc["tpus_requested"] == 4
+    assert 1 <= doc["tpus"] <= 4 and len(doc["cuts"]) == doc["tpus"] - 1
+    assert out.read_text() == res.stdout
+    assert load_plan(out).solver.proven_optimal
+    shown = plan("show", out)
+    assert shown.returncode == 0 and "OPTIMAL (proven)" in shown.stdout
+    assert plan("show", out, "--json").stdout == out.read_text()
+    again = plan("solve", profile_json, "-k", "4", "-o", out)
+    one_line_error(again, "already exists")
+    assert plan("solve", profile_json, "-k", "4", "-o", out, "--force").returncode == 0
+
+
+def test_cuts_are_evaluated(profile_json: Path) -> None:
+    res = plan("solve", profile_json, "--cuts", "5,17", "--json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["cuts"] == [5, 17] and doc["solver"]["status"] == "EVALUATED"
+
+
+def test_auto_and_devices(profile_json: Path) -> None:
+    res = plan("solve", profile_json, "--tpus", "auto", "--max-tpus", "3", "--json")
+    assert res.returncode == 0, res.stderr
+    assert [r["tpus"] for r in json.loads(res.stdout)["curve"]] == [1, 2, 3]
+    res = plan("solve", profile_json, "-k", "2", "--device", "edgetpu-usb,cpu", "--host", "pycoral", "--json")
+    assert res.returncode == 0, res.stderr
+    stages = [s["device"] for s in json.loads(res.stdout)["stages"]]
+    assert stages == ["edgetpu-usb", "cpu"][: len(stages)]
+    res = plan("solve", profile_json, "-k", "2", "-d", "edgetpu-usb", "-d", "cpu", "--json")
+    names = [d["name"] for d in json.loads(res.stdout)["devices"]]
+    assert names == ["edgetpu-usb", "cpu"][: len(names)]
+
+
+def test_compare(profile_json: Path) -> None:
+    res = plan("compare", profile_json, "--tpus", "3")
+    assert res.returncode == 0, res.stderr
+    assert "compiler --num_segments" in res.stdout and "single TPU" in res.stdout
+    doc = json.loads(plan("compare", profile_json, "--tpus", "3", "--json").stdout)
+    assert doc["kind"] == "tpuplan.comparison" and doc["entries"][0]["name"] == "tpuplan"
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["--tpus", "0"], "at least 1"),
+        (["--tpus", "1000"], "more than the"),
+        (["--tpus", "many"], "number or 'auto'"),
+        (["--cuts", "9,4"], "strictly increasing"),
+        (["--cuts", "3,999"], "out of range"),
+        (["--cuts", "3,x"], "comma-separated"),
+        (["--cuts", "3,9", "--tpus", "4"], "2 cuts given for 4 TPUs"),
+        (["--tpus", "3", "--device", "edgetpu-usb,edgetpu-usb"], "2 devices given for 3 TPUs"),
+        (["--tpus", "3", "--device", "nosuchdevice"], "unknown device preset"),
+        (["--tpus", "3", "--time-limit", "0"], "time-limit"),
+        ([], "give --tpus"),
+    ],
+)
+def test_solve_errors_are_one_line(profile_json: Path, args: list[str], text: str) -> None:
+    one_line_error(plan("solve", profile_json, *args), text)
+
+
+def test_wrong_documents(profile_json: Path, tmp_path: Path) -> None:
+    one_line_error(plan("show", profile_json), "not a tpuplan.plan document")
+    plan_json = tmp_path / "p.json"
+    assert plan("solve", profile_json, "-k", "2", "-o", plan_json).returncode == 0
+    one_line_error(plan("solve", plan_json, "-k", "2"), "not a tpuplan.profile document")
+    one_line_error(plan("solve", tmp_path / "missing.json", "-k", "2"), "no such file")
+    other = tmp_path / "other.tflite"
+    other.write_bytes(b"something else")
+    one_line_error(plan("solve", profile_json, "-k", "2", "--model", other), "another model")
+    one_line_error(plan("solve", tmp_path / "model.onnx", "-k", "2"), "expected a profile")

@@ -1,0 +1,71 @@
+"""Plans with copies: the exact reference and CP-SAT against a brute force over every K, cut set and
+copy count, on small random tables (runner parts that copies do not divide, serialized and bus sums,
+memory caps that bind)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.planner.test_planner_props import cost_table
+from tpuplan.planner.search.replicate import (
+    brute_force_replicated,
+    copies_needed,
+    reference_replicated,
+    solve_replicated,
+)
+from tpuplan.planner.synthetic import synthetic_table
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.pricing.stagecost import StageCostTable, pipeline_cost
+
+
+def table() -> st.SearchStrategy[StageCostTable]:
+    return st.integers(1, 6).flatmap(lambda n: cost_table(n))
+
+
+@settings(max_examples=200, deadline=None)
+@given(table(), st.integers(1, 5), st.booleans())
+def test_solve_replicated_equals_brute_force(t: StageCostTable, tpus: int, allow_spill: bool) -> None:
+    try:
+        out = solve_replicated(t, tpus, allow_spill=allow_spill)
+    except TpuplanError as exc:
+        assert "no plan over" in str(exc)
+        assert brute_force_replicated(t, tpus, onchip=False) is None
+        return
+    onchip = not allow_spill and brute_force_replicated(t, tpus, onchip=True) is not None
+    best = brute_force_replicated(t, tpus, onchip=onchip)
+    assert best is not None
+    assert out.proven
+    assert (out.period_us, out.tpus, -(len(out.cuts) + 1), out.latency_us, out.cuts, out.copies) == best
+    ref = reference_replicated(t, tpus, onchip=onchip)
+    assert ref is not None and ref[:3] == (best[0], best[1], -best[2])
+
+
+def test_copies_divide_the_work_but_not_the_serialized_share() -> None:
+    t = synthetic_table([1000], [0], [0], [0], capacity=10, overhead=0, serial_fixed=100)
+    assert t.copied_time_us(0, 0, 1) == 1000
+    assert t.copied_time_us(0, 0, 4) == 325  # ceil(900 / 4) + 100
+    assert int(copies_needed(t, 325, 8)[0, 0]) == 4
+    assert int(copies_needed(t, 324, 8)[0, 0]) == 5
+    assert int(copies_needed(t, 100, 8)[0, 0]) > 8  # the serialized share alone takes 100 us: never
+
+
+def test_one_heavy_layer_gets_the_spare_tpus() -> None:
+    """The case the issue is about: a layer no cut can split sets the period of every plain plan."""
+    t = synthetic_table([100, 4000, 100], [0, 0, 0], [0, 0, 0], [0, 0, 0], capacity=10, overhead=0)
+    out = solve_replicated(t, 6)
+    heavy = next(k for k, (a, b) in enumerate(_bounds(out.cuts, t.n)) if a <= 1 <= b)
+    assert out.copies[heavy] == max(out.copies) >= 4
+    assert out.period_us < pipeline_cost([t] * 3, [0, 1]).period_us
+    assert out.proven and out.tpus <= 6
+
+
+def test_tpus_out_of_range_is_an_error() -> None:
+    t = synthetic_table([1], [0], [0], [0], capacity=1)
+    with pytest.raises(TpuplanError, match="1 to 16 TPUs"):
+        solve_replicated(t, 17)
+
+
+def _bounds(cuts: list[int], n: int) -> list[tuple[int, int]]:
+    return list(zip([0, *(c + 1 for c in cuts)], [*cuts, n - 1], strict=True))

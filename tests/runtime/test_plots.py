@@ -1,0 +1,42 @@
+"""Plan pictures: a real PNG when matplotlib is there, a clear error when it is not."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tpuplan.planner.solve import solve
+from tpuplan.profiles.build import build_profile
+from tpuplan.profiles.docio import write_doc
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.pricing.device import preset
+from tpuplan.profiles.tflite.reader import load_model
+
+
+def test_plan_show_png(shared_models: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    movenet = load_model(shared_models / "movenet_single_pose_lightning_ptq.tflite")
+    plan = solve(build_profile(movenet, preset("edgetpu-usb")), 3)
+    plan_path = tmp_path / "plan.json"
+    write_doc(plan_path, plan)
+    png = tmp_path / "plan.png"
+    res = subprocess.run(
+        [sys.executable, "-m", "tpuplan", "show", str(plan_path), "--png", str(png)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_missing_matplotlib_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tpuplan.runtime.verify import plots
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(TpuplanError, match=r"pip install 'tpuplan\[plot\]'"):
+        plots._pyplot()

@@ -1,0 +1,155 @@
+"""What people do without tpuplan, priced by the same cost tables, to show what the solver buys.
+
+Our plan with copies (a stage on several TPUs) is shown beside our plain one when it can be made.
+(a) the Edge TPU compiler's `--num_segments`: equal parameter bytes per segment (a segment ends just
+    before the op that would take it past total/K), (b) equal numbers of ops, (c) one TPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import Field
+
+from tpuplan.planner.costs import Goal
+from tpuplan.planner.plan import GoalInfo, Plan, check_k, evaluate, expand_devices
+from tpuplan.planner.search.replicate import MAX_REPLICATED_TPUS
+from tpuplan.planner.solve import DEFAULT_WORKERS, solve, solve_with_copies
+from tpuplan.profiles.docio import StrictModel
+from tpuplan.profiles.limits import Count, ObjectiveUs, PipelineUs, Rate, TotalBytes
+from tpuplan.profiles.model import ModelRef, Profile
+from tpuplan.profiles.pricing.device import DeviceSpec
+from tpuplan.profiles.pricing.host import HostSpec, resolve_host
+
+
+def param_balanced_cuts(param_bytes: Sequence[int], k: int) -> list[int]:
+    """The compiler's rule: close a segment before the op that would push it past total/k bytes.
+
+    A segment is never empty, and a cut is forced when just enough ops remain for the segments left.
+    """
+    n = len(param_bytes)
+    target = sum(param_bytes) / k
+    cuts: list[int] = []
+    acc = 0
+    start = 0
+    for i, p in enumerate(param_bytes):
+        left = k - 1 - len(cuts)  # cuts still to place
+        if left == 0:
+            break
+        # only an op that brings parameters can push a segment past the target
+        if i > start and ((p > 0 and acc + p > target) or n - i == left):
+            cuts.append(i - 1)
+            start, acc = i, 0
+        acc += p
+    return cuts
+
+
+def equal_ops_cuts(n: int, k: int) -> list[int]:
+    """Segments of n/k ops (rounded down at each boundary)."""
+    return [(j + 1) * n // k - 1 for j in range(k - 1)]
+
+
+class Entry(StrictModel):
+    name: str = Field(max_length=200)
+    tpus: int = Field(ge=1, le=1 << 10)
+    cuts: list[Count]
+    copies: list[Count] = Field(description="TPUs per stage (1 each without copies)")
+    predicted_period_us: PipelineUs
+    predicted_throughput_per_s: Rate
+    predicted_latency_us: PipelineUs
+    objective: ObjectiveUs
+    predicted_offchip_bytes: TotalBytes = Field(description="cached-layout bytes streamed, all stages")
+    fits_on_chip: bool
+    host_only_stages: Count = Field(description="stages whose TPU runs no op")
+    speedup_of_ours: Rate = Field(description="this entry's objective / ours")
+
+
+class Comparison(StrictModel):
+    kind: Literal["tpuplan.comparison"] = "tpuplan.comparison"
+    schema_version: Literal[2] = 2
+    model: ModelRef
+    tpus: int = Field(ge=1, le=1 << 10)
+    goal: GoalInfo
+    host: str = Field(max_length=200)
+    ours_status: str = Field(max_length=40)
+    ours_proven_optimal: bool
+    entries: list[Entry]
+    notes: list[str] = Field(default_factory=list)
+
+
+def _entry(name: str, plan: Plan, ours: int) -> Entry:
+    return Entry(
+        name=name,
+        tpus=plan.tpus,
+        cuts=plan.cuts,
+        copies=[s.copies for s in plan.stages],
+        predicted_period_us=plan.predicted_period_us,
+        predicted_throughput_per_s=plan.predicted_throughput_per_s,
+        predicted_latency_us=plan.predicted_latency_us,
+        objective=plan.solver.objective,
+        predicted_offchip_bytes=sum(s.predicted_offchip_bytes for s in plan.stages),
+        fits_on_chip=plan.fits_on_chip,
+        host_only_stages=sum(1 for s in plan.stages if s.tpu_ops == 0),
+        speedup_of_ours=round(plan.solver.objective / max(ours, 1), 4),
+    )
+
+
+def baseline_plans(
+    profile: Profile, k: int, devices: Sequence[DeviceSpec] | None, host: HostSpec, goal: Goal
+) -> dict[str, Plan]:
+    check_k(profile, k)
+    devs = expand_devices(profile, devices, k)
+    n = len(profile.ops)
+    params = [op.param_bytes for op in profile.ops]
+    return {
+        "compiler --num_segments (equal params)": evaluate(profile, devs, param_balanced_cuts(params, k), host, goal),
+        "equal ops": evaluate(profile, devs, equal_ops_cuts(n, k), host, goal),
+        "single TPU": evaluate(profile, devs[:1], [], host, goal),
+    }
+
+
+def compare(
+    profile: Profile,
+    k: int,
+    devices: Sequence[DeviceSpec] | None = None,
+    *,
+    host: HostSpec | None = None,
+    goal: Goal | None = None,
+    allow_spill: bool = False,
+    time_limit_s: float | None = None,
+    workers: int = DEFAULT_WORKERS,
+) -> Comparison:
+    """Our plan next to the baselines, all priced by the same tables."""
+    goal = goal or Goal()
+    host = host or resolve_host(profile.host)
+    ours = solve(
+        profile, k, devices, host=host, goal=goal, allow_spill=allow_spill, time_limit_s=time_limit_s, workers=workers
+    )
+    best = ours.solver.objective
+    entries = [_entry("tpuplan", ours, best)]
+    notes = []
+    devs = expand_devices(profile, devices, k)
+    if (
+        goal == Goal()
+        and len({d.model_dump_json() for d in devs}) == 1
+        and devs[0].backend == "edgetpu"
+        and k <= MAX_REPLICATED_TPUS
+    ):
+        copied = solve_with_copies(
+            profile, k, devs[0], host=host, allow_spill=allow_spill, time_limit_s=time_limit_s, workers=workers
+        )
+        entries.append(_entry("tpuplan with copies", copied, best))
+    else:
+        notes.append("plans with copies are made for the least period on TPUs of one kind: not shown")
+    entries += [_entry(name, plan, best) for name, plan in baseline_plans(profile, k, devices, host, goal).items()]
+    return Comparison(
+        model=profile.model,
+        tpus=k,
+        goal=ours.goal,
+        host=host.name,
+        ours_status=ours.solver.status,
+        ours_proven_optimal=ours.solver.proven_optimal,
+        entries=entries,
+        notes=notes,
+    )

@@ -1,0 +1,1 @@
+"""The exact searches: labels, the reference, bounds, CP-SAT, copies."""

@@ -1,0 +1,1 @@
+"""Fitting device and host specs to real measurements."""

@@ -1,0 +1,1 @@
+"""What the Edge TPU compiler does to a model: which ops it maps."""

@@ -1,0 +1,84 @@
+"""HostSpec: the machine around the accelerators, and the program that runs the pipeline on it.
+
+Per stage and inference, the runner does host work outside the device's own invoke (tensor copies,
+dispatch, queue hand-offs): `stage_us + stage_us_per_kib x KiB of the stage's boundary tensors`. A part
+of it runs under one lock shared by all stages (Python's interpreter lock) and adds up across stages
+instead of overlapping (`serialized`, and `serialized_device` of the device time). Devices on one USB
+controller share its bytes (`bus_shared`). Ops the Edge TPU does not run are priced by `host_ops`.
+Presets: `python-threads` and `pycoral` (the runners of the measurements in ../shared/edgetpu-measurements)
+and `tpuplan` (our own `plan run`, measured on the machine that `plan verify` ran on).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Final, Literal
+
+from pydantic import Field, StringConstraints
+
+from tpuplan.profiles.docio import StrictModel, dump_json, load_doc
+from tpuplan.profiles.pricing.bundled import bundled, bundled_names, resolve_spec
+from tpuplan.profiles.pricing.device import MAX_RATE, MAX_US, Calibration
+
+HOST_KIND: Final = "tpuplan.host"
+HOST_VERSION: Final = 1
+DEFAULT_HOST = "tpuplan"
+HostOpKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,100}$")]  # an op class or an op type
+
+
+class HostOpCost(StrictModel):
+    """Host CPU time of one op of a class: fixed + per KiB of its input and output tensors + per million
+    MACs. `calibrated`: fitted to ops measured on a real CPU (`plan profile --measure`)."""
+
+    us_per_op: float = Field(0.0, ge=0, le=MAX_US)
+    us_per_kib: float = Field(0.0, ge=0, le=MAX_RATE)
+    us_per_mmac: float = Field(0.0, ge=0, le=MAX_RATE)
+    calibrated: bool = False
+
+
+class HostSpec(StrictModel):
+    """One host and its pipeline runner; see the module docstring for what each number means."""
+
+    kind: Literal["tpuplan.host"] = HOST_KIND
+    schema_version: Literal[1] = HOST_VERSION
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field("", max_length=2000)
+    stage_us: float = Field(0.0, ge=0, le=MAX_US)
+    stage_us_per_kib: float = Field(0.0, ge=0, le=MAX_RATE)
+    serialized: float = Field(0.0, ge=0, le=1, description="share of the stage's host work under one lock")
+    serialized_device: float = Field(0.0, ge=0, le=1, description="share of the device time that serializes too")
+    start_us: float = Field(0.0, ge=0, le=MAX_US)
+    stream_extra_us: float = Field(0.0, ge=0, le=1e7, description="per inference, for each stage that streams")
+    stream_cold_us: float = Field(0.0, ge=0, le=1e7, description="once per run, for each stage that streams")
+    fresh_upload: bool = Field(False, description="each run starts new interpreters: the first input uploads")
+    bus_shared: bool = Field(True, description="the devices share one host controller")
+    bus_bytes_per_us: float = Field(376.0, gt=0.001, le=1e6, description="raw rate of that controller")
+    host_ops: dict[HostOpKey, HostOpCost] = Field(
+        default_factory=dict, description="by op type (e.g. ARG_MAX) where measured, else by op class"
+    )
+    calibration: Calibration | None = None
+
+    def op_cost(self, op_class: str, op_type: str = "") -> HostOpCost:
+        """The op type's own cost where one was measured, else its class's, else `other`'s."""
+        return self.host_ops.get(op_type) or self.host_ops.get(op_class) or self.host_ops.get("other") or HostOpCost()
+
+
+def load_host(path: Path) -> HostSpec:
+    return load_doc(Path(path), HostSpec, kind=HOST_KIND, version=HOST_VERSION)
+
+
+def host_preset_names() -> list[str]:
+    return bundled_names("hosts")
+
+
+def host_preset(name: str) -> HostSpec:
+    return bundled("hosts", name, HostSpec, kind=HOST_KIND, version=HOST_VERSION, what="host")
+
+
+def resolve_host(spec: str | None) -> HostSpec:
+    """A host from a preset name or a JSON file path; None gives the default (our own runner)."""
+    return resolve_spec(spec, HostSpec, kind=HOST_KIND, version=HOST_VERSION, default=DEFAULT_HOST, preset=host_preset)
+
+
+def host_json(spec: HostSpec) -> str:
+    return dump_json(spec)

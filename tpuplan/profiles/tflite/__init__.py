@@ -1,0 +1,1 @@
+"""Reading a .tflite file: the LiteRT schema, the op graph, the safety rules."""

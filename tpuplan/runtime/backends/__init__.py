@@ -1,0 +1,1 @@
+"""Where a segment runs: the interpreter, the Edge TPU delegate, the probe."""

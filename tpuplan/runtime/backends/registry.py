@@ -1,0 +1,257 @@
+"""Where a segment runs: the backend registry, the one interpreter factory, and the stage runner.
+
+A backend says which segment files its stages need (the CPU model or the Edge TPU compiler's output),
+which device each stage gets, and which delegates an interpreter on that device loads. Everything that
+creates an interpreter goes through `new_interpreter`, so every model is probed in a child process
+first and every failure reads the same way.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tpuplan.profiles.docio import read_bytes
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.runtime.backends.edgetpu import load_edgetpu_delegate, parse_device, require_tpus
+from tpuplan.runtime.backends.litert import tflite_module
+from tpuplan.runtime.backends.nativelog import one_line, quiet_native_logs
+from tpuplan.runtime.backends.probe import require_probed
+from tpuplan.runtime.tensors.inputs import InputSpec, random_input
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One way of running segments. `devices(k, asked)` gives one device string (or None) per stage."""
+
+    name: str
+    compiled: bool  # stages run the Edge TPU compiler's segments, not the CPU model's
+    description: str
+    devices: Callable[[int, Sequence[str] | None], list[str | None]]
+    delegates: Callable[[str | None], list[Any]]
+
+
+_REGISTRY: dict[str, Backend] = {}
+
+
+def register_backend(backend: Backend) -> None:
+    """Make a backend available by name (a third kind of accelerator plugs in here)."""
+    _REGISTRY[backend.name] = backend
+
+
+def backend_names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def get_backend(name: str | Backend) -> Backend:
+    if isinstance(name, Backend):
+        return name
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise TpuplanError(f"unknown backend {name!r} (known: {', '.join(_REGISTRY)})") from None
+
+
+def _cpu_devices(k: int, asked: Sequence[str] | None) -> list[str | None]:
+    if asked:
+        raise TpuplanError("device strings apply to the edgetpu backend only, not to cpu")
+    return [None] * k
+
+
+def _edgetpu_devices(k: int, asked: Sequence[str] | None) -> list[str | None]:
+    chosen = [parse_device(d) for d in asked] if asked else require_tpus(k)
+    if len(chosen) != k:
+        raise TpuplanError(f"{k} stages need {k} Edge TPUs, got {len(chosen)}: {', '.join(chosen)}")
+    return list(chosen)
+
+
+def _edgetpu_delegates(device: str | None) -> list[Any]:
+    return [load_edgetpu_delegate(device or "")]
+
+
+register_backend(Backend("cpu", False, "LiteRT on the host CPU, one thread per stage", _cpu_devices, lambda d: []))
+register_backend(
+    Backend("edgetpu", True, "one Coral Edge TPU per stage through libedgetpu", _edgetpu_devices, _edgetpu_delegates)
+)
+
+
+def new_interpreter(
+    content: bytes,
+    where: str,
+    *,
+    backend: str | Backend = "cpu",
+    device: str | None = None,
+    num_threads: int = 1,
+    default_delegates: bool = True,
+    preserve_all_tensors: bool = False,
+    probe: bool = True,
+) -> Any:
+    """A LiteRT interpreter for `content` on `device` of `backend`, tensors not yet allocated.
+
+    The model is probed in a child process first (once per content per process): the native interpreter
+    trusts its input, and a crash could not be caught here. `probe=False` is for a caller that is itself
+    such a disposable process (a stage process of `--workers processes`, whose parent probed the same
+    bytes and reports its death). `default_delegates=False` leaves out LiteRT's own CPU delegate
+    (XNNPACK), for reading shapes only; `preserve_all_tensors` keeps every intermediate tensor readable
+    after invoke (to feed single ops with real values). LiteRT's INFO banner is filtered out.
+    """
+    chosen = get_backend(backend)
+    if probe:
+        require_probed(where, content)  # the same bytes the interpreter gets: no swap after the probe
+    module = tflite_module()
+    kwargs: dict[str, Any] = {"model_content": content, "num_threads": num_threads}
+    delegates = chosen.delegates(device)
+    if delegates:
+        kwargs["experimental_delegates"] = delegates
+    resolver = getattr(getattr(module, "OpResolverType", None), "BUILTIN_WITHOUT_DEFAULT_DELEGATES", None)
+    if not default_delegates and resolver is not None:
+        kwargs["experimental_op_resolver_type"] = resolver
+    if preserve_all_tensors:
+        kwargs["experimental_preserve_all_tensors"] = True
+    try:
+        with warnings.catch_warnings(), quiet_native_logs():  # keeping every tensor costs memory: that is the point
+            warnings.simplefilter("ignore", UserWarning)
+            return module.Interpreter(**kwargs)
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise TpuplanError(f"cannot create an interpreter for {where}: {one_line(exc)}") from None
+
+
+def allocate(interp: Any, where: str) -> None:
+    """`allocate_tensors`, where LiteRT prints its delegate banner and reports unresolved ops: quietly,
+    and any failure as one line naming `where`."""
+    try:
+        with quiet_native_logs():
+            interp.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise TpuplanError(f"cannot create an interpreter for {where}: {one_line(exc)}") from None
+
+
+def make_interpreter(model_path: Path, device: str | None = None) -> Any:
+    """pycoral's call: an interpreter for a file, on the CPU when `device` is None, else that Edge TPU."""
+    content = read_bytes(Path(model_path), what=".tflite model")
+    return new_interpreter(content, str(model_path), backend="cpu" if device is None else "edgetpu", device=device)
+
+
+class InterpreterStage:
+    """Runs one segment model: by tensor name (`run`), or positionally on the pipeline's hot path
+    (`run_arrays`: inputs in `input_names` order, outputs in `output_names` order, no dicts).
+
+    Inputs are copied into the interpreter's own preallocated tensors with `set_tensor`, outputs come back
+    as exactly one copy each (`get_tensor` already copies; it is handed downstream while this interpreter
+    runs the next input, so a view of its buffer would not be safe). Measured here, a `tensor()` view plus
+    `np.copyto` is slower than `set_tensor` for small tensors and no faster for 100 KiB ones.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        content: bytes,
+        *,
+        where: str | None = None,
+        backend: str | Backend = "cpu",
+        device: str | None = None,
+        num_threads: int = 1,
+        probe: bool = True,
+    ) -> None:
+        label = where or name
+        self._interp = new_interpreter(
+            content, label, backend=backend, device=device, num_threads=num_threads, probe=probe
+        )
+        allocate(self._interp, label)
+        self.name = name
+        self.device = device
+        self._inputs = {str(d["name"]): int(d["index"]) for d in self._interp.get_input_details()}
+        self._outputs = {str(d["name"]): int(d["index"]) for d in self._interp.get_output_details()}
+        self.input_names = list(self._inputs)
+        self.output_names = list(self._outputs)
+        self._in_index, self._out_index = list(self._inputs.values()), list(self._outputs.values())
+        self._set, self._invoke, self._get = self._interp.set_tensor, self._interp.invoke, self._interp.get_tensor
+        self._views = [self._interp.tensor(index) for index in self._out_index]
+
+    def input_details(self) -> list[dict[str, Any]]:
+        details: list[dict[str, Any]] = self._interp.get_input_details()
+        return details
+
+    def output_details(self) -> list[dict[str, Any]]:
+        details: list[dict[str, Any]] = self._interp.get_output_details()
+        return details
+
+    def _failed(self, what: str, exc: Exception) -> TpuplanError:
+        """The interpreter's error, with the stage and device: on an Edge TPU it often means the device
+        was unplugged or reset, and the user needs to know which one."""
+        if self.device is None:
+            return TpuplanError(f"stage {self.name}: {what} failed: {one_line(exc)}")
+        return TpuplanError(
+            f"stage {self.name}: {what} failed on Edge TPU {self.device} (unplugged or reset?): {one_line(exc)}"
+        )
+
+    def feed(self, values: Sequence[np.ndarray]) -> None:
+        """Set every input (positionally) and invoke."""
+        for name, index, value in zip(self.input_names, self._in_index, values, strict=True):
+            try:
+                self._set(index, value)
+            except (ValueError, RuntimeError) as exc:
+                raise self._failed(f"setting input {name!r}", exc) from exc
+        self.invoke()
+
+    def run_arrays(self, values: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The hot path of the threads runner: feed, then one copy of every output, positionally."""
+        self.feed(values)
+        try:
+            return [self._get(index) for index in self._out_index]
+        except (ValueError, RuntimeError) as exc:
+            raise self._failed("reading outputs", exc) from exc
+
+    def read_into(self, dests: Sequence[np.ndarray | None]) -> None:
+        """Copy the outputs straight into `dests` (shared memory of a process pipeline; None: not needed)
+        through `tensor()` views: safe here, as each view lives only for its copy, in this thread,
+        between two invokes."""
+        try:
+            for view, dest in zip(self._views, dests, strict=True):
+                if dest is not None:
+                    np.copyto(dest, view(), casting="no")
+        except (ValueError, RuntimeError, TypeError) as exc:
+            raise self._failed("reading outputs", exc) from exc
+
+    def set_inputs(self, inputs: dict[str, np.ndarray]) -> None:
+        for name, index in self._inputs.items():
+            try:
+                value = inputs[name]
+            except KeyError:
+                raise TpuplanError(f"stage {self.name}: input tensor {name!r} is missing") from None
+            try:
+                self._set(index, value)
+            except (ValueError, RuntimeError) as exc:
+                raise self._failed(f"setting input {name!r}", exc) from exc
+
+    def invoke(self) -> None:
+        try:
+            self._invoke()
+        except (ValueError, RuntimeError) as exc:
+            raise self._failed("invoke", exc) from exc
+
+    def get_outputs(self) -> dict[str, np.ndarray]:
+        try:
+            return {name: self._get(index) for name, index in self._outputs.items()}
+        except (ValueError, RuntimeError) as exc:
+            raise self._failed("reading outputs", exc) from exc
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.set_inputs(inputs)
+        self.invoke()
+        return self.get_outputs()
+
+    def close(self) -> None:
+        """Drop the interpreter (and the bound methods that would keep it alive)."""
+        self._interp = self._set = self._invoke = self._get = None
+        self._views = []
+
+
+def random_inputs(details: list[dict[str, Any]], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Random tensors matching the interpreter's input details (int types over their full range)."""
+    return random_input([InputSpec.from_details(d) for d in details], rng)

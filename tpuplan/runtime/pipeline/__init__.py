@@ -1,0 +1,1 @@
+"""Running segments as a pipeline: stages, routing, the runners."""

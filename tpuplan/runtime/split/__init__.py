@@ -1,0 +1,1 @@
+"""Segment files: cutting a model, the manifest, writing a split, the Edge TPU compiler."""

@@ -1,0 +1,1 @@
+"""Inputs fed to a run and the outputs it writes."""

@@ -1,0 +1,1 @@
+"""Predicted against measured: verify, its report, the refit, pictures."""

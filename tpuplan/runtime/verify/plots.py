@@ -1,0 +1,97 @@
+"""Pictures of a plan (and of a verify report): matplotlib is an optional extra, imported lazily."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from tpuplan.planner.plan import Plan
+from tpuplan.profiles.errors import TpuplanError
+
+INSTALL_HINT = "drawing needs matplotlib: pip install 'tpuplan[plot]' (or pip install matplotlib)"
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise TpuplanError(INSTALL_HINT) from None
+    return plt
+
+
+def plan_figure(plan: Plan, measured_us: list[float] | None = None, title: str | None = None) -> bytes:
+    """PNG bytes: stage times (predicted, measured beside), parameter bytes vs on-chip capacity, cuts."""
+    plt = _pyplot()
+    k = len(plan.stages)
+    fig, (ax_t, ax_m, ax_c) = plt.subplots(
+        3, 1, figsize=(8, 7.5), gridspec_kw={"height_ratios": [3, 3, 1.2]}, constrained_layout=True
+    )
+    xs = list(range(k))
+    width = 0.38 if measured_us else 0.6
+    pred_ms = [s.predicted_us / 1000 for s in plan.stages]
+    offset = -width / 2 if measured_us else 0.0
+    ax_t.bar([x + offset for x in xs], pred_ms, width, label="predicted", color="#4C72B0")
+    if any(s.copies > 1 for s in plan.stages):
+        ax_t.bar(
+            [x + offset for x in xs],
+            [s.predicted_interval_us / 1000 for s in plan.stages],
+            width,
+            label="between results, with copies (predicted)",
+            color="#8172B2",
+            hatch="//",
+        )
+    if measured_us:
+        ax_t.bar([x + width / 2 for x in xs], [m / 1000 for m in measured_us], width, label="measured", color="#DD8452")
+    ax_t.axhline(plan.predicted_period_us / 1000, color="#4C72B0", ls="--", lw=1, label="predicted bottleneck")
+    tallest = max([*pred_ms, *((m / 1000) for m in measured_us or [])])
+    ax_t.set_ylim(0, tallest * 1.35 + 1e-9)  # room for the legend
+    ax_t.set_ylabel("stage time (ms)")
+    ax_t.set_xticks(
+        xs, [f"stage {s.index}\n{s.device}" + (f" x{s.copies}" if s.copies > 1 else "") for s in plan.stages]
+    )
+    ax_t.legend(loc="upper right", fontsize=8)
+    ax_t.set_title(
+        title
+        or f"{Path(plan.model.path).name}: {k} stages on {plan.tpus} TPUs, "
+        f"{plan.predicted_throughput_per_s:.1f} inputs/s predicted ({plan.solver.status})"
+    )
+
+    mib = 2**20
+    on = [s.predicted_onchip_bytes / mib for s in plan.stages]
+    off = [s.predicted_offchip_bytes / mib for s in plan.stages]
+    ax_m.bar(xs, on, 0.6, label="on chip (predicted)", color="#55A868")
+    ax_m.bar(xs, off, 0.6, bottom=on, label="streamed off chip (predicted)", color="#C44E52")
+    for i, dev in enumerate(plan.devices):
+        if dev.backend == "edgetpu":
+            ax_m.hlines(
+                dev.onchip_bytes / mib,
+                i - 0.4,
+                i + 0.4,
+                colors="black",
+                lw=2,
+                label="on-chip capacity" if i == 0 else None,
+            )
+    caps = [d.onchip_bytes / mib for d in plan.devices if d.backend == "edgetpu"]
+    ax_m.set_ylim(0, max([*caps, *(a + b for a, b in zip(on, off, strict=True))]) * 1.45 + 1e-9)
+    ax_m.set_ylabel("parameters (MiB)")
+    ax_m.set_xticks(xs, [f"stage {s.index}" for s in plan.stages])
+    ax_m.legend(loc="upper right", fontsize=8)
+
+    n = plan.n_ops
+    for s in plan.stages:
+        ax_c.barh(0, s.last_op - s.first_op + 1, left=s.first_op, height=0.6)
+        ax_c.text((s.first_op + s.last_op + 1) / 2, 0, str(s.index), ha="center", va="center", fontsize=8)
+    for c in plan.cuts:
+        ax_c.axvline(c + 1, color="black", lw=1)
+    ax_c.set_xlim(0, n)
+    ax_c.set_yticks([])
+    ax_c.set_xlabel(f"operator index (cuts after ops {', '.join(map(str, plan.cuts)) or '-'})")
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
