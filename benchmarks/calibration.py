@@ -25,7 +25,8 @@ from tpuplan.cli.calibrate import calibration_table
 from tpuplan.profiles.calibration.fit import CalibrationResult, FileSummary, calibrate
 from tpuplan.profiles.calibration.measurements import MeasuredFile, RunSpec, read_measurements
 from tpuplan.profiles.docio import write_atomic
-from tpuplan.profiles.pricing.device import Calibration, DeviceSpec, LinkCost, device_json, preset
+from tpuplan.profiles.pricing.device import Calibration, DeviceSpec, device_json, preset
+from tpuplan.profiles.pricing.formula import LinkCost
 from tpuplan.profiles.pricing.host import HostSpec, host_json, host_preset
 
 DATA = SHARED / "edgetpu-measurements"
@@ -111,7 +112,7 @@ def with_host_ops_note(fitted: HostSpec) -> HostSpec:
 
 def write_presets(result: CalibrationResult) -> list[Path]:
     """Rewrite the device and host presets from this fit (host_ops stay as the base presets have them)."""
-    folder = ROOT / "profiles" / "presets"
+    folder = ROOT / "tpuplan" / "profiles" / "pricing" / "presets"
     docs = {
         folder / "devices" / "edgetpu-usb.json": device_json(result.device),
         folder / "devices" / "edgetpu-pci.json": device_json(pcie_spec(result.device)),

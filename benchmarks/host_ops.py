@@ -24,7 +24,8 @@ from tpuplan.profiles.docio import write_doc
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.model import Profile, load_profile
 from tpuplan.profiles.pricing.device import Calibration
-from tpuplan.profiles.pricing.host import HostOpCost, HostSpec, host_preset, host_preset_names
+from tpuplan.profiles.pricing.formula import HostOpCost
+from tpuplan.profiles.pricing.host import HostSpec, host_preset, host_preset_names
 from tpuplan.profiles.pricing.opcost import host_op_us
 from tpuplan.profiles.tflite.reader import load_model
 from tpuplan.runtime.measure import measure_profile
@@ -127,7 +128,7 @@ def main() -> None:
         for name in host_preset_names():
             spec = host_preset(name)
             new = spec.model_copy(update={"host_ops": fitted.host.host_ops, "calibration": _with_note(spec)})
-            path = ROOT / "profiles" / "presets" / "hosts" / f"{name}.json"
+            path = ROOT / "tpuplan" / "profiles" / "pricing" / "presets" / "hosts" / f"{name}.json"
             write_doc(path, new)
             print(f"wrote {path.relative_to(ROOT)}")
     source = str(args.profiles) if args.profiles else f"measured now, {args.repeats} repeats"

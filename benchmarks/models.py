@@ -22,7 +22,7 @@ from typing import Any
 
 from benchmarks.common import cpu_model_paths, fmt_table, write_results
 from tpuplan.planner.baselines import param_balanced_cuts
-from tpuplan.planner.plan import evaluate
+from tpuplan.planner.plan_build import evaluate
 from tpuplan.planner.solve import solve
 from tpuplan.profiles.build import build_profile
 from tpuplan.profiles.model import Profile

@@ -27,7 +27,7 @@ from tpuplan.profiles.calibration.measurements import read_measurements
 from tpuplan.profiles.model import Profile
 from tpuplan.profiles.pricing.device import preset
 from tpuplan.profiles.pricing.host import HostSpec, host_preset
-from tpuplan.profiles.pricing.stagecost import stage_table
+from tpuplan.profiles.pricing.tables import stage_table
 from tpuplan.profiles.synth import synth_conv, synth_fc
 from tpuplan.profiles.tflite.reader import parse_model
 
@@ -74,7 +74,7 @@ def sweep(family: str, sizes: list[int]) -> list[dict[str, Any]]:
     for x in sizes:
         prof = _profile(family, x, host)
         single = stage_table(prof).stage_parts(0, len(prof.ops) - 1)
-        one = single.device_us + single.host_ops_us  # one invoke on one TPU, as the single-TPU sweeps time it
+        one = single.invoke_us  # one invoke on one TPU, as the single-TPU sweeps time it
         row: dict[str, Any] = {"family": family, "x": x, "host": runner, "batch": batch, "t1_us": one}
         for k in (2, 3, 4):
             row.update(_k_row(prof, host, goal, k, batch))

@@ -31,7 +31,7 @@ from tpuplan.planner.synthetic import random_table
 from tpuplan.profiles.build import build_profile
 from tpuplan.profiles.pricing.device import preset
 from tpuplan.profiles.pricing.host import host_preset
-from tpuplan.profiles.pricing.stagecost import StageCostTable, stage_table
+from tpuplan.profiles.pricing.tables import StageCostTable, stage_table
 from tpuplan.profiles.synth import synth_fc
 from tpuplan.profiles.tflite.reader import parse_model
 

@@ -25,6 +25,9 @@ def _imports(path: Path) -> list[tuple[int, str, bool]]:
     """(line, imported module, at module level) of every import in a file."""
     tree = ast.parse(path.read_text())
     top = {id(node) for node in tree.body}
+    for block in tree.body:  # imports for type checking only never run: they import nothing
+        if isinstance(block, ast.If) and ast.unparse(block.test) == "TYPE_CHECKING":
+            tree.body.remove(block)
     out = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.cli.test_solve import one_line_error, plan
-from tpuplan.planner.plan import load_plan
+from tpuplan.planner.plan import PLAN_VERSION, load_plan
 from tpuplan.planner.plan_v1 import MIGRATED_NOTE
 from tpuplan.profiles.tflite.reader import load_model
 from tpuplan.runtime.backends.registry import InterpreterStage
@@ -92,10 +92,10 @@ def test_show_and_png_say_copies(conv_model: Path, tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_schema_1_plan_is_read_as_schema_2(tmp_path: Path) -> None:
+def test_schema_1_plan_is_read_as_the_current_schema(tmp_path: Path) -> None:
     old = json.loads(V1_PLAN.read_text())
     new = load_plan(V1_PLAN)
-    assert old["schema_version"] == 1 and new.schema_version == 2
+    assert old["schema_version"] == 1 and new.schema_version == PLAN_VERSION == 3
     assert new.cuts == old["cuts"] and new.tpus == old["tpus"] and [s.copies for s in new.stages] == [1, 1]
     assert new.predicted_period_us == old["predicted_bottleneck_us"]
     assert [s.predicted_us for s in new.stages] == [s["predicted_us"] for s in old["stages"]]

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from tests.cli_helpers import Inputs, make_inputs, one_line_error, plan
 from tests.hostile_docs import strict_json
 from tests.model_builders import float_model, shaped_model
-from tpuplan.planner.plan import evaluate
+from tpuplan.planner.plan_build import evaluate
 from tpuplan.planner.solve import solve
 from tpuplan.profiles.build import price
 from tpuplan.profiles.docio import write_doc

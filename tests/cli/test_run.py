@@ -17,7 +17,8 @@ import tpuplan.runtime.run as run_module
 from tests.cli.test_solve import one_line_error, plan
 from tests.conftest import MODELS
 from tpuplan.planner.costs import Goal
-from tpuplan.planner.plan import evaluate, plan_digest
+from tpuplan.planner.plan import plan_digest
+from tpuplan.planner.plan_build import evaluate
 from tpuplan.profiles.build import build_profile
 from tpuplan.profiles.docio import write_doc
 from tpuplan.profiles.errors import TpuplanError

@@ -21,7 +21,8 @@ import tpuplan.planner.search.cpsat as cpsat
 from benchmarks.common import MODELS
 from tpuplan.planner.baselines import baseline_plans, compare, equal_ops_cuts, param_balanced_cuts
 from tpuplan.planner.costs import Goal, stage_tables, totals
-from tpuplan.planner.plan import Plan, evaluate, load_plan, stable_json
+from tpuplan.planner.plan import Plan, load_plan, stable_json
+from tpuplan.planner.plan_build import evaluate
 from tpuplan.planner.search.cpsat import solve_tables
 from tpuplan.planner.search.prune import restrict
 from tpuplan.planner.search.reference import brute_force, reference_solve
@@ -31,9 +32,10 @@ from tpuplan.profiles.build import build_profile, price
 from tpuplan.profiles.docio import write_doc
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.model import Profile
-from tpuplan.profiles.pricing.device import DeviceSpec, LinkCost, preset
+from tpuplan.profiles.pricing.device import DeviceSpec, preset
+from tpuplan.profiles.pricing.formula import LinkCost
 from tpuplan.profiles.pricing.host import resolve_host
-from tpuplan.profiles.pricing.stagecost import stage_table
+from tpuplan.profiles.pricing.tables import stage_table
 from tpuplan.profiles.tflite.reader import load_model
 
 SMALL = MODELS / "mobilenet_v1_0.25_128_quant.tflite"
@@ -77,12 +79,14 @@ def check_plan(plan: Plan) -> None:
     for a, b in itertools.pairwise(plan.stages):
         assert b.first_op == a.last_op + 1
     for s in plan.stages:
-        parts = s.predicted_device_us + s.predicted_host_ops_us + s.predicted_runner_us
-        assert parts == s.predicted_us or (not s.fits_on_chip and parts < s.predicted_us)
-        assert s.predicted_device_us >= s.predicted_compute_us + s.predicted_spill_us + s.predicted_link_us
+        terms = s.predicted_terms
+        parts = s.part_us("device") + s.part_us("host") + s.part_us("runner")
+        assert parts == s.predicted_us == s.predicted_values["time"]
+        assert s.part_us("device") == terms["overhead"] + terms["compute"] + terms["spill"] + terms["link"]
+        assert (terms["spill"] > 0) <= (not s.fits_on_chip)
         assert s.tpu_ops >= 1  # no TPU for host-only work
-    serial = sum(s.predicted_serial_us for s in plan.stages)
-    bus = sum(s.predicted_bus_us for s in plan.stages)
+    serial = sum(s.predicted_values["serial"] for s in plan.stages)
+    bus = sum(s.predicted_values["bus"] for s in plan.stages)
     assert plan.predicted_period_us == max(max(s.predicted_us for s in plan.stages), serial, bus)
     assert plan.predicted_latency_us == sum(s.predicted_us for s in plan.stages)
     if plan.goal.objective == "throughput" and plan.goal.batch is None:
@@ -323,7 +327,7 @@ def test_errors_are_one_line(call: Callable[[Profile], Any], message: str) -> No
 
 
 def test_profile_for_another_model(tmp_path: Path) -> None:
-    from tpuplan.planner.plan import check_profile_matches
+    from tpuplan.planner.plan_build import check_profile_matches
 
     prof = real_profile(SMALL)
     check_profile_matches(prof, SMALL.read_bytes(), str(SMALL))

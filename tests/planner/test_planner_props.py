@@ -18,7 +18,8 @@ from tpuplan.planner.search.cpsat import solve_tables
 from tpuplan.planner.search.labels import _PAIRWISE_CHUNK, _dominated
 from tpuplan.planner.search.reference import brute_force, fewest_onchip_stages, reference_solve
 from tpuplan.planner.synthetic import synthetic_table
-from tpuplan.profiles.pricing.stagecost import StageCostTable
+from tpuplan.profiles.pricing.formula import STAGE_VALUES
+from tpuplan.profiles.pricing.tables import StageCostTable
 
 GOALS = st.sampled_from([Goal(), Goal("latency"), Goal("throughput", 5), Goal("latency", 3), Goal("throughput", 1)])
 
@@ -66,7 +67,8 @@ def free_table(draw: st.DrawFn, n: int) -> StageCostTable:
     valid |= np.eye(n, dtype=np.bool_)  # every single op may be a stage: some plan always exists
     onchip = valid & np.array(draw(st.lists(st.booleans(), min_size=n * n, max_size=n * n))).reshape(n, n)
     hi = draw(st.sampled_from([3, 60]))
-    return StageCostTable("free", "edgetpu", n, matrix(hi), matrix(hi), matrix(hi), matrix(hi), valid, onchip)
+    values = {name: matrix(hi) for name in STAGE_VALUES}
+    return StageCostTable("free", "edgetpu", n, values, valid, onchip)
 
 
 @st.composite

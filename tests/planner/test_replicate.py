@@ -17,7 +17,7 @@ from tpuplan.planner.search.replicate import (
 )
 from tpuplan.planner.synthetic import synthetic_table
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.profiles.pricing.stagecost import StageCostTable, pipeline_cost
+from tpuplan.profiles.pricing.tables import StageCostTable, pipeline_cost
 
 
 def table() -> st.SearchStrategy[StageCostTable]:

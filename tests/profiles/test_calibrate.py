@@ -20,7 +20,7 @@ from tpuplan.profiles.calibration.memory import sweep_profile
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.pricing.device import load_device, preset
 from tpuplan.profiles.pricing.host import host_preset, load_host
-from tpuplan.profiles.pricing.stagecost import stage_table
+from tpuplan.profiles.pricing.tables import stage_table
 from tpuplan.profiles.synth import synth_fc
 from tpuplan.profiles.tflite.reader import parse_model
 
@@ -80,7 +80,13 @@ def test_points_are_the_planners_own_predictions(result: CalibrationResult) -> N
         bounds = list(zip([0, *(c + 1 for c in p.cuts)], [*p.cuts, table.n - 1], strict=True))
         parts = [table.stage_parts(a, b) for a, b in bounds]
         if p.runner is None:
-            us = float(parts[0].device_us + parts[0].host_ops_us)
+            us = float(
+                parts[0].terms["overhead"]
+                + parts[0].terms["compute"]
+                + parts[0].terms["spill"]
+                + parts[0].terms["link"]
+                + parts[0].terms["host_ops"]
+            )
         else:
             us = totals([table] * len(parts), p.cuts, Goal("throughput", p.batch)).per_input_us(p.batch)
         assert p.predicted_ms == pytest.approx(us / 1000)

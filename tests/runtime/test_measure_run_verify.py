@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.cli.test_solve import plan as plan_cli
-from tpuplan.planner.plan import evaluate, load_plan
+from tpuplan.planner.plan import load_plan
+from tpuplan.planner.plan_build import evaluate
 from tpuplan.planner.solve import solve
 from tpuplan.profiles.docio import write_doc
 from tpuplan.profiles.errors import TpuplanError

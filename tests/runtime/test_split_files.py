@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import MODELS
 from tests.runtime.test_split import LSTM, MOBILENET_V2, _reference, _run, _split
-from tpuplan.planner.plan import evaluate
+from tpuplan.planner.plan_build import evaluate
 from tpuplan.profiles.build import build_profile
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.pricing.device import preset

@@ -5,12 +5,9 @@ from __future__ import annotations
 from tpuplan.cli.common import bar, mib, ms, table
 from tpuplan.planner.baselines import Comparison
 from tpuplan.planner.plan import Plan
+from tpuplan.profiles.pricing.formula import PERIOD_BOUNDS
 
-_BOUND = {
-    "stage": "the slowest stage",
-    "serialized": "host work that does not overlap (summed over stages)",
-    "bus": "the shared USB controller (bytes of every stage)",
-}
+_BOUND = {b.name: b.doc for b in PERIOD_BOUNDS}
 
 
 def status_text(plan: Plan) -> str:
@@ -40,9 +37,9 @@ def _stage_rows(plan: Plan) -> list[list[object]]:
                 mib(s.predicted_offchip_bytes) if tpu else "-",
                 f"{s.bytes_in / 1024:.1f}",
                 f"{s.bytes_out / 1024:.1f}",
-                ms(s.predicted_device_us),
-                ms(s.predicted_host_ops_us),
-                ms(s.predicted_runner_us),
+                ms(s.part_us("device")),
+                ms(s.part_us("host")),
+                ms(s.part_us("runner")),
                 ms(s.predicted_us),
                 ms(s.predicted_interval_us),
                 s.device,

@@ -27,7 +27,8 @@ from tpuplan.cli.common import (
 from tpuplan.cli.plantable import comparison_table, plan_table
 from tpuplan.planner.baselines import compare
 from tpuplan.planner.costs import Goal, Objective
-from tpuplan.planner.plan import Plan, check_profile_matches, evaluate
+from tpuplan.planner.plan import Plan
+from tpuplan.planner.plan_build import check_profile_matches, evaluate
 from tpuplan.planner.solve import DEFAULT_WORKERS, NoPlanError, solve, solve_auto, solve_with_copies
 from tpuplan.profiles.docio import read_bytes
 from tpuplan.profiles.errors import TpuplanError, quoted

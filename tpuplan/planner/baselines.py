@@ -13,7 +13,8 @@ from typing import Literal
 from pydantic import Field
 
 from tpuplan.planner.costs import Goal
-from tpuplan.planner.plan import GoalInfo, Plan, check_k, evaluate, expand_devices
+from tpuplan.planner.plan import GoalInfo, Plan
+from tpuplan.planner.plan_build import check_k, evaluate, expand_devices
 from tpuplan.planner.search.replicate import MAX_REPLICATED_TPUS
 from tpuplan.planner.solve import DEFAULT_WORKERS, solve, solve_with_copies
 from tpuplan.profiles.docio import StrictModel

@@ -1,55 +1,25 @@
-"""What a plan costs and what the planner minimises, from the stage tables of `tpuplan.profiles.pricing.stagecost`.
+"""What a plan costs and what the planner minimises: the cost formula's pipeline and objective
+(`profiles.pricing.formula`), read from the stage tables of `profiles.pricing.tables`.
 
-For stages k = 1..K with stage time T_k, serialized share S_k, shared-bus time V_k and one-off O_k:
-
-    period      P = max( max_k T_k,  sum_k S_k,  sum_k V_k )      time between results, steady state
-    latency     L = sum_k T_k                                      one input through every stage
-    one-off     O = start_us + sum_k O_k                           once per run (start-up, uploads)
-    batch of N  W_N = (O + L + (N - 1) P) / N                      time per input, N inputs pushed at once
-
-Objectives, all as one integer  J = alpha P + beta L + gamma O  (the planner minimises J):
-    throughput              J = P                  (tie-break: least L)
-    throughput, batch N     J = (N - 1) P + L + O  (= N W_N)
-    latency                 J = L                  (tie-break: least P)
-    latency, batch N        J = N L + O            (one input at a time, one-offs spread over N)
+    period P = max over formula.PERIOD_BOUNDS    latency L = sum of T    one-off O = start + sum O_k
+    J = alpha P + beta L + gamma O              (formula.Goal.weights)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, NoReturn
+from typing import NoReturn
 
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.profiles.limits import MAX_BATCH, MAX_OBJECTIVE, describe
+from tpuplan.profiles.limits import MAX_OBJECTIVE, describe
 from tpuplan.profiles.model import Profile
 from tpuplan.profiles.pricing.device import DeviceSpec
+from tpuplan.profiles.pricing.formula import PERIOD_BOUNDS, Goal, Objective
 from tpuplan.profiles.pricing.host import HostSpec
-from tpuplan.profiles.pricing.stagecost import PipelineCost, StageCostTable, pipeline_cost, stage_table, start_us
+from tpuplan.profiles.pricing.tables import PipelineCost, StageCostTable, pipeline_cost, stage_table
 
-Objective = Literal["throughput", "latency"]
-
-
-@dataclass(frozen=True)
-class Goal:
-    """The objective and the batch size that one-off costs are spread over (None: steady state)."""
-
-    objective: Objective = "throughput"
-    batch: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.objective not in ("throughput", "latency"):
-            raise TpuplanError(f"unknown objective {self.objective!r} (use throughput or latency)")
-        if self.batch is not None and not 1 <= self.batch <= MAX_BATCH:
-            raise TpuplanError(f"the batch must be between 1 and {MAX_BATCH:,} (got {self.batch})")
-
-    @property
-    def weights(self) -> tuple[int, int, int]:
-        """(alpha, beta, gamma) of J = alpha P + beta L + gamma O."""
-        n = self.batch
-        if self.objective == "throughput":
-            return (1, 0, 0) if n is None else (n - 1, 1, 1)
-        return (0, 1, 0) if n is None else (0, n, 1)
+__all__ = ["Goal", "Objective", "Totals", "check_exact", "stage_tables", "throughput_per_s", "totals"]
 
 
 @dataclass(frozen=True)
@@ -65,26 +35,24 @@ def totals(
     """Period, latency, one-off cost and objective of the plan `cuts` (stage k on tables[k], with
     copies[k] devices taking its inputs in turn; None: one each)."""
     cost = pipeline_cost(tables, cuts, copies)
-    alpha, beta, gamma = goal.weights
-    objective = alpha * cost.period_us + beta * cost.latency_us + gamma * cost.oneoff_us
+    objective = int(goal.objective_of(cost.period_us, cost.latency_us, cost.oneoff_us))
     if objective > MAX_OBJECTIVE:
         _refuse(tables, goal, objective)
-    return Totals(cost.period_us, cost.latency_us, cost.oneoff_us, cost.bound, objective)
+    return Totals(cost.period_us, cost.latency_us, cost.oneoff_us, cost.bound, cost.bounds, objective)
 
 
 def check_exact(tables: Sequence[StageCostTable], goal: Goal) -> None:
     """Refuse, before any search, tables whose objective could pass MAX_OBJECTIVE (2^53 us) for some cut
     list: the reference adds it up in int64 and CP-SAT reports it as a double, both exact only below that."""
     k = len(tables)
-    top = {
-        key: max(int(getattr(t, key).max(initial=0)) for t in tables)
-        for key in ("time_us", "serial_us", "bus_us", "oneoff_us")
-    }
-    period = max(top["time_us"], k * top["serial_us"], k * top["bus_us"])
-    alpha, beta, gamma = goal.weights
-    bound = alpha * period + beta * k * top["time_us"] + gamma * (start_us(tables) + k * top["oneoff_us"])
+
+    def top(name: str) -> int:
+        return max(int(t.value(name).max(initial=0)) for t in tables)
+
+    period = max(top(b.value) * (k if b.combine == "sum" else 1) for b in PERIOD_BOUNDS)
+    bound = goal.objective_of(period, k * top("time"), tables[0].start_us + k * top("oneoff"))
     if bound > MAX_OBJECTIVE:
-        _refuse(tables, goal, bound)
+        _refuse(tables, goal, int(bound))
 
 
 def _refuse(tables: Sequence[StageCostTable], goal: Goal, objective: int) -> NoReturn:

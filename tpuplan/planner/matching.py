@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from tpuplan.planner.costs import Goal
-from tpuplan.planner.plan import Plan, StagePlan, evaluate
+from tpuplan.planner.plan import Plan, StagePlan
+from tpuplan.planner.plan_build import evaluate
 from tpuplan.planner.plan_v1 import MIGRATED_NOTE
 from tpuplan.profiles.build import build_profile
 from tpuplan.profiles.errors import TpuplanError

@@ -7,14 +7,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tpuplan.planner.costs import Goal, stage_tables, throughput_per_s, totals
-from tpuplan.planner.plan import CurveRow, Plan, SolverInfo, SolverParameters, build_plan, check_k, expand_devices
+from tpuplan.planner.plan import CurveRow, Plan, SolverInfo, SolverParameters
+from tpuplan.planner.plan_build import build_plan, check_k, expand_devices
 from tpuplan.planner.search.cpsat import DEFAULT_TIME_LIMIT_S, DEFAULT_WORKERS, Outcome, solve_tables
 from tpuplan.planner.search.replicate import solve_replicated
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.model import Profile
 from tpuplan.profiles.pricing.device import DeviceSpec
 from tpuplan.profiles.pricing.host import HostSpec, resolve_host
-from tpuplan.profiles.pricing.stagecost import StageCostTable
+from tpuplan.profiles.pricing.tables import StageCostTable
 
 DEFAULT_TOLERANCE = 0.05
 

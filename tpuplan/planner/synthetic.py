@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from tpuplan.profiles.pricing.stagecost import StageCostTable
+from tpuplan.profiles.pricing.tables import StageCostTable
 
 I64 = npt.NDArray[np.int64]
 
@@ -98,10 +98,12 @@ def synthetic_table(
         device_name=name,
         backend="edgetpu",
         n=n,
-        time_us=np.where(upper, time, 0).astype(np.int64),
-        serial_us=summed(serial, serial_fixed, cut_serial),
-        bus_us=summed(bus, 0, cut_bus),
-        oneoff_us=summed(oneoff),
+        values={
+            "time": np.where(upper, time, 0).astype(np.int64),
+            "serial": summed(serial, serial_fixed, cut_serial),
+            "bus": summed(bus, 0, cut_bus),
+            "oneoff": summed(oneoff),
+        },
         valid=upper & (tpu_count > 0),
         onchip=upper & (b <= lc[a]),
     )

@@ -17,7 +17,8 @@ import numpy as np
 from tpuplan.profiles.build import price, profile_from_graph
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.model import Profile
-from tpuplan.profiles.pricing.device import LinkCost, preset
+from tpuplan.profiles.pricing.device import preset
+from tpuplan.profiles.pricing.formula import LinkCost
 from tpuplan.profiles.pricing.host import resolve_host
 from tpuplan.profiles.tflite.graph import analyse
 from tpuplan.profiles.tflite.reader import LoadedModel

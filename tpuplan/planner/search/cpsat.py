@@ -1,9 +1,9 @@
 """Optimal contiguous segmentation: the exact reference finds it, bounds and CP-SAT prove it, one plan is pinned.
 
-Data: the stage tables (profiles.pricing.stagecost) and the goal (planner.costs). Variables: one boolean per
+Data: the stage tables (profiles.pricing.tables) and the goal (planner.costs). Variables: one boolean per
 allowed stage choice (previous end, end) of each stage k, chosen along a path, and end_k, the last op of
-stage k. Constraints: P >= every T_k, P >= sum S_k, P >= sum V_k. Objective: alpha P + beta sum T_k +
-gamma sum O_k (planner.costs).
+stage k. Constraints: P at least every period bound of the cost formula (formula.PERIOD_BOUNDS: every
+T_k, sum S_k, sum V_k). Objective: alpha P + beta sum T_k + gamma (start + sum O_k) (formula.Goal).
 
 How the optimum v is proven: the question "is there a plan of objective <= v - 1?" is asked of the stage
 choices that survive the shortest-path bounds of `planner.search.prune`; when none survive, the bounds are the
@@ -34,7 +34,8 @@ from tpuplan.planner.search.labels import I64, INF, Mask, SearchTimeout, stage_m
 from tpuplan.planner.search.prune import Arcs, Caps, ends_of, has_plan, prune
 from tpuplan.planner.search.reference import pinned_plan, reachable_ends, reference_solve
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.profiles.pricing.stagecost import StageCostTable, start_us
+from tpuplan.profiles.pricing.formula import PERIOD_BOUNDS
+from tpuplan.profiles.pricing.tables import StageCostTable
 
 DEFAULT_TIME_LIMIT_S = 30.0
 DEFAULT_WORKERS = 1  # deterministic search, and the fastest on these narrowed models
@@ -100,25 +101,30 @@ class _CutModel:
         m.add_exactly_one(self.x[0])
         for s in range(k - 1):
             self._link(s)
-        cost = [
-            [self._values(getattr(tables[s], f), s) for s in range(k)]
-            for f in ("time_us", "serial_us", "bus_us", "oneoff_us")
-        ]
-        times = [cp_model.LinearExpr.weighted_sum(self.x[s], cost[0][s]) for s in range(k)]
-        sums = [
-            cp_model.LinearExpr.weighted_sum([x for xs in self.x for x in xs], [c for cs in cost[j] for c in cs])
-            for j in (1, 2, 3)
-        ]
-        top = max(max(max(c) for c in cost[0]), *(sum(max(c) for c in cost[j]) for j in (1, 2)))
-        self.period = m.new_int_var(0, top, "period")
-        for t in times:
-            m.add(self.period >= t)
-        m.add(self.period >= sums[0])
-        m.add(self.period >= sums[1])
-        alpha, beta, gamma = goal.weights
-        self.latency = cp_model.LinearExpr.sum(times)
-        self.objective = alpha * self.period + beta * self.latency + gamma * (sums[2] + start_us(tables))
-        self.secondary = self.latency if goal.objective == "throughput" else self.period
+        every = [x for xs in self.x for x in xs]
+
+        def per_stage(name: str) -> list[list[int]]:
+            return [self._values(tables[s].value(name), s) for s in range(k)]
+
+        def summed(values: list[list[int]]) -> Any:
+            return cp_model.LinearExpr.weighted_sum(every, [c for cs in values for c in cs])
+
+        # the period is at least every bound of the cost formula: each stage's value for a `max` bound,
+        # the sum over the stages for a `sum` bound
+        lower: list[tuple[Any, int]] = []
+        for b in PERIOD_BOUNDS:
+            values = per_stage(b.value)
+            if b.combine == "max":
+                lower += [(cp_model.LinearExpr.weighted_sum(self.x[s], values[s]), max(values[s])) for s in range(k)]
+            else:
+                lower.append((summed(values), sum(max(v) for v in values)))
+        self.period = m.new_int_var(0, max(top for _, top in lower), "period")
+        for expr, _ in lower:
+            m.add(self.period >= expr)
+        times = per_stage("time")
+        self.latency = summed(times)
+        self.objective = goal.objective_of(self.period, self.latency, summed(per_stage("oneoff")) + tables[0].start_us)
+        self.secondary = goal.secondary_of(self.period, self.latency)
 
     def _link(self, s: int) -> None:
         """Stage s+1 starts right after stage s ends; end_s is that end."""
@@ -243,7 +249,7 @@ def _pin(
 def _stage_cap(goal: Goal, objective: int, tables: Sequence[StageCostTable]) -> int:
     """The largest stage time a plan of objective <= `objective` can have (every T is at most P and L)."""
     alpha, beta, gamma = goal.weights
-    budget = objective - gamma * start_us(tables)
+    budget = objective - gamma * tables[0].start_us
     caps = [budget // w for w in (alpha, beta) if w > 0]
     return max(0, min(caps))
 

@@ -18,9 +18,12 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from tpuplan.profiles.pricing.stagecost import StageCostTable
+from tpuplan.profiles.pricing.formula import PERIOD_BOUNDS
+from tpuplan.profiles.pricing.tables import StageCostTable
 
 I64 = npt.NDArray[np.int64]
+STAGE = PERIOD_BOUNDS[0].name  # the bound of the slowest stage: a component of its own, or a cap on stage times
+OTHER_BOUNDS = tuple(b.name for b in PERIOD_BOUNDS[1:])
 G = TypeVar("G", bound=np.generic)
 Mask = npt.NDArray[np.bool_]
 INF = 2**62
@@ -62,23 +65,18 @@ def steps_for(
     kinds: Sequence[str],
     beta_gamma: tuple[int, int] = (0, 0),
 ) -> list[Step]:
-    """The steps of the objective components `kinds`: M (largest stage time), S and V (sums of the
-    serialized and bus times), T and O (sums of stage times and one-offs), W (sum of beta x stage time +
-    gamma x one-off); stages at most `cap` us."""
+    """The steps of the objective components `kinds`: a period bound of the cost formula by its name
+    (`PERIOD_BOUNDS`: the largest stage time, the sums of serialized and bus times), T and O (sums of
+    stage times and one-offs), W (sum of beta x stage time + gamma x one-off); stages at most `cap` us."""
     cache: dict[int, Step] = {}
     out = []
     for t, m in zip(tables, masks, strict=True):
         key = id(t) * 31 + id(m)
         if key not in cache:
-            mats = {
-                "M": ("max", t.time_us),
-                "S": ("sum", t.serial_us),
-                "V": ("sum", t.bus_us),
-                "T": ("sum", t.time_us),
-                "O": ("sum", t.oneoff_us),
-            }
+            mats = {b.name: (b.combine, t.value(b.value)) for b in PERIOD_BOUNDS}
+            mats |= {"T": ("sum", t.time_us), "O": ("sum", t.value("oneoff"))}
             parts = tuple(
-                mats[k] if k in mats else ("sum", beta_gamma[0] * t.time_us + beta_gamma[1] * t.oneoff_us)
+                mats[k] if k in mats else ("sum", beta_gamma[0] * t.time_us + beta_gamma[1] * t.value("oneoff"))
                 for k in kinds
             )
             cache[key] = Step(m & (t.time_us <= cap), parts)

@@ -24,7 +24,8 @@ import numpy as np
 
 from tpuplan.planner.costs import Goal
 from tpuplan.planner.search.labels import I64
-from tpuplan.profiles.pricing.stagecost import StageCostTable, start_us
+from tpuplan.profiles.pricing.formula import PERIOD_BOUNDS
+from tpuplan.profiles.pricing.tables import StageCostTable
 
 Arcs = list[tuple[I64, I64]]  # per stage: (previous end, end) of each allowed choice
 BIG = 2**40  # above any real sum of microseconds; alpha x BIG stays inside int64
@@ -56,8 +57,8 @@ def restrict(arcs: Arcs, caps: Caps) -> Arcs:
     return out
 
 
-def _values(tables: Sequence[StageCostTable], arcs: Arcs, attr: str) -> list[I64]:
-    return [getattr(t, attr)[ps + 1, es] for t, (ps, es) in zip(tables, arcs, strict=True)]
+def _values(tables: Sequence[StageCostTable], arcs: Arcs, name: str) -> list[I64]:
+    return [t.value(name)[ps + 1, es] for t, (ps, es) in zip(tables, arcs, strict=True)]
 
 
 def _sweep(arcs: Arcs, vals: list[I64], n: int, peak: bool) -> tuple[list[I64], list[I64]]:
@@ -92,20 +93,21 @@ def prune(tables: Sequence[StageCostTable], arcs: Arcs, goal: Goal, caps: Caps) 
     """The arcs that can lie on a plan within `caps`, to a fixed point."""
     n = tables[0].n
     arcs = restrict(arcs, caps)
-    alpha, beta, gamma = goal.weights
-    start = start_us(tables)
+    start = tables[0].start_us
     while True:
-        t, s, v, o = (_values(tables, arcs, a) for a in ("time_us", "serial_us", "bus_us", "oneoff_us"))
-        peak = _through(arcs, t, n, True)
-        sums = [_through(arcs, x, n, False) for x in (t, s, v, o)]
+        bounds = [_through(arcs, _values(tables, arcs, b.value), n, b.combine == "max") for b in PERIOD_BOUNDS]
+        latency_all = _through(arcs, _values(tables, arcs, "time"), n, False)
+        oneoff_all = _through(arcs, _values(tables, arcs, "oneoff"), n, False)
         keep = []
         for j in range(len(arcs)):
-            period = np.maximum(np.maximum(peak[j], sums[1][j]), sums[2][j])
-            latency, oneoff = sums[0][j], sums[3][j]
-            ok = alpha * period + beta * latency + gamma * np.minimum(oneoff + start, BIG) <= caps.objective
+            period = bounds[0][j]
+            for each in bounds[1:]:
+                period = np.maximum(period, each[j])
+            latency, oneoff = latency_all[j], np.minimum(oneoff_all[j] + start, BIG)
+            ok = goal.objective_of(period, latency, oneoff) <= caps.objective
             ok &= (period < BIG) & (latency < BIG)
             if caps.secondary is not None:
-                ok &= (latency if goal.objective == "throughput" else period) <= caps.secondary
+                ok &= goal.secondary_of(period, latency) <= caps.secondary
             keep.append(ok)
         if all(bool(k.all()) for k in keep):
             return arcs

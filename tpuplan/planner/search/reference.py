@@ -1,12 +1,13 @@
 """Exact reference for every objective of `planner.costs`, independent of CP-SAT, plus a brute force.
 
 A label is a partial plan (stages 0..k, the last ending at op b) summarised by what the objective needs
-of it: the largest stage time M, the sum of serialized shares S, the sum of bus times V, and the sum W
-of beta x stage time + gamma x one-off. Labels are extended stage by stage; one that another label at
-the same b beats (or equals) in every component is dropped, which never loses the optimum because J
-grows with every component. The least period alone (the default objective) is found faster by binary
-search on the period t: is there a plan with every stage time, S and V at most t? That needs the
-(S, V) labels only, none above t. A least latency needs W alone: a plain shortest path.
+of it: each period bound of the cost formula (the largest stage time M, the sums of serialized shares S
+and of bus times V: `formula.PERIOD_BOUNDS`), and the sum W of beta x stage time + gamma x one-off.
+Labels are extended stage by stage; one that another label at the same b beats (or equals) in every
+component is dropped, which never loses the optimum because J grows with every component. The least
+period alone (the default objective) is found faster by binary search on the period t: is there a plan
+with every stage time, S and V at most t? That needs the (S, V) labels only, none above t. A least
+latency needs W alone: a plain shortest path.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tpuplan.planner.costs import Goal, totals
 from tpuplan.planner.search.labels import (
     I64,
     INF,
+    STAGE,
     Layer,
     Mask,
     SearchTimeout,
@@ -33,7 +35,8 @@ from tpuplan.planner.search.labels import (
     tails_of,
 )
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.profiles.pricing.stagecost import StageCostTable, start_us
+from tpuplan.profiles.pricing.formula import BOUND_NAMES, PERIOD_BOUNDS
+from tpuplan.profiles.pricing.tables import StageCostTable
 
 
 def _run(
@@ -65,12 +68,8 @@ def _run(
 
 
 def _sums(tables: Sequence[StageCostTable]) -> list[str]:
-    """The summed components that can be non-zero: S, V."""
-    return [
-        kind
-        for kind, attr in (("S", "serial_us"), ("V", "bus_us"))
-        if any(bool(np.any(getattr(t, attr))) for t in tables)
-    ]
+    """The period bounds besides the slowest stage that can be non-zero (the serialized and bus sums)."""
+    return [b.name for b in PERIOD_BOUNDS[1:] if any(bool(np.any(t.value(b.value))) for t in tables)]
 
 
 @dataclass(frozen=True)
@@ -144,8 +143,8 @@ def _least_batch_time(
         return None
     incumbent = min(candidates, key=lambda c: totals(tables, c, goal).objective)
     bound = totals(tables, incumbent, goal).objective
-    constant = gamma * start_us(tables)
-    kinds = ["M", *_sums(tables), "W"]
+    constant = gamma * tables[0].start_us
+    kinds = [STAGE, *_sums(tables), "W"]
     try:
         layers = _run(tables, masks, INF, kinds, (beta, gamma), (alpha, bound - constant), deadline)
     except SearchTimeout:
@@ -178,11 +177,11 @@ def pinned_plan(
     only drops labels another one beats or equals everywhere, so no completion is lost."""
     alpha, beta, gamma = goal.weights
     steady = beta == 0 and gamma == 0
-    kinds = [*([] if steady else ["M"]), *_sums(tables), "T", *(["O"] if gamma else [])]
-    n, k, base = tables[0].n, len(tables), gamma * start_us(tables)
+    kinds = [*([] if steady else [STAGE]), *_sums(tables), "T", *(["O"] if gamma else [])]
+    n, k, base = tables[0].n, len(tables), gamma * tables[0].start_us
 
     def period(comps: I64) -> I64:
-        cols = [j for j, x in enumerate(kinds) if x in ("M", "S", "V")]
+        cols = [j for j, x in enumerate(kinds) if x in BOUND_NAMES]
         out: I64 = comps[..., cols].max(axis=-1) if cols else np.zeros(comps.shape[:-1], dtype=np.int64)
         return out
 

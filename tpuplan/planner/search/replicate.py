@@ -29,7 +29,8 @@ from tpuplan.planner.search.cpsat import DEFAULT_TIME_LIMIT_S, MAX_ARCS, new_sol
 from tpuplan.planner.search.labels import I64, INF, Mask, Step, backtrack, run_labels, stage_masks
 from tpuplan.planner.search.reference import reachable_ends
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.profiles.pricing.stagecost import StageCostTable, pipeline_cost
+from tpuplan.profiles.pricing.formula import PERIOD_BOUNDS
+from tpuplan.profiles.pricing.tables import StageCostTable, pipeline_cost
 
 MAX_REPLICATED_TPUS = 16
 
@@ -55,8 +56,9 @@ class Replicated:
 
 
 def copies_needed(table: StageCostTable, t: int, limit: int) -> I64:
-    """For every segment a..b: the fewest copies whose time per input is at most t (INF when none <= limit)."""
-    fixed = np.minimum(table.serial_us, table.time_us)
+    """For every segment a..b: the fewest copies whose time per input is at most t (INF when none <= limit):
+    the inverse of `formula.interval`, ceil((T - S) / r) + S <= t."""
+    fixed = np.minimum(table.value("serial"), table.time_us)
     work = table.time_us - fixed
     room = t - fixed
     need = np.where(room > 0, -(-work // np.maximum(room, 1)), INF)
@@ -67,15 +69,14 @@ def copies_needed(table: StageCostTable, t: int, limit: int) -> I64:
 
 def _steps(table: StageCostTable, mask: Mask, t: int, tpus: int) -> list[Step]:
     need = copies_needed(table, t, tpus)
-    step = Step(
-        mask & (need < INF) & (table.time_us >= 0), (("sum", need), ("sum", table.serial_us), ("sum", table.bus_us))
-    )
+    others = tuple((b.combine, table.value(b.value)) for b in PERIOD_BOUNDS[1:])  # the serialized and bus sums
+    step = Step(mask & (need < INF) & (table.time_us >= 0), (("sum", need), *others))
     return [step] * min(tpus, table.n)
 
 
 def _within(t: int, tpus: int) -> object:
     def keep(comps: I64) -> Mask:
-        out: Mask = (comps[:, 0] <= tpus) & (comps[:, 1] <= t) & (comps[:, 2] <= t)
+        out: Mask = (comps[:, 0] <= tpus) & (comps[:, 1:] <= t).all(axis=1)
         return out
 
     return keep
@@ -152,9 +153,13 @@ class _CopyModel:
         self.period = m.new_int_var(0, cap, "period")
         for s in range(k):
             m.add(self.period >= sum(table.copied_time_us(p + 1, e, r) * x for p, e, r, x in self.choices[s]))
-        for attr in ("serial_us", "bus_us"):
-            mat = getattr(table, attr)
-            m.add(self.period >= sum(int(mat[p + 1, e]) * x for cs in self.choices for p, e, _, x in cs))
+        for b in PERIOD_BOUNDS[1:]:  # the other bounds of the cost formula: copies do not shorten them
+            mat = table.value(b.value)
+            if b.combine == "sum":
+                m.add(self.period >= sum(int(mat[p + 1, e]) * x for cs in self.choices for p, e, _, x in cs))
+            else:
+                for cs in self.choices:
+                    m.add(self.period >= sum(int(mat[p + 1, e]) * x for p, e, _, x in cs))
         self.tpus = sum(r * x for cs in self.choices for _, _, r, x in cs)
         m.add(self.tpus <= tpus)
         self.latency = sum(int(table.time_us[p + 1, e]) * x for cs in self.choices for p, e, _, x in cs)

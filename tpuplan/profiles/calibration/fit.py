@@ -58,7 +58,8 @@ from tpuplan.profiles.limits import MAX_BATCH, Count, Rate, Share
 from tpuplan.profiles.model import OpProfile
 from tpuplan.profiles.pricing.device import OP_CLASSES, Calibration, DeviceSpec
 from tpuplan.profiles.pricing.host import HostSpec, resolve_host
-from tpuplan.profiles.pricing.stagecost import StageCostTable, StagePricer, pipeline_cost, stage_table
+from tpuplan.profiles.pricing.stagecost import StagePricer
+from tpuplan.profiles.pricing.tables import StageCostTable, pipeline_cost, stage_table
 
 RESERVED = frozenset({"device", "link", *OP_CLASSES})  # parameter groups of the device
 
@@ -217,7 +218,8 @@ def _row_terms(row: _Row, space: ParamSpace, device: DeviceSpec, host: HostSpec,
     for a, b in stage_bounds(row.cuts, pricer.n):
         full = pricer.row(a)
         entry = {
-            k: int(full[k][b - a]) for k in ("tpu_in", "tpu_out", "seg_in", "seg_out", "host_ops", "on", "off", "bus")
+            k: int(full[k][b - a])
+            for k in ("tpu_in", "tpu_out", "seg_in", "seg_out", "host_ops", "on", "off", "bus_bytes")
         }
         tpu = [bool(t) for t in pricer.placement(a)[: b - a + 1]]
         sizes = [priced[a + j].cached_bytes if t else 0 for j, t in enumerate(tpu)]
@@ -234,7 +236,7 @@ def _row_terms(row: _Row, space: ParamSpace, device: DeviceSpec, host: HostSpec,
 def _time_model(
     rows: Sequence[_Row], device: DeviceSpec, runners: Mapping[str, HostSpec], single: HostSpec
 ) -> TimeModel:
-    space = ParamSpace(list(runners.items()))
+    space = ParamSpace(list(runners.items()), device)
     sizes = Counter(r.file.name for r in rows)
     return TimeModel(
         space,
@@ -301,7 +303,7 @@ def _point(row: _Row, device: DeviceSpec, host: HostSpec) -> CalibrationPoint:
     table = _table(m.family, m.x, device.model_dump_json(), host.model_dump_json())
     parts = [table.stage_parts(a, b) for a, b in stage_bounds(row.cuts, table.n)]
     if run.runner is None:
-        us, bound = float(parts[0].device_us + parts[0].host_ops_us), "single"
+        us, bound = float(parts[0].invoke_us), "single"
     else:
         cost = pipeline_cost([table] * len(parts), row.cuts)
         us, bound = cost.per_input_us(run.batch), cost.bound

@@ -25,7 +25,8 @@ from tpuplan.profiles.docio import StrictModel
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.model import OpProfile, Profile
 from tpuplan.profiles.pricing.device import OP_CLASSES, Calibration
-from tpuplan.profiles.pricing.host import HostOpCost, HostSpec
+from tpuplan.profiles.pricing.formula import HostOpCost
+from tpuplan.profiles.pricing.host import HostSpec
 
 MIN_OPS = 4  # fewer measured ops of a class than this cannot pin three numbers
 _FLOOR_US = 2.0  # relative errors of ops faster than this are taken against it (timer noise)

@@ -1,12 +1,14 @@
 """Calibration, part 2: the time parameters, fitted jointly to the single-TPU sweeps and the pipelines.
 
-Once the caching is fixed (`profiles.calibration.memory`), every stage quantity of `profiles.pricing.stagecost` is
-linear in the parameters: the device part (invoke overhead, per padded MMAC, per KiB of conv output,
-link in/out per KiB, streaming per KiB), the runner part (stage_us, stream_extra_us) and the one-offs
-(stream_cold_us, upload per KiB, start_us). Two things are not: the serialized share S = serialized x
-runner + serialized_device x device (a product of two parameters) and the period P = max(max T, sum S,
-sum V). Both are handled by Gauss-Newton: linearise at the current parameters, solve a non-negative
-least-squares problem, step back while the loss grows, repeat until nothing moves.
+The fit evaluates the cost formula itself (`profiles.pricing.formula`), not a copy of it. Once the
+caching is fixed (`profiles.calibration.memory`), every term of a measured stage is linear in the
+parameters: the device's (invoke overhead, per padded MMAC, per KiB of conv output, link in/out per KiB,
+streaming per KiB), the runner's (stage_us, stream_extra_us) and the one-offs (stream_cold_us, upload
+per KiB, start_us); evaluated on linear forms they give their coefficients once. Two things are not
+linear: the serialized share (a coefficient x a part) and the period (a max over the bounds). The fit
+evaluates them on dual numbers at every step of a Gauss-Newton descent: linearise at the current
+parameters, solve a non-negative least-squares problem, step back while the loss grows, repeat until
+nothing moves.
 
 The loss is soft-L1 on relative errors, each file weighing the same (1/sqrt(rows) per row), so that
 one glitch (conv_profiling F=242) does not pull the fit; it is minimised by reweighting (IRLS). A weak
@@ -19,16 +21,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from tpuplan.profiles.calibration.forms import Dual, Lin, stack
+from tpuplan.profiles.limits import MAX_RATE, MAX_US
 from tpuplan.profiles.model import OpProfile
-from tpuplan.profiles.pricing.device import MAX_RATE, MAX_US, OpClass
+from tpuplan.profiles.pricing import formula
+from tpuplan.profiles.pricing.device import DeviceSpec, OpClass
 from tpuplan.profiles.pricing.host import HostSpec
 
 F64 = npt.NDArray[np.float64]
-KIB = 1024
+KIB = formula.KIB
 SOFT_SCALE = 0.02  # soft-L1 scale of a weighted relative residual
 PRIOR_WEIGHT = 0.1
 MAX_ROUNDS = 200
@@ -81,24 +87,41 @@ def runner_params(name: str, base: HostSpec) -> tuple[Param, ...]:
 
 
 class ParamSpace:
-    """The fitted parameters in a fixed order, with the fixed values of the runner fields not fitted."""
+    """The fitted parameters in a fixed order; what is not fitted keeps the base specs' value."""
 
-    def __init__(self, runners: Sequence[tuple[str, HostSpec]]) -> None:
+    def __init__(self, runners: Sequence[tuple[str, HostSpec]], device: DeviceSpec) -> None:
         self.params = list(DEVICE_PARAMS) + [p for name, base in runners for p in runner_params(name, base)]
         self.index = {(p.group, p.field): i for i, p in enumerate(self.params)}
         self.hosts = dict(runners)
+        self.device = device
+        self._no_host = HostSpec(name="none")  # device and link coefficients do not read a host
         self.n = len(self.params)
 
-    def unit(self, group: str, field: str, value: float = 1.0) -> F64:
-        """Coefficients of `value` x that parameter (zero when it is not fitted)."""
-        out = np.zeros(self.n)
-        if (group, field) in self.index:
-            out[self.index[(group, field)]] = value
-        return out
+    def _param(self, group: str, field: str, fixed: float) -> Lin | float:
+        i = self.index.get((group, field))
+        return fixed if i is None else Lin.unit(self.n, i)
 
-    def fixed(self, runner: str, field: str) -> float:
-        """A runner field's value when it is not fitted (the base's), else 0 (it is in the coefficients)."""
-        return 0.0 if (runner, field) in self.index else float(getattr(self.hosts[runner], field))
+    def coefficients(self, runner: str | None) -> formula.Coefficients:
+        """The formula's coefficients for a stage run by `runner` (None: one invoke(), no runner): the
+        fitted ones as linear forms, the others at the base specs' values."""
+
+        def coef(name: str) -> Lin | float:
+            owner, _, field = name.partition(".")
+            if owner == "host":
+                if runner is None:
+                    return 0.0
+                return self._param(runner, field, float(getattr(self.hosts[runner], field)))
+            return self._param(owner, field, formula.coefficient(name, self.device, self._no_host))
+
+        return coef
+
+    def op_coefficients(self, op_class: str) -> formula.Coefficients:
+        """An op class's device coefficients: the fields fitted for a class the measurements time (the
+        others zero: the fit prices those classes with these fields alone), the base device's otherwise."""
+        cost = self.device.cost(op_class)
+        if op_class not in COVERED:
+            return lambda field: float(getattr(cost, field))
+        return lambda field: self._param(op_class, field, 0.0)
 
     def init(self) -> F64:
         return np.array([p.init for p in self.params])
@@ -108,27 +131,11 @@ class ParamSpace:
 
 
 @dataclass(frozen=True)
-class StageTerms:
-    """One stage's quantities of `profiles.pricing.stagecost` as linear forms in the parameters (coefficients over
-    the fitted ones, plus a constant: the fixed fields and the costs priced by the base specs)."""
-
-    device: F64  # invoke overhead + compute + streaming + link
-    device_const: float  # Edge TPU ops of classes not fitted, at the base device's prices
-    host_ops: float  # ops the host runs, at the host's own prices
-    runner: F64  # runner work: stage_us + stage_us_per_kib x boundary KiB
-    runner_const: float
-    extra: F64  # stream_extra_us when a layer streams
-    extra_const: float
-    oneoff: F64  # stream_cold_us when a layer streams + upload of the cached bytes (fresh runners)
-    oneoff_const: float
-    bus: float
-
-
-@dataclass(frozen=True)
 class RowTerms:
-    """One measured row: its stages and how it was run (runner None: one invoke(), no runner)."""
+    """One measured row: the formula's terms of each of its stages as linear forms in the parameters, and
+    how it was run (runner None: one invoke(), no runner)."""
 
-    stages: list[StageTerms]
+    stages: list[dict[str, Any]]
     runner: str | None
     batch: int
     measured_us: float
@@ -142,109 +149,82 @@ def stage_terms(
     streamed: Sequence[bool],
     row: dict[str, int],
     runner: str | None,
-) -> StageTerms:
-    """The linear forms of one stage, from its priced ops, which of them the Edge TPU runs and streams,
-    and the pricer's row entry (boundary bytes, host ops, on-chip bytes, bus time)."""
-    u = space.unit
-    device = (
-        u("device", "invoke_overhead_us")
-        + u("link", "in_us_per_kib", row["tpu_in"] / KIB)
-        + u("link", "out_us_per_kib", row["tpu_out"] / KIB)
-    )
-    const = 0.0
+) -> dict[str, Any]:
+    """The formula's terms of one stage as linear forms: its stage quantities from its priced ops (which
+    of them the Edge TPU runs and streams, priced by `formula.DEVICE_OP_PRICE` and `STREAM_OP_PRICE` on
+    the fitted coefficients) and the pricer's row entry (boundary bytes, host ops, on-chip bytes, bus)."""
+    compute: Any = 0.0
+    spill: Any = 0.0
     for op, on_tpu, streams in zip(ops, tpu, streamed, strict=True):
-        if on_tpu and op.op_class in COVERED:
-            device += u(op.op_class, "us_per_mmac", op.tpu_macs / 1e6) + u(
-                op.op_class, "us_per_kib_act", op.output_bytes / KIB
-            )
-            device += u(op.op_class, "stream_us_per_kib", op.cached_bytes / KIB) if streams else 0.0
-        elif on_tpu:
-            const += op.tpu_us + (op.stream_us if streams else 0)
-    zero, flag = np.zeros(space.n), row["off"] > 0
-    if runner is None:
-        return StageTerms(device, const, row["host_ops"], zero, 0.0, zero, 0.0, zero, 0.0, 0.0)
-    host, kib = space.hosts[runner], (row["seg_in"] + row["seg_out"]) / KIB
-    upload = u("link", "upload_us_per_kib", row["on"] / KIB) if host.fresh_upload else zero
-    return StageTerms(
-        device,
-        const,
-        row["host_ops"],
-        u(runner, "stage_us"),
-        space.fixed(runner, "stage_us") + host.stage_us_per_kib * kib,
-        u(runner, "stream_extra_us") * flag,
-        space.fixed(runner, "stream_extra_us") * flag,
-        u(runner, "stream_cold_us") * flag + upload,
-        space.fixed(runner, "stream_cold_us") * flag,
-        row["bus"],
-    )
+        if not on_tpu:
+            continue
+        cost = space.op_coefficients(op.op_class)
+        q = {
+            "count": 1.0,
+            "mmac": op.tpu_macs / 1e6,
+            "out_kib": op.output_bytes / KIB,
+            "cached_kib": op.cached_bytes / KIB,
+        }
+        compute = compute + formula.op_price(formula.DEVICE_OP_PRICE, cost, q)
+        if streams:
+            spill = spill + formula.op_price(formula.STREAM_OP_PRICE, cost, q)
+    quantities = {
+        "one": 1.0,
+        "compute": compute,
+        "spill": spill,
+        "host_ops": float(row["host_ops"]),
+        "tpu_in_kib": row["tpu_in"] / KIB,
+        "tpu_out_kib": row["tpu_out"] / KIB,
+        "seg_kib": (row["seg_in"] + row["seg_out"]) / KIB,
+        "onchip_kib": row["on"] / KIB,
+        "bus_kib": row["bus_bytes"] / KIB,
+        "streams": float(row["off"] > 0),
+    }
+    return formula.stage_terms(space.coefficients(runner), quantities)
+
+
+COMPOSITION = (*(name for name, _ in formula.SERIALIZED), formula.PIPELINE_START)  # coefficients past the terms
 
 
 class TimeModel:
-    """Every row at once: predicted time and its derivatives at any parameters, as the pricer and
-    `planner.costs.totals` compute them (before their rounding to whole microseconds)."""
+    """Every row at once: predicted time and its derivatives at any parameters, as the pricer and the
+    planner's `totals` compute them (before their rounding to whole microseconds), by evaluating the cost
+    formula itself on the rows' linear forms (`calibration.forms`)."""
 
     def __init__(self, space: ParamSpace, rows: Sequence[RowTerms]) -> None:
         self.space, n, k = space, space.n, max(len(r.stages) for r in rows)
-        pad = [r.stages + [r.stages[0]] * (k - len(r.stages)) for r in rows]
-        self.valid = np.array([[j < len(r.stages) for j in range(k)] for r in rows])
-
-        def stack(key: str) -> F64:
-            return np.array([[getattr(s, key) for s in st] for st in pad], dtype=np.float64)
-
-        self.dev, self.dev_c, self.host = stack("device"), stack("device_const"), stack("host_ops")
-        self.run, self.run_c = stack("runner"), stack("runner_const")
-        self.t_coef = self.dev + self.run + stack("extra")
-        self.t_c = self.dev_c + self.host + self.run_c + stack("extra_const")
-        self.one, self.one_c, self.bus = stack("oneoff"), stack("oneoff_const"), stack("bus")
+        zero = Lin.const(n, 0.0)
+        self.terms = {
+            t.name: np.array([stack([*(s[t.name] for s in r.stages), *[zero] * (k - len(r.stages))], n) for r in rows])
+            for t in formula.ALL_TERMS
+        }
+        self.coefs = {
+            name: stack([space.coefficients(r.runner)(name) for r in rows], n)[:, None, :] for name in COMPOSITION
+        }
+        self.k = k
         self.single = np.array([r.runner is None for r in rows])
         self.batch = np.array([r.batch for r in rows], dtype=np.float64)
         self.y = np.array([r.measured_us for r in rows])
         self.w = np.array([r.weight for r in rows])
-        names = [r.runner or "" for r in rows]
-        self.ser = np.array([space.hosts[r].serialized if r else 0.0 for r in names])
-        self.sd = np.array([space.unit(r, "serialized_device") if r else np.zeros(n) for r in names])
-        self.sd_c = np.array([space.fixed(r, "serialized_device") if r else 0.0 for r in names])
-        self.start = np.array([space.unit(r, "start_us") if r else np.zeros(n) for r in names])
-        self.start_c = np.array([space.fixed(r, "start_us") if r else 0.0 for r in names])
 
     def used(self) -> npt.NDArray[np.bool_]:
         """The parameters that some row depends on (the others cannot be fitted here)."""
-        arrays = (self.dev, self.run, self.t_coef, self.one)
-        per_stage = np.any([np.any(np.where(self.valid[..., None], a, 0.0) != 0, axis=(0, 1)) for a in arrays], axis=0)
-        return np.asarray(per_stage | np.any(self.sd != 0, axis=0) | np.any(self.start != 0, axis=0))
+        arrays = [*self.terms.values(), *self.coefs.values()]
+        return np.asarray(np.any([np.any(a[..., :-1] != 0, axis=(0, 1)) for a in arrays], axis=0))
 
     def evaluate(self, theta: F64) -> tuple[F64, F64]:
-        """(predicted us per row, d predicted / d theta)."""
-        v = self.valid
-        dev = np.where(v, self.dev @ theta + self.dev_c, 0.0)
-        run = np.where(v, self.run @ theta + self.run_c, 0.0)
-        t = np.where(v, self.t_coef @ theta + self.t_c, -np.inf)
-        sd = self.sd @ theta + self.sd_c
-        serial = (self.ser[:, None] * run + sd[:, None] * dev).sum(axis=1)
-        d_serial = (
-            np.where(v[..., None], self.ser[:, None, None] * self.run + sd[:, None, None] * self.dev, 0.0).sum(axis=1)
-            + dev.sum(axis=1)[:, None] * self.sd
-        )
-        slow = np.argmax(t, axis=1)
-        rows = np.arange(len(t))
-        bus = np.where(v, self.bus, 0.0).sum(axis=1)
-        period = np.maximum(np.maximum(t[rows, slow], serial), bus)
-        d_period = np.where(
-            (t[rows, slow] >= serial)[:, None],
-            self.t_coef[rows, slow],
-            np.where((serial >= bus)[:, None], d_serial, 0.0),
-        )
-        latency = np.where(v, t, 0.0).sum(axis=1)
-        d_latency = np.where(v[..., None], self.t_coef, 0.0).sum(axis=1)
-        oneoff = self.start @ theta + self.start_c + np.where(v, self.one @ theta + self.one_c, 0.0).sum(axis=1)
-        d_oneoff = self.start + np.where(v[..., None], self.one, 0.0).sum(axis=1)
-        b = self.batch[:, None]
-        pred = (oneoff + latency + (self.batch - 1) * period) / self.batch
-        grad = (d_oneoff + d_latency + (b - 1) * d_period) / b
-        single = self.single
-        pred = np.where(single, dev[:, 0] + self.host[:, 0], pred)
-        grad = np.where(single[:, None], self.dev[:, 0], grad)
-        return pred, grad
+        """(predicted us per row, d predicted / d theta): the formula's stage values, pipeline and time
+        per input of a batch, or one invoke() (the invoke part of stage 0) for a single-TPU row."""
+        terms = {name: Dual.at(arr, theta) for name, arr in self.terms.items()}
+        coefs = {name: Dual.at(arr, theta) for name, arr in self.coefs.items()}
+        values = formula.stage_values(terms, coefs.__getitem__)
+        stages = [{key: v[:, j] for key, v in values.items()} for j in range(self.k)]
+        start = coefs[formula.PIPELINE_START][:, 0]
+        pipe = formula.pipeline(stages, None, start, Dual.maximum)
+        per_input = formula.per_input(pipe.period, pipe.latency, pipe.oneoff, self.batch)  # type: ignore[arg-type]
+        single = formula.invoke_part(terms)[:, 0]
+        out = Dual.where(self.single, single, per_input)
+        return out.v, out.g
 
 
 def nnls(a: F64, b: F64) -> F64:

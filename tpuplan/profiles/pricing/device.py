@@ -17,32 +17,12 @@ from tpuplan.profiles.limits import MAX_RATE as MAX_RATE  # re-exported: every s
 from tpuplan.profiles.limits import MAX_US as MAX_US  # and its fixed times with this
 from tpuplan.profiles.limits import Rate, Share
 from tpuplan.profiles.pricing.bundled import bundled, bundled_names, resolve_spec
+from tpuplan.profiles.pricing.formula import OP_CLASSES as OP_CLASSES  # re-exported with the class names
+from tpuplan.profiles.pricing.formula import DeviceTimes
+from tpuplan.profiles.pricing.formula import OpClass as OpClass
 
 DEVICE_KIND: Final = "tpuplan.device"
 DEVICE_VERSION: Final = 2
-
-OpClass = Literal["fc", "conv", "depthwise", "elementwise", "reduce", "resize", "custom", "other"]
-OP_CLASSES: tuple[OpClass, ...] = ("fc", "conv", "depthwise", "elementwise", "reduce", "resize", "custom", "other")
-
-
-class OpClassCost(StrictModel):
-    """Time of one op of a class on the device: fixed + per million MACs (of the padded layout on an
-    Edge TPU) + per KiB of its output activation; streaming cost per KiB of parameters."""
-
-    us_per_op: float = Field(0.0, ge=0, le=MAX_US)
-    us_per_mmac: float = Field(0.0, ge=0, le=MAX_RATE)
-    us_per_kib_act: float = Field(0.0, ge=0, le=MAX_RATE)
-    stream_us_per_kib: float = Field(0.0, ge=0, le=MAX_RATE)
-    calibrated: bool = Field(False, description="fitted to real measurements; else an uncalibrated default")
-
-
-class LinkCost(StrictModel):
-    """Moving tensors between the host and the device, per KiB; the first inference's parameter upload."""
-
-    in_us_per_kib: float = Field(0.0, ge=0, le=1e6, description="host -> device tensor copy and transfer")
-    out_us_per_kib: float = Field(0.0, ge=0, le=1e6, description="device -> host")
-    upload_us_per_kib: float = Field(0.0, ge=0, le=1e6, description="cached parameters, first inference")
-    calibrated: bool = False
 
 
 class Calibration(StrictModel):
@@ -55,8 +35,8 @@ class Calibration(StrictModel):
     memory_within_0_1_mib: dict[str, Share] = Field(default_factory=dict)
 
 
-class DeviceSpec(StrictModel):
-    """One accelerator. `backend` says how stages on it run: on an Edge TPU or on the host CPU."""
+class _DeviceFacts(StrictModel):
+    """What one accelerator is and holds (its time coefficients are `DeviceTimes`, in the cost formula)."""
 
     kind: Literal["tpuplan.device"] = DEVICE_KIND
     schema_version: Literal[2] = DEVICE_VERSION
@@ -72,14 +52,13 @@ class DeviceSpec(StrictModel):
     per_channel_bytes: int = Field(
         0, ge=0, le=4096, description="extra bytes per padded output channel of a per-channel quantised kernel"
     )
-    invoke_overhead_us: float = Field(0.0, ge=0, le=MAX_US)
-    link: LinkCost = Field(default_factory=lambda: LinkCost())
-    op_costs: dict[OpClass, OpClassCost] = Field(default_factory=dict)
-    calibration: Calibration | None = None
 
-    def cost(self, op_class: str) -> OpClassCost:
-        """The class's cost, `other`'s when the class has none of its own, zero when neither exists."""
-        return self.op_costs.get(op_class) or self.op_costs.get("other") or OpClassCost()  # type: ignore[call-overload]
+
+class DeviceSpec(DeviceTimes, _DeviceFacts):
+    """One accelerator. `backend` says how stages on it run: on an Edge TPU or on the host CPU. Its
+    time coefficients are those of `DeviceTimes` (profiles.pricing.formula)."""
+
+    calibration: Calibration | None = None
 
 
 def load_device(path: Path) -> DeviceSpec:

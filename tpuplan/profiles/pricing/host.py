@@ -18,7 +18,8 @@ from pydantic import Field, StringConstraints
 
 from tpuplan.profiles.docio import StrictModel, dump_json, load_doc
 from tpuplan.profiles.pricing.bundled import bundled, bundled_names, resolve_spec
-from tpuplan.profiles.pricing.device import MAX_RATE, MAX_US, Calibration
+from tpuplan.profiles.pricing.device import Calibration
+from tpuplan.profiles.pricing.formula import HostOpCost, HostTimes
 
 HOST_KIND: Final = "tpuplan.host"
 HOST_VERSION: Final = 1
@@ -26,33 +27,17 @@ DEFAULT_HOST = "tpuplan"
 HostOpKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,100}$")]  # an op class or an op type
 
 
-class HostOpCost(StrictModel):
-    """Host CPU time of one op of a class: fixed + per KiB of its input and output tensors + per million
-    MACs. `calibrated`: fitted to ops measured on a real CPU (`plan profile --measure`)."""
-
-    us_per_op: float = Field(0.0, ge=0, le=MAX_US)
-    us_per_kib: float = Field(0.0, ge=0, le=MAX_RATE)
-    us_per_mmac: float = Field(0.0, ge=0, le=MAX_RATE)
-    calibrated: bool = False
-
-
-class HostSpec(StrictModel):
-    """One host and its pipeline runner; see the module docstring for what each number means."""
-
+class _HostName(StrictModel):
     kind: Literal["tpuplan.host"] = HOST_KIND
     schema_version: Literal[1] = HOST_VERSION
     name: str = Field(min_length=1, max_length=200)
     description: str = Field("", max_length=2000)
-    stage_us: float = Field(0.0, ge=0, le=MAX_US)
-    stage_us_per_kib: float = Field(0.0, ge=0, le=MAX_RATE)
-    serialized: float = Field(0.0, ge=0, le=1, description="share of the stage's host work under one lock")
-    serialized_device: float = Field(0.0, ge=0, le=1, description="share of the device time that serializes too")
-    start_us: float = Field(0.0, ge=0, le=MAX_US)
-    stream_extra_us: float = Field(0.0, ge=0, le=1e7, description="per inference, for each stage that streams")
-    stream_cold_us: float = Field(0.0, ge=0, le=1e7, description="once per run, for each stage that streams")
-    fresh_upload: bool = Field(False, description="each run starts new interpreters: the first input uploads")
-    bus_shared: bool = Field(True, description="the devices share one host controller")
-    bus_bytes_per_us: float = Field(376.0, gt=0.001, le=1e6, description="raw rate of that controller")
+
+
+class HostSpec(HostTimes, _HostName):
+    """One host and its pipeline runner; see the module docstring for what each number means. Its time
+    coefficients are those of `HostTimes` (profiles.pricing.formula)."""
+
     host_ops: dict[HostOpKey, HostOpCost] = Field(
         default_factory=dict, description="by op type (e.g. ARG_MAX) where measured, else by op class"
     )

@@ -1,8 +1,8 @@
 """Per-op prices: the Edge TPU compiler's parameter layout, device time, streaming, host CPU time.
 
-Fitted to the compiler's reports and the real timings in ../shared/edgetpu-measurements (README,
-"How far to trust the numbers"). Results are integers (us, bytes); how a segment caches its layers is
-in `tpuplan.profiles.pricing.stagecost`.
+The layout is fitted to the compiler's reports; the price formulas are those of
+`profiles.pricing.formula`. Results are integers (us, bytes); how a segment caches its layers is in
+`tpuplan.profiles.pricing.stagecost`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,14 @@ import math
 from collections.abc import Sequence
 
 from tpuplan.profiles.pricing.device import DeviceSpec
+from tpuplan.profiles.pricing.formula import (
+    DEVICE_OP_PRICE,
+    HOST_OP_PRICE,
+    KIB,
+    STREAM_OP_PRICE,
+    op_price,
+    whole_us,
+)
 from tpuplan.profiles.pricing.host import HostSpec
 
 WEIGHTED_OPS = frozenset({"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV"})
@@ -72,19 +80,20 @@ def padded_macs(op_type: str, macs: int, param_shapes: Sequence[Sequence[int]], 
 def device_op_us(op_class: str, tpu_macs: int, output_bytes: int, device: DeviceSpec) -> int:
     """Predicted time of one op on the device (inside its invoke), when the device runs it."""
     cost = device.cost(op_class)
-    t = cost.us_per_op + cost.us_per_mmac * tpu_macs / 1e6 + cost.us_per_kib_act * output_bytes / 1024
-    return max(0, math.ceil(t - 1e-9))
+    q = {"count": 1.0, "mmac": tpu_macs / 1e6, "out_kib": output_bytes / KIB}
+    return whole_us(op_price(DEVICE_OP_PRICE, lambda f: getattr(cost, f), q))
 
 
 def stream_us(op_class: str, cached_bytes: int, device: DeviceSpec) -> int:
     """Extra device time per inference when this op's parameters are streamed instead of cached."""
     if device.backend == "cpu" or cached_bytes == 0:
         return 0
-    return max(0, math.ceil(device.cost(op_class).stream_us_per_kib * cached_bytes / 1024 - 1e-9))
+    cost = device.cost(op_class)
+    return whole_us(op_price(STREAM_OP_PRICE, lambda f: getattr(cost, f), {"cached_kib": cached_bytes / KIB}))
 
 
 def host_op_us(op_class: str, op_type: str, macs: int, act_bytes: int, host: HostSpec) -> int:
     """Predicted host CPU time of one op run by the host (an op the Edge TPU does not take)."""
     cost = host.op_cost(op_class, op_type)
-    t = cost.us_per_op + cost.us_per_kib * act_bytes / 1024 + cost.us_per_mmac * macs / 1e6
-    return max(0, math.ceil(t - 1e-9))
+    q = {"count": 1.0, "act_kib": act_bytes / KIB, "mmac": macs / 1e6}
+    return whole_us(op_price(HOST_OP_PRICE, lambda f: getattr(cost, f), q))

@@ -22,6 +22,7 @@ import numpy as np
 
 from tpuplan.planner.plan import Plan, StagePlan, plan_digest
 from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.pricing import formula
 from tpuplan.profiles.tflite.reader import LoadedModel
 from tpuplan.runtime.backends.registry import Backend, InterpreterStage, get_backend
 from tpuplan.runtime.pipeline.runners import default_queue_size
@@ -254,7 +255,7 @@ def _compare_outputs(
 def invoke_part_us(stage: StagePlan) -> int:
     """What one stage's own run takes (its interpreter's invoke: device and host ops), without the runner's
     queues and hand-offs: what a stage timed alone measures."""
-    return stage.predicted_device_us + stage.predicted_host_ops_us
+    return stage.invoke_us
 
 
 def _stage_checks(plan: Plan, m: _Measured, tolerance: tuple[float, float], comparable: bool) -> list[StageCheck]:
@@ -296,7 +297,13 @@ def _report(
     bottleneck = float(max(invoke_part_us(sp) / sp.copies for sp in plan.stages))  # copies take inputs in turn
     host = runner_host(k, run, m.alone, m.queue_size)
     overhead = host.empty_stage_us
-    ideal = 1e6 / (bottleneck + overhead) if bottleneck + overhead > 0 else 0.0
+    # the formula's pipeline with each stage's runner work as measured here, one core per stage
+    here = [
+        {**dict.fromkeys(formula.STAGE_VALUES, 0), "time": formula.whole_us(invoke_part_us(sp) + overhead)}
+        for sp in plan.stages
+    ]
+    period = formula.pipeline(here, [sp.copies for sp in plan.stages]).period
+    ideal = 1e6 / period if period > 0 else 0.0
     limited = min(ideal, cores * 1e6 / (total_pred + k * overhead))
     if not backend.compiled:
         notes.append(

@@ -28,8 +28,9 @@ from tpuplan.planner.plan import Plan, StagePlan, plan_digest
 from tpuplan.profiles.calibration.timing import nnls
 from tpuplan.profiles.docio import StrictModel
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.profiles.pricing.device import Calibration, DeviceSpec, OpClassCost
-from tpuplan.profiles.pricing.host import HostOpCost, HostSpec
+from tpuplan.profiles.pricing.device import Calibration, DeviceSpec
+from tpuplan.profiles.pricing.formula import HostOpCost, OpClassCost
+from tpuplan.profiles.pricing.host import HostSpec
 from tpuplan.runtime.verify.report import VerifyReport
 
 FIT_KIND: Final = "tpuplan.verify-fit"
@@ -60,12 +61,8 @@ class VerifyFit(StrictModel):
 
 def _parts(stage: StagePlan) -> list[float]:
     """The plan's prediction of the stage's interpreter run, by part: [1, compute + streaming, link, host]."""
-    return [
-        1.0,
-        float(stage.predicted_compute_us + stage.predicted_spill_us),
-        float(stage.predicted_link_us),
-        float(stage.predicted_host_ops_us),
-    ]
+    terms = stage.predicted_terms
+    return [1.0, float(terms["compute"] + terms["spill"]), float(terms["link"]), float(terms["host_ops"])]
 
 
 def _check(pairs: Sequence[tuple[Plan, VerifyReport]]) -> DeviceSpec:

@@ -1,0 +1,401 @@
+"""The cost model, written once: its coefficients, what a stage's time is made of, how a pipeline's
+period, latency and one-off cost follow from its stages, and what the planner minimises.
+
+Every consumer reads these definitions instead of spelling them out: the stage pricer
+(`profiles.pricing.stagecost`) evaluates the terms on arrays of candidate stages; the plan document
+(`planner.plan_check`) evaluates the composition again on a plan's integers; the exact search, its bounds
+and CP-SAT (`planner.search`) take the period's bounds from `PERIOD_BOUNDS`; the calibration
+(`profiles.calibration.timing`) evaluates the same terms on linear forms and dual numbers; verify and its
+refit read the terms and parts by name. A new term is an entry in `TIME_TERMS` (and, for a new
+coefficient, a field below and a value in a preset); a new period bound an entry in `PERIOD_BOUNDS`
+(tests/profiles/test_formula.py does both). Units: microseconds, bytes, KiB, millions of MACs (MMAC).
+Evaluation is generic: a value may be an int, float, numpy array, linear form or dual number.
+
+    op prices     device op = us_per_op + us_per_mmac x MMAC (padded) + us_per_kib_act x KiB out
+                  streaming = stream_us_per_kib x KiB cached; host op = us_per_op + us_per_kib x KiB + ...
+    stage terms   TIME_TERMS, each in one part: device (inside the accelerator's invoke), host (ops left
+                  to the host CPU) or runner (the pipeline runner's host work outside invoke)
+    stage values  T = sum of the time terms; S = sum of SERIALIZED coefficient x part; V, O = sums of
+                  BUS_TERMS and ONEOFF_TERMS
+    pipeline      P = max over PERIOD_BOUNDS; L = sum T; O = start + sum copies x O_k
+                  batch of N: (O + L + (N - 1) P) / N;  objective J = alpha P + beta L + gamma O
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import Field
+
+from tpuplan.profiles.docio import StrictModel
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.limits import MAX_BATCH, MAX_RATE, MAX_US
+
+Num = Any  # an int, float, numpy array or linear form: anything that adds and multiplies
+KIB = 1024
+
+OpClass = Literal["fc", "conv", "depthwise", "elementwise", "reduce", "resize", "custom", "other"]
+OP_CLASSES: tuple[OpClass, ...] = ("fc", "conv", "depthwise", "elementwise", "reduce", "resize", "custom", "other")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Coefficients: the numbers a device or host spec gives the formula (DeviceSpec and HostSpec inherit
+# these models, so a new coefficient is a field here and a value in a preset).
+
+
+class OpClassCost(StrictModel):
+    """Time of one op of a class on the device: fixed + per million MACs (of the padded layout on an
+    Edge TPU) + per KiB of its output activation; streaming cost per KiB of parameters."""
+
+    us_per_op: float = Field(0.0, ge=0, le=MAX_US)
+    us_per_mmac: float = Field(0.0, ge=0, le=MAX_RATE)
+    us_per_kib_act: float = Field(0.0, ge=0, le=MAX_RATE)
+    stream_us_per_kib: float = Field(0.0, ge=0, le=MAX_RATE)
+    calibrated: bool = Field(False, description="fitted to real measurements; else an uncalibrated default")
+
+
+class LinkCost(StrictModel):
+    """Moving tensors between the host and the device, per KiB; the first inference's parameter upload."""
+
+    in_us_per_kib: float = Field(0.0, ge=0, le=1e6, description="host -> device tensor copy and transfer")
+    out_us_per_kib: float = Field(0.0, ge=0, le=1e6, description="device -> host")
+    upload_us_per_kib: float = Field(0.0, ge=0, le=1e6, description="cached parameters, first inference")
+    calibrated: bool = False
+
+
+class DeviceTimes(StrictModel):
+    """The time coefficients of one accelerator (`DeviceSpec` adds what it holds and where it came from)."""
+
+    invoke_overhead_us: float = Field(0.0, ge=0, le=MAX_US)
+    link: LinkCost = Field(default_factory=lambda: LinkCost())
+    op_costs: dict[OpClass, OpClassCost] = Field(default_factory=dict)
+
+    def cost(self, op_class: str) -> OpClassCost:
+        """The class's cost, `other`'s when the class has none of its own, zero when neither exists."""
+        return self.op_costs.get(op_class) or self.op_costs.get("other") or OpClassCost()  # type: ignore[call-overload]
+
+
+class HostOpCost(StrictModel):
+    """Host CPU time of one op of a class: fixed + per KiB of its input and output tensors + per million
+    MACs. `calibrated`: fitted to ops measured on a real CPU (`plan profile --measure`)."""
+
+    us_per_op: float = Field(0.0, ge=0, le=MAX_US)
+    us_per_kib: float = Field(0.0, ge=0, le=MAX_RATE)
+    us_per_mmac: float = Field(0.0, ge=0, le=MAX_RATE)
+    calibrated: bool = False
+
+
+class HostTimes(StrictModel):
+    """The time coefficients of a host and its pipeline runner (`HostSpec` adds its name and host ops)."""
+
+    stage_us: float = Field(0.0, ge=0, le=MAX_US)
+    stage_us_per_kib: float = Field(0.0, ge=0, le=MAX_RATE)
+    serialized: float = Field(0.0, ge=0, le=1, description="share of the stage's host work under one lock")
+    serialized_device: float = Field(0.0, ge=0, le=1, description="share of the device time that serializes too")
+    start_us: float = Field(0.0, ge=0, le=MAX_US)
+    stream_extra_us: float = Field(0.0, ge=0, le=1e7, description="per inference, for each stage that streams")
+    stream_cold_us: float = Field(0.0, ge=0, le=1e7, description="once per run, for each stage that streams")
+    fresh_upload: bool = Field(False, description="each run starts new interpreters: the first input uploads")
+    bus_shared: bool = Field(True, description="the devices share one host controller")
+    bus_bytes_per_us: float = Field(376.0, gt=0.001, le=1e6, description="raw rate of that controller")
+
+    @property
+    def bus_us_per_kib(self) -> float:
+        """Time per KiB over the shared controller (zero when the devices do not share one)."""
+        return KIB / self.bus_bytes_per_us if self.bus_shared else 0.0
+
+
+def coefficient(name: str, device: DeviceTimes, host: HostTimes) -> float:
+    """The value of a coefficient named `device.FIELD`, `link.FIELD` or `host.FIELD`; a flag is 0 or 1."""
+    owner, _, field = name.partition(".")
+    source = {"device": device, "link": device.link, "host": host}.get(owner)
+    if source is None or not hasattr(source, field):
+        raise TpuplanError(f"internal error: unknown cost coefficient {name!r}")
+    return float(getattr(source, field))
+
+
+Coefficients = Callable[[str], Num]  # a coefficient's value by name (`coefficient`, or a fit's parameters)
+
+
+def spec_coefficients(device: DeviceTimes, host: HostTimes) -> Coefficients:
+    return lambda name: coefficient(name, device, host)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Op prices: one op's time, from its class's (or op type's) coefficients and its own quantities.
+
+# (coefficient field, op quantity): count is 1, mmac the MACs / 1e6 (padded on an Edge TPU), out_kib
+# its output KiB, act_kib its input and output KiB, cached_kib its parameters as the compiler lays them out.
+Products = tuple[tuple[str, str], ...]
+DEVICE_OP_PRICE: Products = (("us_per_op", "count"), ("us_per_mmac", "mmac"), ("us_per_kib_act", "out_kib"))
+STREAM_OP_PRICE: Products = (("stream_us_per_kib", "cached_kib"),)
+HOST_OP_PRICE: Products = (("us_per_op", "count"), ("us_per_kib", "act_kib"), ("us_per_mmac", "mmac"))
+
+
+def op_price(products: Products, cost: Callable[[str], Num], q: Mapping[str, Num]) -> Num:
+    """Sum of coefficient x quantity over `products` (a price above, linear in both)."""
+    total: Num = 0.0
+    for field, quantity in products:
+        total = total + cost(field) * q[quantity]
+    return total
+
+
+def whole_us(x: float) -> int:
+    """Microseconds rounded up (a hair of float noise below a whole number does not round it up)."""
+    return max(0, math.ceil(x - 1e-9))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Stage terms. Stage quantities the pricer provides for every candidate stage:
+STAGE_QUANTITIES: dict[str, str] = {
+    "one": "1",
+    "compute": "sum of the device prices of the ops the accelerator runs (us)",
+    "spill": "sum of the streaming prices of the layers it does not cache (us)",
+    "host_ops": "sum of the host prices of the ops left to the host CPU (us; measured where measured)",
+    "tpu_in_kib": "KiB into the accelerator's part (on a CPU device: into the stage)",
+    "tpu_out_kib": "KiB out of the accelerator's part (on a CPU device: out of the stage)",
+    "seg_kib": "KiB of the stage's boundary tensors, in and out",
+    "onchip_kib": "KiB of parameters cached on chip",
+    "bus_kib": "KiB over the host controller per input: tensors in and out, and streamed parameters",
+    "streams": "1 when some layer streams its parameters, else 0",
+}
+
+Part = Literal["device", "host", "runner"]
+PARTS: tuple[Part, ...] = ("device", "host", "runner")
+
+
+@dataclass(frozen=True)
+class Term:
+    """A named part of a stage's cost: the sum of coefficient x stage quantity over `products` (a
+    coefficient "" is 1), rounded up to whole microseconds, and 0 unless the flag `when` is set."""
+
+    name: str
+    part: Part | None  # which part of the stage's time T it is in (None: not in T)
+    products: Products
+    when: str | None = None
+    doc: str = ""
+
+
+TIME_TERMS: tuple[Term, ...] = (
+    Term("overhead", "device", (("device.invoke_overhead_us", "one"),), doc="the accelerator's invoke overhead"),
+    Term("compute", "device", (("", "compute"),), doc="the accelerator's ops"),
+    Term("spill", "device", (("", "spill"),), doc="streaming the parameters it does not cache"),
+    Term(
+        "link",
+        "device",
+        (("link.in_us_per_kib", "tpu_in_kib"), ("link.out_us_per_kib", "tpu_out_kib")),
+        doc="tensors into and out of the accelerator",
+    ),
+    Term("host_ops", "host", (("", "host_ops"),), doc="ops the compiler leaves to the host CPU"),
+    Term(
+        "runner",
+        "runner",
+        (("host.stage_us", "one"), ("host.stage_us_per_kib", "seg_kib")),
+        doc="the runner's host work outside invoke: dispatch, copies of the boundary tensors",
+    ),
+    Term("stream_extra", "runner", (("host.stream_extra_us", "streams"),), doc="the runner's extra to stream"),
+)
+BUS_TERMS: tuple[Term, ...] = (
+    Term("bus", None, (("host.bus_us_per_kib", "bus_kib"),), doc="bytes over a shared host controller"),
+)
+ONEOFF_TERMS: tuple[Term, ...] = (
+    Term("stream_cold", None, (("host.stream_cold_us", "streams"),), doc="first run of a streaming stage"),
+    Term("upload", None, (("link.upload_us_per_kib", "onchip_kib"),), when="host.fresh_upload", doc="first upload"),
+)
+ALL_TERMS: tuple[Term, ...] = TIME_TERMS + BUS_TERMS + ONEOFF_TERMS
+TERM_NAMES: tuple[str, ...] = tuple(t.name for t in TIME_TERMS)
+
+# The stage's share that no other stage can overlap: coefficient x the sum of a part's terms.
+SERIALIZED: tuple[tuple[str, Part], ...] = (("host.serialized", "runner"), ("host.serialized_device", "device"))
+
+# Stage values: what the pipeline reads of a stage.
+STAGE_VALUES: dict[str, str] = {
+    "time": "T: one input through the stage",
+    "serial": "S: its share under one lock, which adds up across stages",
+    "bus": "V: its time on a shared host controller",
+    "oneoff": "O: once per run (each copy pays it)",
+}
+
+
+def term_value(term: Term, coef: Coefficients, q: Mapping[str, Num]) -> Num:
+    """One term, not rounded: sum of coefficient x quantity, times the `when` flag."""
+    total: Num = 0.0
+    for name, quantity in term.products:
+        total = total + (coef(name) if name else 1.0) * q[quantity]
+    return total * coef(term.when) if term.when else total
+
+
+Round = Callable[[str, Num], Num]  # (what, value) -> the value in whole microseconds, or as it is
+
+
+def as_is(name: str, value: Num) -> Num:  # no rounding: a fit's linear forms and dual numbers
+    return value
+
+
+def stage_terms(coef: Coefficients, q: Mapping[str, Num], round_up: Round = as_is) -> dict[str, Num]:
+    """Every term of `ALL_TERMS` of the stages whose quantities are `q`, each passed through `round_up`
+    with its name (whole microseconds for the planner; as it is for a fit)."""
+    return {t.name: round_up(t.name, term_value(t, coef, q)) for t in ALL_TERMS}
+
+
+def part_sums(terms: Mapping[str, Num]) -> dict[Part, Num]:
+    """The time terms summed per part."""
+    out: dict[Part, Num] = {p: 0 for p in PARTS}
+    for t in TIME_TERMS:
+        if t.part is not None:
+            out[t.part] = out[t.part] + terms[t.name]
+    return out
+
+
+def stage_values(terms: Mapping[str, Num], coef: Coefficients, round_up: Round = as_is) -> dict[str, Num]:
+    """T, S, V and O of a stage from its terms (`round_up` applies to S, a product of two numbers)."""
+    parts = part_sums(terms)
+    serial: Num = 0.0
+    for name, part in SERIALIZED:
+        serial = serial + coef(name) * parts[part]
+    return {
+        "time": parts["device"] + parts["host"] + parts["runner"],
+        "serial": round_up("serialized", serial),
+        "bus": sum(terms[t.name] for t in BUS_TERMS),
+        "oneoff": sum(terms[t.name] for t in ONEOFF_TERMS),
+    }
+
+
+def invoke_part(terms: Mapping[str, Num]) -> Num:
+    """The stage's interpreter run alone (what a stage timed on its own measures): device and host parts."""
+    parts = part_sums(terms)
+    return parts["device"] + parts["host"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The pipeline.
+
+PIPELINE_START = "host.start_us"  # once per run, whatever the stages: the runner's start-up
+
+
+def pipeline_start(coef: Coefficients, round_up: Round = as_is) -> Num:
+    return round_up("start", coef(PIPELINE_START))
+
+
+def interval(time: int, serial: int, copies: int) -> int:
+    """A stage's time between results with `copies` devices taking its inputs in turn, each with its own
+    device and runner thread: its work divides among them except its serialized share."""
+    if copies == 1:
+        return time
+    fixed = min(serial, time)
+    return -(-(time - fixed) // copies) + fixed
+
+
+@dataclass(frozen=True)
+class PeriodBound:
+    """One lower bound of the period: the largest (`max`) or the sum (`sum`) over the stages of a stage
+    value (`time` is read with copies, as `interval`)."""
+
+    name: str
+    value: str
+    combine: Literal["max", "sum"]
+    doc: str
+
+
+PERIOD_BOUNDS: tuple[PeriodBound, ...] = (
+    PeriodBound("stage", "time", "max", "the slowest stage (with copies: its time between results)"),
+    PeriodBound("serialized", "serial", "sum", "host work that does not overlap (summed over the stages)"),
+    PeriodBound("bus", "bus", "sum", "the shared USB controller (bytes of every stage)"),
+)
+BOUND_NAMES: tuple[str, ...] = tuple(b.name for b in PERIOD_BOUNDS)
+
+
+@dataclass(frozen=True)
+class PipelineValues:
+    """A plan's pipeline numbers: period, what sets it, latency, one-off, and every bound's value."""
+
+    period: Num
+    bound: str
+    latency: Num
+    oneoff: Num
+    bounds: dict[str, Num]
+
+
+def pipeline(
+    stages: Sequence[Mapping[str, Num]],
+    copies: Sequence[int] | None = None,
+    start: Num = 0,
+    maximum: Callable[[Num, Num], Num] = max,
+) -> PipelineValues:
+    """Period P = max over PERIOD_BOUNDS, latency L = sum of T, one-off O = start + sum copies x O_k, from
+    the stages' values (`stage_values`). With copies (integer values only) the `max` bounds read the
+    stage's interval. `maximum` is the larger of two values of the number type used."""
+    reps = list(copies) if copies is not None else [1] * len(stages)
+    bounds: dict[str, Num] = {}
+    for b in PERIOD_BOUNDS:
+        each = [
+            interval(s["time"], s["serial"], r) if b.value == "time" and r > 1 else s[b.value]
+            for s, r in zip(stages, reps, strict=True)
+        ]
+        value = each[0]
+        for v in each[1:]:
+            value = maximum(value, v) if b.combine == "max" else value + v
+        bounds[b.name] = value
+    period = bounds[PERIOD_BOUNDS[0].name]
+    for b in PERIOD_BOUNDS[1:]:
+        period = maximum(period, bounds[b.name])
+    bound = next((b.name for b in PERIOD_BOUNDS if _same(bounds[b.name], period)), PERIOD_BOUNDS[0].name)
+    latency = sum(s["time"] for s in stages)
+    oneoff = start + sum(r * s["oneoff"] for s, r in zip(stages, reps, strict=True))
+    return PipelineValues(period, bound, latency, oneoff, bounds)
+
+
+def _same(a: Num, b: Num) -> bool:
+    return isinstance(a, numbers.Real) and isinstance(b, numbers.Real) and a == b  # not a question for arrays
+
+
+def per_input(period: Num, latency: Num, oneoff: Num, batch: int) -> Num:
+    """Time per input of a batch pushed at once into a fresh pipeline: (O + L + (N - 1) P) / N."""
+    return (oneoff + latency + (batch - 1) * period) / batch
+
+
+# ---------------------------------------------------------------------------------------------------
+# The objective.
+
+Objective = Literal["throughput", "latency"]
+
+
+@dataclass(frozen=True)
+class Goal:
+    """The objective and the batch size that one-off costs are spread over (None: steady state).
+
+    J = alpha P + beta L + gamma O, all integers:
+        throughput              J = P                  (tie-break: least L)
+        throughput, batch N     J = (N - 1) P + L + O  (= N x time per input)
+        latency                 J = L                  (tie-break: least P)
+        latency, batch N        J = N L + O            (one input at a time, one-offs spread over N)
+    """
+
+    objective: Objective = "throughput"
+    batch: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.objective not in ("throughput", "latency"):
+            raise TpuplanError(f"unknown objective {self.objective!r} (use throughput or latency)")
+        if self.batch is not None and not 1 <= self.batch <= MAX_BATCH:
+            raise TpuplanError(f"the batch must be between 1 and {MAX_BATCH:,} (got {self.batch})")
+
+    @property
+    def weights(self) -> tuple[int, int, int]:
+        """(alpha, beta, gamma) of J = alpha P + beta L + gamma O."""
+        n = self.batch
+        if self.objective == "throughput":
+            return (1, 0, 0) if n is None else (n - 1, 1, 1)
+        return (0, 1, 0) if n is None else (0, n, 1)
+
+    def objective_of(self, period: Num, latency: Num, oneoff: Num) -> Num:
+        alpha, beta, gamma = self.weights
+        return alpha * period + beta * latency + gamma * oneoff
+
+    def secondary_of(self, period: Num, latency: Num) -> Num:
+        """What breaks ties among plans of equal J: the latency for a throughput goal, else the period."""
+        return latency if self.objective == "throughput" else period
