@@ -2,7 +2,7 @@
 (`profiles.pricing.formula`), read from the stage tables of `profiles.pricing.tables`.
 
     period P = max over formula.PERIOD_BOUNDS    latency L = sum of T    one-off O = start + sum O_k
-    J = alpha P + beta L + gamma O              (formula.Goal.weights)
+    J = alpha P + beta L + gamma O              (formula.objective_weights)
 """
 
 from __future__ import annotations
@@ -12,14 +12,42 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.profiles.limits import MAX_OBJECTIVE, describe
+from tpuplan.profiles.limits import MAX_BATCH, MAX_OBJECTIVE, describe
 from tpuplan.profiles.model import Profile
 from tpuplan.profiles.pricing.device import DeviceSpec
-from tpuplan.profiles.pricing.formula import PERIOD_BOUNDS, Goal, Objective
+from tpuplan.profiles.pricing.formula import PERIOD_BOUNDS, Num, Objective, objective_weights
 from tpuplan.profiles.pricing.host import HostSpec
 from tpuplan.profiles.pricing.tables import PipelineCost, StageCostTable, pipeline_cost, stage_table
 
 __all__ = ["Goal", "Objective", "Totals", "check_exact", "stage_tables", "throughput_per_s", "totals"]
+
+
+@dataclass(frozen=True)
+class Goal:
+    """The objective and the batch size that one-off costs are spread over (None: steady state); its
+    weights are the cost formula's (`formula.objective_weights`)."""
+
+    objective: Objective = "throughput"
+    batch: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.objective not in ("throughput", "latency"):
+            raise TpuplanError(f"unknown objective {self.objective!r} (use throughput or latency)")
+        if self.batch is not None and not 1 <= self.batch <= MAX_BATCH:
+            raise TpuplanError(f"the batch must be between 1 and {MAX_BATCH:,} (got {self.batch})")
+
+    @property
+    def weights(self) -> tuple[int, int, int]:
+        """(alpha, beta, gamma) of J = alpha P + beta L + gamma O."""
+        return objective_weights(self.objective, self.batch)
+
+    def objective_of(self, period: Num, latency: Num, oneoff: Num) -> Num:
+        alpha, beta, gamma = self.weights
+        return alpha * period + beta * latency + gamma * oneoff
+
+    def secondary_of(self, period: Num, latency: Num) -> Num:
+        """What breaks ties among plans of equal J: the latency for a throughput goal, else the period."""
+        return latency if self.objective == "throughput" else period
 
 
 @dataclass(frozen=True)

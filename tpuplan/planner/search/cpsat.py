@@ -3,7 +3,7 @@
 Data: the stage tables (profiles.pricing.tables) and the goal (planner.costs). Variables: one boolean per
 allowed stage choice (previous end, end) of each stage k, chosen along a path, and end_k, the last op of
 stage k. Constraints: P at least every period bound of the cost formula (formula.PERIOD_BOUNDS: every
-T_k, sum S_k, sum V_k). Objective: alpha P + beta sum T_k + gamma (start + sum O_k) (formula.Goal).
+T_k, sum S_k, sum V_k). Objective: alpha P + beta sum T_k + gamma (start + sum O_k) (planner.costs.Goal).
 
 How the optimum v is proven: the question "is there a plan of objective <= v - 1?" is asked of the stage
 choices that survive the shortest-path bounds of `planner.search.prune`; when none survive, the bounds are the

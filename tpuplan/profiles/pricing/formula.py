@@ -33,7 +33,7 @@ from pydantic import Field
 
 from tpuplan.profiles.docio import StrictModel
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.profiles.limits import MAX_BATCH, MAX_RATE, MAX_US
+from tpuplan.profiles.limits import MAX_RATE, MAX_US
 
 Num = Any  # an int, float, numpy array or linear form: anything that adds and multiplies
 KIB = 1024
@@ -364,38 +364,12 @@ def per_input(period: Num, latency: Num, oneoff: Num, batch: int) -> Num:
 Objective = Literal["throughput", "latency"]
 
 
-@dataclass(frozen=True)
-class Goal:
-    """The objective and the batch size that one-off costs are spread over (None: steady state).
-
-    J = alpha P + beta L + gamma O, all integers:
-        throughput              J = P                  (tie-break: least L)
-        throughput, batch N     J = (N - 1) P + L + O  (= N x time per input)
-        latency                 J = L                  (tie-break: least P)
-        latency, batch N        J = N L + O            (one input at a time, one-offs spread over N)
-    """
-
-    objective: Objective = "throughput"
-    batch: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.objective not in ("throughput", "latency"):
-            raise TpuplanError(f"unknown objective {self.objective!r} (use throughput or latency)")
-        if self.batch is not None and not 1 <= self.batch <= MAX_BATCH:
-            raise TpuplanError(f"the batch must be between 1 and {MAX_BATCH:,} (got {self.batch})")
-
-    @property
-    def weights(self) -> tuple[int, int, int]:
-        """(alpha, beta, gamma) of J = alpha P + beta L + gamma O."""
-        n = self.batch
-        if self.objective == "throughput":
-            return (1, 0, 0) if n is None else (n - 1, 1, 1)
-        return (0, 1, 0) if n is None else (0, n, 1)
-
-    def objective_of(self, period: Num, latency: Num, oneoff: Num) -> Num:
-        alpha, beta, gamma = self.weights
-        return alpha * period + beta * latency + gamma * oneoff
-
-    def secondary_of(self, period: Num, latency: Num) -> Num:
-        """What breaks ties among plans of equal J: the latency for a throughput goal, else the period."""
-        return latency if self.objective == "throughput" else period
+def objective_weights(objective: Objective, batch: int | None) -> tuple[int, int, int]:
+    """(alpha, beta, gamma) of J = alpha P + beta L + gamma O, all integers (planner.costs.Goal):
+    throughput              J = P                  (tie-break: least L)
+    throughput, batch N     J = (N - 1) P + L + O  (= N x time per input)
+    latency                 J = L                  (tie-break: least P)
+    latency, batch N        J = N L + O            (one input at a time, one-offs spread over N)"""
+    if objective == "throughput":
+        return (1, 0, 0) if batch is None else (batch - 1, 1, 1)
+    return (0, 1, 0) if batch is None else (0, batch, 1)
