@@ -49,8 +49,9 @@ from tpuplan.planner.costs import Goal
 from tpuplan.planner.matching import check_plan_matches
 from tpuplan.planner.plan import load_plan
 from tpuplan.planner.solve import solve_auto, solve_with_copies
-from tpuplan.profiles.calibration.fit import calibrate, load_calibration
+from tpuplan.profiles.calibration.fit import calibrate
 from tpuplan.profiles.calibration.measurements import MeasuredFile, RunSpec, read_measurements
+from tpuplan.profiles.calibration.result import load_calibration
 from tpuplan.profiles.docio import dump_json, load_doc
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.model import load_profile
@@ -119,7 +120,7 @@ def _kinds(root: Path) -> dict[str, Kind]:
     segs = root / "segs"
     write_split(loaded, segs, plan=the_plan)
     report = verify(the_plan, loaded, inputs=2, repeats=2)
-    fit = calibrate([MeasuredFile(read_measurements(i.csv), RunSpec())], preset("edgetpu-usb"))
+    fit = calibrate([MeasuredFile(read_measurements(i.csv), RunSpec())], {"edgetpu-usb": preset("edgetpu-usb")})
     out = root / "out.json"
 
     def solve_writes(*args: str | Path) -> Callable[[Path], Result]:

@@ -86,7 +86,7 @@ def check_plan(plan: Plan) -> None:
         assert (terms["spill"] > 0) <= (not s.fits_on_chip)
         assert s.tpu_ops >= 1  # no TPU for host-only work
     serial = sum(s.predicted_values["serial"] for s in plan.stages)
-    bus = sum(s.predicted_values["bus"] for s in plan.stages)
+    bus = max(sum(s.predicted_values[v] for s in plan.stages) for v in ("bus_in", "bus_out"))
     assert plan.predicted_period_us == max(max(s.predicted_us for s in plan.stages), serial, bus)
     assert plan.predicted_latency_us == sum(s.predicted_us for s in plan.stages)
     if plan.goal.objective == "throughput" and plan.goal.batch is None:

@@ -36,17 +36,16 @@ NEW_TERM = (
 )
 # A period bound: the host CPU runs every stage's runner work on one core, so its sum bounds the period.
 NEW_VALUE = (
-    '        "time": parts["device"] + parts["host"] + parts["runner"],\n',
-    '        "time": parts["device"] + parts["host"] + parts["runner"],\n        "hostwork": parts["runner"],\n',
+    '    "oneoff": ("stream_cold", "upload"),\n',
+    '    "oneoff": ("stream_cold", "upload"),\n    "hostwork": ("runner", "stream_extra"),\n',
 )
 NEW_VALUE_NAME = (
     '    "oneoff": "O: once per run (each copy pays it)",\n',
     '    "oneoff": "O: once per run (each copy pays it)",\n    "hostwork": "runner work on one core",\n',
 )
 NEW_BOUND = (
-    '    PeriodBound("bus", "bus", "sum", "the shared USB controller (bytes of every stage)"),\n',
-    '    PeriodBound("bus", "bus", "sum", "the shared USB controller (bytes of every stage)"),\n'
-    '    PeriodBound("cpu", "hostwork", "sum", "runner work of every stage on one core"),\n',
+    ")\nBOUND_NAMES",
+    '    PeriodBound("cpu", "hostwork", "sum", "runner work of every stage on one core"),\n)\nBOUND_NAMES',
 )
 
 CHECK = r"""
@@ -57,7 +56,7 @@ from tpuplan.planner.plan import parse_plan
 from tpuplan.planner.search.reference import brute_force
 from tpuplan.planner.solve import solve
 from tpuplan.profiles.build import build_profile
-from tpuplan.profiles.calibration.fit import predict, time_features
+from tpuplan.profiles.calibration.fit import predict_rows, time_features
 from tpuplan.profiles.calibration.measurements import MeasuredFile, RunSpec, read_measurements
 from tpuplan.profiles.pricing import formula
 from tpuplan.profiles.pricing.device import preset
@@ -88,10 +87,10 @@ brute = brute_force(tables, Goal(), onchip=plan.solver.parameters.allow_spill is
 out["brute"] = brute[0] if brute else None
 out["objective"] = plan.solver.objective
 out["table"] = bool(plan_table(plan))
-files = [MeasuredFile(read_measurements(csv), RunSpec())]
-model_t, theta = time_features(files, device, {}, sweep_host=host)
+files = [MeasuredFile(read_measurements(csv), RunSpec(host="python-threads"))]
+model_t, theta = time_features(files, {device.name: device}, {"python-threads": host})
 pred = model_t.evaluate(theta)[0]
-pts = predict(files, device, {}, sweep_host=host)
+pts = predict_rows(files, {device.name: device}, {"python-threads": host})
 out["fit_has_term"] = term in model_t.terms if term else None
 out["fit_matches_pricer"] = all(abs(p * 1 - q.predicted_ms * 1000) <= 10 for p, q in zip(pred, pts))
 print(json.dumps(out))

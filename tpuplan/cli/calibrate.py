@@ -31,6 +31,7 @@ from tpuplan.cli.common import (
 from tpuplan.planner.plan import load_plan
 from tpuplan.profiles.calibration.fit import CalibrationResult, calibrate
 from tpuplan.profiles.calibration.measurements import MeasuredFile, RunSpec, parse_pipeline_spec, read_measurements
+from tpuplan.profiles.calibration.published import read_published
 from tpuplan.profiles.errors import TpuplanError, quoted
 from tpuplan.profiles.pricing.device import device_json, resolve_device
 from tpuplan.profiles.pricing.host import HostSpec, host_json, resolve_host
@@ -38,6 +39,10 @@ from tpuplan.runtime.progress import QUIET_HELP, cli_progress
 from tpuplan.runtime.verify.refit import VerifyFit, fit_from_verify
 from tpuplan.runtime.verify.report import load_report
 
+PUBLISHED_HELP = (
+    "A folder of published single-Edge-TPU times (a README.md table of model files and their USB 3.0 "
+    "desktop and Dev Board times, e.g. shared/models/published): fitted with the rest."
+)
 PIPELINE_HELP = (
     "A 2-TPU (or K-TPU) pipeline CSV as FILE:RUNNER:BATCH[:fresh][:cuts=I,J]: RUNNER a host preset "
     "or HostSpec JSON, BATCH the inputs each time is amortised over, fresh if every run made new "
@@ -50,7 +55,7 @@ def _pct(v: float) -> str:
 
 
 def calibration_table(result: CalibrationResult) -> str:
-    """Per file: rows, median / p90 / worst time error, memory hits; then the fitted numbers."""
+    """Per file: rows, median / p90 / worst time error, memory hits; then every fitted parameter."""
     rows = [
         [
             s.file,
@@ -66,49 +71,60 @@ def calibration_table(result: CalibrationResult) -> str:
     ]
     head = ["file", "runner", "batch", "rows", "median error", "p90", "worst", "MiB within 0.1"]
     d = result.device
-    lines = [
-        table(head, rows),
-        "",
-        "predicted times are the planner's own (stage tables + totals on the fitted specs)",
-        f"fitted {d.name}: on-chip {d.onchip_bytes:,} B - {d.io_reserve_frac:g} x Edge TPU in+out bytes, "
-        f"largest cached layer {d.max_cached_layer_bytes:,} B, pads {d.channel_pad}/{d.input_pad}, "
-        f"{d.per_channel_bytes} B per channel",
-        f"  invoke overhead {d.invoke_overhead_us:g} us; link in {d.link.in_us_per_kib:g}, out "
-        f"{d.link.out_us_per_kib:g}, upload {d.link.upload_us_per_kib:g} us/KiB",
+    params = [
+        [
+            p.name,
+            f"{p.value:.4g}" if p.used else "(no data)",
+            f"{p.low:g}..{p.high:g}",
+            f"at its {p.at_edge} edge" if p.at_edge else "",
+        ]
+        for p in result.params
     ]
-    for c in ("fc", "conv"):
-        cost = d.cost(c)
-        if cost.calibrated:
-            lines.append(
-                f"  {c:4}: {cost.us_per_mmac:g} us per padded MMAC, {cost.us_per_kib_act:g} us/KiB output, "
-                f"streaming {cost.stream_us_per_kib:g} us/KiB"
-            )
-    for name, h in result.hosts.items():
-        lines.append(
-            f"runner {name}: stage {h.stage_us:g} us (+{h.stage_us_per_kib:g} us/KiB), serialized "
-            f"{h.serialized:g} + {h.serialized_device:g} x device, start {h.start_us:g} us, streaming "
-            f"+{h.stream_extra_us:g} us per input and +{h.stream_cold_us:g} us per run"
-        )
-    return "\n".join(lines)
+    return "\n".join(
+        [
+            table(head, rows),
+            "",
+            "predicted times are the planner's own (stage tables + totals on the fitted specs)",
+            f"fitted {d.name}: on-chip {d.onchip_bytes:,} B - {d.io_reserve_frac:g} x Edge TPU in+out bytes, "
+            f"largest cached layer {d.max_cached_layer_bytes:,} B, pads {d.channel_pad}/{d.input_pad}, "
+            f"{d.per_channel_bytes} B per channel, streamed layers fetched once per {d.stream_tile_pixels} "
+            "output pixels",
+            "",
+            table(["parameter", "value", "plausible range", ""], params),
+        ]
+    )
 
 
-def _files(sweeps: list[Path], pipelines: list[str]) -> tuple[list[tuple[Path, RunSpec]], dict[str, HostSpec]]:
-    """The measurement files with how they were run, and the base spec of every runner named."""
-    runs = [(p, RunSpec()) for p in sweeps] + [parse_pipeline_spec(text) for text in pipelines]
+def _files(
+    sweeps: list[Path], pipelines: list[str], sweep_host: str | None
+) -> tuple[list[tuple[Path, RunSpec]], dict[str, HostSpec]]:
+    """The measurement files with how they were run, and the base spec of every host named."""
+    pipes = [parse_pipeline_spec(text) for text in pipelines]
+    machine = sweep_host or next((run.runner for _, run in pipes if run.runner), None)
+    runs = [(p, RunSpec(host=machine)) for p in sweeps] + pipes
     if not runs:
-        raise TpuplanError("calibrate: give at least one sweep CSV or --pipeline")
-    hosts = {run.runner: resolve_host(run.runner) for _, run in runs if run.runner is not None}
+        raise TpuplanError("calibrate: give at least one sweep CSV, --pipeline or --published")
+    names = [run.runner or run.host for _, run in runs]
+    hosts = {name: resolve_host(name) for name in names if name is not None}
     return runs, hosts
 
 
 def _host_outputs(hosts_dir: Path | None, hosts: dict[str, HostSpec]) -> dict[str, Path]:
-    if hosts_dir is None:
+    return _spec_outputs(hosts_dir, [spec.name for spec in hosts.values()], "--hosts-dir", keys=list(hosts))
+
+
+def _spec_outputs(folder: Path | None, names: list[str], option: str, keys: list[str] | None = None) -> dict[str, Path]:
+    """Where each fitted spec goes: FOLDER/<name>.json, a name that cannot leave the folder."""
+    if folder is None:
         return {}
-    if not hosts_dir.is_dir():
-        raise TpuplanError(f"{hosts_dir}: --hosts-dir must be an existing directory")
-    paths = {name: hosts_dir / f"{spec.name}.json" for name, spec in hosts.items()}
+    if not folder.is_dir():
+        raise TpuplanError(f"{folder}: {option} must be an existing directory")
+    for n in names:
+        if not n or n in (".", "..") or "/" in n or "\\" in n or "\0" in n or n.startswith("."):
+            raise TpuplanError(f"{option}: the spec name {n!r} cannot name a file in {folder}")
+    paths = {k: folder / f"{n}.json" for k, n in zip(keys or names, names, strict=True)}
     if len(set(paths.values())) < len(paths):
-        raise TpuplanError("calibrate: two runners have the same host name; they would write one file")
+        raise TpuplanError(f"calibrate: two specs have the same name; they would write one file in {option}")
     return paths
 
 
@@ -185,6 +201,15 @@ def register(app: typer.Typer) -> None:
             list[Path] | None, typer.Argument(help="Single-TPU sweep CSVs (shared/edgetpu-measurements).")
         ] = None,
         pipeline: Annotated[list[str] | None, typer.Option("--pipeline", help=PIPELINE_HELP)] = None,
+        published: Annotated[
+            Path | None, typer.Option("--published", help=PUBLISHED_HELP, file_okay=False, dir_okay=True)
+        ] = None,
+        sweep_host: Annotated[
+            str | None, typer.Option("--sweep-host", help="Host preset or JSON of the machine that timed the sweeps.")
+        ] = None,
+        devices_dir: Annotated[
+            Path | None, typer.Option("--devices-dir", help="Write every fitted device here (with --published).")
+        ] = None,
         hosts_dir: Annotated[Path | None, typer.Option("--hosts-dir", help="Write each fitted runner here.")] = None,
         base: Annotated[
             str | None,
@@ -212,22 +237,30 @@ def register(app: typer.Typer) -> None:
             return
         if host_out is not None:
             raise TpuplanError("--host-out goes with --verify (use --hosts-dir for --pipeline runners)")
-        runs, hosts = _files(list(sweeps or []), list(pipeline or []))
-        inputs = [p for p, _ in runs] + spec_files(*hosts, base)
+        runs, hosts = _files(list(sweeps or []), list(pipeline or []), sweep_host)
+        extra = read_published(published) if published is not None else []
+        for f in extra:
+            machine = f.run.host or ""
+            hosts.setdefault(machine, resolve_host(machine))
+        inputs = [p for p, _ in runs] + spec_files(*hosts, base) + ([published / "README.md"] if published else [])
         outputs = {"": output, **_host_outputs(hosts_dir, hosts)}
-        check_outputs(list(outputs.values()), force=force, inputs=inputs)
         start = resolve_device(base)
         if name:
             start = start.model_copy(update={"name": name})
+        devices = {start.name: start, **{d: resolve_device(d) for f in extra if (d := f.run.device or "") != ""}}
+        device_paths = _spec_outputs(devices_dir, list(devices), "--devices-dir")
+        check_outputs([*outputs.values(), *device_paths.values()], force=force, inputs=inputs)
         progress = cli_progress(quiet) or _silent
         files = []
         for i, (p, run) in enumerate(runs):
             files.append(MeasuredFile(read_measurements(p), run))
             progress("reading measurements", i + 1, len(runs))
         progress("fitting", 0, 1)
-        result = calibrate(files, start, hosts)
+        result = calibrate([*files, *extra], devices, hosts)
         progress("fitting", 1, 1)
         write_output(output, device_json(result.device).encode())
+        for dev_name, path in device_paths.items():
+            write_output(path, device_json(result.devices[dev_name]).encode())
         for runner, path in outputs.items():
             if runner:
                 write_output(path, host_json(result.hosts[runner]).encode())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from tpuplan.planner.plan_check import TERM_KEYS
 from tpuplan.profiles.errors import TpuplanError
 
 _OLD_PARTS = (
@@ -45,18 +46,20 @@ def _stage(old: dict[str, Any], host: dict[str, Any]) -> dict[str, Any]:
         "host_ops": int(old["predicted_host_ops_us"]),
         "runner": int(old["predicted_runner_us"]),
         "stream_extra": _whole(host.get("stream_extra_us", 0.0)) if streams else 0,
-        "bus": int(old["predicted_bus_us"]),
+        "bus_in": int(old["predicted_bus_us"]),  # schema 2 kept one bus time, both directions
         "stream_cold": min(cold, oneoff),
         "upload": oneoff - min(cold, oneoff),
     }
     values = {
         "time": int(old["predicted_us"]),
         "serial": int(old["predicted_serial_us"]),
-        "bus": int(old["predicted_bus_us"]),
+        "bus_in": int(old["predicted_bus_us"]),
+        "bus_out": 0,
         "oneoff": oneoff,
     }
     new = {k: v for k, v in old.items() if k not in _OLD_PARTS}
-    return {**new, "predicted_terms": terms, "predicted_values": values}
+    every = dict.fromkeys(TERM_KEYS, 0) | terms  # terms schema 2 did not have were zero in its model
+    return {**new, "predicted_terms": every, "predicted_values": values}
 
 
 def migrate_v2(old: dict[str, Any]) -> dict[str, Any]:
@@ -65,13 +68,13 @@ def migrate_v2(old: dict[str, Any]) -> dict[str, Any]:
         host = dict(old["host"])
         stages = [_stage(dict(s), host) for s in old["stages"]]
         serial = sum(s["predicted_values"]["serial"] for s in stages)
-        bus = sum(s["predicted_values"]["bus"] for s in stages)
+        bus = sum(s["predicted_values"]["bus_in"] for s in stages)
         slowest = max(int(s["predicted_interval_us"]) for s in stages)
         return {
             **old,
             "schema_version": 3,
             "stages": stages,
-            "predicted_bounds": {"stage": slowest, "serialized": serial, "bus": bus},
+            "predicted_bounds": {"stage": slowest, "serialized": serial, "bus_in": bus, "bus_out": 0},
         }
     except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise TpuplanError(f"invalid schema-2 plan ({type(exc).__name__}: {exc})") from None

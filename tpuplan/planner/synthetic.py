@@ -101,7 +101,8 @@ def synthetic_table(
         values={
             "time": np.where(upper, time, 0).astype(np.int64),
             "serial": summed(serial, serial_fixed, cut_serial),
-            "bus": summed(bus, 0, cut_bus),
+            "bus_in": summed(bus, 0, cut_bus),
+            "bus_out": np.zeros_like(time) * upper,
             "oneoff": summed(oneoff),
         },
         valid=upper & (tpu_count > 0),

@@ -13,7 +13,14 @@ from tpuplan.profiles.limits import BIG, MAX_OP_US, describe
 from tpuplan.profiles.model import CostSource, CutProfile, ModelRef, OpProfile, Profile, TensorInfo
 from tpuplan.profiles.pricing.device import DeviceSpec
 from tpuplan.profiles.pricing.host import HostSpec, resolve_host
-from tpuplan.profiles.pricing.opcost import cached_layout_bytes, device_op_us, host_op_us, padded_macs, stream_us
+from tpuplan.profiles.pricing.opcost import (
+    cached_layout_bytes,
+    device_op_us,
+    host_op_us,
+    out_pixels,
+    padded_macs,
+    stream_us,
+)
 from tpuplan.profiles.tflite.graph import Graph, analyse
 from tpuplan.profiles.tflite.reader import LoadedModel, dtype_name, require_cpu_model
 
@@ -103,6 +110,7 @@ def price(profile: Profile, device: DeviceSpec, host: HostSpec, *, where: str | 
     `where` (the file it came from; the model's file name by default)."""
     ops = []
     on_cpu = device.backend == "cpu"  # a CPU device runs every op on the host
+    shapes = {t.name: t.shape for t in profile.tensors}
     for op in profile.ops:
         cached = cached_layout_bytes(op.op_type, op.param_shapes, op.param_bytes, op.per_channel, device)
         tpu_macs = padded_macs(op.op_type, op.macs, op.param_shapes, device)
@@ -120,7 +128,7 @@ def price(profile: Profile, device: DeviceSpec, host: HostSpec, *, where: str | 
             "tpu_cost": host_cost
             if on_cpu
             else ("calibrated" if device.cost(op.op_class).calibrated else "uncalibrated"),
-            "stream_us": stream_us(op.op_class, cached, device),
+            "stream_us": stream_us(op.op_class, cached, out_pixels([shapes[t] for t in op.outputs]), device),
             "host_us": host_us,
             "host_cost": host_cost,
         }

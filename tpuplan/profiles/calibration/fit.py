@@ -1,19 +1,15 @@
-"""Fit the Edge TPU DeviceSpec and one HostSpec per pipeline runner to real measurements.
+"""Fit the Edge TPU devices and the hosts to real measurements from several sources at once.
 
-The data are single-TPU sweeps (one `invoke()` per row: the one-segment plan's device + host-op time)
-and pipelines (a runner, a batch, a split), read by `profiles.calibration.measurements`. Every row's model is
-written with `profiles.synth` and profiled with `build_profile`. The fit has two parts:
-`profiles.calibration.memory` (layout, inferred cuts, caching capacity) and `profiles.calibration.timing` (the
-time parameters of device and runners, jointly). Every number reported afterwards is the planner's own:
-each row is priced by `stage_table` and `pipeline_cost` (what planner.costs adds the objective to) on the
-fitted specs, so the fit checks the whole chain.
-
-The float->int8 QUANTIZE at the model input runs on the host, priced by the host's `host_ops` (kept as
-the base host has them: ~20 us for the conv models' 48 KiB float input), and the first stage's Edge TPU
-input is the int8 tensor. The data show a few hundred microseconds more for a conv first stage than
-that; the fit can only spread it over the shared device parameters (mostly the conv per-KiB output
-cost, a lower invoke overhead and a lower pycoral stage_us), which costs the conv files about half a
-point of median error against pricing the float input like the link does (the research's model).
+A source is a file of measured rows and how they were taken (`RunSpec`): the device they ran on (USB 3.0
+or PCIe), the host that ran them (a machine and, for a pipeline, its runner) and whether one invoke or a
+pipeline was timed. The study's sweeps and pipelines (`calibration.measurements`) and the published
+single-TPU times of real architectures (`calibration.published`) are sources alike: every row's model is
+profiled with `build_profile` (a synthetic model of the study, or the real file), its stages priced by the
+planner's own `StagePricer`, and every term of the cost formula becomes a linear form of the parameters
+of `calibration.params` (`calibration.timing`). The fit then has two parts: the layout and caching, from
+the compiler's memory reports (`calibration.memory`), and every time parameter jointly, each inside its
+plausible range. Every number reported afterwards is the planner's own: each row priced by
+`stage_table` and `pipeline_cost` on the fitted specs.
 """
 
 from __future__ import annotations
@@ -23,11 +19,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
-from typing import Final, Literal
 
 import numpy as np
-from pydantic import Field
 
 from tpuplan.profiles.build import price
 from tpuplan.profiles.calibration.measurements import MeasuredFile, Measurement
@@ -41,143 +34,130 @@ from tpuplan.profiles.calibration.memory import (
     fit_capacity,
     fit_layout,
     layout_bytes,
-    model_geometry,
+    row_geometry,
     stage_bounds,
 )
-from tpuplan.profiles.calibration.timing import (
-    COVERED,
+from tpuplan.profiles.calibration.params import (
+    CHIP_PARAMS,
+    LINK_PARAMS,
+    MACHINE_PARAMS,
+    Param,
     ParamSpace,
-    RowTerms,
-    TimeModel,
-    fit_times,
-    stage_terms,
+    runner_params,
 )
-from tpuplan.profiles.docio import StrictModel, load_doc
+from tpuplan.profiles.calibration.result import CalibrationPoint as CalibrationPoint
+from tpuplan.profiles.calibration.result import CalibrationResult as CalibrationResult
+from tpuplan.profiles.calibration.result import FileSummary as FileSummary
+from tpuplan.profiles.calibration.result import ParamValue
+from tpuplan.profiles.calibration.specs import apply_params
+from tpuplan.profiles.calibration.timing import RowTerms, TimeModel, fit_times, loss_of, stage_terms
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.profiles.limits import MAX_BATCH, Count, Rate, Share
 from tpuplan.profiles.model import OpProfile
-from tpuplan.profiles.pricing.device import OP_CLASSES, Calibration, DeviceSpec
+from tpuplan.profiles.pricing.device import Calibration, DeviceSpec
 from tpuplan.profiles.pricing.host import HostSpec, resolve_host
+from tpuplan.profiles.pricing.opcost import out_pixels
 from tpuplan.profiles.pricing.stagecost import StagePricer
-from tpuplan.profiles.pricing.tables import StageCostTable, pipeline_cost, stage_table
+from tpuplan.profiles.pricing.tables import pipeline_cost, stage_table
 
-RESERVED = frozenset({"device", "link", *OP_CLASSES})  # parameter groups of the device
-
-
-class CalibrationPoint(StrictModel):
-    """One measured row beside the planner's prediction for it on the fitted specs."""
-
-    file: str
-    family: str
-    x: Count
-    runner: str | None = Field(description="the pipeline runner; None: one invoke() of the one-segment model")
-    batch: int = Field(ge=1, le=MAX_BATCH)
-    cuts: list[Count] = Field(description="op ending each stage but the last")
-    cuts_inferred: bool
-    measured_ms: Rate
-    predicted_ms: Rate = Field(description="PREDICTED: stage_table + totals on the fitted specs")
-    rel_error: Rate = Field(description="|predicted - measured| / measured")
-    bound: str = Field(description="what sets the predicted period: stage, serialized, bus (single: one invoke)")
-    measured_onchip_mib: list[Rate]
-    predicted_onchip_mib: list[Rate]
-    measured_offchip_mib: list[Rate]
-    predicted_offchip_mib: list[Rate]
-    memory_ok: bool = Field(description="every segment's on- and off-chip MiB within 0.1 MiB of the report")
-
-
-class FileSummary(StrictModel):
-    file: str
-    runner: str | None
-    batch: int = Field(ge=1, le=MAX_BATCH)
-    rows: Count
-    median_rel_error: Rate
-    p90_rel_error: Rate
-    worst_rel_error: Rate
-    memory_within_0_1_mib: Share
-
-
-CALIBRATION_KIND: Final = "tpuplan.calibration"
-CALIBRATION_VERSION: Final = 1
-
-
-class CalibrationResult(StrictModel):
-    """The fitted device, the fitted runner of every pipeline file (by runner name), and the points."""
-
-    kind: Literal["tpuplan.calibration"] = CALIBRATION_KIND
-    schema_version: Literal[1] = CALIBRATION_VERSION
-    device: DeviceSpec
-    hosts: dict[str, HostSpec]
-    files: list[FileSummary]
-    points: list[CalibrationPoint]
-
-
-def load_calibration(path: Path) -> CalibrationResult:
-    """A `plan calibrate --json` result read back, checked like every document."""
-    return load_doc(path, CalibrationResult, kind=CALIBRATION_KIND, version=CALIBRATION_VERSION)
+TILES = (0, 256, 512, 1024, 2048)  # output pixels per pass over a streamed layer: tried in turn
 
 
 @dataclass(frozen=True)
 class _Row:
-    """A measured row with its file's run and the cut list it is priced with."""
+    """A measured row with its source, the cut list it is priced with and the specs that ran it."""
 
     file: MeasuredFile
     m: Measurement
     cuts: tuple[int, ...]
     inferred: bool
+    device: str
+    host: str
+
+    @property
+    def runner(self) -> bool:
+        return self.file.run.runner is not None
 
 
-def _runner_hosts(files: Sequence[MeasuredFile], hosts: Mapping[str, HostSpec]) -> dict[str, HostSpec]:
-    """The base spec of every runner named by a file, with `fresh_upload` as the files say (files are
-    reported by name, and runners share the parameter names of the device's groups: both must differ)."""
-    out: dict[str, HostSpec] = {}
-    seen: set[str] = set()
+@dataclass(frozen=True)
+class _Specs:
+    devices: dict[str, DeviceSpec]
+    hosts: dict[str, HostSpec]
+    device_of: dict[str, str]  # file name -> device name
+    host_of: dict[str, str]  # file name -> host name
+
+
+def _specs(files: Sequence[MeasuredFile], devices: Mapping[str, DeviceSpec], hosts: Mapping[str, HostSpec]) -> _Specs:
+    """Which device and host ran each file (a runner's `fresh_upload` as its files say; a single-invoke file
+    on its own host, else on the first runner's machine), every one given."""
+    if not devices:
+        raise TpuplanError("calibrate: needs a base device")
+    base = next(iter(devices))
+    out_hosts: dict[str, HostSpec] = {}
+    device_of, host_of = {}, {}
+    runners = [f.run.runner for f in files if f.run.runner]
     for f in files:
-        if f.name in seen:
+        if f.name in device_of:
             raise TpuplanError(f"{f.name}: given twice (files are reported by name)")
-        seen.add(f.name)
-        name = f.run.runner
-        if name is None:
-            continue
-        if name in RESERVED:
-            raise TpuplanError(f"{f.name}: {name!r} cannot name a runner")
-        if name not in hosts:
-            raise TpuplanError(f"{f.name}: no host spec given for runner {name!r}")
-        spec = hosts[name].model_copy(update={"fresh_upload": f.run.fresh})
-        if out.get(name, spec).fresh_upload != spec.fresh_upload:
-            raise TpuplanError(f"{f.name}: runner {name!r} is fresh in one file and not in another")
-        out[name] = spec
-    return out
+        device_of[f.name] = f.run.device or base
+        if device_of[f.name] not in devices:
+            raise TpuplanError(f"{f.name}: no device spec given for device {f.run.device!r}")
+        name = f.run.runner or f.run.host or (runners[0] if runners else resolve_host(None).name)
+        host_of[f.name] = name
+        if name not in hosts and name != resolve_host(None).name:
+            raise TpuplanError(f"{f.name}: no host spec given for {name!r}")
+        spec = hosts.get(name) or resolve_host(None)
+        if f.run.runner:
+            spec = spec.model_copy(update={"fresh_upload": f.run.fresh})
+            if out_hosts.get(name, spec).fresh_upload != spec.fresh_upload:
+                raise TpuplanError(f"{f.name}: runner {name!r} is fresh in one file and not in another")
+        out_hosts[name] = out_hosts.get(name, spec)
+    used = {d: devices[d] for d in dict.fromkeys(device_of.values())}
+    return _Specs({base: devices[base], **used}, out_hosts, device_of, host_of)
 
 
-def _rows(files: Sequence[MeasuredFile], device: DeviceSpec | None) -> tuple[list[_Row], LayoutFit]:
-    """Every row with its cuts, given or inferred from the memory columns, and the layout they were
-    inferred with: `device`'s, or the one fitted along with the cuts when None."""
-    mem, given = [], []
+def _rows(files: Sequence[MeasuredFile], specs: _Specs, layout_of: DeviceSpec | None) -> tuple[list[_Row], LayoutFit]:
+    """Every row with its cuts, given or inferred from the memory columns (a real model's row is one
+    segment and has none), and the layout they were inferred with (`layout_of`'s, or fitted when None)."""
+    mem, index, given = [], [], []
     for f in files:
         if f.run.runner is None and f.sweep.segments > 1:
             raise TpuplanError(
-                f"{f.name}: {f.sweep.segments} segments per row is a pipeline file; give it "
-                "as --pipeline FILE:RUNNER:BATCH"
+                f"{f.name}: {f.sweep.segments} segments per row is a pipeline file; "
+                "give it as --pipeline FILE:RUNNER:BATCH"
             )
         for m in f.sweep.rows:
-            geo = model_geometry(m.family, m.x)
+            if m.family == "model":
+                continue
+            geo = row_geometry(m)
             where = f"{f.name}:{m.line}"
-            cuts = (
+            options = (
                 [geo.check_cuts(f.run.cuts, m.segments, where)]
                 if f.run.cuts is not None
-                else (geo.candidate_cuts(m.segments))
+                else geo.candidate_cuts(m.segments)
             )
-            if not cuts or any(not geo.tpu_ops(a, b) for c in cuts for a, b in stage_bounds(c, geo.n)):
+            if not options or any(not geo.tpu_ops(a, b) for c in options for a, b in stage_bounds(c, geo.n)):
                 raise TpuplanError(f"{where}: no split of the {geo.n}-op model into {m.segments} Edge TPU stages")
-            mem.append(RowMemory(m.family, m.x, m.onchip_mib, m.offchip_mib, cuts))
+            mem.append(RowMemory(m.family, m.x, m.onchip_mib, m.offchip_mib, options))
+            index.append((f.name, m.line))
             given.append(f.run.cuts is not None or m.segments == 1)
-    layout = fit_layout(mem, device)
-    pairs = [(f, m) for f in files for m in f.sweep.rows]
-    return [_Row(f, m, c, not g) for (f, m), c, g in zip(pairs, layout.cuts, given, strict=True)], layout
+    base = layout_of or next(iter(specs.devices.values()))
+    layout = (
+        fit_layout(mem, layout_of)
+        if mem
+        else LayoutFit(base.channel_pad, base.input_pad, base.per_channel_bytes, [], 0)
+    )
+    found = {k: (c, g) for k, c, g in zip(index, layout.cuts, given, strict=True)}
+    rows = []
+    for f in files:
+        for m in f.sweep.rows:
+            cuts, ok = found.get((f.name, m.line), ((), True))
+            rows.append(_Row(f, m, cuts, not ok, specs.device_of[f.name], specs.host_of[f.name]))
+    return rows, layout
 
 
-def _fit_memory(rows: list[_Row], layout: LayoutFit, base: DeviceSpec) -> DeviceSpec:
-    """The base with the fitted layout and the capacity fitted to every segment of the rows."""
+def _fit_memory(rows: list[_Row], layout: LayoutFit, base: DeviceSpec) -> dict[str, int | float]:
+    """The layout and the caching capacity fitted to every segment of the rows with memory reports: the
+    chip's (and its compiler's) numbers, the same on every Edge TPU device."""
     dev = base.model_copy(
         update={
             "channel_pad": layout.channel_pad,
@@ -186,121 +166,76 @@ def _fit_memory(rows: list[_Row], layout: LayoutFit, base: DeviceSpec) -> Device
         }
     )
     segs = []
+    if all(r.m.family == "model" for r in rows):  # no memory reports: the base device's numbers stay
+        return {}
     for r in rows:
-        geo = model_geometry(r.m.family, r.m.x)
+        if r.m.family == "model":
+            continue
+        geo = row_geometry(r.m)
         lay = layout_bytes(geo.profile, dev)
         for s, (a, b) in enumerate(stage_bounds(r.cuts, geo.n)):
             layers = tuple(int(lay[j]) for j in geo.tpu_ops(a, b) if lay[j] > 0)
             segs.append(Segment(layers, geo.io_bytes(a, b), r.m.onchip_mib[s], r.m.offchip_mib[s]))
     cap = fit_capacity(segs)
-    return dev.model_copy(
-        update={
-            "onchip_bytes": cap.onchip_bytes,
-            "io_reserve_frac": cap.io_reserve_frac,
-            "max_cached_layer_bytes": cap.max_cached_layer_bytes,
-        }
-    )
+    return {
+        "channel_pad": layout.channel_pad,
+        "input_pad": layout.input_pad,
+        "per_channel_bytes": layout.per_channel_bytes,
+        "onchip_bytes": cap.onchip_bytes,
+        "io_reserve_frac": cap.io_reserve_frac,
+        "max_cached_layer_bytes": cap.max_cached_layer_bytes,
+    }
 
 
 @lru_cache(maxsize=1024)
-def _pricer(family: str, x: int, device_json: str, host_json: str) -> tuple[StagePricer, list[OpProfile]]:
-    """The planner's pricer of a measured model and its priced ops (cached: rows share models and specs)."""
+def _pricer(m: Measurement, device_json: str, host_json: str) -> tuple[StagePricer, list[tuple[OpProfile, int]]]:
+    """The planner's pricer of a measured model and its priced ops with their output pixels (cached)."""
     dev, host = DeviceSpec.model_validate_json(device_json), HostSpec.model_validate_json(host_json)
-    priced = price(model_geometry(family, x).profile, dev, host)
-    return StagePricer(priced, dev, host), priced.ops
+    profile = row_geometry(m).profile
+    priced = price(profile, dev, host)
+    shapes = {t.name: t.shape for t in profile.tensors}
+    ops = [(op, out_pixels([shapes[t] for t in op.outputs])) for op in priced.ops]
+    return StagePricer(priced, dev, host), ops
 
 
-def _row_terms(row: _Row, space: ParamSpace, device: DeviceSpec, host: HostSpec, n_file: int) -> RowTerms:
+def _row_terms(row: _Row, space: ParamSpace, specs: _Specs, weight: float, tile: int) -> RowTerms:
     """The row's stages as linear forms; the streamed layers are the rule's, checked against the pricer's
-    own on-/off-chip bytes."""
-    pricer, priced = _pricer(row.m.family, row.m.x, device.model_dump_json(), host.model_dump_json())
+    own on- and off-chip bytes."""
+    device, host = specs.devices[row.device], specs.hosts[row.host]
+    pricer, ops = _pricer(row.m, device.model_dump_json(), host.model_dump_json())
     stages = []
     for a, b in stage_bounds(row.cuts, pricer.n):
         full = pricer.row(a)
-        entry = {
-            k: int(full[k][b - a])
-            for k in ("tpu_in", "tpu_out", "seg_in", "seg_out", "host_ops", "on", "off", "bus_bytes")
-        }
-        tpu = [bool(t) for t in pricer.placement(a)[: b - a + 1]]
-        sizes = [priced[a + j].cached_bytes if t else 0 for j, t in enumerate(tpu)]
-        budget = int(np.floor(device.onchip_bytes - device.io_reserve_frac * (entry["tpu_in"] + entry["tpu_out"])))
+        k = b - a
+        tpu = [bool(t) for t in pricer.placement(a)[: k + 1]]
+        sizes = [ops[a + j][0].cached_bytes if t else 0 for j, t in enumerate(tpu)]
+        budget = int(np.floor(device.onchip_bytes - device.io_reserve_frac * (full["tpu_in"][k] + full["tpu_out"][k])))
         kept = cached_mask(sizes, budget, device.max_cached_layer_bytes)
-        on = sum(s for s, k in zip(sizes, kept, strict=True) if k)
-        if (on, sum(sizes) - on) != (entry["on"], entry["off"]):
+        on = sum(s for s, keep in zip(sizes, kept, strict=True) if keep)
+        if (on, sum(sizes) - on) != (int(full["on"][k]), int(full["off"][k])):
             raise TpuplanError(f"calibrate: caching of {row.file.name}:{row.m.line} differs from the pricer's")
-        streamed = [s > 0 and not k for s, k in zip(sizes, kept, strict=True)]
-        stages.append(stage_terms(space, priced[a : b + 1], tpu, streamed, entry, row.file.run.runner))
-    return RowTerms(stages, row.file.run.runner, row.file.run.batch, row.m.ms * 1000, 1 / np.sqrt(n_file))
+        streamed = [s > 0 and not keep for s, keep in zip(sizes, kept, strict=True)]
+        q = {key: float(v[k]) for key, v in full["q"].items()}
+        stages.append(stage_terms(space, row.device, row.host, ops[a : b + 1], tpu, streamed, q, tile))
+    run = row.file.run
+    return RowTerms(stages, row.device, row.host, row.runner, run.batch, row.m.ms * 1000, weight)
 
 
-def _time_model(
-    rows: Sequence[_Row], device: DeviceSpec, runners: Mapping[str, HostSpec], single: HostSpec
-) -> TimeModel:
-    space = ParamSpace(list(runners.items()), device)
+def _time_model(rows: Sequence[_Row], space: ParamSpace, specs: _Specs, tile: int) -> TimeModel:
     sizes = Counter(r.file.name for r in rows)
-    return TimeModel(
-        space,
-        [_row_terms(r, space, device, runners.get(r.file.run.runner or "", single), sizes[r.file.name]) for r in rows],
-    )
+    return TimeModel(space, [_row_terms(r, space, specs, 1 / np.sqrt(sizes[r.file.name]), tile) for r in rows])
 
 
-def time_features(
-    files: Sequence[MeasuredFile], device: DeviceSpec, hosts: Mapping[str, HostSpec], sweep_host: HostSpec | None = None
-) -> tuple[TimeModel, np.ndarray]:
-    """The linear time model of every row on (fitted) specs, and the parameter values those specs hold:
-    `model.evaluate(theta)[0]` is what the planner predicts for each row before it rounds every stage
-    term up to whole microseconds (the test of the fit's features)."""
-    runners = _runner_hosts(files, hosts)
-    model = _time_model(_rows(files, device)[0], device, runners, _sweep_host(runners, sweep_host))
-    return model, _base_theta(model.space, device, runners)
-
-
-def _apply(
-    theta: np.ndarray, space: ParamSpace, used: np.ndarray, device: DeviceSpec, hosts: Mapping[str, HostSpec]
-) -> tuple[DeviceSpec, dict[str, HostSpec]]:
-    """The specs the parameters describe: fitted op classes and link marked calibrated, the rest kept."""
-    val = {(p.group, p.field): round(float(v), 4) for p, v, u in zip(space.params, theta, used, strict=True) if u}
-    costs = {c: oc.model_copy(update={"calibrated": False}) for c, oc in device.op_costs.items()}
-    for c in COVERED:  # the fit prices these classes with no per-op constant and (fc) no activation term
-        fields = {f: v for (g, f), v in val.items() if g == c}
-        if fields:
-            fixed = {"us_per_op": 0.0, "us_per_kib_act": 0.0}
-            costs[c] = device.cost(c).model_copy(update={**fixed, **fields, "calibrated": True})
-    link = {f: v for (g, f), v in val.items() if g == "link"}
-    dev = device.model_copy(
-        update={
-            "invoke_overhead_us": val.get(("device", "invoke_overhead_us"), device.invoke_overhead_us),
-            "link": device.link.model_copy(update={**link, "calibrated": "in_us_per_kib" in link}),
-            "op_costs": costs,
-        }
-    )
-    out = {name: h.model_copy(update={f: v for (g, f), v in val.items() if g == name}) for name, h in hosts.items()}
-    return dev, out
-
-
-def _base_theta(space: ParamSpace, device: DeviceSpec, hosts: Mapping[str, HostSpec]) -> np.ndarray:
-    """The base specs' value of every parameter (what an unused one keeps)."""
-
-    def value(group: str, field: str) -> float:
-        if group in hosts:
-            return float(getattr(hosts[group], field))
-        owner = device if group == "device" else device.link if group == "link" else device.cost(group)
-        return float(getattr(owner, field))
-
-    return np.array([value(p.group, p.field) for p in space.params])
-
-
-@lru_cache(maxsize=1024)
-def _table(family: str, x: int, device_json: str, host_json: str) -> StageCostTable:
-    dev, host = DeviceSpec.model_validate_json(device_json), HostSpec.model_validate_json(host_json)
-    return stage_table(model_geometry(family, x).profile, dev, host)
+def default_params(specs: Mapping[str, HostSpec]) -> list[Param]:
+    """Every parameter of the fit: the chip's, the links', the machines' and each runner's."""
+    return [*CHIP_PARAMS, *LINK_PARAMS, *MACHINE_PARAMS, *(p for n, h in specs.items() for p in runner_params(n, h))]
 
 
 def _point(row: _Row, device: DeviceSpec, host: HostSpec) -> CalibrationPoint:
     """The planner's own prediction of one row: the stage table of the fitted specs, then the planner's
-    totals (a pipeline) or the one stage's device + host-op time (one invoke, no runner)."""
+    totals (a pipeline) or the one stage's invoke (one invoke, no runner)."""
     m, run = row.m, row.file.run
-    table = _table(m.family, m.x, device.model_dump_json(), host.model_dump_json())
+    table = _table(m, device.model_dump_json(), host.model_dump_json())
     parts = [table.stage_parts(a, b) for a, b in stage_bounds(row.cuts, table.n)]
     if run.runner is None:
         us, bound = float(parts[0].invoke_us), "single"
@@ -309,12 +244,15 @@ def _point(row: _Row, device: DeviceSpec, host: HostSpec) -> CalibrationPoint:
         us, bound = cost.per_input_us(run.batch), cost.bound
     on = [p.onchip_bytes / MIB for p in parts]
     off = [p.offchip_bytes / MIB for p in parts]
-    ok = all(abs(a - b) <= TOL_MIB for a, b in zip(on + off, m.onchip_mib + m.offchip_mib, strict=True))
+    known = m.family != "model"
+    ok = not known or all(abs(a - b) <= TOL_MIB for a, b in zip(on + off, m.onchip_mib + m.offchip_mib, strict=True))
     return CalibrationPoint(
         file=row.file.name,
-        family=m.family,
+        family=m.family if known else m.model.rsplit("/", 1)[-1],
         x=m.x,
         runner=run.runner,
+        device_name=device.name,
+        host_name=host.name,
         batch=run.batch,
         cuts=list(row.cuts),
         cuts_inferred=row.inferred,
@@ -322,32 +260,18 @@ def _point(row: _Row, device: DeviceSpec, host: HostSpec) -> CalibrationPoint:
         predicted_ms=us / 1000,
         rel_error=round(abs(us / 1000 - m.ms) / m.ms, 6),
         bound=bound,
-        measured_onchip_mib=list(m.onchip_mib),
+        measured_onchip_mib=list(m.onchip_mib) if known else [],
         predicted_onchip_mib=[round(v, 4) for v in on],
-        measured_offchip_mib=list(m.offchip_mib),
+        measured_offchip_mib=list(m.offchip_mib) if known else [],
         predicted_offchip_mib=[round(v, 4) for v in off],
         memory_ok=ok,
     )
 
 
-def _sweep_host(runners: Mapping[str, HostSpec], given: HostSpec | None) -> HostSpec:
-    """The host whose `host_ops` price the single-TPU rows' host ops: the one given, else the first
-    runner's (the same machine), else the default host."""
-    return given or next(iter(runners.values()), None) or resolve_host(None)
-
-
-def predict(
-    files: Sequence[MeasuredFile],
-    device: DeviceSpec,
-    hosts: Mapping[str, HostSpec],
-    *,
-    sweep_host: HostSpec | None = None,
-) -> list[CalibrationPoint]:
-    """Every row of `files` priced on given specs (cuts not given are inferred with the device's layout):
-    how fitted specs do on files they were not fitted to."""
-    runners = _runner_hosts(files, hosts)
-    single = _sweep_host(runners, sweep_host)
-    return [_point(r, device, runners.get(r.file.run.runner or "", single)) for r in _rows(files, device)[0]]
+@lru_cache(maxsize=1024)
+def _table(m: Measurement, device_json: str, host_json: str):  # type: ignore[no-untyped-def]
+    dev, host = DeviceSpec.model_validate_json(device_json), HostSpec.model_validate_json(host_json)
+    return stage_table(row_geometry(m).profile, dev, host)
 
 
 def summarise(points: Sequence[CalibrationPoint]) -> list[FileSummary]:
@@ -375,13 +299,14 @@ def _calibration(files: Sequence[MeasuredFile], summary: Sequence[FileSummary]) 
     names = {f.name for f in files}
     part = [s for s in summary if s.file in names]
     how = {
-        f.name: "one invoke per row"
-        if f.run.runner is None
-        else f"runner {f.run.runner}, batch {f.run.batch}{', fresh' if f.run.fresh else ''}"
+        f.name: ("one invoke per row" if f.run.runner is None else f"runner {f.run.runner}, batch {f.run.batch}")
+        + (", fresh" if f.run.fresh else "")
         for f in files
     }
     return Calibration(
-        source="plan calibrate on " + "; ".join(f"{f.name} ({how[f.name]}; sha256 {f.sweep.sha256})" for f in files),
+        source=("plan calibrate on " + "; ".join(f"{f.name} ({how[f.name]}; sha256 {f.sweep.sha256})" for f in files))[
+            :4000
+        ],
         points=sum(s.rows for s in part),
         median_rel_error={s.file: s.median_rel_error for s in part},
         worst_rel_error={s.file: s.worst_rel_error for s in part},
@@ -389,30 +314,132 @@ def _calibration(files: Sequence[MeasuredFile], summary: Sequence[FileSummary]) 
     )
 
 
+@dataclass(frozen=True)
+class Fitted:
+    """The outcome of one fit before it is reported: the specs, the parameter values and what was used."""
+
+    devices: dict[str, DeviceSpec]
+    hosts: dict[str, HostSpec]
+    space: ParamSpace
+    theta: np.ndarray
+    used: np.ndarray
+    loss: float
+
+
+def fit_specs(
+    files: Sequence[MeasuredFile],
+    devices: Mapping[str, DeviceSpec],
+    hosts: Mapping[str, HostSpec],
+    *,
+    params: Sequence[Param] | None = None,
+    frozen: Mapping[str, float] | None = None,
+    tiles: Sequence[int] = TILES,
+    memory_from: Sequence[MeasuredFile] | None = None,
+) -> Fitted:
+    """The time parameters fitted to `files`, each parameter named in `frozen` held at its value there;
+    the streaming tile tried over `tiles`. The layout and capacity of the chip are fitted to the memory
+    reports of `memory_from` (the files themselves by default): the compiler's behaviour, not a time."""
+    specs = _specs(files, devices, hosts)
+    base = specs.devices[next(iter(specs.devices))]
+    rows, layout = _rows(files, specs, None)
+    if memory_from is not None:
+        mem_specs = _specs(memory_from, devices, hosts)
+        mem_rows, layout = _rows(memory_from, mem_specs, None)
+        memory = _fit_memory(mem_rows, layout, base)
+        rows, _ = _rows(files, specs, base.model_copy(update=memory))
+    else:
+        memory = _fit_memory(rows, layout, base)
+    sized = {n: d.model_copy(update=memory) if d.backend == "edgetpu" else d for n, d in specs.devices.items()}
+    best: Fitted | None = None
+    for tile in tiles:
+        tiled = {n: d.model_copy(update={"stream_tile_pixels": tile}) for n, d in sized.items()}
+        here = _Specs(tiled, specs.hosts, specs.device_of, specs.host_of)
+        runners = {n: h for n, h in specs.hosts.items() if any(f.run.runner == n for f in files)}
+        space = ParamSpace(params or default_params(runners), tiled, specs.hosts)
+        model = _time_model(rows, space, here, tile)
+        fixed = space.base_theta()
+        for name, value in (frozen or {}).items():
+            if name in space.index:
+                fixed[space.index[name]] = value
+        used = model.used() & np.array([p.name not in (frozen or {}) for p in space.params])
+        theta = fit_times(model, used, fixed)
+        loss = loss_of(model, theta)
+        if best is None or loss < best.loss - 1e-12:
+            new_devices, new_hosts = apply_params(theta, space, used, tiled, specs.hosts)
+            best = Fitted(new_devices, new_hosts, space, theta, used, loss)
+    assert best is not None
+    return best
+
+
+def time_features(
+    files: Sequence[MeasuredFile], devices: Mapping[str, DeviceSpec], hosts: Mapping[str, HostSpec]
+) -> tuple[TimeModel, np.ndarray]:
+    """The fit's model of every row on given (fitted) specs, and the parameter values those specs hold:
+    `model.evaluate(theta)[0]` is what the planner predicts for each row before it rounds every term up to
+    whole microseconds (the test of the fit's features)."""
+    specs = _specs(files, devices, hosts)
+    base = specs.devices[next(iter(specs.devices))]
+    rows, _ = _rows(files, specs, base)
+    runners = {n: h for n, h in specs.hosts.items() if any(f.run.runner == n for f in files)}
+    space = ParamSpace(default_params(runners), specs.devices, specs.hosts)
+    return _time_model(rows, space, specs, base.stream_tile_pixels), space.base_theta()
+
+
+def _param_values(fit: Fitted) -> list[ParamValue]:
+    out = []
+    for p, v, u in zip(fit.space.params, fit.theta, fit.used, strict=True):
+        edge = (
+            "" if not u else ("low" if v <= p.low * (1 + 1e-6) + 1e-9 else "high" if v >= p.high * (1 - 1e-6) else "")
+        )
+        out.append(
+            ParamValue(
+                name=p.name, value=round(float(v), 6), low=p.low, high=p.high, why=p.why, used=bool(u), at_edge=edge
+            )
+        )
+    return out
+
+
+def predict_rows(
+    files: Sequence[MeasuredFile], devices: Mapping[str, DeviceSpec], hosts: Mapping[str, HostSpec]
+) -> list[CalibrationPoint]:
+    """Every row of `files` priced on given specs (cuts not given are inferred with the base device's
+    layout): how fitted specs do on files they were not fitted to."""
+    specs = _specs(files, devices, hosts)
+    rows, _ = _rows(files, specs, specs.devices[next(iter(specs.devices))])
+    return [_point(r, specs.devices[r.device], specs.hosts[r.host]) for r in rows]
+
+
 def calibrate(
     files: Sequence[MeasuredFile],
-    base: DeviceSpec,
+    devices: Mapping[str, DeviceSpec],
     hosts: Mapping[str, HostSpec] | None = None,
-    *,
-    sweep_host: HostSpec | None = None,
 ) -> CalibrationResult:
-    """Fit the device (from `base`: its name and the op classes the data lack) and the runner of every
-    pipeline file (from `hosts[runner]`: structure and host_ops), then price every row on the result."""
-    if not files or base.backend != "edgetpu":
-        raise TpuplanError(f"calibrate: needs measurement files and an Edge TPU base device (got {base.name!r})")
-    runners = _runner_hosts(files, hosts or {})
-    single = _sweep_host(runners, sweep_host)
-    rows, layout = _rows(files, None)
-    dev = _fit_memory(rows, layout, base)
-    model = _time_model(rows, dev, runners, single)
-    used = model.used()
-    theta = fit_times(model, used, _base_theta(model.space, dev, runners))
-    device, fitted = _apply(theta, model.space, used, dev, runners)
-    points = [_point(r, device, fitted.get(r.file.run.runner or "", single)) for r in rows]
+    """Fit every device (the first is the base: its name and the op classes the data lack are kept) and every
+    host that ran a source, then price every row on the result."""
+    first = next(iter(devices.values()), None)
+    if not files or first is None or first.backend != "edgetpu":
+        raise TpuplanError(
+            f"calibrate: needs measurement files and an Edge TPU base device (got {first and first.name!r})"
+        )
+    fit = fit_specs(files, devices, hosts or {})
+    points = predict_rows(files, fit.devices, fit.hosts)
     summary = summarise(points)
-    device = device.model_copy(update={"calibration": _calibration(files, summary)})
-    fitted = {
-        name: h.model_copy(update={"calibration": _calibration([f for f in files if f.run.runner == name], summary)})
-        for name, h in fitted.items()
+    by_device = {d: [f for f in files if (f.run.device or next(iter(devices))) == d] for d in fit.devices}
+    out_devices = {
+        n: d.model_copy(update={"calibration": _calibration(by_device[n] or list(files), summary)})
+        for n, d in fit.devices.items()
     }
-    return CalibrationResult(device=device, hosts=fitted, files=summary, points=points)
+    out_hosts = {
+        name: h.model_copy(
+            update={"calibration": _calibration([f for f in files if _host_of(f, fit) == name], summary)}
+        )
+        for name, h in fit.hosts.items()
+    }
+    base = out_devices[next(iter(devices))]
+    return CalibrationResult(
+        device=base, devices=out_devices, hosts=out_hosts, params=_param_values(fit), files=summary, points=points
+    )
+
+
+def _host_of(f: MeasuredFile, fit: Fitted) -> str:
+    return f.run.runner or f.run.host or next(iter(fit.hosts))

@@ -31,13 +31,14 @@ MAX_SEGMENTS = 16
 class Measurement:
     """One row: the model (family, size x), its MACs, the compiler's MiB per segment and the time."""
 
-    family: str  # "fc" or "conv"
-    x: int  # hidden neurons N or filters F
+    family: str  # "fc" or "conv" (a synthetic model of the study), "model" (a real one, at `model`)
+    x: int  # hidden neurons N or filters F (a real model: its row in its table)
     macs: int
     onchip_mib: tuple[float, ...]  # one entry per segment
     offchip_mib: tuple[float, ...]
     ms: float
     line: int  # where it came from, for messages
+    model: str = ""  # a real model's .tflite file (family "model")
 
     @property
     def segments(self) -> int:
@@ -66,6 +67,9 @@ class RunSpec:
     batch: int = 1
     fresh: bool = False
     cuts: tuple[int, ...] | None = None
+    host: str | None = None  # the machine of a single-invoke file (a host preset); None: the runners'
+    device: str | None = None  # the device it ran on (a device preset); None: the base device
+    group: str = "study"  # what a leave-one-group-out check holds out together
 
 
 @dataclass(frozen=True)

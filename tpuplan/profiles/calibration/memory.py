@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tpuplan.profiles.build import build_profile
+from tpuplan.profiles.calibration.measurements import Measurement
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.model import Profile
 from tpuplan.profiles.pricing.device import DeviceSpec
@@ -38,7 +39,7 @@ from tpuplan.profiles.pricing.host import resolve_host
 from tpuplan.profiles.pricing.opcost import cached_layout_bytes
 from tpuplan.profiles.pricing.stagecost import StagePricer
 from tpuplan.profiles.synth import synth_conv, synth_fc
-from tpuplan.profiles.tflite.reader import parse_model
+from tpuplan.profiles.tflite.reader import load_model, parse_model
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -106,6 +107,17 @@ class ModelGeometry:
 @lru_cache(maxsize=512)
 def model_geometry(family: str, x: int) -> ModelGeometry:
     return ModelGeometry(sweep_profile(family, x))
+
+
+@lru_cache(maxsize=64)
+def model_file_geometry(path: str) -> ModelGeometry:
+    """The geometry of a real model file (a published architecture), profiled in place."""
+    return ModelGeometry(build_profile(load_model(Path(path)), _SHAPES, resolve_host(None)))
+
+
+def row_geometry(m: Measurement) -> ModelGeometry:
+    """The model a measured row names: a synthetic model of the study, or a real file."""
+    return model_file_geometry(m.model) if m.family == "model" else model_geometry(m.family, m.x)
 
 
 def layout_bytes(profile: Profile, device: DeviceSpec) -> I64:

@@ -19,7 +19,7 @@ research that chose them is /work/research/hostmodel/FINDINGS.md (sections 2 and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,160 +27,61 @@ import numpy as np
 import numpy.typing as npt
 
 from tpuplan.profiles.calibration.forms import Dual, Lin, stack
-from tpuplan.profiles.limits import MAX_RATE, MAX_US
+from tpuplan.profiles.calibration.params import ParamSpace
 from tpuplan.profiles.model import OpProfile
 from tpuplan.profiles.pricing import formula
-from tpuplan.profiles.pricing.device import DeviceSpec, OpClass
-from tpuplan.profiles.pricing.host import HostSpec
 
 F64 = npt.NDArray[np.float64]
 KIB = formula.KIB
 SOFT_SCALE = 0.02  # soft-L1 scale of a weighted relative residual
 PRIOR_WEIGHT = 0.1
 MAX_ROUNDS = 200
-COVERED: tuple[OpClass, ...] = ("fc", "conv")  # op classes the measurements time: their costs are fitted
-
-
-@dataclass(frozen=True)
-class Param:
-    """One fitted number: where it goes (`group` is "device", "link", an op class or a runner's name),
-    its start value, its upper bound and an optional weak prior (value, scale), pulled towards the value
-    of another parameter instead when `tie` names it."""
-
-    group: str
-    field: str
-    init: float
-    upper: float = MAX_RATE
-    prior: tuple[float, float] | None = None
-    tie: tuple[str, str] | None = None
-
-
-DEVICE_PARAMS = (
-    Param("device", "invoke_overhead_us", 100.0, upper=MAX_US),
-    Param("fc", "us_per_mmac", 13.0),
-    Param("conv", "us_per_mmac", 0.7),
-    Param("conv", "us_per_kib_act", 0.2, prior=(0.0, 5.0)),
-    Param("link", "in_us_per_kib", 10.0),
-    Param("link", "out_us_per_kib", 9.0),
-    Param("fc", "stream_us_per_kib", 2.7),
-    Param("conv", "stream_us_per_kib", 10.0),
-    # the same bytes over the same link as streamed FC weights (research section 6: not identifiable)
-    Param("link", "upload_us_per_kib", 2.7, prior=(0.0, 10.0), tie=("fc", "stream_us_per_kib")),
-)
-
-
-def runner_params(name: str, base: HostSpec) -> tuple[Param, ...]:
-    """What is fitted for a runner. One that does its host work under a lock (`serialized` > 0: Python
-    threads under the interpreter lock, which also start inside the timed region) gets the per-stage work,
-    the serialized share of the device time, the start-up and the streaming extras; a runner without
-    one (pycoral's C++ threads, built before the clock) only its per-stage work. The structural fields
-    (serialized, stage_us_per_kib, the bus) stay the base's."""
-    if base.serialized > 0:
-        return (
-            Param(name, "stage_us", 200.0, upper=MAX_US),
-            Param(name, "serialized_device", 0.3, upper=1.0),
-            Param(name, "start_us", 50.0, upper=MAX_US, prior=(50.0, 50.0)),
-            Param(name, "stream_extra_us", 0.0, upper=MAX_US, prior=(0.0, 3000.0)),
-            Param(name, "stream_cold_us", 0.0, upper=MAX_US, prior=(0.0, 3000.0)),
-        )
-    return (Param(name, "stage_us", 50.0, upper=MAX_US, prior=(50.0, 500.0)),)
-
-
-class ParamSpace:
-    """The fitted parameters in a fixed order; what is not fitted keeps the base specs' value."""
-
-    def __init__(self, runners: Sequence[tuple[str, HostSpec]], device: DeviceSpec) -> None:
-        self.params = list(DEVICE_PARAMS) + [p for name, base in runners for p in runner_params(name, base)]
-        self.index = {(p.group, p.field): i for i, p in enumerate(self.params)}
-        self.hosts = dict(runners)
-        self.device = device
-        self._no_host = HostSpec(name="none")  # device and link coefficients do not read a host
-        self.n = len(self.params)
-
-    def _param(self, group: str, field: str, fixed: float) -> Lin | float:
-        i = self.index.get((group, field))
-        return fixed if i is None else Lin.unit(self.n, i)
-
-    def coefficients(self, runner: str | None) -> formula.Coefficients:
-        """The formula's coefficients for a stage run by `runner` (None: one invoke(), no runner): the
-        fitted ones as linear forms, the others at the base specs' values."""
-
-        def coef(name: str) -> Lin | float:
-            owner, _, field = name.partition(".")
-            if owner == "host":
-                if runner is None:
-                    return 0.0
-                return self._param(runner, field, float(getattr(self.hosts[runner], field)))
-            return self._param(owner, field, formula.coefficient(name, self.device, self._no_host))
-
-        return coef
-
-    def op_coefficients(self, op_class: str) -> formula.Coefficients:
-        """An op class's device coefficients: the fields fitted for a class the measurements time (the
-        others zero: the fit prices those classes with these fields alone), the base device's otherwise."""
-        cost = self.device.cost(op_class)
-        if op_class not in COVERED:
-            return lambda field: float(getattr(cost, field))
-        return lambda field: self._param(op_class, field, 0.0)
-
-    def init(self) -> F64:
-        return np.array([p.init for p in self.params])
-
-    def upper(self) -> F64:
-        return np.array([p.upper for p in self.params])
 
 
 @dataclass(frozen=True)
 class RowTerms:
-    """One measured row: the formula's terms of each of its stages as linear forms in the parameters, and
-    how it was run (runner None: one invoke(), no runner)."""
+    """One measured row: the formula's terms of each of its stages as linear forms in the parameters, the
+    device and host that ran it, and how (runner False: one invoke(), no runner)."""
 
     stages: list[dict[str, Any]]
-    runner: str | None
+    device: str
+    host: str
+    runner: bool
     batch: int
     measured_us: float
-    weight: float  # 1/sqrt(rows of its file): every file weighs the same
+    weight: float  # every source weighs the same: 1/sqrt(its rows)
 
 
 def stage_terms(
     space: ParamSpace,
-    ops: Sequence[OpProfile],
+    device: str,
+    host: str,
+    ops: Sequence[tuple[OpProfile, int]],
     tpu: Sequence[bool],
     streamed: Sequence[bool],
-    row: dict[str, int],
-    runner: str | None,
+    q: Mapping[str, float],
+    tile: int,
 ) -> dict[str, Any]:
-    """The formula's terms of one stage as linear forms: its stage quantities from its priced ops (which
-    of them the Edge TPU runs and streams, priced by `formula.DEVICE_OP_PRICE` and `STREAM_OP_PRICE` on
-    the fitted coefficients) and the pricer's row entry (boundary bytes, host ops, on-chip bytes, bus)."""
+    """The formula's terms of one stage as linear forms: the pricer's stage quantities `q`, with the op-price
+    sums (the device's ops and its streamed layers) as linear forms of the fitted coefficients
+    (`formula.DEVICE_OP_PRICE`, `STREAM_OP_PRICE`, each layer streamed once per tile of its output)."""
     compute: Any = 0.0
     spill: Any = 0.0
-    for op, on_tpu, streams in zip(ops, tpu, streamed, strict=True):
+    for (op, pixels), on_tpu, streams in zip(ops, tpu, streamed, strict=True):
         if not on_tpu:
             continue
-        cost = space.op_coefficients(op.op_class)
-        q = {
+        cost = space.op_coefficients(device, op.op_class)
+        passes = formula.stream_passes(pixels, tile)
+        per_op = {
             "count": 1.0,
             "mmac": op.tpu_macs / 1e6,
             "out_kib": op.output_bytes / KIB,
-            "cached_kib": op.cached_bytes / KIB,
+            "stream_kib": op.cached_bytes / KIB * passes,
         }
-        compute = compute + formula.op_price(formula.DEVICE_OP_PRICE, cost, q)
+        compute = compute + formula.op_price(formula.DEVICE_OP_PRICE, cost, per_op)
         if streams:
-            spill = spill + formula.op_price(formula.STREAM_OP_PRICE, cost, q)
-    quantities = {
-        "one": 1.0,
-        "compute": compute,
-        "spill": spill,
-        "host_ops": float(row["host_ops"]),
-        "tpu_in_kib": row["tpu_in"] / KIB,
-        "tpu_out_kib": row["tpu_out"] / KIB,
-        "seg_kib": (row["seg_in"] + row["seg_out"]) / KIB,
-        "onchip_kib": row["on"] / KIB,
-        "bus_kib": row["bus_bytes"] / KIB,
-        "streams": float(row["off"] > 0),
-    }
-    return formula.stage_terms(space.coefficients(runner), quantities)
+            spill = spill + formula.op_price(formula.STREAM_OP_PRICE, cost, per_op)
+    return formula.stage_terms(space.coefficients(device, host), {**q, "compute": compute, "spill": spill})
 
 
 COMPOSITION = (*(name for name, _ in formula.SERIALIZED), formula.PIPELINE_START)  # coefficients past the terms
@@ -199,10 +100,11 @@ class TimeModel:
             for t in formula.ALL_TERMS
         }
         self.coefs = {
-            name: stack([space.coefficients(r.runner)(name) for r in rows], n)[:, None, :] for name in COMPOSITION
+            name: stack([space.coefficients(r.device, r.host)(name) for r in rows], n)[:, None, :]
+            for name in COMPOSITION
         }
         self.k = k
-        self.single = np.array([r.runner is None for r in rows])
+        self.single = np.array([not r.runner for r in rows])
         self.batch = np.array([r.batch for r in rows], dtype=np.float64)
         self.y = np.array([r.measured_us for r in rows])
         self.w = np.array([r.weight for r in rows])
@@ -275,7 +177,9 @@ def _prior_rows(space: ParamSpace) -> tuple[F64, F64]:
         value, scale = p.prior
         row = np.zeros(space.n)
         row[i] = PRIOR_WEIGHT / scale
-        if p.tie is not None and p.tie in space.index:
+        if p.tie is not None:
+            if p.tie not in space.index:
+                continue  # tied to a parameter this fit does not have: no pull
             row[space.index[p.tie]] -= PRIOR_WEIGHT / scale
         rows.append(row)
         rhs.append(PRIOR_WEIGHT * value / scale)
@@ -288,13 +192,19 @@ def _loss(model: TimeModel, theta: F64, prior: tuple[F64, F64]) -> float:
     return float(2 * SOFT_SCALE**2 * np.sum(np.sqrt(1 + z) - 1) + np.sum(np.square(prior[0] @ theta - prior[1])))
 
 
+def loss_of(model: TimeModel, theta: F64) -> float:
+    """The fit's loss at theta (soft-L1 relative error plus the priors): what tells two fits apart."""
+    return _loss(model, theta, _prior_rows(model.space))
+
+
 def fit_times(model: TimeModel, free: npt.NDArray[np.bool_], fixed: F64) -> F64:
-    """The parameters minimising the soft-L1 relative error (plus the priors): from the fixed start values
-    (`fixed` for those not `free`), Gauss-Newton steps on the linearised model with IRLS weights, halved
-    while the loss grows."""
+    """The parameters minimising the soft-L1 relative error (plus the priors) inside their plausible
+    ranges: from the start values (`fixed` for those not `free`), Gauss-Newton steps on the linearised
+    model with IRLS weights, halved while the loss grows."""
     space = model.space
-    theta = np.where(free, space.init(), fixed)
-    upper, prior = np.where(free, space.upper(), fixed), _prior_rows(space)
+    low, high = space.bounds()
+    theta = np.where(free, np.clip(space.init(), low, high), fixed)
+    low, high, prior = np.where(free, low, fixed), np.where(free, high, fixed), _prior_rows(space)
     loss = _loss(model, theta, prior)
     for _ in range(MAX_ROUNDS):
         pred, grad = model.evaluate(theta)
@@ -303,7 +213,8 @@ def fit_times(model: TimeModel, free: npt.NDArray[np.bool_], fixed: F64) -> F64:
         a = np.vstack([(irls * scale)[:, None] * grad, prior[0]])
         b = np.concatenate([irls * scale * (model.y - pred + grad @ theta), prior[1]])
         step = np.zeros(space.n)
-        step[free] = bounded_lsq(a[:, free], b - a[:, ~free] @ theta[~free], upper[free]) - theta[free]
+        rest = b - a[:, ~free] @ theta[~free] - a[:, free] @ low[free]  # x = low + y, 0 <= y <= high - low
+        step[free] = low[free] + bounded_lsq(a[:, free], rest, high[free] - low[free]) - theta[free]
         for _ in range(30):
             new_loss = _loss(model, theta + step, prior)
             if new_loss <= loss:

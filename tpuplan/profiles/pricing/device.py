@@ -8,9 +8,9 @@ Every number is bounded, so that the integer tables built from a spec stay exact
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Final, Literal
+from typing import Annotated, Final, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from tpuplan.profiles.docio import StrictModel, dump_json, load_doc
 from tpuplan.profiles.limits import MAX_RATE as MAX_RATE  # re-exported: every spec bounds its rates with it
@@ -25,14 +25,34 @@ DEVICE_KIND: Final = "tpuplan.device"
 DEVICE_VERSION: Final = 2
 
 
+class Scenario(StrictModel):
+    """A plausible set of this spec's coefficients: the fit again without one source (its name), as
+    coefficient paths (`invoke_overhead_us`, `link.in_us_per_kib`, `op_costs.conv.us_per_mmac`) and values."""
+
+    name: str = Field(min_length=1, max_length=200)
+    values: dict[Annotated[str, StringConstraints(pattern=r"^[a-z_]+(\.[a-z_]+){0,2}$", max_length=100)], Rate] = Field(
+        default_factory=dict, max_length=200
+    )
+
+
 class Calibration(StrictModel):
-    """Where a spec's numbers come from and how well they fit."""
+    """Where a spec's numbers come from, how well they fit, and how far they could be off: `spread` gives,
+    per coefficient path, the least and most value over `scenarios` (leave-one-source-out refits)."""
 
     source: str = Field(max_length=4000)
     points: int = Field(0, ge=0, le=1 << 30)  # every number of a spec is bounded (profiles.limits)
     median_rel_error: dict[str, Rate] = Field(default_factory=dict)
     worst_rel_error: dict[str, Rate] = Field(default_factory=dict)
     memory_within_0_1_mib: dict[str, Share] = Field(default_factory=dict)
+    assumed: list[Annotated[str, StringConstraints(max_length=100)]] = Field(
+        default_factory=list, max_length=200, description="coefficient paths that are assumed, not fitted"
+    )
+    scenarios: list[Scenario] = Field(default_factory=list, max_length=64)
+
+    def spread(self, path: str) -> tuple[float, float] | None:
+        """Least and most value of a coefficient over the scenarios (None: not varied)."""
+        values = [s.values[path] for s in self.scenarios if path in s.values]
+        return (min(values), max(values)) if values else None
 
 
 class _DeviceFacts(StrictModel):

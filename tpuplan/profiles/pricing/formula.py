@@ -40,6 +40,7 @@ KIB = 1024
 
 OpClass = Literal["fc", "conv", "depthwise", "elementwise", "reduce", "resize", "custom", "other"]
 OP_CLASSES: tuple[OpClass, ...] = ("fc", "conv", "depthwise", "elementwise", "reduce", "resize", "custom", "other")
+ON_CHIP_CLASSES: tuple[OpClass, ...] = tuple(c for c in OP_CLASSES if c != "custom")  # a custom op stays on the host
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -71,6 +72,9 @@ class DeviceTimes(StrictModel):
     """The time coefficients of one accelerator (`DeviceSpec` adds what it holds and where it came from)."""
 
     invoke_overhead_us: float = Field(0.0, ge=0, le=MAX_US)
+    stream_tile_pixels: int = Field(
+        0, ge=0, le=1 << 30, description="output pixels per pass over a streamed layer's weights (0: one pass)"
+    )
     link: LinkCost = Field(default_factory=lambda: LinkCost())
     op_costs: dict[OpClass, OpClassCost] = Field(default_factory=dict)
 
@@ -92,6 +96,12 @@ class HostOpCost(StrictModel):
 class HostTimes(StrictModel):
     """The time coefficients of a host and its pipeline runner (`HostSpec` adds its name and host ops)."""
 
+    invoke_us: float = Field(0.0, ge=0, le=MAX_US, description="host-side work per Edge TPU invoke (driver, binding)")
+    io_us_per_kib: float = Field(
+        0.0, ge=0, le=MAX_RATE, description="host-side handling per KiB into and out of an Edge TPU (copies)"
+    )
+    tpu_op_us: float = Field(0.0, ge=0, le=MAX_US, description="host-side driver work per op an Edge TPU runs")
+    stream_io_us_per_kib: float = Field(0.0, ge=0, le=MAX_RATE, description="host-side work per KiB streamed")
     stage_us: float = Field(0.0, ge=0, le=MAX_US)
     stage_us_per_kib: float = Field(0.0, ge=0, le=MAX_RATE)
     serialized: float = Field(0.0, ge=0, le=1, description="share of the stage's host work under one lock")
@@ -129,10 +139,11 @@ def spec_coefficients(device: DeviceTimes, host: HostTimes) -> Coefficients:
 # Op prices: one op's time, from its class's (or op type's) coefficients and its own quantities.
 
 # (coefficient field, op quantity): count is 1, mmac the MACs / 1e6 (padded on an Edge TPU), out_kib
-# its output KiB, act_kib its input and output KiB, cached_kib its parameters as the compiler lays them out.
+# its output KiB, act_kib its input and output KiB, stream_kib its parameters as the compiler lays them out
+# times the passes over them (`stream_passes`).
 Products = tuple[tuple[str, str], ...]
 DEVICE_OP_PRICE: Products = (("us_per_op", "count"), ("us_per_mmac", "mmac"), ("us_per_kib_act", "out_kib"))
-STREAM_OP_PRICE: Products = (("stream_us_per_kib", "cached_kib"),)
+STREAM_OP_PRICE: Products = (("stream_us_per_kib", "stream_kib"),)
 HOST_OP_PRICE: Products = (("us_per_op", "count"), ("us_per_kib", "act_kib"), ("us_per_mmac", "mmac"))
 
 
@@ -144,6 +155,12 @@ def op_price(products: Products, cost: Callable[[str], Num], q: Mapping[str, Num
     return total
 
 
+def stream_passes(out_pixels: int, tile_pixels: int) -> int:
+    """Passes over a streamed layer's weights: one per tile of output pixels (weights that stay off chip
+    are fetched again for every tile of the output the accelerator computes at once)."""
+    return max(1, -(-out_pixels // tile_pixels)) if tile_pixels > 0 else 1
+
+
 def whole_us(x: float) -> int:
     """Microseconds rounded up (a hair of float noise below a whole number does not round it up)."""
     return max(0, math.ceil(x - 1e-9))
@@ -153,6 +170,9 @@ def whole_us(x: float) -> int:
 # Stage terms. Stage quantities the pricer provides for every candidate stage:
 STAGE_QUANTITIES: dict[str, str] = {
     "one": "1",
+    "edgetpu": "1 when the stage has an Edge TPU part, else 0",
+    "tpu_ops": "ops the Edge TPU runs",
+    "edgetpu_io_kib": "KiB into and out of the Edge TPU part (0 on a CPU device)",
     "compute": "sum of the device prices of the ops the accelerator runs (us)",
     "spill": "sum of the streaming prices of the layers it does not cache (us)",
     "host_ops": "sum of the host prices of the ops left to the host CPU (us; measured where measured)",
@@ -160,8 +180,10 @@ STAGE_QUANTITIES: dict[str, str] = {
     "tpu_out_kib": "KiB out of the accelerator's part (on a CPU device: out of the stage)",
     "seg_kib": "KiB of the stage's boundary tensors, in and out",
     "onchip_kib": "KiB of parameters cached on chip",
-    "bus_kib": "KiB over the host controller per input: tensors in and out, and streamed parameters",
+    "bus_in_kib": "KiB to the device over the host controller per input: tensors in, streamed parameters",
+    "bus_out_kib": "KiB from the device over the host controller per input: tensors out",
     "streams": "1 when some layer streams its parameters, else 0",
+    "stream_kib": "KiB of parameters streamed per input (a layer's once per pass over it)",
 }
 
 Part = Literal["device", "host", "runner"]
@@ -191,6 +213,10 @@ TIME_TERMS: tuple[Term, ...] = (
         doc="tensors into and out of the accelerator",
     ),
     Term("host_ops", "host", (("", "host_ops"),), doc="ops the compiler leaves to the host CPU"),
+    Term("host_invoke", "host", (("host.invoke_us", "edgetpu"),), doc="the host's side of an invoke"),
+    Term("host_io", "host", (("host.io_us_per_kib", "edgetpu_io_kib"),), doc="the host's side of the transfers"),
+    Term("host_tpu_ops", "host", (("host.tpu_op_us", "tpu_ops"),), doc="the host's driver work per Edge TPU op"),
+    Term("host_stream", "host", (("host.stream_io_us_per_kib", "stream_kib"),), doc="the host's side of streaming"),
     Term(
         "runner",
         "runner",
@@ -199,8 +225,9 @@ TIME_TERMS: tuple[Term, ...] = (
     ),
     Term("stream_extra", "runner", (("host.stream_extra_us", "streams"),), doc="the runner's extra to stream"),
 )
-BUS_TERMS: tuple[Term, ...] = (
-    Term("bus", None, (("host.bus_us_per_kib", "bus_kib"),), doc="bytes over a shared host controller"),
+BUS_TERMS: tuple[Term, ...] = (  # USB 3.0 and PCIe carry each direction at full rate at once
+    Term("bus_in", None, (("host.bus_us_per_kib", "bus_in_kib"),), doc="bytes to the devices over one controller"),
+    Term("bus_out", None, (("host.bus_us_per_kib", "bus_out_kib"),), doc="bytes from the devices"),
 )
 ONEOFF_TERMS: tuple[Term, ...] = (
     Term("stream_cold", None, (("host.stream_cold_us", "streams"),), doc="first run of a streaming stage"),
@@ -212,12 +239,18 @@ TERM_NAMES: tuple[str, ...] = tuple(t.name for t in TIME_TERMS)
 # The stage's share that no other stage can overlap: coefficient x the sum of a part's terms.
 SERIALIZED: tuple[tuple[str, Part], ...] = (("host.serialized", "runner"), ("host.serialized_device", "device"))
 
-# Stage values: what the pipeline reads of a stage.
+# Stage values: what the pipeline reads of a stage; besides T and S, each a sum of some terms.
 STAGE_VALUES: dict[str, str] = {
     "time": "T: one input through the stage",
     "serial": "S: its share under one lock, which adds up across stages",
-    "bus": "V: its time on a shared host controller",
+    "bus_in": "V_in: its time on a shared host controller, to the device",
+    "bus_out": "V_out: its time on a shared host controller, from the device",
     "oneoff": "O: once per run (each copy pays it)",
+}
+SUMS: dict[str, tuple[str, ...]] = {
+    "bus_in": ("bus_in",),
+    "bus_out": ("bus_out",),
+    "oneoff": ("stream_cold", "upload"),
 }
 
 
@@ -260,8 +293,7 @@ def stage_values(terms: Mapping[str, Num], coef: Coefficients, round_up: Round =
     return {
         "time": parts["device"] + parts["host"] + parts["runner"],
         "serial": round_up("serialized", serial),
-        "bus": sum(terms[t.name] for t in BUS_TERMS),
-        "oneoff": sum(terms[t.name] for t in ONEOFF_TERMS),
+        **{value: sum(terms[name] for name in names) for value, names in SUMS.items()},
     }
 
 
@@ -304,7 +336,8 @@ class PeriodBound:
 PERIOD_BOUNDS: tuple[PeriodBound, ...] = (
     PeriodBound("stage", "time", "max", "the slowest stage (with copies: its time between results)"),
     PeriodBound("serialized", "serial", "sum", "host work that does not overlap (summed over the stages)"),
-    PeriodBound("bus", "bus", "sum", "the shared USB controller (bytes of every stage)"),
+    PeriodBound("bus_in", "bus_in", "sum", "the shared USB controller, to the devices (all stages' bytes)"),
+    PeriodBound("bus_out", "bus_out", "sum", "the shared USB controller, from the devices (all stages' bytes)"),
 )
 BOUND_NAMES: tuple[str, ...] = tuple(b.name for b in PERIOD_BOUNDS)
 

@@ -17,6 +17,7 @@ from tpuplan.profiles.pricing.formula import (
     KIB,
     STREAM_OP_PRICE,
     op_price,
+    stream_passes,
     whole_us,
 )
 from tpuplan.profiles.pricing.host import HostSpec
@@ -84,12 +85,21 @@ def device_op_us(op_class: str, tpu_macs: int, output_bytes: int, device: Device
     return whole_us(op_price(DEVICE_OP_PRICE, lambda f: getattr(cost, f), q))
 
 
-def stream_us(op_class: str, cached_bytes: int, device: DeviceSpec) -> int:
-    """Extra device time per inference when this op's parameters are streamed instead of cached."""
+def stream_us(op_class: str, cached_bytes: int, out_pixels: int, device: DeviceSpec) -> int:
+    """Extra device time per inference when this op's parameters are streamed instead of cached: its
+    weights fetched once per tile of its `out_pixels` output positions (formula.stream_passes)."""
     if device.backend == "cpu" or cached_bytes == 0:
         return 0
     cost = device.cost(op_class)
-    return whole_us(op_price(STREAM_OP_PRICE, lambda f: getattr(cost, f), {"cached_kib": cached_bytes / KIB}))
+    kib = cached_bytes / KIB * stream_passes(out_pixels, device.stream_tile_pixels)
+    return whole_us(op_price(STREAM_OP_PRICE, lambda f: getattr(cost, f), {"stream_kib": kib}))
+
+
+def out_pixels(shapes: Sequence[Sequence[int]]) -> int:
+    """Output positions of an op: the spatial size of its first output (1 for a vector)."""
+    if not shapes or len(shapes[0]) < 3:
+        return 1
+    return max(1, math.prod(max(int(d), 1) for d in shapes[0][1:-1]))
 
 
 def host_op_us(op_class: str, op_type: str, macs: int, act_bytes: int, host: HostSpec) -> int:

@@ -31,7 +31,9 @@ from tpuplan.profiles.limits import MAX_OPS, MAX_STAGE_US, describe  # MAX_OPS: 
 from tpuplan.profiles.model import Profile
 from tpuplan.profiles.pricing import formula
 from tpuplan.profiles.pricing.device import DeviceSpec
+from tpuplan.profiles.pricing.formula import stream_passes
 from tpuplan.profiles.pricing.host import HostSpec
+from tpuplan.profiles.pricing.opcost import out_pixels
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -54,6 +56,12 @@ class StagePricer:
         self.tpu_us = np.array([op.tpu_us for op in ops], dtype=np.int64)
         self.host_us = np.array([op.host_us for op in ops], dtype=np.int64)
         self.stream_us = np.array([op.stream_us for op in ops], dtype=np.int64)
+        shapes = {t.name: t.shape for t in prof.tensors}
+        tile = device.stream_tile_pixels
+        self.stream_bytes = np.array(  # bytes over the link per input when the layer streams
+            [op.cached_bytes * stream_passes(out_pixels([shapes[t] for t in op.outputs]), tile) for op in ops],
+            dtype=np.int64,
+        )
         self.cached = np.array([op.cached_bytes for op in ops], dtype=np.int64)
         self.params = np.array([op.param_bytes for op in ops], dtype=np.int64)
         self.tpu_uncal = np.array([op.tpu_cost == "uncalibrated" for op in ops])
@@ -121,8 +129,9 @@ class StagePricer:
             np.add.at(diff[key], end[ok] + 1 - a, -self.t_bytes[mask][ok])
         return {k: np.cumsum(v[:m]) for k, v in diff.items()}
 
-    def _caching(self, a: int, tpu: Mask, budget: I64) -> tuple[I64, I64, I64]:
-        """(on-chip bytes, off-chip bytes, streaming us) per end b: largest layer first, skip what does not fit."""
+    def _caching(self, a: int, tpu: Mask, budget: I64) -> tuple[I64, I64, I64, I64]:
+        """(on-chip bytes, off-chip bytes, streaming us, bytes streamed per input) per end b: largest layer
+        first, skip what does not fit."""
         m = self.n - a
         sizes = np.where(tpu, self.cached[a:], 0)
         total = np.cumsum(sizes)
@@ -130,6 +139,7 @@ class StagePricer:
         limit = self.device.max_cached_layer_bytes
         fits = (total <= budget) & (largest <= limit)
         on, off, spill = np.where(fits, total, 0), np.zeros(m, dtype=np.int64), np.zeros(m, dtype=np.int64)
+        streamed = np.zeros(m, dtype=np.int64)
         cols = np.flatnonzero(~fits)
         if cols.size:
             order = sorted((j for j in range(m) if sizes[j] > 0 and j <= cols[-1]), key=lambda j: (-sizes[j], j))
@@ -141,8 +151,9 @@ class StagePricer:
                 miss = inside & ~take
                 off[cols[miss]] += sizes[j]
                 spill[cols[miss]] += self.stream_us[a + j]
+                streamed[cols[miss]] += self.stream_bytes[a + j]
             on[cols] = cum
-        return on, off, spill
+        return on, off, spill, streamed
 
     def row(self, a: int) -> dict[str, Any]:
         """Every quantity of the segments a..b for b = a..n-1 (arrays of length n - a): the boundary
@@ -154,9 +165,9 @@ class StagePricer:
         m = self.n - a
         zero = np.zeros(m, dtype=np.int64)
         if self.cpu:  # every op on the host CPU, priced by the host; the boundary tensors are copied
-            tpu_count, on, off, spill = zero, zero, zero, zero
+            tpu_count, on, off, spill, streamed = zero, zero, zero, zero, zero
             compute, host_ops = np.cumsum(self.host_us[a:]), zero
-            tpu_in, tpu_out, bus_bytes = io["seg_in"], io["seg_out"], zero
+            tpu_in, tpu_out, bus_in, bus_out = io["seg_in"], io["seg_out"], zero, zero
         else:
             tpu_count = np.cumsum(tpu)
             compute = np.cumsum(np.where(tpu, self.tpu_us[a:], 0))
@@ -165,10 +176,13 @@ class StagePricer:
             dev = self.device
             reserve = dev.io_reserve_frac * (tpu_in + tpu_out)
             budget = np.floor(np.clip(dev.onchip_bytes - reserve, -(2.0**62), 2.0**62)).astype(np.int64)
-            on, off, spill = self._caching(a, tpu, budget)
-            bus_bytes = tpu_in + tpu_out + off
+            on, off, spill, streamed = self._caching(a, tpu, budget)
+            bus_in, bus_out = tpu_in + streamed, tpu_out
         q = {
             "one": np.ones(m),
+            "edgetpu": (tpu_count > 0).astype(np.float64),
+            "tpu_ops": tpu_count.astype(np.float64),
+            "edgetpu_io_kib": zero if self.cpu else (tpu_in + tpu_out) / KIB,
             "compute": compute,
             "spill": spill,
             "host_ops": host_ops,
@@ -176,8 +190,10 @@ class StagePricer:
             "tpu_out_kib": tpu_out / KIB,
             "seg_kib": (io["seg_in"] + io["seg_out"]) / KIB,
             "onchip_kib": on / KIB,
-            "bus_kib": bus_bytes / KIB,
+            "bus_in_kib": bus_in / KIB,
+            "bus_out_kib": bus_out / KIB,
             "streams": (off > 0).astype(np.float64),
+            "stream_kib": streamed / KIB,
         }
         terms = formula.stage_terms(self.coef, q, lambda name, x: self._us(x, a, name))
         values = formula.stage_values(terms, self.coef, lambda name, x: self._us(x, a, name))
@@ -186,6 +202,7 @@ class StagePricer:
             a,
             {
                 **io,
+                "q": q,
                 "terms": terms,
                 "values": values,
                 "uncal": np.cumsum(self.host_us[a:] * self.host_uncal[a:]) if self.cpu else np.cumsum(uncal),
@@ -193,7 +210,6 @@ class StagePricer:
                 "host_ops": host_ops,
                 "on": on,
                 "off": off,
-                "bus_bytes": bus_bytes,
                 "params": np.cumsum(self.params[a:]),
                 "valid": np.ones(m, dtype=np.bool_) if self.cpu else tpu_count > 0,
                 "fits": off == 0,

@@ -1,0 +1,359 @@
+"""What the calibration fits: every parameter, the coefficients it sets, its plausible physical range.
+
+A parameter sets one or more coefficients of the cost formula (`profiles.pricing.formula`) on one or more
+specs: `device:*` is the Edge TPU chip itself, shared by every Edge TPU device (its compute, its per-op
+and activation costs, its invoke overhead); `device:edgetpu-usb` and `device:edgetpu-pci` are its links
+(USB 3.0, PCIe Gen2 x1); `host:NAME` a host preset (the machine's side of an invoke, a runner's work).
+Two hosts that ran on one machine share its parameters (the study's Python-threads and pycoral runners).
+
+Every parameter has a plausible range, written next to it with where it comes from; the fit never leaves
+it (a value at an edge is reported as such). A weak prior pulls the parameters the data cannot separate
+towards a physical guess (or towards another parameter: the same bytes over the same link).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from tpuplan.profiles.calibration.forms import Lin
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.pricing import formula
+from tpuplan.profiles.pricing.device import DeviceSpec
+from tpuplan.profiles.pricing.formula import ON_CHIP_CLASSES
+from tpuplan.profiles.pricing.host import HostSpec
+from tpuplan.profiles.pricing.scenarios import get_coefficient
+
+F64 = npt.NDArray[np.float64]
+CHIP = "device:*"
+USB3_US_PER_KIB = 1024 / 500.0  # 5 Gbit/s, 8b/10b coded: at most 500 MB/s each way
+PCIE2_US_PER_KIB = 1024 / 500.0  # PCIe Gen2 x1: 5 GT/s, 8b/10b: 500 MB/s each way
+PEAK_US_PER_MMAC = 0.5  # 4 TOPS = 2 TMAC/s
+ON_CHIP = ON_CHIP_CLASSES
+MISC = ("elementwise", "reduce", "resize", "other")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One fitted number: the (spec, coefficient path) it sets, its start value, its plausible range and
+    why, and an optional weak prior (value, scale), towards another parameter's value when `tie` names it."""
+
+    name: str
+    targets: tuple[tuple[str, str], ...]
+    init: float
+    low: float
+    high: float
+    why: str
+    prior: tuple[float, float] | None = None
+    tie: str | None = None
+
+
+def _classes(field: str, classes: Sequence[str], spec: str = CHIP) -> tuple[tuple[str, str], ...]:
+    return tuple((spec, f"op_costs.{c}.{field}") for c in classes)
+
+
+def _link(spec: str) -> tuple[tuple[str, str], ...]:
+    return ((spec, "link.in_us_per_kib"), (spec, "link.out_us_per_kib"))
+
+
+CHIP_PARAMS = (
+    Param(
+        "chip.overhead",
+        ((CHIP, "invoke_overhead_us"),),
+        100.0,
+        5.0,
+        2000.0,
+        "one inference's start and end: a round trip over the link and the chip's start, tens to hundreds of us",
+        prior=(50.0, 50.0),
+    ),
+    Param(
+        "chip.op",
+        _classes("us_per_op", ON_CHIP),
+        5.0,
+        0.0,
+        100.0,
+        "switching the chip to the next layer: a few us of instructions, no more than a small layer's time",
+        prior=(0.0, 50.0),
+    ),
+    Param(
+        "chip.conv",
+        _classes("us_per_mmac", ("conv",)),
+        0.8,
+        PEAK_US_PER_MMAC,
+        20.0,
+        "at most the chip's peak of 4 TOPS (0.5 us per million MACs); a few % of it at worst",
+    ),
+    Param(
+        "chip.fc",
+        _classes("us_per_mmac", ("fc",)),
+        10.0,
+        PEAK_US_PER_MMAC,
+        100.0,
+        "one weight per MAC: bound by reading the cached weights, not by the peak",
+    ),
+    Param(
+        "chip.depthwise",
+        _classes("us_per_mmac", ("depthwise",)),
+        5.0,
+        PEAK_US_PER_MMAC,
+        200.0,
+        "one input channel per output: a small part of the systolic array is busy",
+        prior=(5.0, 50.0),
+    ),
+    Param(
+        "chip.misc",
+        _classes("us_per_mmac", MISC),
+        1.0,
+        0.0,
+        50.0,
+        "elementwise and pooling MACs, vector unit",
+        prior=(1.0, 10.0),
+    ),
+    Param(
+        "chip.act",
+        _classes("us_per_kib_act", ON_CHIP),
+        0.1,
+        0.0,
+        0.5,
+        "activations moved on chip: at least ~2 GB/s of on-chip memory",
+        prior=(0.0, 0.5),
+    ),
+)
+LINK_PARAMS = (
+    Param(
+        "usb.link",
+        _link("device:edgetpu-usb"),
+        3.0,
+        USB3_US_PER_KIB,
+        50.0,
+        "USB 3.0: at most 500 MB/s each way (2.048 us/KiB)",
+        prior=(2.5, 5.0),
+    ),
+    Param(
+        "usb.stream",
+        _classes("stream_us_per_kib", ON_CHIP, "device:edgetpu-usb"),
+        3.0,
+        USB3_US_PER_KIB,
+        50.0,
+        "parameters streamed over USB 3.0: at most 500 MB/s",
+    ),
+    Param(
+        "usb.upload",
+        (("device:edgetpu-usb", "link.upload_us_per_kib"),),
+        3.0,
+        USB3_US_PER_KIB,
+        50.0,
+        "the first inference's upload: the same bytes over the same link as streaming",
+        prior=(0.0, 1.0),
+        tie="usb.stream",
+    ),
+    Param(
+        "pci.link",
+        _link("device:edgetpu-pci"),
+        3.0,
+        PCIE2_US_PER_KIB,
+        50.0,
+        "PCIe Gen2 x1: at most 500 MB/s each way",
+        prior=(0.0, 2.0),
+        tie="usb.link",
+    ),
+    Param(
+        "pci.stream",
+        _classes("stream_us_per_kib", ON_CHIP, "device:edgetpu-pci"),
+        3.0,
+        PCIE2_US_PER_KIB,
+        50.0,
+        "parameters streamed over PCIe Gen2 x1: at most 500 MB/s",
+        prior=(0.0, 3.0),
+        tie="usb.stream",
+    ),
+    Param(
+        "pci.upload",
+        (("device:edgetpu-pci", "link.upload_us_per_kib"),),
+        3.0,
+        PCIE2_US_PER_KIB,
+        50.0,
+        "the first inference's upload over PCIe",
+        prior=(0.0, 1.0),
+        tie="pci.stream",
+    ),
+)
+STUDY = ("host:python-threads", "host:pycoral")  # the study's machine: one host, two runners
+MACHINE_PARAMS = (
+    Param(
+        "study.invoke",
+        tuple((h, "invoke_us") for h in STUDY),
+        50.0,
+        0.0,
+        2000.0,
+        "the study machine's side of an invoke (libedgetpu driver, the Python call)",
+        prior=(0.0, 1000.0),
+    ),
+    Param(
+        "study.io",
+        tuple((h, "io_us_per_kib") for h in STUDY),
+        2.0,
+        0.0,
+        50.0,
+        "the study machine's side of the transfers (copies into and out of the driver's buffers)",
+        prior=(0.0, 50.0),
+    ),
+    Param(
+        "study.tpu_op",
+        tuple((h, "tpu_op_us") for h in STUDY),
+        0.0,
+        0.0,
+        200.0,
+        "the study machine's driver work per Edge TPU layer",
+        prior=(0.0, 20.0),
+    ),
+    Param(
+        "study.stream_io",
+        tuple((h, "stream_io_us_per_kib") for h in STUDY),
+        0.2,
+        0.0,
+        20.0,
+        "the study machine's side of streaming the parameters (its USB stack)",
+        prior=(0.0, 20.0),
+    ),
+    Param(
+        "a53.tpu_op",
+        (("host:arm-a53", "tpu_op_us"),),
+        5.0,
+        0.0,
+        200.0,
+        "the Dev Board's Arm Cortex-A53 driver work per Edge TPU layer",
+        prior=(0.0, 50.0),
+    ),
+    Param(
+        "a53.io",
+        (("host:arm-a53", "io_us_per_kib"),),
+        0.5,
+        0.0,
+        20.0,
+        "the Dev Board's copies into and out of the driver's buffers (LPDDR4, in-order cores)",
+        prior=(0.0, 5.0),
+    ),
+)
+
+
+def runner_params(name: str, base: HostSpec) -> tuple[Param, ...]:
+    """A pipeline runner's own numbers. One that does its host work under a lock (`serialized` > 0: Python
+    threads under the interpreter lock, which also start inside the timed region) gets the per-stage work,
+    the serialized share of the device time, the start-up and the streaming extras; a runner without one
+    (pycoral's C++ threads, built before the clock) only its per-stage work."""
+    h = f"host:{name}"
+    if base.serialized > 0:
+        return (
+            Param(
+                f"{name}.stage",
+                ((h, "stage_us"),),
+                200.0,
+                0.0,
+                5000.0,
+                "a Python thread's hand-off per stage and input: tens to hundreds of us",
+            ),
+            Param(f"{name}.serialized_device", ((h, "serialized_device"),), 0.3, 0.0, 1.0, "a share"),
+            Param(f"{name}.start", ((h, "start_us"),), 50.0, 0.0, 1e5, "starting the threads", prior=(50.0, 50.0)),
+            Param(
+                f"{name}.stream_extra",
+                ((h, "stream_extra_us"),),
+                0.0,
+                0.0,
+                1e5,
+                "host work of a streaming stage per input",
+                prior=(0.0, 3000.0),
+            ),
+            Param(
+                f"{name}.stream_cold",
+                ((h, "stream_cold_us"),),
+                0.0,
+                0.0,
+                1e6,
+                "first run of a streaming stage",
+                prior=(0.0, 3000.0),
+            ),
+        )
+    return (
+        Param(
+            f"{name}.stage",
+            ((h, "stage_us"),),
+            50.0,
+            0.0,
+            5000.0,
+            "a C++ thread's hand-off per stage and input",
+            prior=(50.0, 500.0),
+        ),
+    )
+
+
+class ParamSpace:
+    """The parameters of one fit, in a fixed order, over the base specs in use (devices and hosts by name);
+    what no parameter sets keeps the base spec's value."""
+
+    def __init__(
+        self, params: Sequence[Param], devices: Mapping[str, DeviceSpec], hosts: Mapping[str, HostSpec]
+    ) -> None:
+        self.devices, self.hosts = dict(devices), dict(hosts)
+        used = {f"device:{d}" for d in devices} | {f"host:{h}" for h in hosts} | {CHIP}
+        self.params = [p for p in params if any(spec in used for spec, _ in p.targets)]
+        self.n = len(self.params)
+        self.index = {p.name: i for i, p in enumerate(self.params)}
+        self._where: dict[tuple[str, str], int] = {}
+        for i, p in enumerate(self.params):
+            for target in p.targets:
+                if target in self._where:
+                    raise TpuplanError(f"internal error: {target} is set by two calibration parameters")
+                self._where[target] = i
+
+    def _lookup(self, spec: str, path: str, base: float, device: bool) -> Lin | float:
+        i = self._where.get((spec, path))
+        if i is None and device and self.devices[spec.removeprefix("device:")].backend == "edgetpu":
+            i = self._where.get((CHIP, path))
+        return base if i is None else Lin.unit(self.n, i)
+
+    def coefficients(self, device: str, host: str) -> formula.Coefficients:
+        """The formula's coefficients of a stage on `device` run by `host`: fitted ones as linear forms."""
+        dev, spec = self.devices[device], self.hosts[host]
+
+        def coef(name: str) -> Lin | float:
+            owner, _, field = name.partition(".")
+            if owner == "host":
+                return self._lookup(f"host:{host}", field, formula.coefficient(name, dev, spec), False)
+            path = field if owner == "device" else name
+            return self._lookup(f"device:{device}", path, formula.coefficient(name, dev, spec), True)
+
+        return coef
+
+    def op_coefficients(self, device: str, op_class: str) -> formula.Coefficients:
+        """An op class's device coefficients on `device`."""
+        dev = self.devices[device]
+        return lambda field: self._lookup(
+            f"device:{device}",
+            f"op_costs.{op_class}.{field}",
+            get_coefficient(dev, f"op_costs.{op_class}.{field}"),
+            True,
+        )
+
+    def base_theta(self) -> F64:
+        """Each parameter's value in the base specs (its first target's): what an unused one keeps."""
+        out = []
+        for p in self.params:
+            spec, path = p.targets[0]
+            kind, _, name = spec.partition(":")
+            owner: DeviceSpec | HostSpec
+            if kind == "host":
+                owner = self.hosts[name]
+            else:
+                owner = next(iter(self.devices.values())) if name == "*" else self.devices[name]
+            out.append(get_coefficient(owner, path))
+        return np.array(out)
+
+    def bounds(self) -> tuple[F64, F64]:
+        return np.array([p.low for p in self.params]), np.array([p.high for p in self.params])
+
+    def init(self) -> F64:
+        return np.array([p.init for p in self.params])
