@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tpuplan.cli.common import bar, mib, ms, table
-from tpuplan.planner.baselines import Comparison
-from tpuplan.planner.plan import Plan
+
+if TYPE_CHECKING:
+    from tpuplan.planner.comparison import Comparison
+    from tpuplan.planner.plan import Plan
 
 _BOUND = {
     "stage": "the slowest stage",
