@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import HOST_OPS_NOTE, ROOT, SHARED, write_results
+from benchmarks.common import HOST_OPS_NOTE, MEASUREMENTS, ROOT, write_results
 from tpuplan.cli.calibrate import calibration_table
 from tpuplan.profiles.calibration.fit import CalibrationResult, FileSummary, calibrate
 from tpuplan.profiles.calibration.measurements import MeasuredFile, RunSpec, read_measurements
@@ -28,7 +28,7 @@ from tpuplan.profiles.docio import write_atomic
 from tpuplan.profiles.pricing.device import Calibration, DeviceSpec, LinkCost, device_json, preset
 from tpuplan.profiles.pricing.host import HostSpec, host_json, host_preset
 
-DATA = SHARED / "edgetpu-measurements"
+DATA = MEASUREMENTS
 # How each file was run (the data's README): one invoke per row, or the runner, batch, fresh runners and
 # the split when the README gives it (FC: dense1-2 | dense3-5 = ops 0..4 | 5..10; conv: inferred).
 STUDY: dict[str, RunSpec] = {

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks.calibration import STUDY, fit_study, study_files, study_hosts, with_host_ops_note
-from benchmarks.common import MEASUREMENTS
 from tests.cli.test_solve import plan as run_plan
+from tests.shared_data import MEASUREMENTS, needs, require
 from tpuplan.cli.calibrate import calibration_table
 from tpuplan.planner.costs import Goal, totals
 from tpuplan.profiles.build import build_profile
@@ -34,13 +34,12 @@ ROWS = {
     "conv_pipeline_2tpu_profiling_batch100.csv": 57,
 }
 HEADER = "Hidden neurons,# MACs,On chip mem used,Off chip mem used,Inference time\n"
-needs_data = pytest.mark.skipif(not all((DATA / n).is_file() for n in STUDY), reason=f"{DATA} is absent")
+needs_data = needs(*(DATA / n for n in STUDY))
 
 
 @pytest.fixture(scope="module")
 def result() -> CalibrationResult:
-    if not all((DATA / n).is_file() for n in STUDY):
-        pytest.skip(f"{DATA} is absent: the real Edge TPU measurements are needed")
+    require(*(DATA / n for n in STUDY))
     return fit_study(DATA)
 
 

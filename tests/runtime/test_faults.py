@@ -18,7 +18,7 @@ import pytest
 
 import tpuplan.runtime.backends.registry as backends
 from tests.cli.test_solve import one_line_error, plan
-from tests.conftest import MODELS
+from tests.shared_data import MODELS, require
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.tflite.reader import load_model
 from tpuplan.runtime.backends.registry import InterpreterStage, random_inputs
@@ -73,8 +73,7 @@ class _StandInModule:
 
 @pytest.fixture(scope="module")
 def split_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not MODEL.is_file():
-        pytest.skip(f"{MODEL} is absent")
+    require(MODEL)
     out = tmp_path_factory.mktemp("faults") / "segments"
     write_split(load_model(MODEL), out, cuts=CUTS)
     return out
