@@ -8,7 +8,7 @@ compiler's report. Goals: median <= 10% on each single-TPU sweep (and each pipel
 rewrites the edgetpu-usb / edgetpu-pci device presets and the python-threads / pycoral host presets from
 this fit (that is how they are made).
 
-    /work/venv/bin/python -m benchmarks.calibration [--data DIR] [--write-presets]
+    python -m benchmarks.calibration [--data DIR] [--write-presets]
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ sibling: the two FC files are the same compilations run by the same Python-threa
 batch differs: 50 inputs show the period, 1 input the latency and start-up), the two conv files the same
 pycoral runner on different splits.
 
-    /work/venv/bin/python -m benchmarks.fidelity [--data DIR]
+    python -m benchmarks.fidelity [--data DIR]
 """
 
 from __future__ import annotations
