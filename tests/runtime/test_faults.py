@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import tpuplan.runtime.backends.kinds as kinds
 import tpuplan.runtime.backends.registry as backends
 from tests.cli.test_solve import one_line_error, plan
 from tests.shared_data import MODELS, require
@@ -93,7 +94,7 @@ def no_leaked_threads() -> Iterator[None]:
 def _simulate(monkeypatch: pytest.MonkeyPatch, gone: _Gone, doomed: Callable[[dict[str, Any]], bool]) -> None:
     real = backends.tflite_module()
     monkeypatch.setattr(backends, "tflite_module", lambda: _StandInModule(real, doomed, gone))
-    monkeypatch.setattr(backends, "load_edgetpu_delegate", lambda device: f"delegate for {device}")
+    monkeypatch.setattr(kinds, "load_edgetpu_delegate", lambda device: f"delegate for {device}")
 
 
 @pytest.mark.parametrize("mode", ["raise", "hang"])
