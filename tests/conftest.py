@@ -1,4 +1,5 @@
-"""Shared fixtures: the real models in ../shared/models are read in place, never copied."""
+"""Shared fixtures: the real models of the shared data are read in place, never copied; a run without
+the data ends by saying how many tests skipped for want of it and how to point at it."""
 
 from __future__ import annotations
 
@@ -6,15 +7,28 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.common import MODELS, SHARED
-from benchmarks.common import cpu_model_paths as cpu_models
-from benchmarks.common import shared_manifest as manifest
-
-__all__ = ["MODELS", "SHARED", "cpu_models", "manifest"]
+from tests.shared_data import ABSENT, MODELS, SHARED, SHARED_ENV, require
 
 
 @pytest.fixture(scope="session")
 def shared_models() -> Path:
-    if not MODELS.is_dir():
-        pytest.skip(f"{MODELS} is absent: the shared model set is needed")
+    require(MODELS)
     return MODELS
+
+
+def _reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    return str(longrepr[2]) if isinstance(longrepr, tuple) else str(longrepr)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line when tests skipped for want of the shared data: how many, where it was looked for, and
+    how to point at it."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if ABSENT in _reason(r)]
+    if skipped:
+        terminalreporter.write_line(
+            f"{len(skipped)} tests skipped: the shared data (models/, edgetpu-measurements/, "
+            f"edgetpu-compiler-logs/) is not at {SHARED}; set {SHARED_ENV}=/path/to/shared to run them",
+            yellow=True,
+            bold=True,
+        )

@@ -22,14 +22,20 @@ FOLDERS = {layer: PACKAGE / layer for layer in LAYERS}
 
 
 def _imports(path: Path) -> list[tuple[int, str, bool]]:
-    """(line, imported module, at module level) of every import in a file."""
+    """(line, imported module, at module level) of every import run in a file: those under `if
+    TYPE_CHECKING:` are for the type checker only and are left out."""
     tree = ast.parse(path.read_text())
     top = {id(node) for node in tree.body}
-    for block in tree.body:  # imports for type checking only never run: they import nothing
-        if isinstance(block, ast.If) and ast.unparse(block.test) == "TYPE_CHECKING":
-            tree.body.remove(block)
+    typing_only = {
+        id(inner)
+        for node in tree.body
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+        for inner in ast.walk(node)
+    }
     out = []
     for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             out += [(node.lineno, a.name, id(node) in top) for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -86,14 +92,52 @@ def test_no_cycles_between_modules() -> None:
 
 
 def test_function_local_imports_only_for_optional_dependencies() -> None:
+    """In the library layers an import sits at the top, where a reader (and the cycle check) sees it;
+    only an optional dependency (matplotlib, LiteRT, pycoral) is imported where it is used.
+
+    tpuplan/cli is exempt: each command imports the library it needs in its body, so that `plan --help`,
+    `inspect`, `show`, `devices`, `schema` and `--version` start without OR-Tools, matplotlib or the
+    document models they do not use (issue 18, benchmarks/startup.py), and so that a signal arriving
+    while they load reaches `main`'s handlers. What the CLI may import at its top is checked below."""
     optional = {"matplotlib", "matplotlib.pyplot", "ai_edge_litert", "tflite_runtime", "pycoral"}
     local = [
         f"{p.relative_to(ROOT)}:{line}: {mod}"
-        for _, p in _modules()
+        for layer, p in _modules()
+        if layer != "cli"
         for line, mod, top in _imports(p)
         if not top and mod not in optional and not mod.startswith("pycoral")
     ]
     assert local == []
+
+
+# What tpuplan/cli may import at module level from the library: modules that import neither numpy,
+# pydantic nor OR-Tools (each is small and says so), so that building the command tree costs nothing.
+CLI_LIGHT = {
+    "tpuplan.profiles.errors",
+    "tpuplan.planner.defaults",
+    "tpuplan.runtime.progress",
+    "tpuplan.runtime.backends.kinds",
+    "tpuplan.runtime.verify.tolerance",
+}
+
+
+def test_the_cli_imports_the_library_where_it_is_used() -> None:
+    """The command modules import only typer, the standard library, each other and CLI_LIGHT at their top."""
+    heavy = [
+        f"{p.relative_to(ROOT)}:{line}: {mod}"
+        for layer, p in _modules()
+        if layer == "cli"
+        for line, mod, top in _imports(p)
+        if top and mod.startswith("tpuplan.") and not mod.startswith("tpuplan.cli") and mod not in CLI_LIGHT
+    ]
+    third_party = [
+        f"{p.relative_to(ROOT)}:{line}: {mod}"
+        for layer, p in _modules()
+        if layer == "cli"
+        for line, mod, top in _imports(p)
+        if top and mod.split(".")[0] not in sys.stdlib_module_names and mod.split(".")[0] not in ("typer", "tpuplan")
+    ]
+    assert heavy == [] and third_party == []
 
 
 def _tracked() -> list[tuple[str, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 import sys
@@ -51,3 +52,12 @@ def test_readme_python_example_runs(tmp_path: Path) -> None:
 def int_list(text: str) -> list[int]:
     """'[1, 4, 6]' -> [1, 4, 6]."""
     return [int(x) for x in text.strip().strip("[]").split(",") if x.strip()]
+
+
+def test_readme_pictures_are_the_ones_in_docs() -> None:
+    """Every picture the README shows is in docs/, and docs/ holds no picture the README has dropped
+    (benchmarks/pictures.py draws them again from the current model)."""
+    text = (ROOT / "README.md").read_text()
+    shown = set(re.findall(r"\]\((docs/[^)]+\.png)\)", text))
+    on_disk = {str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.png")}
+    assert len(shown) >= 2 and shown == on_disk

@@ -44,7 +44,8 @@ from tests.hostile_docs import (
     text_of,
 )
 from tpuplan.cli.show import measured_times
-from tpuplan.planner.baselines import Comparison, compare
+from tpuplan.planner.baselines import compare
+from tpuplan.planner.comparison import Comparison
 from tpuplan.planner.costs import Goal
 from tpuplan.planner.matching import check_plan_matches
 from tpuplan.planner.plan import load_plan

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -23,6 +24,7 @@ import pytest
 
 from tests.cli_helpers import Inputs, make_inputs, one_line_error, plan
 from tests.model_builders import custom_op_model
+from tests.shared_data import MODELS, SHARED, needs
 from tpuplan.cli import _command
 from tpuplan.planner.plan import load_plan
 from tpuplan.profiles.docio import dump_json
@@ -298,31 +300,51 @@ def test_every_command_has_output_and_json_or_says_why_not() -> None:
     assert len(commands) >= 11 and missing == []
 
 
-def test_tests_skip_without_the_shared_models(tmp_path: Path) -> None:
-    """A clone without ../shared: the split tests skip instead of failing (they read the real models)."""
+def _clone_away_from_shared(tmp_path: Path) -> Path:
+    """The tracked files, copied to a folder with no `shared` beside it."""
     clone = tmp_path / "clone" / "repo"
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     for rel in files:
         (clone / rel).parent.mkdir(parents=True, exist_ok=True)
-        if (ROOT / rel).is_symlink():  # tpuplan/profiles -> ../profiles, ...: the same layout
-            (clone / rel).symlink_to(os.readlink(ROOT / rel))
-        elif (ROOT / rel).is_file():
+        if (ROOT / rel).is_file():
             shutil.copy2(ROOT / rel, clone / rel)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "tests/runtime/test_split.py",
-            "tests/runtime/test_split_files.py",
-        ],
+    return clone
+
+
+def _pytest(clone: Path, shared: Path | None, *files: str) -> subprocess.CompletedProcess[str]:
+    """pytest in the clone (its own tpuplan and tests), with TPUPLAN_SHARED set to `shared` or unset."""
+    env = {k: v for k, v in os.environ.items() if k != "TPUPLAN_SHARED"}
+    if shared is not None:
+        env["TPUPLAN_SHARED"] = str(shared)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files],
         cwd=clone,
+        env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         check=False,
     )
-    assert done.returncode == 0 and " skipped" in done.stdout and "failed" not in done.stdout, done.stdout[-2000:]
+
+
+SPLIT_TESTS = ("tests/runtime/test_split.py", "tests/runtime/test_split_files.py")
+
+
+def test_tests_skip_without_the_shared_models(tmp_path: Path) -> None:
+    """A clone away from ../shared, TPUPLAN_SHARED unset: the split tests (they read the real models) skip
+    instead of failing, and the run ends by saying how many skipped, where it looked and what to set."""
+    clone = _clone_away_from_shared(tmp_path)
+    done = _pytest(clone, None, *SPLIT_TESTS)
+    assert done.returncode == 0 and "failed" not in done.stdout, done.stdout[-2000:]
+    said = re.search(r"(\d+) tests skipped: the shared data .* is not at (\S+); set TPUPLAN_SHARED=", done.stdout)
+    assert said is not None, done.stdout[-2000:]
+    assert f"\n{said[1]} skipped in " in done.stdout and int(said[1]) >= 10  # every one, for this reason
+    assert Path(said[2]) == clone.parent / "shared"
+
+
+@needs(MODELS)
+def test_a_clone_elsewhere_finds_the_shared_data_through_tpuplan_shared(tmp_path: Path) -> None:
+    """The same clone with TPUPLAN_SHARED pointing at the data: nothing skips for want of it."""
+    clone = _clone_away_from_shared(tmp_path)
+    done = _pytest(clone, SHARED, "tests/runtime/test_split_files.py")
+    assert done.returncode == 0 and "skipped" not in done.stdout and " passed" in done.stdout, done.stdout[-2000:]

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from tests.cli.test_solve import plan
-from tests.conftest import MODELS
+from tests.shared_data import MODELS, needs
 from tpuplan.planner.plan import load_plan, plan_digest
 
 SMALL = MODELS / "mobilenet_v1_0.25_128_quant.tflite"
 
-pytestmark = pytest.mark.skipif(not SMALL.is_file(), reason=f"{SMALL} is absent")
+pytestmark = needs(SMALL)
 
 
 def _solve(tmp_path: Path, name: str, model: Path | str, *args: str) -> bytes:

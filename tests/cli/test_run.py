@@ -15,7 +15,7 @@ import pytest
 
 import tpuplan.runtime.run as run_module
 from tests.cli.test_solve import one_line_error, plan
-from tests.conftest import MODELS
+from tests.shared_data import MODELS, require
 from tpuplan.planner.costs import Goal
 from tpuplan.planner.plan import plan_digest
 from tpuplan.planner.plan_build import evaluate
@@ -40,8 +40,7 @@ BROKEN = MODELS / "invalid_models" / "model_invoking_error.tflite"
 
 @pytest.fixture(scope="module")
 def small_split(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not SMALL.is_file():
-        pytest.skip(f"{SMALL} is absent")
+    require(SMALL)
     out = tmp_path_factory.mktemp("run") / "segs"
     write_split(load_model(SMALL), out, cuts=[10, 20])
     return out
@@ -49,8 +48,7 @@ def small_split(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_images_in_outputs_out_equal_the_unsplit_model(tmp_path: Path) -> None:
     """The done-when of issue 14: a directory of images through mobilenet_v2's segments, saved in order."""
-    if not MOBILENET_V2.is_file():
-        pytest.skip(f"{MOBILENET_V2} is absent")
+    require(MOBILENET_V2)
     image = importlib.import_module("PIL.Image")
     frames = tmp_path / "frames"
     frames.mkdir()
@@ -109,8 +107,7 @@ def test_bad_inputs_are_one_line_naming_the_file(small_split: Path, tmp_path: Pa
 
 
 def test_run_refuses_segments_split_from_another_plan(tmp_path: Path) -> None:
-    if not SMALL.is_file():
-        pytest.skip(f"{SMALL} is absent")
+    require(SMALL)
     profile = build_profile(load_model(SMALL), preset("edgetpu-usb"))
     mine, other = evaluate(profile, None, [12]), evaluate(profile, None, [12], goal=Goal("latency"))
     assert mine.cuts == other.cuts and plan_digest(mine) != plan_digest(other)
@@ -132,8 +129,7 @@ def test_no_xnnpack_banner_and_interpreter_errors_in_one_line(
 ) -> None:
     assert plan("run", small_split, "--inputs", "2").returncode == 0
     assert "XNNPACK" not in capfd.readouterr().err
-    if not BROKEN.is_file():
-        pytest.skip(f"{BROKEN} is absent")
+    require(BROKEN)
     with pytest.raises(TpuplanError) as info:
         InterpreterStage("broken", BROKEN.read_bytes(), where=str(BROKEN))
     text = str(info.value)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.common import MODELS
 from tests.cli_helpers import plan
+from tests.shared_data import MODELS, needs
 from tpuplan.planner.plan import load_plan
 from tpuplan.profiles.build import build_profile
 from tpuplan.profiles.docio import write_doc
@@ -24,7 +24,7 @@ from tpuplan.profiles.tflite.reader import load_model
 MODEL = MODELS / "mobilenet_v1_0.25_128_quant.tflite"
 PLAN_BIN = Path(sys.executable).parent / "plan"
 
-pytestmark = pytest.mark.skipif(not MODEL.is_file(), reason=f"{MODEL} not found")
+pytestmark = needs(MODEL)
 
 
 def plan_script(*args: str | Path) -> subprocess.CompletedProcess[str]:

@@ -18,7 +18,7 @@ import pytest
 from ortools.sat.python import cp_model
 
 import tpuplan.planner.search.cpsat as cpsat
-from benchmarks.common import MODELS
+from tests.shared_data import MODELS, needs, require
 from tpuplan.planner.baselines import baseline_plans, compare, equal_ops_cuts, param_balanced_cuts
 from tpuplan.planner.costs import Goal, stage_tables, totals
 from tpuplan.planner.plan import Plan, load_plan, stable_json
@@ -56,8 +56,7 @@ def _profile(path: Path) -> Profile | None:
 
 
 def real_profile(path: Path) -> Profile:
-    if not path.is_file():
-        pytest.skip(f"{path} not found")
+    require(path)
     prof = _profile(path)
     if prof is None:
         pytest.skip(f"{path.name} does not load")
@@ -94,6 +93,7 @@ def check_plan(plan: Plan) -> None:
     assert plan.fits_on_chip == all(s.fits_on_chip for s in plan.stages)
 
 
+@needs(MODELS)
 @pytest.mark.parametrize("path", _cpu_models(), ids=lambda p: p.name.removesuffix(".tflite"))
 def test_real_models_cpsat_equals_reference_and_beats_baselines(path: Path) -> None:
     prof = real_profile(path)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks.calibration import PUBLISHED, STUDY, all_sources, base_devices, base_hosts, fit_all, study_files
-from benchmarks.common import MEASUREMENTS
 from tests.cli.test_solve import plan as run_plan
+from tests.shared_data import MEASUREMENTS, needs, require
 from tpuplan.cli.calibrate import calibration_table
 from tpuplan.planner.costs import Goal, totals
 from tpuplan.profiles.build import build_profile
@@ -36,13 +36,12 @@ ROWS = {
 }
 PUBLISHED_ROWS = {"published-usb3": 3, "published-devboard": 3}
 HEADER = "Hidden neurons,# MACs,On chip mem used,Off chip mem used,Inference time\n"
-needs_data = pytest.mark.skipif(not all((DATA / n).is_file() for n in STUDY), reason=f"{DATA} is absent")
+needs_data = needs(*(DATA / n for n in STUDY))
 
 
 @pytest.fixture(scope="module")
 def result() -> CalibrationResult:
-    if not all((DATA / n).is_file() for n in STUDY) or not (PUBLISHED / "README.md").is_file():
-        pytest.skip(f"{DATA} or {PUBLISHED} is absent: the real Edge TPU measurements are needed")
+    require(*(DATA / n for n in STUDY), PUBLISHED / "README.md")
     return fit_all(DATA, PUBLISHED)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import MODELS
+from tests.shared_data import MODELS, require
 from tpuplan.planner.plan import PLAN_KIND, Plan
 from tpuplan.profiles.build import build_profile, profile_from_graph
 from tpuplan.profiles.docio import parse_doc
@@ -39,8 +39,7 @@ SMALL_MODELS = [
 
 def _seeds() -> list[bytes]:
     paths = [MODELS / name for name in SMALL_MODELS]
-    if not all(p.is_file() for p in paths):
-        pytest.skip("../shared/models is absent")
+    require(*paths)
     return [p.read_bytes() for p in paths]
 
 

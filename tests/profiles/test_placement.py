@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MODELS
+from tests.shared_data import MODELS, absent
 from tpuplan.profiles.edgetpu.placement import first_tpu_partition
 from tpuplan.profiles.tflite.graph import analyse
 from tpuplan.profiles.tflite.reader import LoadedModel, load_model, op_code_name, tensor_name
@@ -24,7 +24,7 @@ PAIRS = [
 ]
 SEGMENTS = [p for p in COMPILED if p.parent.name == "pipeline"]
 
-pytestmark = pytest.mark.skipif(not PAIRS, reason=f"{MODELS} is absent: the compiled models are needed")
+pytestmark = pytest.mark.skipif(not PAIRS, reason=absent(MODELS / "*_edgetpu.tflite"))
 
 
 def _ops(loaded: LoadedModel) -> list[tuple[str, tuple[str, ...]]]:

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MODELS, cpu_models, manifest
+from tests.shared_data import MODELS, needs
+from tests.shared_data import cpu_model_paths as cpu_models
+from tests.shared_data import shared_manifest as manifest
 from tpuplan.profiles.build import build_profile
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.model import PROFILE_VERSION, Profile
@@ -20,6 +22,7 @@ from tpuplan.profiles.tflite.reader import load_model
 CPU_MODELS = cpu_models()
 
 
+@needs(MODELS)
 @pytest.mark.parametrize("path", CPU_MODELS, ids=[p.name for p in CPU_MODELS])
 def test_param_bytes_equal_manifest_weight_bytes(path: Path) -> None:
     entry = next(e for e in manifest() if MODELS / str(e["path"]) == path)
@@ -48,6 +51,7 @@ def _brute_crossing(path: Path) -> list[set[str]]:
     return out
 
 
+@needs(MODELS)
 @pytest.mark.parametrize("path", CPU_MODELS, ids=[p.name for p in CPU_MODELS])
 def test_crossing_sets_match_brute_force(path: Path) -> None:
     prof = build_profile(load_model(path), preset("edgetpu-usb"))

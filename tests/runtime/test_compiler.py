@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.common import COMPILER_LOGS
+from tests.shared_data import COMPILER_LOGS, needs
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.runtime.split.compiler import (
     COMPILER_INSTALL_HINT,
@@ -23,7 +23,7 @@ LOGS = COMPILER_LOGS
 MiB = 1024 * 1024
 KiB = 1024
 
-needs_logs = pytest.mark.skipif(not LOGS.is_dir(), reason=f"real compiler reports not found in {LOGS}")
+needs_logs = needs(LOGS)
 
 
 def report(name: str) -> CompilerReport:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from benchmarks.common import MODELS
+from tests.shared_data import MODELS, needs
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.runtime.backends import edgetpu
 from tpuplan.runtime.backends.edgetpu import (
@@ -146,7 +146,7 @@ def test_delegate_options_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
         load_edgetpu_delegate("gpu")
 
 
-@pytest.mark.skipif(not CPU_MODEL.is_file(), reason=f"{CPU_MODEL} not found")
+@needs(CPU_MODEL)
 def test_cpu_interpreter_runs_real_model() -> None:
     interp = make_interpreter(CPU_MODEL)
     interp.allocate_tensors()
@@ -174,7 +174,7 @@ def test_interpreter_errors_name_the_file(tmp_path: Path) -> None:
         make_interpreter(junk)
 
 
-@pytest.mark.skipif(not CPU_MODEL.is_file(), reason=f"{CPU_MODEL} not found")
+@needs(CPU_MODEL)
 def test_interpreter_on_missing_tpu_is_tpuplan_error() -> None:
     if list_edge_tpus():
         pytest.skip("an Edge TPU is present")
@@ -183,7 +183,7 @@ def test_interpreter_on_missing_tpu_is_tpuplan_error() -> None:
 
 
 @pytest.mark.edgetpu
-@pytest.mark.skipif(not TPU_MODEL.is_file(), reason=f"{TPU_MODEL} not found")
+@needs(TPU_MODEL)
 def test_edgetpu_runs_compiled_model() -> None:
     devices = list_edge_tpus()
     if not devices:

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+import tpuplan.runtime.backends.kinds as kinds
 import tpuplan.runtime.backends.registry as backends
 from tests.cli.test_solve import one_line_error, plan
-from tests.conftest import MODELS
+from tests.shared_data import MODELS, require
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.tflite.reader import load_model
 from tpuplan.runtime.backends.registry import InterpreterStage, random_inputs
@@ -73,8 +74,7 @@ class _StandInModule:
 
 @pytest.fixture(scope="module")
 def split_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not MODEL.is_file():
-        pytest.skip(f"{MODEL} is absent")
+    require(MODEL)
     out = tmp_path_factory.mktemp("faults") / "segments"
     write_split(load_model(MODEL), out, cuts=CUTS)
     return out
@@ -94,7 +94,7 @@ def no_leaked_threads() -> Iterator[None]:
 def _simulate(monkeypatch: pytest.MonkeyPatch, gone: _Gone, doomed: Callable[[dict[str, Any]], bool]) -> None:
     real = backends.tflite_module()
     monkeypatch.setattr(backends, "tflite_module", lambda: _StandInModule(real, doomed, gone))
-    monkeypatch.setattr(backends, "load_edgetpu_delegate", lambda device: f"delegate for {device}")
+    monkeypatch.setattr(kinds, "load_edgetpu_delegate", lambda device: f"delegate for {device}")
 
 
 @pytest.mark.parametrize("mode", ["raise", "hang"])

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from benchmarks.common import MODELS
+from tests.shared_data import MODELS, needs
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.runtime.pipeline.stage import FunctionStage
 from tpuplan.runtime.pipeline.threads import THREAD_PREFIX, Pipeline, PipelineError, StageStats
@@ -281,7 +281,7 @@ def test_ten_thousand_items_exactly_once_in_order() -> None:
     assert [s.items for s in pipe.stats()] == [n, n, n]
 
 
-@pytest.mark.skipif(not MODEL.exists(), reason=f"{MODEL} is not present")
+@needs(MODEL)
 def test_real_tflite_model_in_a_pipeline() -> None:
     from ai_edge_litert.interpreter import Interpreter
 

@@ -16,7 +16,7 @@ import pytest
 from ai_edge_litert import schema_py_generated as schema
 
 import tpuplan.runtime.backends.probe as probe
-from tests.conftest import MODELS
+from tests.shared_data import MODELS, needs
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.tflite.reader import load_model, op_code_name, parse_model
 from tpuplan.runtime.backends.registry import InterpreterStage, make_interpreter
@@ -24,7 +24,7 @@ from tpuplan.runtime.backends.registry import InterpreterStage, make_interpreter
 LSTM = MODELS / "keras_lstm_mnist_ptq.tflite"
 SPLIT_CONCAT = MODELS / "tools" / "split_concat.tflite"
 
-pytestmark = pytest.mark.skipif(not (LSTM.is_file() and SPLIT_CONCAT.is_file()), reason="shared models absent")
+pytestmark = needs(LSTM, SPLIT_CONCAT)
 
 
 def _pack(model: Any) -> bytes:

@@ -15,7 +15,8 @@ import pytest
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter
 
-from tests.conftest import MODELS, cpu_models
+from tests.shared_data import MODELS, needs
+from tests.shared_data import cpu_model_paths as cpu_models
 from tpuplan.planner.plan import load_plan
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.tflite.graph import analyse
@@ -33,7 +34,7 @@ TRAFFIC = MODELS / "automl_video_ondevice" / "traffic_model.tflite"
 
 Tensors = dict[str, np.ndarray]
 
-pytestmark = pytest.mark.skipif(not MODELS.is_dir(), reason=f"{MODELS} is absent: the shared model set is needed")
+pytestmark = needs(MODELS)
 
 
 def _run(data: bytes, feeds: Tensors) -> Tensors:

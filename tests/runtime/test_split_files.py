@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.conftest import MODELS
 from tests.runtime.test_split import LSTM, MOBILENET_V2, _reference, _run, _split
+from tests.shared_data import MODELS, needs
 from tpuplan.planner.plan_build import evaluate
 from tpuplan.profiles.build import build_profile
 from tpuplan.profiles.errors import TpuplanError
@@ -26,7 +26,7 @@ from tpuplan.profiles.tflite.reader import LoadedModel, load_model
 from tpuplan.runtime.split.cut import Segment
 from tpuplan.runtime.split.manifest import SegmentManifest, load_manifest
 
-pytestmark = pytest.mark.skipif(not MODELS.is_dir(), reason=f"{MODELS} is absent: the shared model set is needed")
+pytestmark = needs(MODELS)
 
 
 def _plan_file(tmp_path: Path, model: Path, plan_cuts: list[int], **changes: Any) -> Path:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.cli.test_solve import plan
-from tests.conftest import MODELS
+from tests.shared_data import MODELS, require
 from tpuplan.cli.verify import verify_table
 from tpuplan.planner.solve import solve
 from tpuplan.profiles.build import build_profile
@@ -46,8 +46,7 @@ def test_serialized_share() -> None:
 
 def test_a_tpu_plan_verified_on_the_cpu_is_not_compared(tmp_path: Path) -> None:
     """issue 13: every stage was marked MISS, then the verdict said ok."""
-    if not SMALL.is_file():
-        pytest.skip(f"{SMALL} is absent")
+    require(SMALL)
     plan_path = tmp_path / "tpu-plan.json"
     write_doc(plan_path, solve(build_profile(load_model(SMALL), preset("edgetpu-usb")), 2))
     feeds = tmp_path / "feeds.npz"

@@ -15,7 +15,7 @@ shown predicted before and after the fit.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -28,16 +28,14 @@ from tpuplan.cli.common import (
     table,
     write_output,
 )
-from tpuplan.planner.plan import load_plan
-from tpuplan.profiles.calibration.fit import CalibrationResult, calibrate
-from tpuplan.profiles.calibration.measurements import MeasuredFile, RunSpec, parse_pipeline_spec, read_measurements
-from tpuplan.profiles.calibration.published import read_published
 from tpuplan.profiles.errors import TpuplanError, quoted
-from tpuplan.profiles.pricing.device import device_json, resolve_device
-from tpuplan.profiles.pricing.host import HostSpec, host_json, resolve_host
 from tpuplan.runtime.progress import QUIET_HELP, cli_progress
-from tpuplan.runtime.verify.refit import VerifyFit, fit_from_verify
-from tpuplan.runtime.verify.report import load_report
+
+if TYPE_CHECKING:
+    from tpuplan.profiles.calibration.fit import CalibrationResult
+    from tpuplan.profiles.calibration.measurements import RunSpec
+    from tpuplan.profiles.pricing.host import HostSpec
+    from tpuplan.runtime.verify.refit import VerifyFit
 
 PUBLISHED_HELP = (
     "A folder of published single-Edge-TPU times (a README.md table of model files and their USB 3.0 "
@@ -99,6 +97,9 @@ def _files(
     sweeps: list[Path], pipelines: list[str], sweep_host: str | None
 ) -> tuple[list[tuple[Path, RunSpec]], dict[str, HostSpec]]:
     """The measurement files with how they were run, and the base spec of every host named."""
+    from tpuplan.profiles.calibration.measurements import RunSpec, parse_pipeline_spec
+    from tpuplan.profiles.pricing.host import resolve_host
+
     pipes = [parse_pipeline_spec(text) for text in pipelines]
     machine = sweep_host or next((run.runner for _, run in pipes if run.runner), None)
     runs = [(p, RunSpec(host=machine)) for p in sweeps] + pipes
@@ -169,6 +170,12 @@ def verify_fit_table(fit: VerifyFit) -> str:
 
 def _from_verify(pairs: list[str], output: Path, host_out: Path | None, force: bool, as_json: bool) -> None:
     """`plan calibrate --verify`: read each plan and its report once, fit, write, show before and after."""
+    from tpuplan.planner.plan import load_plan
+    from tpuplan.profiles.pricing.device import device_json
+    from tpuplan.profiles.pricing.host import host_json
+    from tpuplan.runtime.verify.refit import fit_from_verify
+    from tpuplan.runtime.verify.report import load_report
+
     paths = [_pair(text) for text in pairs]
     check_outputs([output, host_out], force=force, inputs=[p for pair in paths for p in pair])
     fit = fit_from_verify([(load_plan(plan), load_report(report)) for plan, report in paths])
@@ -227,6 +234,12 @@ def register(app: typer.Typer) -> None:
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     ) -> None:
         """Fit the Edge TPU cost model (and the pipeline runners) to real measurements; print the errors."""
+        from tpuplan.profiles.calibration.fit import calibrate
+        from tpuplan.profiles.calibration.measurements import MeasuredFile, read_measurements
+        from tpuplan.profiles.calibration.published import read_published
+        from tpuplan.profiles.pricing.device import device_json, resolve_device
+        from tpuplan.profiles.pricing.host import host_json, resolve_host
+
         if verify:
             if sweeps or pipeline or hosts_dir or base or name:
                 raise TpuplanError(

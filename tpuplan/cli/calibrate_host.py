@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tpuplan.cli.common import FORCE_HELP, HOST_HELP, JSON_HELP, check_output, emit, table
-from tpuplan.profiles.calibration.hostops import HostOpsFit, fit_host_ops
-from tpuplan.profiles.model import load_profile
-from tpuplan.profiles.pricing.host import resolve_host
+
+if TYPE_CHECKING:
+    from tpuplan.profiles.calibration.hostops import HostOpsFit
 
 
 def host_fit_table(fit: HostOpsFit) -> str:
@@ -45,6 +45,10 @@ def register(app: typer.Typer) -> None:
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     ) -> None:
         """Fit the host CPU cost of each op class (and of each op type the host runs) to measured op times."""
+        from tpuplan.profiles.calibration.hostops import fit_host_ops
+        from tpuplan.profiles.model import load_profile
+        from tpuplan.profiles.pricing.host import resolve_host
+
         check_output(output, force=force, inputs=profiles)
         start = resolve_host(base)
         if name:

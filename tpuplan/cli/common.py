@@ -11,19 +11,21 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from pydantic import BaseModel
 
 from tpuplan.cli.outputs import check_output, check_outputs, spec_files, write_output
-from tpuplan.planner.search.cpsat import MAX_TIME_LIMIT_S
-from tpuplan.profiles.build import build_profile, price
-from tpuplan.profiles.docio import dump_json, parse_doc, read_bytes
+from tpuplan.planner.defaults import MAX_TIME_LIMIT_S
 from tpuplan.profiles.errors import TpuplanError, quoted
-from tpuplan.profiles.model import PROFILE_KIND, PROFILE_VERSION, Profile
-from tpuplan.profiles.pricing.device import DeviceSpec, preset_names, resolve_device
-from tpuplan.profiles.pricing.host import HostSpec, host_preset, host_preset_names, resolve_host
-from tpuplan.profiles.tflite.reader import MAX_MODEL_BYTES, LoadedModel, parse_model
+
+if TYPE_CHECKING:  # the library is imported where it is used: see tpuplan/cli/__init__.py
+    from pydantic import BaseModel
+
+    from tpuplan.profiles.model import Profile
+    from tpuplan.profiles.pricing.device import DeviceSpec
+    from tpuplan.profiles.pricing.host import HostSpec
+    from tpuplan.profiles.tflite.reader import LoadedModel
 
 DEVICE_HELP = "Device preset name or DeviceSpec JSON file. Presets: edgetpu-usb (calibrated default), edgetpu-pci, cpu."
 DEVICES_HELP = DEVICE_HELP + " Repeat or comma-separate: one for every TPU, or one per TPU in stage order."
@@ -37,6 +39,9 @@ __all__ = ["check_output", "check_outputs", "spec_files", "write_output"]  # the
 
 def read_model(path: Path) -> LoadedModel:
     """A .tflite model from disk, read and checked once."""
+    from tpuplan.profiles.docio import read_bytes
+    from tpuplan.profiles.tflite.reader import MAX_MODEL_BYTES, parse_model
+
     return parse_model(read_bytes(path, what=".tflite model", max_bytes=MAX_MODEL_BYTES), path)
 
 
@@ -52,6 +57,12 @@ def read_source(path: Path, device: DeviceSpec | None, host: HostSpec | None = N
     """The one rule for "profile or model": a .tflite file is a model, profiled on `device` and `host`
     (default presets when None); a .json file is a profile document, priced again for `device`/`host`
     (its own device, and its host when that is a preset, when not given); anything else is refused."""
+    from tpuplan.profiles.build import build_profile, price
+    from tpuplan.profiles.docio import parse_doc, read_bytes
+    from tpuplan.profiles.model import PROFILE_KIND, PROFILE_VERSION, Profile
+    from tpuplan.profiles.pricing.device import resolve_device
+    from tpuplan.profiles.pricing.host import host_preset, host_preset_names, resolve_host
+
     if path.suffix not in (".tflite", ".json"):
         raise TpuplanError(f"{path}: expected a profile .json or a .tflite model")
     if path.suffix == ".tflite":
@@ -72,6 +83,8 @@ def read_source(path: Path, device: DeviceSpec | None, host: HostSpec | None = N
 
 def parse_devices(specs: Sequence[str] | None) -> list[DeviceSpec]:
     """--device values, repeated or comma-separated, as device specs (presets or JSON files)."""
+    from tpuplan.profiles.pricing.device import resolve_device
+
     return [resolve_device(name) for name in split_list(specs)]
 
 
@@ -100,6 +113,8 @@ def time_limit_option(seconds: float | None) -> None:
 
 def emit(doc: BaseModel, *, output: Path | None, as_json: bool, table: str) -> None:
     """Write the document to `output` (already checked), then print JSON or the table for people."""
+    from tpuplan.profiles.docio import dump_json
+
     if output is not None:
         write_output(output, dump_json(doc).encode())
     if as_json:
@@ -144,10 +159,6 @@ def bar(value: float, scale: float, width: int = 30) -> str:
     if scale <= 0:
         return ""
     return "#" * max(0, min(width, round(width * value / scale)))
-
-
-def known_presets() -> str:
-    return ", ".join(preset_names())
 
 
 def print_json(obj: object) -> None:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tpuplan.cli.common import FORCE_HELP, JSON_HELP, check_output, mib, table, write_output
-from tpuplan.profiles.pricing.device import DeviceSpec, preset, preset_names
-from tpuplan.profiles.pricing.host import host_preset, host_preset_names
-from tpuplan.runtime.backends.edgetpu import list_edge_tpus
+
+if TYPE_CHECKING:
+    from tpuplan.profiles.pricing.device import DeviceSpec
 
 
 def register(app: typer.Typer) -> None:
@@ -22,6 +22,10 @@ def register(app: typer.Typer) -> None:
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     ) -> None:
         """List device presets and the Edge TPUs present on this machine."""
+        from tpuplan.profiles.pricing.device import preset, preset_names
+        from tpuplan.profiles.pricing.host import host_preset, host_preset_names
+        from tpuplan.runtime.backends.edgetpu import list_edge_tpus
+
         if output is not None:
             check_output(output, force=force)
         specs: list[DeviceSpec] = [preset(n) for n in preset_names()]

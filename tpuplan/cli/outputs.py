@@ -14,9 +14,7 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from tpuplan.profiles.docio import write_atomic
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.runtime.split.manifest import MANIFEST_NAME
 
 _NAME_MAX = 255  # when the file system does not say
 
@@ -90,6 +88,8 @@ def _check_file(path: Path, force: bool) -> None:
 
 def _check_directory(path: Path, force: bool) -> None:
     """An output directory: missing, empty, or with --force an earlier split."""
+    from tpuplan.runtime.split.manifest import MANIFEST_NAME
+
     if path.is_symlink():
         raise TpuplanError(f"{path}: is a symbolic link; not replaced (give the directory itself)")
     if not path.exists():
@@ -131,6 +131,8 @@ def check_outputs(paths: Sequence[Path | None], *, force: bool, inputs: Sequence
 
 def write_output(path: Path, data: bytes) -> None:
     """Write an output checked by `check_output`: whole or not at all."""
+    from tpuplan.profiles.docio import write_atomic
+
     write_atomic(path, data)
 
 

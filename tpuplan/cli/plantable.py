@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from tpuplan.cli.common import bar, mib, ms, table
-from tpuplan.planner.baselines import Comparison
-from tpuplan.planner.plan import Plan
-from tpuplan.profiles.pricing.formula import PERIOD_BOUNDS
+from typing import TYPE_CHECKING
 
-_BOUND = {b.name: b.doc for b in PERIOD_BOUNDS}
+from tpuplan.cli.common import bar, mib, ms, table
+
+if TYPE_CHECKING:
+    from tpuplan.planner.comparison import Comparison
+    from tpuplan.planner.plan import Plan
+
+
+def _bound(name: str) -> str:
+    """What a period bound of the cost formula is, in words."""
+    from tpuplan.profiles.pricing.formula import PERIOD_BOUNDS
+
+    return next((b.doc for b in PERIOD_BOUNDS if b.name == name), name)
 
 
 def status_text(plan: Plan) -> str:
@@ -87,7 +95,7 @@ def plan_table(plan: Plan) -> str:
         "",
         table(head, _stage_rows(plan), right=align),
         "",
-        f"period      {ms(plan.predicted_period_us)} ms, set by {_BOUND[plan.period_bound]}   throughput "
+        f"period      {ms(plan.predicted_period_us)} ms, set by {_bound(plan.period_bound)}   throughput "
         f"{plan.predicted_throughput_per_s:,.1f}/s   latency {ms(plan.predicted_latency_us)} ms   (predicted)",
     ]
     if plan.predicted_per_input_us is not None:

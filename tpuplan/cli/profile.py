@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,12 +20,10 @@ from tpuplan.cli.common import (
     spec_files,
     table,
 )
-from tpuplan.profiles.build import build_profile
-from tpuplan.profiles.model import Profile
-from tpuplan.profiles.pricing.device import resolve_device
-from tpuplan.profiles.pricing.host import resolve_host
-from tpuplan.runtime.measure import measure_profile
 from tpuplan.runtime.progress import QUIET_HELP, cli_progress
+
+if TYPE_CHECKING:
+    from tpuplan.profiles.model import Profile
 
 
 def _cost(us: int, source: str) -> str:
@@ -108,6 +106,11 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
     ) -> None:
         """Profile every operator: parameters, MACs, activations, Edge TPU support, predicted time."""
+        from tpuplan.profiles.build import build_profile
+        from tpuplan.profiles.pricing.device import resolve_device
+        from tpuplan.profiles.pricing.host import resolve_host
+        from tpuplan.runtime.measure import measure_profile
+
         if output is not None:
             check_output(output, force=force, inputs=[model, *spec_files(device, host)])
         loaded = read_model(model)
@@ -127,6 +130,9 @@ def register(app: typer.Typer) -> None:
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     ) -> None:
         """Print a readable per-op table and totals of a model (or of a saved profile)."""
+        from tpuplan.profiles.pricing.device import resolve_device
+        from tpuplan.profiles.pricing.host import resolve_host
+
         if output is not None:
             check_output(output, force=force, inputs=[source, *spec_files(device, host)])
         dev, host_spec = resolve_device(device) if device else None, resolve_host(host) if host else None

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tpuplan.cli.common import FORCE_HELP, JSON_HELP, check_output, emit, split_list, table
-from tpuplan.planner.plan import load_plan
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.runtime.backends.registry import backend_names, get_backend
+from tpuplan.runtime.backends.kinds import backend_names, get_backend
 from tpuplan.runtime.progress import QUIET_HELP, cli_progress
-from tpuplan.runtime.run import RunOptions, RunResult, check_split_matches_plan, run_split
-from tpuplan.runtime.split.manifest import load_split
+
+if TYPE_CHECKING:
+    from tpuplan.runtime.run import RunResult
 
 BACKEND_HELP = "Where the stages run: " + ", ".join(backend_names()) + "."
 DEVICES_HELP = "Edge TPUs, one per stage: usb:0, pci:0, :0 ... (repeat or comma list; default: all present)."
@@ -106,6 +106,10 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
     ) -> None:
         """Run the segments as a pipeline and print measured times (and save the outputs with -o)."""
+        from tpuplan.planner.plan import load_plan
+        from tpuplan.runtime.run import RunOptions, check_split_matches_plan, run_split
+        from tpuplan.runtime.split.manifest import load_split
+
         name = runner_name(runner, workers)
         if output is not None:
             if output.suffix != ".npz":

@@ -2,32 +2,36 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import BaseModel
 
 from tpuplan.cli.common import FORCE_HELP, check_output, write_output
-from tpuplan.planner.baselines import Comparison
-from tpuplan.planner.plan import Plan
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.profiles.model import Profile
-from tpuplan.profiles.pricing.device import DeviceSpec
-from tpuplan.runtime.run import RunResult
-from tpuplan.runtime.split.manifest import SegmentManifest
-from tpuplan.runtime.verify.check import VerifyReport
 
-SCHEMAS: dict[str, type[BaseModel]] = {
-    "profile": Profile,
-    "device": DeviceSpec,
-    "plan": Plan,
-    "comparison": Comparison,
-    "manifest": SegmentManifest,
-    "run": RunResult,
-    "report": VerifyReport,
+# Document name -> (module, class): only the document asked for is imported (its module may be large).
+SCHEMAS: dict[str, tuple[str, str]] = {
+    "profile": ("tpuplan.profiles.model", "Profile"),
+    "device": ("tpuplan.profiles.pricing.device", "DeviceSpec"),
+    "host": ("tpuplan.profiles.pricing.host", "HostSpec"),
+    "plan": ("tpuplan.planner.plan", "Plan"),
+    "comparison": ("tpuplan.planner.comparison", "Comparison"),
+    "manifest": ("tpuplan.runtime.split.manifest", "SegmentManifest"),
+    "run": ("tpuplan.runtime.run", "RunResult"),
+    "report": ("tpuplan.runtime.verify.report", "VerifyReport"),
 }
+
+
+def schema_of(document: str) -> dict[str, object]:
+    """The JSON Schema of the document named `document` (one of SCHEMAS)."""
+    if document not in SCHEMAS:
+        raise TpuplanError(f"unknown document {document!r} (known: {', '.join(SCHEMAS)})")
+    module, name = SCHEMAS[document]
+    schema: dict[str, object] = getattr(importlib.import_module(module), name).model_json_schema()
+    return schema
 
 
 def register(app: typer.Typer) -> None:
@@ -41,9 +45,7 @@ def register(app: typer.Typer) -> None:
         """Print the JSON Schema of a tpuplan document, for build systems that read our output."""
         if output is not None:
             check_output(output, force=force)
-        if document not in SCHEMAS:
-            raise TpuplanError(f"unknown document {document!r} (known: {', '.join(SCHEMAS)})")
-        text = json.dumps(SCHEMAS[document].model_json_schema(), indent=2) + "\n"
+        text = json.dumps(schema_of(document), indent=2) + "\n"
         if output is not None:
             write_output(output, text.encode())
         typer.echo(text, nl=False)

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tpuplan.cli.common import FORCE_HELP, check_output, emit, write_output
 from tpuplan.cli.plantable import plan_table
-from tpuplan.planner.plan import Plan, load_plan, plan_digest
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.runtime.verify.check import load_report
-from tpuplan.runtime.verify.plots import plan_figure
+
+if TYPE_CHECKING:
+    from tpuplan.planner.plan import Plan
 
 
 def measured_times(report: Path, plan: Plan) -> list[float]:
     """The measured stage times of a `plan verify -o` report made for this very plan, each a time a
     picture can draw (a report is a document from anywhere: its bounds are checked on reading, and
     it is checked against the plan here)."""
+    from tpuplan.planner.plan import plan_digest
+    from tpuplan.runtime.verify.report import load_report
+
     rep = load_report(report)
     if rep.model_sha256 != plan.model.sha256 or rep.plan_sha256 != plan_digest(plan):
         raise TpuplanError(f"{report}: this verify report is for another plan")
@@ -47,12 +50,16 @@ def register(app: typer.Typer) -> None:
 
         No -o: the plan is already a file (--json prints it, checked); --png writes the picture.
         """
+        from tpuplan.planner.plan import load_plan
+
         if png is not None:
             check_output(png, force=force, inputs=[plan_path] + ([report] if report else []))
         elif report is not None:
             raise TpuplanError("--report draws measured times into the picture: give --png too")
         plan = load_plan(plan_path)
         if png is not None:
+            from tpuplan.runtime.verify.plots import plan_figure
+
             measured = measured_times(report, plan) if report is not None else None
             write_output(png, plan_figure(plan, measured))
         emit(plan, output=None, as_json=as_json, table=plan_table(plan))

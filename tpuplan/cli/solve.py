@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -25,16 +25,15 @@ from tpuplan.cli.common import (
     time_limit_option,
 )
 from tpuplan.cli.plantable import comparison_table, plan_table
-from tpuplan.planner.baselines import compare
-from tpuplan.planner.costs import Goal, Objective
-from tpuplan.planner.plan import Plan
-from tpuplan.planner.plan_build import check_profile_matches, evaluate
-from tpuplan.planner.solve import DEFAULT_WORKERS, NoPlanError, solve, solve_auto, solve_with_copies
-from tpuplan.profiles.docio import read_bytes
+from tpuplan.planner.defaults import DEFAULT_WORKERS
 from tpuplan.profiles.errors import TpuplanError, quoted
-from tpuplan.profiles.model import Profile
-from tpuplan.profiles.pricing.device import DeviceSpec
-from tpuplan.profiles.pricing.host import HostSpec, resolve_host
+
+if TYPE_CHECKING:  # the planner (and OR-Tools) is imported by the commands that solve
+    from tpuplan.planner.costs import Goal, Objective
+    from tpuplan.planner.plan import Plan
+    from tpuplan.profiles.model import Profile
+    from tpuplan.profiles.pricing.device import DeviceSpec
+    from tpuplan.profiles.pricing.host import HostSpec
 
 OBJECTIVE_HELP = "throughput: least period (inputs per second); latency: least time for one input."
 BATCH_HELP = "Spread one-off costs (start-up, first-inference upload) over a batch of N inputs."
@@ -80,6 +79,8 @@ class SolveOptions:
 
 
 def _check_replicate(o: SolveOptions, k: int | None, devices: list[DeviceSpec], goal: Goal) -> None:
+    from tpuplan.planner.costs import Goal
+
     if o.copies is not None and o.cuts is None:
         raise TpuplanError("--copies prices given cuts: give --cuts too (or --replicate to choose copies)")
     if not o.replicate:
@@ -94,6 +95,9 @@ def _check_replicate(o: SolveOptions, k: int | None, devices: list[DeviceSpec], 
 
 def _plan_for(profile: Profile, devices: list[DeviceSpec], host: HostSpec, goal: Goal, o: SolveOptions) -> Plan:
     """Price --cuts, or solve for --tpus K or auto."""
+    from tpuplan.planner.plan_build import evaluate
+    from tpuplan.planner.solve import solve, solve_auto, solve_with_copies
+
     k = parse_tpus(o.tpus)
     if o.tpus is None and o.cuts is None:
         raise TpuplanError("give --tpus K, --tpus auto or --cuts")
@@ -188,6 +192,12 @@ def _register_solve(app: typer.Typer) -> None:
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     ) -> None:
         """Find the segmentation with the least predicted period (or latency), proven optimal by CP-SAT."""
+        from tpuplan.planner.costs import Goal
+        from tpuplan.planner.plan_build import check_profile_matches
+        from tpuplan.planner.solve import NoPlanError
+        from tpuplan.profiles.docio import read_bytes
+        from tpuplan.profiles.pricing.host import resolve_host
+
         if output is not None:
             inputs = [source, *([model] if model else []), *spec_files(*split_list(device), host)]
             check_output(output, force=force, inputs=inputs)
@@ -227,6 +237,11 @@ def _register_compare(app: typer.Typer) -> None:
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     ) -> None:
         """Our plan next to the compiler's --num_segments split, equal ops and a single TPU."""
+        from tpuplan.planner.baselines import compare
+        from tpuplan.planner.costs import Goal
+        from tpuplan.planner.solve import NoPlanError
+        from tpuplan.profiles.pricing.host import resolve_host
+
         if output is not None:
             check_output(output, force=force, inputs=[source, *spec_files(*split_list(device), host)])
         time_limit_option(time_limit)

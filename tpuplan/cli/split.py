@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tpuplan.cli.common import JSON_HELP, check_output, mib, parse_cuts, read_model, table
-from tpuplan.planner.plan import load_plan
-from tpuplan.profiles.docio import dump_json
 from tpuplan.runtime.progress import QUIET_HELP, cli_progress
-from tpuplan.runtime.split.manifest import SegmentManifest
-from tpuplan.runtime.split.write import write_split
+
+if TYPE_CHECKING:
+    from tpuplan.runtime.split.manifest import SegmentManifest
 
 
 def _names(specs: list[str], width: int = 48) -> str:
@@ -79,6 +78,10 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
     ) -> None:
         """Write each stage of a plan as its own .tflite segment, plus manifest.json describing them."""
+        from tpuplan.planner.plan import load_plan
+        from tpuplan.profiles.docio import dump_json
+        from tpuplan.runtime.split.write import write_split
+
         if (plan is None) == (cuts is None):
             raise typer.BadParameter("give exactly one of PLAN or --cuts")
         check_output(output, force=force, inputs=[model] + ([plan] if plan else []), directory=True)

@@ -8,8 +8,6 @@ from typing import Annotated
 import typer
 
 from tpuplan.cli.common import FORCE_HELP, JSON_HELP, check_output, print_json, write_output
-from tpuplan.profiles.synth import synth_conv, synth_fc
-from tpuplan.profiles.tflite.reader import sha256_of
 
 OUT_HELP = "Write the .tflite model here (atomically)."
 SEED_HELP = "Seed of the random weights (same seed, byte-identical file)."
@@ -17,6 +15,8 @@ MAX_SEED = 2**32 - 1
 
 
 def _write_model(data: bytes, output: Path, as_json: bool, family: str, parameters: dict[str, int]) -> None:
+    from tpuplan.profiles.tflite.reader import sha256_of
+
     write_output(output, data)
     if as_json:
         print_json(
@@ -54,6 +54,8 @@ def register(app: typer.Typer) -> None:
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     ) -> None:
         """Dense layers as in fc_single_tpu.csv: in -> N (tanh) x depth -> out."""
+        from tpuplan.profiles.synth import synth_fc
+
         check_output(output, force=force)
         sizes = {"width": width, "depth": depth, "in_features": in_features, "out_features": out_features}
         _write_model(
@@ -72,6 +74,8 @@ def register(app: typer.Typer) -> None:
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     ) -> None:
         """Conv2D layers as in conv_single_tpu.csv: size x size x channels -> F x layers."""
+        from tpuplan.profiles.synth import synth_conv
+
         check_output(output, force=force)
         sizes = {"filters": filters, "layers": layers, "size": size, "channels": channels}
         _write_model(

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tpuplan.cli.common import FORCE_HELP, JSON_HELP, emit, read_model, split_list, table, write_output
 from tpuplan.cli.outputs import check_outputs
 from tpuplan.cli.run import BACKEND_HELP, DEVICES_HELP, INPUT_HELP
-from tpuplan.planner.plan import load_plan
-from tpuplan.profiles.docio import dump_json
 from tpuplan.runtime.progress import QUIET_HELP, cli_progress
-from tpuplan.runtime.verify.check import TOLERANCE_FLOOR_US, VerifyReport, verify
-from tpuplan.runtime.verify.plots import plan_figure
+from tpuplan.runtime.verify.tolerance import TOLERANCE_FLOOR_US
+
+if TYPE_CHECKING:
+    from tpuplan.runtime.verify.report import VerifyReport
 
 EXIT_MISSED = 3
 
@@ -94,6 +94,11 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
     ) -> None:
         """Split, run and compare predicted with measured stage times; exit 3 when a prediction misses."""
+        from tpuplan.planner.plan import load_plan
+        from tpuplan.profiles.docio import dump_json
+        from tpuplan.runtime.verify.check import verify
+        from tpuplan.runtime.verify.plots import plan_figure
+
         check_outputs([output, png], force=force, inputs=[p for p in (plan, model, input_path) if p is not None])
         plan_doc = load_plan(plan)
         rep = verify(

@@ -8,18 +8,14 @@ Our plan with copies (a stage on several TPUs) is shown beside our plain one whe
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
-from pydantic import Field
-
+from tpuplan.planner.comparison import Comparison, Entry
 from tpuplan.planner.costs import Goal
-from tpuplan.planner.plan import GoalInfo, Plan
+from tpuplan.planner.plan import Plan
 from tpuplan.planner.plan_build import check_k, evaluate, expand_devices
 from tpuplan.planner.search.replicate import MAX_REPLICATED_TPUS
 from tpuplan.planner.solve import DEFAULT_WORKERS, solve, solve_with_copies
-from tpuplan.profiles.docio import StrictModel
-from tpuplan.profiles.limits import Count, ObjectiveUs, PipelineUs, Rate, TotalBytes
-from tpuplan.profiles.model import ModelRef, Profile
+from tpuplan.profiles.model import Profile
 from tpuplan.profiles.pricing.device import DeviceSpec
 from tpuplan.profiles.pricing.host import HostSpec, resolve_host
 
@@ -49,34 +45,6 @@ def param_balanced_cuts(param_bytes: Sequence[int], k: int) -> list[int]:
 def equal_ops_cuts(n: int, k: int) -> list[int]:
     """Segments of n/k ops (rounded down at each boundary)."""
     return [(j + 1) * n // k - 1 for j in range(k - 1)]
-
-
-class Entry(StrictModel):
-    name: str = Field(max_length=200)
-    tpus: int = Field(ge=1, le=1 << 10)
-    cuts: list[Count]
-    copies: list[Count] = Field(description="TPUs per stage (1 each without copies)")
-    predicted_period_us: PipelineUs
-    predicted_throughput_per_s: Rate
-    predicted_latency_us: PipelineUs
-    objective: ObjectiveUs
-    predicted_offchip_bytes: TotalBytes = Field(description="cached-layout bytes streamed, all stages")
-    fits_on_chip: bool
-    host_only_stages: Count = Field(description="stages whose TPU runs no op")
-    speedup_of_ours: Rate = Field(description="this entry's objective / ours")
-
-
-class Comparison(StrictModel):
-    kind: Literal["tpuplan.comparison"] = "tpuplan.comparison"
-    schema_version: Literal[2] = 2
-    model: ModelRef
-    tpus: int = Field(ge=1, le=1 << 10)
-    goal: GoalInfo
-    host: str = Field(max_length=200)
-    ours_status: str = Field(max_length=40)
-    ours_proven_optimal: bool
-    entries: list[Entry]
-    notes: list[str] = Field(default_factory=list)
 
 
 def _entry(name: str, plan: Plan, ours: int) -> Entry:

@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tpuplan.planner.costs import Goal, stage_tables, throughput_per_s, totals
+from tpuplan.planner.defaults import DEFAULT_TIME_LIMIT_S, DEFAULT_WORKERS
 from tpuplan.planner.plan import CurveRow, Plan, SolverInfo, SolverParameters
 from tpuplan.planner.plan_build import build_plan, check_k, expand_devices
-from tpuplan.planner.search.cpsat import DEFAULT_TIME_LIMIT_S, DEFAULT_WORKERS, Outcome, solve_tables
+from tpuplan.planner.search.cpsat import Outcome, solve_tables
 from tpuplan.planner.search.replicate import solve_replicated
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.model import Profile

@@ -22,9 +22,10 @@ from tpuplan.profiles.pricing.formula import LinkCost
 from tpuplan.profiles.pricing.host import resolve_host
 from tpuplan.profiles.tflite.graph import analyse
 from tpuplan.profiles.tflite.reader import LoadedModel
+from tpuplan.runtime.backends.kinds import get_backend
 from tpuplan.runtime.backends.nativelog import one_line
 from tpuplan.runtime.backends.probe import probe_models
-from tpuplan.runtime.backends.registry import InterpreterStage, allocate, get_backend, new_interpreter, random_inputs
+from tpuplan.runtime.backends.registry import InterpreterStage, allocate, new_interpreter, random_inputs
 from tpuplan.runtime.progress import Progress, ticker
 from tpuplan.runtime.split.cut import segment_bytes
 

@@ -22,8 +22,9 @@ from tpuplan.planner.plan import Plan, plan_digest
 from tpuplan.profiles.docio import StrictModel
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.limits import MAX_COUNT, MAX_PIPELINE_US, Count, Rate, Seconds
+from tpuplan.runtime.backends.kinds import Backend, get_backend
 from tpuplan.runtime.backends.probe import probe_models
-from tpuplan.runtime.backends.registry import Backend, InterpreterStage, get_backend
+from tpuplan.runtime.backends.registry import InterpreterStage
 from tpuplan.runtime.pipeline.base import PipelineBase, StageStats
 from tpuplan.runtime.pipeline.runners import DEFAULT_RUNNER, check_runner, default_queue_size, open_pipeline
 from tpuplan.runtime.pipeline.stage import Array, StageRunner, StageSource

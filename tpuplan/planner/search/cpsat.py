@@ -30,6 +30,7 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from tpuplan.planner.costs import Goal, check_exact, totals
+from tpuplan.planner.defaults import DEFAULT_TIME_LIMIT_S, DEFAULT_WORKERS, MAX_TIME_LIMIT_S
 from tpuplan.planner.search.labels import I64, INF, Mask, SearchTimeout, stage_masks
 from tpuplan.planner.search.prune import Arcs, Caps, ends_of, has_plan, prune
 from tpuplan.planner.search.reference import pinned_plan, reachable_ends, reference_solve
@@ -37,10 +38,7 @@ from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.pricing.formula import PERIOD_BOUNDS
 from tpuplan.profiles.pricing.tables import StageCostTable
 
-DEFAULT_TIME_LIMIT_S = 30.0
-DEFAULT_WORKERS = 1  # deterministic search, and the fastest on these narrowed models
 MAX_WORKERS = 64
-MAX_TIME_LIMIT_S = 86_400.0
 _STOP_GRACE_S = 0.05  # the watchdog stops a solve this long after its own time limit should have
 PIN_MIN_S = 2.0  # the tie-break's time, at least ...
 PIN_FACTOR = 4.0  # ... or this many times what finding and proving the optimum took

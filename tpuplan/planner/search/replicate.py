@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 from ortools.sat.python import cp_model
 
-from tpuplan.planner.search.cpsat import DEFAULT_TIME_LIMIT_S, MAX_ARCS, new_solver, stage_arcs
+from tpuplan.planner.defaults import DEFAULT_TIME_LIMIT_S
+from tpuplan.planner.search.cpsat import MAX_ARCS, new_solver, stage_arcs
 from tpuplan.planner.search.labels import I64, INF, Mask, Step, backtrack, run_labels, stage_masks
 from tpuplan.planner.search.reference import reachable_ends
 from tpuplan.profiles.errors import TpuplanError

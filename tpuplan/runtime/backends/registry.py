@@ -1,16 +1,13 @@
-"""Where a segment runs: the backend registry, the one interpreter factory, and the stage runner.
+"""Where a segment runs: the one interpreter factory and the stage runner, for the backends of `kinds`.
 
-A backend says which segment files its stages need (the CPU model or the Edge TPU compiler's output),
-which device each stage gets, and which delegates an interpreter on that device loads. Everything that
-creates an interpreter goes through `new_interpreter`, so every model is probed in a child process
-first and every failure reads the same way.
+Everything that creates an interpreter goes through `new_interpreter`, so every model is probed in a
+child process first and every failure reads the same way.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,66 +15,11 @@ import numpy as np
 
 from tpuplan.profiles.docio import read_bytes
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.runtime.backends.edgetpu import load_edgetpu_delegate, parse_device, require_tpus
+from tpuplan.runtime.backends.kinds import Backend, get_backend
 from tpuplan.runtime.backends.litert import tflite_module
 from tpuplan.runtime.backends.nativelog import one_line, quiet_native_logs
 from tpuplan.runtime.backends.probe import require_probed
 from tpuplan.runtime.tensors.inputs import InputSpec, random_input
-
-
-@dataclass(frozen=True)
-class Backend:
-    """One way of running segments. `devices(k, asked)` gives one device string (or None) per stage."""
-
-    name: str
-    compiled: bool  # stages run the Edge TPU compiler's segments, not the CPU model's
-    description: str
-    devices: Callable[[int, Sequence[str] | None], list[str | None]]
-    delegates: Callable[[str | None], list[Any]]
-
-
-_REGISTRY: dict[str, Backend] = {}
-
-
-def register_backend(backend: Backend) -> None:
-    """Make a backend available by name (a third kind of accelerator plugs in here)."""
-    _REGISTRY[backend.name] = backend
-
-
-def backend_names() -> list[str]:
-    return list(_REGISTRY)
-
-
-def get_backend(name: str | Backend) -> Backend:
-    if isinstance(name, Backend):
-        return name
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise TpuplanError(f"unknown backend {name!r} (known: {', '.join(_REGISTRY)})") from None
-
-
-def _cpu_devices(k: int, asked: Sequence[str] | None) -> list[str | None]:
-    if asked:
-        raise TpuplanError("device strings apply to the edgetpu backend only, not to cpu")
-    return [None] * k
-
-
-def _edgetpu_devices(k: int, asked: Sequence[str] | None) -> list[str | None]:
-    chosen = [parse_device(d) for d in asked] if asked else require_tpus(k)
-    if len(chosen) != k:
-        raise TpuplanError(f"{k} stages need {k} Edge TPUs, got {len(chosen)}: {', '.join(chosen)}")
-    return list(chosen)
-
-
-def _edgetpu_delegates(device: str | None) -> list[Any]:
-    return [load_edgetpu_delegate(device or "")]
-
-
-register_backend(Backend("cpu", False, "LiteRT on the host CPU, one thread per stage", _cpu_devices, lambda d: []))
-register_backend(
-    Backend("edgetpu", True, "one Coral Edge TPU per stage through libedgetpu", _edgetpu_devices, _edgetpu_delegates)
-)
 
 
 def new_interpreter(

@@ -24,7 +24,8 @@ from tpuplan.planner.plan import Plan, StagePlan, plan_digest
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.pricing import formula
 from tpuplan.profiles.tflite.reader import LoadedModel
-from tpuplan.runtime.backends.registry import Backend, InterpreterStage, get_backend
+from tpuplan.runtime.backends.kinds import Backend, get_backend
+from tpuplan.runtime.backends.registry import InterpreterStage
 from tpuplan.runtime.pipeline.runners import default_queue_size
 from tpuplan.runtime.pipeline.stage import Array
 from tpuplan.runtime.progress import Progress, ticker
@@ -36,12 +37,12 @@ from tpuplan.runtime.verify.hostcost import runner_host
 from tpuplan.runtime.verify.report import (
     REPORT_KIND,
     REPORT_VERSION,
-    TOLERANCE_FLOOR_US,
     StageCheck,
     VerifyReport,
     load_report,
     within,
 )
+from tpuplan.runtime.verify.tolerance import TOLERANCE_FLOOR_US
 
 __all__ = [
     "REPORT_KIND",

@@ -23,14 +23,46 @@ def _pyplot() -> Any:
     return plt
 
 
+def _units(plan: Plan) -> str:
+    """Where the stages run, for the title: TPUs, the host CPU, or both."""
+    cpus = sum(1 for d in plan.devices if d.backend == "cpu")
+    if cpus == len(plan.devices):
+        return "the host CPU"
+    return f"{plan.tpus - cpus} TPUs" + (f" and {cpus} CPU stages" if cpus else "")
+
+
 def plan_figure(plan: Plan, measured_us: list[float] | None = None, title: str | None = None) -> bytes:
-    """PNG bytes: stage times (predicted, measured beside), parameter bytes vs on-chip capacity, cuts."""
+    """PNG bytes: stage times (predicted, measured beside), parameter bytes vs on-chip capacity (when a
+    stage is on an Edge TPU: a CPU has no on-chip memory to draw), and the cuts along the operators."""
     plt = _pyplot()
-    k = len(plan.stages)
-    fig, (ax_t, ax_m, ax_c) = plt.subplots(
-        3, 1, figsize=(8, 7.5), gridspec_kw={"height_ratios": [3, 3, 1.2]}, constrained_layout=True
+    tpu = any(d.backend == "edgetpu" for d in plan.devices)
+    heights = [3, 3, 1.2] if tpu else [3, 1.2]
+    fig, axes = plt.subplots(
+        len(heights),
+        1,
+        figsize=(8, 7.5 if tpu else 4.8),
+        gridspec_kw={"height_ratios": heights},
+        constrained_layout=True,
     )
-    xs = list(range(k))
+    _times(axes[0], plan, measured_us)
+    axes[0].set_title(
+        title
+        or f"{Path(plan.model.path).name}: {len(plan.stages)} stages on {_units(plan)}\n"
+        f"{plan.predicted_throughput_per_s:.1f} inputs/s predicted ({plan.solver.status})",
+        fontsize=10,
+    )
+    if tpu:
+        _memory(axes[1], plan)
+    _cuts(axes[-1], plan)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _times(ax_t: Any, plan: Plan, measured_us: list[float] | None) -> None:
+    """Stage times: predicted, with copies the time between results, measured beside; the bottleneck."""
+    xs = list(range(len(plan.stages)))
     width = 0.38 if measured_us else 0.6
     pred_ms = [s.predicted_us / 1000 for s in plan.stages]
     offset = -width / 2 if measured_us else 0.0
@@ -54,44 +86,34 @@ def plan_figure(plan: Plan, measured_us: list[float] | None = None, title: str |
         xs, [f"stage {s.index}\n{s.device}" + (f" x{s.copies}" if s.copies > 1 else "") for s in plan.stages]
     )
     ax_t.legend(loc="upper right", fontsize=8)
-    ax_t.set_title(
-        title
-        or f"{Path(plan.model.path).name}: {k} stages on {plan.tpus} TPUs, "
-        f"{plan.predicted_throughput_per_s:.1f} inputs/s predicted ({plan.solver.status})"
-    )
 
+
+def _memory(ax_m: Any, plan: Plan) -> None:
+    """Parameters on chip and streamed, against each Edge TPU's on-chip capacity."""
+    xs = list(range(len(plan.stages)))
     mib = 2**20
     on = [s.predicted_onchip_bytes / mib for s in plan.stages]
     off = [s.predicted_offchip_bytes / mib for s in plan.stages]
     ax_m.bar(xs, on, 0.6, label="on chip (predicted)", color="#55A868")
     ax_m.bar(xs, off, 0.6, bottom=on, label="streamed off chip (predicted)", color="#C44E52")
-    for i, dev in enumerate(plan.devices):
-        if dev.backend == "edgetpu":
-            ax_m.hlines(
-                dev.onchip_bytes / mib,
-                i - 0.4,
-                i + 0.4,
-                colors="black",
-                lw=2,
-                label="on-chip capacity" if i == 0 else None,
-            )
+    tpus = [i for i, dev in enumerate(plan.devices) if dev.backend == "edgetpu"]
+    for i in tpus:
+        label = "on-chip capacity" if i == tpus[0] else None
+        ax_m.hlines(plan.devices[i].onchip_bytes / mib, i - 0.4, i + 0.4, colors="black", lw=2, label=label)
     caps = [d.onchip_bytes / mib for d in plan.devices if d.backend == "edgetpu"]
     ax_m.set_ylim(0, max([*caps, *(a + b for a, b in zip(on, off, strict=True))]) * 1.45 + 1e-9)
     ax_m.set_ylabel("parameters (MiB)")
     ax_m.set_xticks(xs, [f"stage {s.index}" for s in plan.stages])
     ax_m.legend(loc="upper right", fontsize=8)
 
-    n = plan.n_ops
+
+def _cuts(ax_c: Any, plan: Plan) -> None:
+    """The stages as spans of the operator list, a line at each cut."""
     for s in plan.stages:
         ax_c.barh(0, s.last_op - s.first_op + 1, left=s.first_op, height=0.6)
         ax_c.text((s.first_op + s.last_op + 1) / 2, 0, str(s.index), ha="center", va="center", fontsize=8)
     for c in plan.cuts:
         ax_c.axvline(c + 1, color="black", lw=1)
-    ax_c.set_xlim(0, n)
+    ax_c.set_xlim(0, plan.n_ops)
     ax_c.set_yticks([])
     ax_c.set_xlabel(f"operator index (cuts after ops {', '.join(map(str, plan.cuts)) or '-'})")
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()

@@ -19,7 +19,6 @@ from tpuplan.runtime.verify.hostcost import RunnerHost
 
 REPORT_KIND: Final = "tpuplan.verify"
 REPORT_VERSION: Final = 2
-TOLERANCE_FLOOR_US = 20.0
 
 
 Us = Annotated[float, Field(ge=0, le=MAX_PIPELINE_US)]  # a measured or predicted time in microseconds
