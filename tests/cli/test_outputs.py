@@ -15,12 +15,13 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Union
 
 import pytest
 
 from tests.cli_helpers import Inputs, fill, make_inputs, one_line_error, plan, tmpfs, umask
 
-Argv = Callable[[Inputs, Path], list[str | Path]]
+Argv = Callable[[Inputs, Path], list[Union[str, Path]]]
 
 # command -> (its arguments writing to OUT, the input an output could wrongly replace)
 WRITERS: dict[str, tuple[Argv, Callable[[Inputs], Path] | None]] = {

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import tpuplan.runtime.backends.registry as backends
-from tests.cli.test_solve import one_line_error, plan
+from tests.cli_helpers import one_line_error, plan
 from tests.conftest import MODELS
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.tflite.reader import load_model

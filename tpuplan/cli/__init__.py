@@ -15,6 +15,7 @@ from types import FrameType
 import typer
 
 from tpuplan.cli import calibrate, calibrate_host, devices, profile, run, schema, show, solve, split, synth, verify
+from tpuplan.compat import resolve_annotations
 from tpuplan.profiles.errors import TpuplanError
 
 app = typer.Typer(
@@ -35,8 +36,20 @@ for _module in (profile, schema, devices, solve, show, split, run, verify, synth
 
 @functools.cache
 def _command() -> Callable[..., object]:
-    """The click command behind `app`, built once: typer would build it again on every call (0.1 s)."""
+    """The click command behind `app`, built once: typer would build it again on every call (0.1 s).
+    Typer reads every command's annotations; on Python 3.9 they are evaluated for it first."""
+    _resolve(app)
     return typer.main.get_command(app)
+
+
+def _resolve(group: typer.Typer) -> None:
+    """Every command's annotations as objects (`X | None` too, on Python 3.9), in every sub-group."""
+    for info in group.registered_commands:
+        if info.callback is not None:
+            resolve_annotations(info.callback)
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _resolve(sub.typer_instance)
 
 
 class Terminated(KeyboardInterrupt):

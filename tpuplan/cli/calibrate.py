@@ -24,6 +24,7 @@ from tpuplan.cli.common import (
     JSON_HELP,
     check_outputs,
     print_json,
+    require_planner,
     spec_files,
     table,
     write_output,
@@ -202,6 +203,7 @@ def register(app: typer.Typer) -> None:
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     ) -> None:
         """Fit the Edge TPU cost model (and the pipeline runners) to real measurements; print the errors."""
+        require_planner("plan calibrate", solver=False)  # the fit is the planner's side (Python 3.10)
         if verify:
             if sweeps or pipeline or hosts_dir or base or name:
                 raise TpuplanError(

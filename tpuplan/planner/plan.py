@@ -10,7 +10,6 @@ cuts, stages, devices, counts or predictions were edited apart from each other i
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import math
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from typing import Final, Literal
 
 from pydantic import Field, model_validator
 
+from tpuplan.compat import pairwise, zip_strict
 from tpuplan.planner.costs import Goal, Objective, Totals, stage_tables, throughput_per_s, totals
 from tpuplan.planner.plan_v1 import migrate_v1
 from tpuplan.planner.search.reference import fewest_onchip_stages
@@ -160,7 +160,7 @@ class Plan(StrictModel):
             raise ValueError("there must be one device per stage, named as the stage says")
         if self.tpus != sum(s.copies for s in self.stages):
             raise ValueError(f"tpus is {self.tpus} but the stages use {sum(s.copies for s in self.stages)}")
-        for s, dev in zip(self.stages, self.devices, strict=True):
+        for s, dev in zip_strict(self.stages, self.devices):
             _check_stage(s, dev, self.host)
         _check_pipeline(self)
         return self
@@ -205,7 +205,7 @@ def _check_pipeline(plan: Plan) -> None:
         plan.fits_on_chip,
     )
     want = (period, bound, latency, oneoff, throughput_per_s(period), all(s.fits_on_chip for s in stages))
-    for name, g, w in zip(
+    for name, g, w in zip_strict(
         (
             "predicted_period_us",
             "period_bound",
@@ -216,7 +216,6 @@ def _check_pipeline(plan: Plan) -> None:
         ),
         got,
         want,
-        strict=True,
     ):
         if g != w:
             raise ValueError(f"{name} is {g}, but the stages give {w}")
@@ -294,7 +293,7 @@ def check_cuts(cuts: Sequence[int], n: int, k: int) -> list[int]:
     for c in cuts:
         if not 0 <= c <= n - 2:
             raise TpuplanError(f"cut {c} is out of range (cuts are ops 0..{n - 2} of {n})")
-    if any(b <= a for a, b in itertools.pairwise(cuts)):
+    if any(b <= a for a, b in pairwise(cuts)):
         raise TpuplanError(f"cuts must be strictly increasing (got {','.join(map(str, cuts))})")
     return cuts
 
@@ -327,7 +326,7 @@ def check_profile_matches(profile: Profile, model: bytes, where: str) -> None:
     fresh = build_profile(parse_model(model, Path(where)), profile.device, resolve_host(None))
     if len(fresh.ops) != len(profile.ops):
         raise TpuplanError(f"{where}: the model has {len(fresh.ops)} ops, the profile {len(profile.ops)}")
-    for op, want in zip(profile.ops, fresh.ops, strict=True):
+    for op, want in zip_strict(profile.ops, fresh.ops):
         for key in FACTS:
             if getattr(op, key) != getattr(want, key):
                 raise TpuplanError(
@@ -343,9 +342,9 @@ def stage_plans(
     tables: Sequence[StageCostTable], cuts: Sequence[int], copies: Sequence[int] | None = None
 ) -> list[StagePlan]:
     stages = []
-    bounds = zip([0, *(c + 1 for c in cuts)], [*cuts, tables[0].n - 1], strict=True)
+    bounds = zip_strict([0, *(c + 1 for c in cuts)], [*cuts, tables[0].n - 1])
     reps = list(copies) if copies is not None else [1] * (len(cuts) + 1)
-    for i, ((a, b), r) in enumerate(zip(bounds, reps, strict=True)):
+    for i, ((a, b), r) in enumerate(zip_strict(bounds, reps)):
         t = tables[i]
         p = t.stage_parts(a, b)
         stages.append(
@@ -388,7 +387,7 @@ def _notes(profile: Profile, devices: Sequence[DeviceSpec], stages: Sequence[Sta
             f"the bottleneck, stage {slowest.index}, is {slowest.uncalibrated_share:.0%} uncalibrated cost "
             "(op classes with no real measurements here): treat its time as a rough guess"
         )
-    for s, dev in zip(stages, devices, strict=True):
+    for s, dev in zip_strict(stages, devices):
         if s.tpu_ops == 0 and dev.backend == "edgetpu":
             notes.append(f"stage {s.index} runs only host ops on its TPU")
     if any(s.copies > 1 for s in stages):

@@ -33,6 +33,7 @@ from typing import Any, Literal, NoReturn
 import numpy as np
 import numpy.typing as npt
 
+from tpuplan.compat import zip_strict
 from tpuplan.profiles.build import price
 from tpuplan.profiles.edgetpu.placement import first_tpu_partition
 from tpuplan.profiles.errors import TpuplanError
@@ -423,7 +424,7 @@ def pipeline_cost(
     and bus work of every input is still done, and each copy pays the stage's one-off (its own upload).
     """
     ends = [*cuts, tables[0].n - 1]
-    pairs = list(zip([0, *(c + 1 for c in cuts)], ends, strict=True))
+    pairs = list(zip_strict([0, *(c + 1 for c in cuts)], ends))
     reps = list(copies) if copies is not None else [1] * len(pairs)
     each = [
         (
@@ -433,7 +434,7 @@ def pipeline_cost(
             int(t.bus_us[a, b]),
             r * int(t.oneoff_us[a, b]),
         )
-        for t, (a, b), r in zip(tables, pairs, reps, strict=True)
+        for t, (a, b), r in zip_strict(tables, pairs, reps)
     ]
     slowest = max(e[0] for e in each)
     serial, bus = sum(e[2] for e in each), sum(e[3] for e in each)

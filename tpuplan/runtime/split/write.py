@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tpuplan.compat import zip_strict
 from tpuplan.planner.matching import check_plan_matches
 from tpuplan.planner.plan import Plan, plan_digest
 from tpuplan.profiles.docio import dump_json
@@ -214,13 +215,13 @@ def _require_runnable(loaded: LoadedModel, segments: Sequence[Segment]) -> None:
     whose segments cannot run is refused, not written. A model that cannot run here as a whole, such as one
     with a custom op this LiteRT lacks, can still be planned; only splitting and running it needs the op."""
     labels = [f"segment {seg.index}" for seg in segments]
-    errors = probe_models([("model", loaded.data), *zip(labels, (seg.data for seg in segments), strict=True)])
+    errors = probe_models([("model", loaded.data), *zip_strict(labels, (seg.data for seg in segments))])
     if "model" in errors:
         raise TpuplanError(
             f"{loaded.path}: the TFLite interpreter here cannot run this model ({errors['model']}); "
             "it can be planned, but its segments could not run, so none are written"
         )
-    for label, seg in zip(labels, segments, strict=True):
+    for label, seg in zip_strict(labels, segments):
         if label in errors:
             raise TpuplanError(
                 f"{loaded.path}: {label} (ops {seg.first_op}..{seg.last_op}) does not load in the "
