@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+from tpuplan.compat import zip_strict
 from tpuplan.planner.plan import Plan
 from tpuplan.profiles.errors import TpuplanError
 
@@ -23,8 +24,16 @@ def _pyplot() -> Any:
     return plt
 
 
-def plan_figure(plan: Plan, measured_us: list[float] | None = None, title: str | None = None) -> bytes:
-    """PNG bytes: stage times (predicted, measured beside), parameter bytes vs on-chip capacity, cuts."""
+def plan_figure(
+    plan: Plan,
+    measured_us: list[float] | None = None,
+    title: str | None = None,
+    *,
+    measured_label: str = "measured",
+    predicted_label: str = "predicted",
+) -> bytes:
+    """PNG bytes: stage times (predicted, measured beside), parameter bytes vs on-chip capacity, cuts.
+    The labels say which backend measured what (a CPU run beside Edge TPU predictions says so)."""
     plt = _pyplot()
     k = len(plan.stages)
     fig, (ax_t, ax_m, ax_c) = plt.subplots(
@@ -34,7 +43,7 @@ def plan_figure(plan: Plan, measured_us: list[float] | None = None, title: str |
     width = 0.38 if measured_us else 0.6
     pred_ms = [s.predicted_us / 1000 for s in plan.stages]
     offset = -width / 2 if measured_us else 0.0
-    ax_t.bar([x + offset for x in xs], pred_ms, width, label="predicted", color="#4C72B0")
+    ax_t.bar([x + offset for x in xs], pred_ms, width, label=predicted_label, color="#4C72B0")
     if any(s.copies > 1 for s in plan.stages):
         ax_t.bar(
             [x + offset for x in xs],
@@ -45,7 +54,9 @@ def plan_figure(plan: Plan, measured_us: list[float] | None = None, title: str |
             hatch="//",
         )
     if measured_us:
-        ax_t.bar([x + width / 2 for x in xs], [m / 1000 for m in measured_us], width, label="measured", color="#DD8452")
+        ax_t.bar(
+            [x + width / 2 for x in xs], [m / 1000 for m in measured_us], width, label=measured_label, color="#DD8452"
+        )
     ax_t.axhline(plan.predicted_period_us / 1000, color="#4C72B0", ls="--", lw=1, label="predicted bottleneck")
     tallest = max([*pred_ms, *((m / 1000) for m in measured_us or [])])
     ax_t.set_ylim(0, tallest * 1.35 + 1e-9)  # room for the legend
@@ -76,7 +87,7 @@ def plan_figure(plan: Plan, measured_us: list[float] | None = None, title: str |
                 label="on-chip capacity" if i == 0 else None,
             )
     caps = [d.onchip_bytes / mib for d in plan.devices if d.backend == "edgetpu"]
-    ax_m.set_ylim(0, max([*caps, *(a + b for a, b in zip(on, off, strict=True))]) * 1.45 + 1e-9)
+    ax_m.set_ylim(0, max([*caps, *(a + b for a, b in zip_strict(on, off))]) * 1.45 + 1e-9)
     ax_m.set_ylabel("parameters (MiB)")
     ax_m.set_xticks(xs, [f"stage {s.index}" for s in plan.stages])
     ax_m.legend(loc="upper right", fontsize=8)
