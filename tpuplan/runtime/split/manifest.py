@@ -91,6 +91,11 @@ class SegmentManifest(StrictModel):
     schema_version: Literal[1] = MANIFEST_VERSION
     model: ModelRef
     plan_sha256: Sha256 | None = None  # sha256 of the plan file's bytes when split from a plan
+    compiler_args: list[str] | None = Field(
+        None,
+        max_length=16,
+        description="flags given to edgetpu_compiler besides -s -o (plan split --compiler-args); null: not compiled",
+    )
     cuts: list[Count]
     segments: list[SegmentEntry] = Field(min_length=1)
 
