@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tpuplan.compat import zip_strict
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_ENV = "TPUPLAN_SHARED"
 # The shared data (real models, measurements, compiler logs) is read in place: TPUPLAN_SHARED names it,
@@ -67,6 +69,6 @@ def cpu_model_paths() -> list[Path]:
 def fmt_table(headers: list[str], rows: list[list[Any]]) -> str:
     cells = [headers] + [[f"{v:.3f}" if isinstance(v, float) else str(v) for v in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    lines = ["  ".join(c.rjust(w) for c, w in zip_strict(r, widths)) for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)

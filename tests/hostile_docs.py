@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Union
 
-Path_ = tuple[str | int, ...]
+Path_ = tuple[Union[str, int], ...]
 HUGE_MARK = "__5001_DIGITS__"
 HUGE_TEXT = "7" * 5001
 EXTREMES: list[Any] = [
@@ -46,7 +46,7 @@ def numeric_paths(doc: Any, *, ends: bool = True) -> list[Path_]:
     def walk(node: Any, path: Path_) -> None:
         if isinstance(node, bool):
             return
-        if isinstance(node, int | float):
+        if isinstance(node, (int, float)):
             out.append(path)
         elif isinstance(node, dict):
             for key, value in node.items():
@@ -75,7 +75,7 @@ def has(doc: Any, path: Path_) -> bool:
         if not (in_dict or in_list):
             return False
         node = node[key]
-    return isinstance(node, dict | list)
+    return isinstance(node, (dict, list))
 
 
 def text_of(doc: Any) -> str:

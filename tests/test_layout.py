@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {"profiles": 0, "planner": 1, "runtime": 2, "cli": 3}
 PACKAGE = ROOT / "tpuplan"
 FOLDERS = {layer: PACKAGE / layer for layer in LAYERS}
+BASE = [PACKAGE / "compat.py"]  # below every layer: it imports none of them
 
 
 def _imports(path: Path) -> list[tuple[int, str, bool]]:
@@ -44,7 +45,9 @@ def _imports(path: Path) -> list[tuple[int, str, bool]]:
 
 
 def _modules() -> list[tuple[str, Path]]:
-    return [(layer, p) for layer, folder in FOLDERS.items() for p in sorted(folder.rglob("*.py"))]
+    return [("base", p) for p in BASE] + [
+        (layer, p) for layer, folder in FOLDERS.items() for p in sorted(folder.rglob("*.py"))
+    ]
 
 
 def test_every_import_names_the_tpuplan_package() -> None:
@@ -63,7 +66,12 @@ def test_layers_import_only_downward() -> None:
     for layer, path in _modules():
         for line, mod, _ in _imports(path):
             parts = mod.split(".")
-            if parts[0] == "tpuplan" and len(parts) > 1 and parts[1] in LAYERS and LAYERS[parts[1]] > LAYERS[layer]:
+            if (
+                parts[0] == "tpuplan"
+                and len(parts) > 1
+                and parts[1] in LAYERS
+                and LAYERS[parts[1]] > LAYERS.get(layer, -1)
+            ):
                 upward.append(f"{path.relative_to(ROOT)}:{line}: {layer} imports {mod}")
     assert upward == []
 
@@ -91,6 +99,11 @@ def test_no_cycles_between_modules() -> None:
     assert cycles == []
 
 
+# The solver's modules import OR-Tools (the [planner] extra, Python >= 3.10): the commands that need them
+# import them when they run, so that a device-side install (no OR-Tools) still has every other command.
+SOLVER = {"tpuplan.planner.solve", "tpuplan.planner.search.cpsat", "tpuplan.planner.search.replicate"}
+
+
 def test_function_local_imports_only_for_optional_dependencies() -> None:
     """In the library layers an import sits at the top, where a reader (and the cycle check) sees it;
     only an optional dependency (matplotlib, LiteRT, pycoral) is imported where it is used.
@@ -99,7 +112,8 @@ def test_function_local_imports_only_for_optional_dependencies() -> None:
     `inspect`, `show`, `devices`, `schema` and `--version` start without OR-Tools, matplotlib or the
     document models they do not use (issue 18, benchmarks/startup.py), and so that a signal arriving
     while they load reaches `main`'s handlers. What the CLI may import at its top is checked below."""
-    optional = {"matplotlib", "matplotlib.pyplot", "ai_edge_litert", "tflite_runtime", "pycoral"}
+    optional = {"matplotlib", "matplotlib.pyplot", "ai_edge_litert", "tflite_runtime", "pycoral", "eval_type_backport"}
+    optional |= SOLVER
     local = [
         f"{p.relative_to(ROOT)}:{line}: {mod}"
         for layer, p in _modules()
@@ -118,6 +132,8 @@ CLI_LIGHT = {
     "tpuplan.runtime.progress",
     "tpuplan.runtime.backends.kinds",
     "tpuplan.runtime.verify.tolerance",
+    "tpuplan.runtime.split.flags",
+    "tpuplan.compat",
 }
 
 

@@ -15,12 +15,13 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Union
 
 import pytest
 
 from tests.cli_helpers import Inputs, fill, make_inputs, one_line_error, plan, tmpfs, umask
 
-Argv = Callable[[Inputs, Path], list[str | Path]]
+Argv = Callable[[Inputs, Path], list[Union[str, Path]]]
 
 # command -> (its arguments writing to OUT, the input an output could wrongly replace)
 WRITERS: dict[str, tuple[Argv, Callable[[Inputs], Path] | None]] = {
@@ -33,8 +34,15 @@ WRITERS: dict[str, tuple[Argv, Callable[[Inputs], Path] | None]] = {
     "synth": (lambda i, o: ["synth", "fc", "--width", "16", "-o", o], None),
     "calibrate": (lambda i, o: ["calibrate", i.csv, "-o", o], lambda i: i.csv),
     "show --png": (lambda i, o: ["show", i.plan, "--png", o], lambda i: i.plan),
-    "verify -o": (lambda i, o: ["verify", i.plan, "--model", i.model, "-n", "2", "-o", o], lambda i: i.plan),
-    "verify --png": (lambda i, o: ["verify", i.plan, "--model", i.model, "-n", "2", "--png", o], lambda i: i.model),
+    # an Edge TPU plan measured on the CPU: --outputs-only, or the run exits 4 (nothing compared)
+    "verify -o": (
+        lambda i, o: ["verify", i.plan, "-m", i.model, "-n", "2", "--outputs-only", "-o", o],
+        lambda i: i.plan,
+    ),
+    "verify --png": (
+        lambda i, o: ["verify", i.plan, "-m", i.model, "-n", "2", "--outputs-only", "--png", o],
+        lambda i: i.model,
+    ),
 }
 ONE_RUN = {"verify --png"}  # seconds per run, same writer as verify -o: refusals and one real write only
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import tpuplan.runtime.run as run_module
-from tests.cli.test_solve import one_line_error, plan
+from tests.cli_helpers import one_line_error, plan
 from tests.shared_data import MODELS, require
 from tpuplan.planner.costs import Goal
 from tpuplan.planner.plan import plan_digest

@@ -15,6 +15,7 @@ from tpuplan.runtime.split.compiler import (
     CompilerReport,
     compile_segment,
     find_compiler,
+    parse_compiler_args,
     parse_compiler_report,
     parse_size,
 )
@@ -178,15 +179,19 @@ def test_unmapped_counts_stay_unknown_without_table() -> None:
 
 FAKE_COMPILER = """#!/bin/sh
 # Stand-in for edgetpu_compiler (test plumbing only): record argv, then act per $FAKE_MODE.
+# The model is the last argument, the output directory follows -o (flags may come between).
 printf '%s\\n' "$@" > "$FAKE_ARGS"
+for model; do :; done
+out=.
+while [ $# -gt 0 ]; do [ "$1" = -o ] && out=$2; shift; done
 case "$FAKE_MODE" in
   fail) echo "some progress" ; echo "Edge TPU Compiler version 16.0" >&2 ;
-        echo "ERROR: Invalid model: $4" >&2 ; exit 1 ;;
+        echo "ERROR: Invalid model: $model" >&2 ; exit 1 ;;
   slow) exec sleep 5 ;;
   noout) cat "$FAKE_REPORT" ; exit 0 ;;
 esac
-base=$(basename "$4" .tflite)
-: > "$3/${base}_edgetpu.tflite"
+base=$(basename "$model" .tflite)
+: > "$out/${base}_edgetpu.tflite"
 cat "$FAKE_REPORT"
 """
 
@@ -234,6 +239,38 @@ def test_compile_segment_success_with_stand_in(fake_compiler: Path) -> None:
     assert seg.compiled.is_file()
     assert seg.report.onchip_bytes == round(7.04 * MiB)
     assert seg.report.total_ops == 214
+
+
+@needs_logs
+def test_compiler_args_go_between_the_options_and_the_model(fake_compiler: Path) -> None:
+    src = model_file(fake_compiler)
+    out = fake_compiler / "out"
+    flags = parse_compiler_args("-m 13 --search_delegate --delegate_search_step=4")
+    assert flags == ["--min_runtime_version", "13", "--search_delegate", "--delegate_search_step", "4"]
+    compile_segment(src, out, args=flags)
+    argv = (fake_compiler / "argv.txt").read_text(encoding="utf-8").splitlines()
+    assert argv == ["-s", "-o", str(out), *flags, str(src)]
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("--num_segments 2", "tpuplan makes the segments"),
+        ("-o /tmp", "tpuplan chooses where"),
+        ("--intermediate_tensors a,b", "changes a segment's outputs"),
+        ("--frobnicate", "unknown edgetpu_compiler flag '--frobnicate'"),
+        ("--min_runtime_version", "needs a whole number"),
+        ("--min_runtime_version thirteen", "(got 'thirteen')"),
+        ("-t 0", "from 1 to"),
+        ("--search_delegate=1", "takes no value"),
+        ("-d --search_delegate", "given twice"),
+        ("'-m 13", "cannot read"),
+    ],
+)
+def test_compiler_args_outside_the_known_list_are_refused(text: str, why: str) -> None:
+    with pytest.raises(TpuplanError, match=r"^--compiler-args: ") as info:
+        parse_compiler_args(text)
+    assert why in str(info.value) and "\n" not in str(info.value)
 
 
 @needs_logs

@@ -18,7 +18,7 @@ import pytest
 
 import tpuplan.runtime.backends.kinds as kinds
 import tpuplan.runtime.backends.registry as backends
-from tests.cli.test_solve import one_line_error, plan
+from tests.cli_helpers import one_line_error, plan
 from tests.shared_data import MODELS, require
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.tflite.reader import load_model

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tests.shared_data import MODELS, needs
+from tpuplan.compat import zip_strict
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.runtime.pipeline.stage import FunctionStage
 from tpuplan.runtime.pipeline.threads import THREAD_PREFIX, Pipeline, PipelineError, StageStats
@@ -308,7 +309,7 @@ def test_real_tflite_model_in_a_pipeline() -> None:
         results = pipe.run_all({in_name: img} for img in images)
 
     ref, _, ref_in, ref_out = make()
-    for img, r in zip(images, results, strict=True):
+    for img, r in zip_strict(images, results):
         ref.set_tensor(ref_in, img)
         ref.invoke()
         expected = ref.get_tensor(ref_out)

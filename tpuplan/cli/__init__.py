@@ -70,10 +70,25 @@ def __getattr__(name: str) -> Any:
 
 @functools.cache
 def _command() -> Callable[..., object]:
-    """The click command behind `app`, built once: typer would build it again on every call (0.1 s)."""
+    """The click command behind `app`, built once: typer would build it again on every call (0.1 s).
+    Typer reads every command's annotations; on Python 3.9 they are evaluated for it first."""
     import typer
 
-    return typer.main.get_command(_app())
+    app = _app()
+    _resolve(app)
+    return typer.main.get_command(app)
+
+
+def _resolve(group: typer.Typer) -> None:
+    """Every command's annotations as objects (`X | None` too, on Python 3.9), in every sub-group."""
+    from tpuplan.compat import resolve_annotations
+
+    for info in group.registered_commands:
+        if info.callback is not None:
+            resolve_annotations(info.callback)
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _resolve(sub.typer_instance)
 
 
 class Terminated(KeyboardInterrupt):

@@ -24,10 +24,12 @@ from tpuplan.cli.common import (
     JSON_HELP,
     check_outputs,
     print_json,
+    require_planner,
     spec_files,
     table,
     write_output,
 )
+from tpuplan.compat import zip_strict
 from tpuplan.profiles.errors import TpuplanError, quoted
 from tpuplan.runtime.progress import QUIET_HELP, cli_progress
 
@@ -123,7 +125,7 @@ def _spec_outputs(folder: Path | None, names: list[str], option: str, keys: list
     for n in names:
         if not n or n in (".", "..") or "/" in n or "\\" in n or "\0" in n or n.startswith("."):
             raise TpuplanError(f"{option}: the spec name {n!r} cannot name a file in {folder}")
-    paths = {k: folder / f"{n}.json" for k, n in zip(keys or names, names, strict=True)}
+    paths = {k: folder / f"{n}.json" for k, n in zip_strict(keys or names, names)}
     if len(set(paths.values())) < len(paths):
         raise TpuplanError(f"calibrate: two specs have the same name; they would write one file in {option}")
     return paths
@@ -234,6 +236,7 @@ def register(app: typer.Typer) -> None:
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     ) -> None:
         """Fit the Edge TPU cost model (and the pipeline runners) to real measurements; print the errors."""
+        require_planner("plan calibrate", solver=False)  # the fit is the planner's side (Python 3.10)
         from tpuplan.profiles.calibration.fit import calibrate
         from tpuplan.profiles.calibration.measurements import MeasuredFile, read_measurements
         from tpuplan.profiles.calibration.published import read_published

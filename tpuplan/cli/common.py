@@ -6,7 +6,9 @@ One place decides "is this argument a profile or a model" (`read_source`), one p
 
 from __future__ import annotations
 
+import importlib
 import json
+import platform
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,9 +29,15 @@ if TYPE_CHECKING:  # the library is imported where it is used: see tpuplan/cli/_
     from tpuplan.profiles.pricing.host import HostSpec
     from tpuplan.profiles.tflite.reader import LoadedModel
 
-DEVICE_HELP = "Device preset name or DeviceSpec JSON file. Presets: edgetpu-usb (calibrated default), edgetpu-pci, cpu."
+DEVICE_HELP = (
+    "Device preset name or DeviceSpec JSON file. Presets: edgetpu-usb (USB 3.0, the default), edgetpu-usb2, "
+    "edgetpu-pci (M.2, mini-PCIe, Dev Board), cpu."
+)
 DEVICES_HELP = DEVICE_HELP + " Repeat or comma-separate: one for every TPU, or one per TPU in stage order."
-HOST_HELP = "Host preset (tpuplan, pycoral, python-threads) or HostSpec JSON: the runner and host CPU costs."
+HOST_HELP = (
+    "Host preset (tpuplan, pycoral, python-threads, desktop-x86, arm-a53, arm-a72) or HostSpec JSON: the "
+    "machine's side of an invoke, its runner and host CPU costs."
+)
 SOURCE_HELP = "A profile JSON (from `plan profile`) or a .tflite CPU model (profiled on the first --device)."
 FORCE_HELP = "Overwrite the output if it exists (a file; for `plan split`, only an earlier split)."
 JSON_HELP = "Print JSON for machines instead of a table."
@@ -105,8 +113,27 @@ def positive(value: float | None, flag: str) -> None:
         raise TpuplanError(f"{flag} must be positive (got {value:g})")
 
 
+def require_planner(command: str, *, solver: bool = True) -> None:
+    """The planner's side is there, or one line saying what to install: Python 3.10 or newer and, with
+    `solver`, OR-Tools (CP-SAT). A device-side install (`pip install tpuplan[device]`, Python 3.9 on most Coral
+    hosts) has the runtime only: split, run, verify, show, devices."""
+    if sys.version_info < (3, 10):
+        needs = "Python 3.10 or newer and OR-Tools" if solver else "Python 3.10 or newer"
+        raise TpuplanError(
+            f"{command} needs {needs} (this is Python {platform.python_version()}, enough to split, run and "
+            "verify): run it on a workstation with pip install 'tpuplan[planner]'"
+        )
+    if not solver:
+        return
+    try:
+        importlib.import_module("ortools.sat.python.cp_model")
+    except ImportError:
+        raise TpuplanError(f"{command} needs OR-Tools: pip install 'tpuplan[planner]'") from None
+
+
 def time_limit_option(seconds: float | None) -> None:
-    """--time-limit: seconds from over 0 to a day; NaN, infinity and 1e300 are refused by the flag's name."""
+    """--time-limit: seconds from over 0 to a day; NaN, infinity and 1e300 are refused by the flag's name.
+    The bound is the solver's (planner.defaults)."""
     if seconds is not None and not 0 < seconds <= MAX_TIME_LIMIT_S:
         raise TpuplanError(f"--time-limit must be more than 0 and at most {MAX_TIME_LIMIT_S:g} s (got {seconds:g})")
 
@@ -132,7 +159,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], *, right: Se
     align = right or [False] + [True] * (len(headers) - 1)
     lines = []
     for k, row in enumerate(cells):
-        parts = [c.rjust(w) if align[i] else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=False))]
+        parts = [c.rjust(w) if align[i] else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
         lines.append("  ".join(parts).rstrip())
         if k == 0:
             lines.append("  ".join("-" * w for w in widths))

@@ -24,12 +24,12 @@ def register(app: typer.Typer) -> None:
         """List device presets and the Edge TPUs present on this machine."""
         from tpuplan.profiles.pricing.device import preset, preset_names
         from tpuplan.profiles.pricing.host import host_preset, host_preset_names
-        from tpuplan.runtime.backends.edgetpu import list_edge_tpus
+        from tpuplan.runtime.backends.edgetpu import enumerate_edge_tpus
 
         if output is not None:
             check_output(output, force=force)
         specs: list[DeviceSpec] = [preset(n) for n in preset_names()]
-        present = list_edge_tpus()
+        present, listed_by = enumerate_edge_tpus()
         hosts_json = [host_preset(n).model_dump(mode="json") for n in host_preset_names()]
         text = (
             json.dumps(
@@ -39,6 +39,7 @@ def register(app: typer.Typer) -> None:
                     "presets": [s.model_dump(mode="json") for s in specs],
                     "hosts": hosts_json,
                     "edgetpus_present": present,
+                    "edgetpus_listed_by": listed_by,
                 },
                 indent=2,
             )
@@ -74,6 +75,6 @@ def register(app: typer.Typer) -> None:
             for h in hosts
         ]
         typer.echo("\n" + table(["host", "stage us", "serialized", "fresh runs", "USB", "runner"], rows))
-        typer.echo(f"\nEdge TPUs present: {len(present)}" + "".join(f"\n  {d}" for d in present))
+        typer.echo(f"\nEdge TPUs present: {len(present)}, listed by {listed_by}" + "".join(f"\n  {d}" for d in present))
         if output is not None:
             typer.echo(f"wrote {output}")

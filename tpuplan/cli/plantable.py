@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tpuplan.cli.common import bar, mib, ms, table
+from tpuplan.compat import zip_strict
 
 if TYPE_CHECKING:
     from tpuplan.planner.comparison import Comparison
@@ -32,7 +33,7 @@ def status_text(plan: Plan) -> str:
 def _stage_rows(plan: Plan) -> list[list[object]]:
     worst = max(s.predicted_us for s in plan.stages)
     rows: list[list[object]] = []
-    for s, dev in zip(plan.stages, plan.devices, strict=True):
+    for s, dev in zip_strict(plan.stages, plan.devices):
         tpu = dev.backend == "edgetpu"  # a CPU stage has no on-chip memory to show
         rows.append(
             [

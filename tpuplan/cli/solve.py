@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
@@ -20,12 +21,12 @@ from tpuplan.cli.common import (
     parse_cuts,
     parse_devices,
     read_source,
+    require_planner,
     spec_files,
     split_list,
     time_limit_option,
 )
 from tpuplan.cli.plantable import comparison_table, plan_table
-from tpuplan.planner.defaults import DEFAULT_WORKERS
 from tpuplan.profiles.errors import TpuplanError, quoted
 
 if TYPE_CHECKING:  # the planner (and OR-Tools) is imported by the commands that solve
@@ -43,6 +44,7 @@ REPLICATE_HELP = (
     "together for the least period over --tpus TPUs of one kind."
 )
 COPIES_HELP = "With --cuts: TPUs per stage (e.g. 1,3,1); default one each."
+T = TypeVar("T")
 
 
 def parse_objective(text: str) -> Objective:
@@ -71,7 +73,7 @@ class SolveOptions:
     tolerance: float
     allow_spill: bool
     time_limit: float | None
-    workers: int
+    workers: int | None  # None: the solver's own default
     seed: int
     timings: bool
     replicate: bool = False
@@ -93,15 +95,26 @@ def _check_replicate(o: SolveOptions, k: int | None, devices: list[DeviceSpec], 
         raise TpuplanError("--replicate plans for TPUs of one kind: give one --device")
 
 
-def _plan_for(profile: Profile, devices: list[DeviceSpec], host: HostSpec, goal: Goal, o: SolveOptions) -> Plan:
+def _plan_for(
+    source: Path, profile: Profile, devices: list[DeviceSpec], host: HostSpec, goal: Goal, o: SolveOptions
+) -> Plan:
     """Price --cuts, or solve for --tpus K or auto."""
-    from tpuplan.planner.plan_build import evaluate
-    from tpuplan.planner.solve import solve, solve_auto, solve_with_copies
-
     k = parse_tpus(o.tpus)
     if o.tpus is None and o.cuts is None:
         raise TpuplanError("give --tpus K, --tpus auto or --cuts")
     _check_replicate(o, k, devices, goal)
+    if o.cuts is not None:
+        return _priced(profile, devices, host, goal, o, k)
+    return _solved(source, lambda: _solve(profile, devices, host, goal, o, k))
+
+
+def _solve(
+    profile: Profile, devices: list[DeviceSpec], host: HostSpec, goal: Goal, o: SolveOptions, k: int | None
+) -> Plan:
+    """--tpus K or auto (and --replicate): the solver's plan."""
+    from tpuplan.planner.solve import DEFAULT_WORKERS, solve, solve_auto, solve_with_copies  # OR-Tools
+
+    workers = DEFAULT_WORKERS if o.workers is None else o.workers
     if o.replicate and k is not None:
         return solve_with_copies(
             profile,
@@ -110,20 +123,10 @@ def _plan_for(profile: Profile, devices: list[DeviceSpec], host: HostSpec, goal:
             host=host,
             allow_spill=o.allow_spill,
             time_limit_s=o.time_limit,
-            workers=o.workers,
+            workers=workers,
             seed=o.seed,
             timings=o.timings,
         )
-    if o.cuts is not None:
-        if o.tpus is not None and k is None:
-            raise TpuplanError("--cuts cannot be combined with --tpus auto")
-        cut_list = parse_cuts(o.cuts)
-        copies = parse_cuts(o.copies, what="--copies") if o.copies is not None else None
-        if k is not None and copies and k != sum(copies):
-            raise TpuplanError(f"{len(cut_list)} cuts and copies {o.copies} use {sum(copies)} TPUs, not {k}")
-        if k is not None and not copies and k != len(cut_list) + 1:
-            raise TpuplanError(f"{len(cut_list)} cuts given for {k} TPUs (need {k - 1})")
-        return evaluate(profile, devices or None, cut_list, host, goal, copies)
     if k is None:
         return solve_auto(
             profile,
@@ -134,7 +137,7 @@ def _plan_for(profile: Profile, devices: list[DeviceSpec], host: HostSpec, goal:
             tolerance=o.tolerance,
             allow_spill=o.allow_spill,
             time_limit_s=o.time_limit,
-            workers=o.workers,
+            workers=workers,
             seed=o.seed,
             timings=o.timings,
         )
@@ -146,10 +149,37 @@ def _plan_for(profile: Profile, devices: list[DeviceSpec], host: HostSpec, goal:
         goal=goal,
         allow_spill=o.allow_spill,
         time_limit_s=o.time_limit,
-        workers=o.workers,
+        workers=workers,
         seed=o.seed,
         timings=o.timings,
     )
+
+
+def _priced(
+    profile: Profile, devices: list[DeviceSpec], host: HostSpec, goal: Goal, o: SolveOptions, k: int | None
+) -> Plan:
+    """--cuts (and --copies): price a given plan; no solver involved."""
+    from tpuplan.planner.plan_build import evaluate
+
+    if o.tpus is not None and k is None:
+        raise TpuplanError("--cuts cannot be combined with --tpus auto")
+    cut_list = parse_cuts(o.cuts or "")
+    copies = parse_cuts(o.copies, what="--copies") if o.copies is not None else None
+    if k is not None and copies and k != sum(copies):
+        raise TpuplanError(f"{len(cut_list)} cuts and copies {o.copies} use {sum(copies)} TPUs, not {k}")
+    if k is not None and not copies and k != len(cut_list) + 1:
+        raise TpuplanError(f"{len(cut_list)} cuts given for {k} TPUs (need {k - 1})")
+    return evaluate(profile, devices or None, cut_list, host, goal, copies)
+
+
+def _solved(source: Path, work: Callable[[], T]) -> T:
+    """Run a solve; "no plan exists" names the source (the solver module, OR-Tools, imported only now)."""
+    from tpuplan.planner.solve import NoPlanError
+
+    try:
+        return work()
+    except NoPlanError as exc:
+        raise TpuplanError(f"{source}: {exc.reason}") from None
 
 
 def register(app: typer.Typer) -> None:
@@ -175,8 +205,8 @@ def _register_solve(app: typer.Typer) -> None:
             float | None, typer.Option("--time-limit", help="Seconds for the whole solve (default 30).")
         ] = None,
         workers: Annotated[
-            int, typer.Option("--workers", min=1, max=64, help="CP-SAT worker threads.")
-        ] = DEFAULT_WORKERS,
+            int | None, typer.Option("--workers", min=1, max=64, help="CP-SAT worker threads (default 1).")
+        ] = None,
         seed: Annotated[int, typer.Option("--seed", min=0, max=2**31 - 1, help="CP-SAT random seed.")] = 0,
         cuts: Annotated[
             str | None, typer.Option("--cuts", help="Price these cuts (e.g. 12,40,77) instead of solving.")
@@ -194,14 +224,15 @@ def _register_solve(app: typer.Typer) -> None:
         """Find the segmentation with the least predicted period (or latency), proven optimal by CP-SAT."""
         from tpuplan.planner.costs import Goal
         from tpuplan.planner.plan_build import check_profile_matches
-        from tpuplan.planner.solve import NoPlanError
         from tpuplan.profiles.docio import read_bytes
         from tpuplan.profiles.pricing.host import resolve_host
 
         if output is not None:
             inputs = [source, *([model] if model else []), *spec_files(*split_list(device), host)]
             check_output(output, force=force, inputs=inputs)
-        time_limit_option(time_limit)
+        if cuts is None:  # --cuts only prices: no solver needed
+            require_planner("plan solve")
+            time_limit_option(time_limit)
         goal = Goal(parse_objective(objective), batch)
         devices = parse_devices(device)
         host_spec = resolve_host(host)
@@ -212,10 +243,7 @@ def _register_solve(app: typer.Typer) -> None:
             tpus, cuts, max_tpus, tolerance, allow_spill, time_limit, workers, seed, timings, replicate, copies
         )
         started = time.monotonic()
-        try:
-            plan = _plan_for(profile, devices, host_spec, goal, options)
-        except NoPlanError as exc:
-            raise TpuplanError(f"{source}: {exc.reason}") from None
+        plan = _plan_for(source, profile, devices, host_spec, goal, options)
         if not as_json:
             typer.echo(f"solved in {time.monotonic() - started:.2f} s", err=True)
         emit(plan, output=output, as_json=as_json, table=plan_table(plan))
@@ -239,18 +267,19 @@ def _register_compare(app: typer.Typer) -> None:
         """Our plan next to the compiler's --num_segments split, equal ops and a single TPU."""
         from tpuplan.planner.baselines import compare
         from tpuplan.planner.costs import Goal
-        from tpuplan.planner.solve import NoPlanError
         from tpuplan.profiles.pricing.host import resolve_host
 
         if output is not None:
             check_output(output, force=force, inputs=[source, *spec_files(*split_list(device), host)])
+        require_planner("plan compare")
         time_limit_option(time_limit)
         goal = Goal(parse_objective(objective), batch)
         devices = parse_devices(device)
         host_spec = resolve_host(host)
         profile = read_source(source, devices[0] if devices else None, host_spec).profile
-        try:
-            cmp = compare(
+        cmp = _solved(
+            source,
+            lambda: compare(
                 profile,
                 tpus,
                 devices or None,
@@ -258,7 +287,6 @@ def _register_compare(app: typer.Typer) -> None:
                 goal=goal,
                 allow_spill=allow_spill,
                 time_limit_s=time_limit,
-            )
-        except NoPlanError as exc:
-            raise TpuplanError(f"{source}: {exc.reason}") from None
+            ),
+        )
         emit(cmp, output=output, as_json=as_json, table=comparison_table(cmp))

@@ -10,9 +10,15 @@ import typer
 
 from tpuplan.cli.common import JSON_HELP, check_output, mib, parse_cuts, read_model, table
 from tpuplan.runtime.progress import QUIET_HELP, cli_progress
+from tpuplan.runtime.split.flags import COMPILER_FLAGS
 
 if TYPE_CHECKING:
     from tpuplan.runtime.split.manifest import SegmentManifest
+
+COMPILER_ARGS_HELP = (
+    "With --compile: flags passed on to edgetpu_compiler and recorded in the manifest, e.g. "
+    "'--min_runtime_version 13 --search_delegate'. Accepted: " + ", ".join(COMPILER_FLAGS) + "."
+)
 
 
 def _names(specs: list[str], width: int = 48) -> str:
@@ -46,6 +52,11 @@ def split_table(manifest: SegmentManifest, out_dir: Path) -> str:
     right = [True, False, False, False, False, True] + [True] * (len(head) - 6)
     lines = [
         f"model  {manifest.model.path}  sha256 {manifest.model.sha256[:12]}  cuts {manifest.cuts or '-'}",
+        *(
+            [f"compiled with edgetpu_compiler -s {' '.join(manifest.compiler_args)}".rstrip()]
+            if manifest.compiler_args is not None
+            else []
+        ),
         "",
         table(head, rows, right=right),
         "",
@@ -71,6 +82,9 @@ def register(app: typer.Typer) -> None:
         compile_: Annotated[
             bool, typer.Option("--compile", help="Also run edgetpu_compiler on every segment.")
         ] = False,
+        compiler_args: Annotated[
+            str | None, typer.Option("--compiler-args", help=COMPILER_ARGS_HELP, metavar="'FLAGS'")
+        ] = None,
         force: Annotated[
             bool, typer.Option("--force", help="Replace the output directory if it holds an earlier split.")
         ] = False,
@@ -80,10 +94,14 @@ def register(app: typer.Typer) -> None:
         """Write each stage of a plan as its own .tflite segment, plus manifest.json describing them."""
         from tpuplan.planner.plan import load_plan
         from tpuplan.profiles.docio import dump_json
+        from tpuplan.runtime.split.compiler import parse_compiler_args
         from tpuplan.runtime.split.write import write_split
 
         if (plan is None) == (cuts is None):
             raise typer.BadParameter("give exactly one of PLAN or --cuts")
+        if compiler_args is not None and not compile_:
+            raise typer.BadParameter("--compiler-args goes with --compile")
+        flags = parse_compiler_args(compiler_args or "")
         check_output(output, force=force, inputs=[model] + ([plan] if plan else []), directory=True)
         cut_list = parse_cuts(cuts) if cuts is not None else None
         plan_doc = load_plan(plan) if plan is not None else None
@@ -93,6 +111,7 @@ def register(app: typer.Typer) -> None:
             plan=plan_doc,
             cuts=cut_list,
             compile=compile_,
+            compiler_args=flags,
             force=force,
             progress=cli_progress(quiet),
         )

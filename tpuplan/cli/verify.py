@@ -1,4 +1,6 @@
-"""`plan verify`: split, run and compare a plan's predictions with measurements on this machine."""
+"""`plan verify`: split (or take segments already split), run and compare a plan's predictions with
+measurements on this machine. The exit code is what a build gates on: 0 ok, 3 a prediction missed,
+4 nothing was compared (a CPU run of an Edge TPU plan, unless --outputs-only), 1 outputs differ or an error."""
 
 from __future__ import annotations
 
@@ -14,9 +16,20 @@ from tpuplan.runtime.progress import QUIET_HELP, cli_progress
 from tpuplan.runtime.verify.tolerance import TOLERANCE_FLOOR_US
 
 if TYPE_CHECKING:
+    from tpuplan.planner.plan import Plan
     from tpuplan.runtime.verify.report import VerifyReport
 
 EXIT_MISSED = 3
+EXIT_NOT_COMPARED = 4
+EXIT_CODES = {"ok": 0, "prediction_missed": EXIT_MISSED, "not_compared": EXIT_NOT_COMPARED, "outputs_differ": 1}
+SEGMENTS_HELP = (
+    "Verify the segments in this folder as they are (from `plan split`, compiled or not, e.g. copied from the "
+    "workstation that ran `plan split --compile`): checked against the plan and their sha256; no compiler needed."
+)
+MODEL_HELP = (
+    "The .tflite model the plan is for: split here, and the outputs compared with it (optional with --segments)."
+)
+OUTPUTS_ONLY_HELP = "Judge the outputs alone (exit 0 when they equal the unsplit model's); stage times are reported."
 
 
 def _mark(within: bool | None) -> str:
@@ -37,11 +50,22 @@ def verify_table(rep: VerifyReport) -> str:
         ]
         for c in rep.stages
     ]
-    head = ["stage", "device", "ops", "predicted ms", "measured ms", "in pipeline ms", "error", ""]
+    head = [
+        "stage",
+        "predicted for",
+        "ops",
+        "predicted ms",
+        f"measured ms ({rep.backend})",
+        "in pipeline ms",
+        "error",
+        "",
+    ]
     host = rep.runner_host
     lines = [
         f"plan verify on {rep.backend}: {rep.inputs} inputs ({rep.input_source}), tolerance {rep.tolerance:.0%} "
         f"or {rep.tolerance_floor_us:g} us",
+        f"measured by   {measured_by(rep)}",
+        f"segments      {rep.segments or 'split here from the model'}",
         "",
         table(head, rows),
         "",
@@ -62,11 +86,35 @@ def verify_table(rep: VerifyReport) -> str:
     return "\n".join(lines)
 
 
+def measured_by(rep: VerifyReport) -> str:
+    """Who measured: the backend, its devices, the interpreter, on this machine."""
+    devices = [d for d in dict.fromkeys(rep.devices) if d != rep.backend]
+    on = f"{rep.backend} ({', '.join(devices)})" if devices else rep.backend
+    return f"{on}, {rep.interpreter or 'interpreter not recorded'}, on this machine"
+
+
+def _figure(plan_doc: Plan, rep: VerifyReport) -> bytes:
+    """The plan's picture with the measured stage times beside the predicted ones, each labelled."""
+    from tpuplan.runtime.verify.plots import plan_figure
+
+    predicted_for = ", ".join(dict.fromkeys(c.device for c in rep.stages))
+    label = f"measured on {rep.backend} ({rep.interpreter or 'interpreter not recorded'})"
+    if not rep.comparable:
+        label += f": not comparable with the {predicted_for} predictions"
+    return plan_figure(
+        plan_doc,
+        [c.measured_us for c in rep.stages],
+        measured_label=label,
+        predicted_label=f"predicted for {predicted_for}",
+    )
+
+
 def register(app: typer.Typer) -> None:
     @app.command("verify")
     def verify_cmd(
         plan: Annotated[Path, typer.Argument(help="The plan JSON from `plan solve`.")],
-        model: Annotated[Path, typer.Option("--model", "-m", help="The .tflite model the plan is for.")],
+        model: Annotated[Path | None, typer.Option("--model", "-m", help=MODEL_HELP)] = None,
+        segments: Annotated[Path | None, typer.Option("--segments", "-s", help=SEGMENTS_HELP)] = None,
         backend: Annotated[str, typer.Option("--backend", "-b", help=BACKEND_HELP)] = "cpu",
         devices: Annotated[list[str] | None, typer.Option("--devices", help=DEVICES_HELP)] = None,
         inputs: Annotated[
@@ -85,6 +133,7 @@ def register(app: typer.Typer) -> None:
                 help="An error of at most this many us is within tolerance whatever its share.",
             ),
         ] = TOLERANCE_FLOOR_US,
+        outputs_only: Annotated[bool, typer.Option("--outputs-only", help=OUTPUTS_ONLY_HELP)] = False,
         output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report JSON here.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
@@ -93,29 +142,38 @@ def register(app: typer.Typer) -> None:
         ] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
     ) -> None:
-        """Split, run and compare predicted with measured stage times; exit 3 when a prediction misses."""
+        """Split (or take --segments), run and compare predicted with measured stage times.
+
+        Exit 0 ok, 3 a prediction missed, 4 no stage time compared (not --outputs-only), 1 outputs differ."""
         from tpuplan.planner.plan import load_plan
         from tpuplan.profiles.docio import dump_json
+        from tpuplan.runtime.backends.kinds import get_backend
+        from tpuplan.runtime.split.manifest import load_split
         from tpuplan.runtime.verify.check import verify
-        from tpuplan.runtime.verify.plots import plan_figure
 
-        check_outputs([output, png], force=force, inputs=[p for p in (plan, model, input_path) if p is not None])
+        if model is None and segments is None:
+            raise typer.BadParameter("give --model (split the plan here) or --segments DIR (already split)")
+        given = [p for p in (plan, model, input_path, segments) if p is not None]
+        check_outputs([output, png], force=force, inputs=given)
         plan_doc = load_plan(plan)
+        chosen = get_backend(backend)
         rep = verify(
             plan_doc,
-            read_model(model),
-            backend=backend,
+            read_model(model) if model is not None else None,
+            segments=load_split(segments, compiled=chosen.compiled) if segments is not None else None,
+            backend=chosen,
             devices=split_list(devices),
             inputs=inputs,
             input_path=input_path,
             tolerance=tolerance,
             tolerance_floor_us=floor_us,
+            outputs_only=outputs_only,
             progress=cli_progress(quiet),
         )
         if output is not None:
             write_output(output, dump_json(rep).encode())
         if png is not None:
-            write_output(png, plan_figure(plan_doc, [c.measured_us for c in rep.stages]))
+            write_output(png, _figure(plan_doc, rep))
         emit(rep, output=None, as_json=as_json, table=verify_table(rep))
         if rep.verdict != "ok":
-            raise typer.Exit(EXIT_MISSED if rep.verdict == "prediction_missed" else 1)
+            raise typer.Exit(EXIT_CODES[rep.verdict])

@@ -13,8 +13,6 @@ from tpuplan.planner.comparison import Comparison, Entry
 from tpuplan.planner.costs import Goal
 from tpuplan.planner.plan import Plan
 from tpuplan.planner.plan_build import check_k, evaluate, expand_devices
-from tpuplan.planner.search.replicate import MAX_REPLICATED_TPUS
-from tpuplan.planner.solve import DEFAULT_WORKERS, solve, solve_with_copies
 from tpuplan.profiles.model import Profile
 from tpuplan.profiles.pricing.device import DeviceSpec
 from tpuplan.profiles.pricing.host import HostSpec, resolve_host
@@ -87,9 +85,14 @@ def compare(
     goal: Goal | None = None,
     allow_spill: bool = False,
     time_limit_s: float | None = None,
-    workers: int = DEFAULT_WORKERS,
+    workers: int | None = None,
 ) -> Comparison:
-    """Our plan next to the baselines, all priced by the same tables."""
+    """Our plan next to the baselines, all priced by the same tables. The solver (OR-Tools) is imported
+    here, not with the module: the Comparison document is read without it (`plan schema`, a device install)."""
+    from tpuplan.planner.search.replicate import MAX_REPLICATED_TPUS
+    from tpuplan.planner.solve import DEFAULT_WORKERS, solve, solve_with_copies
+
+    workers = DEFAULT_WORKERS if workers is None else workers
     goal = goal or Goal()
     host = host or resolve_host(profile.host)
     ours = solve(

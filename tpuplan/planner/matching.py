@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tpuplan.compat import zip_strict
 from tpuplan.planner.costs import Goal
 from tpuplan.planner.plan import Plan, StagePlan
 from tpuplan.planner.plan_build import evaluate
@@ -48,7 +49,7 @@ def check_plan_matches(plan: Plan, loaded: LoadedModel) -> None:
         [s.copies for s in plan.stages],
     )
     keys = STAGE_FACTS if plan.profile_source == "measured" else tuple(StagePlan.model_fields)
-    for mine, fresh in zip(plan.stages, again.stages, strict=True):
+    for mine, fresh in zip_strict(plan.stages, again.stages):
         for key in keys:
             if getattr(mine, key) != getattr(fresh, key):
                 raise TpuplanError(

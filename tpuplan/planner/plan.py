@@ -17,6 +17,7 @@ from typing import Final, Literal
 
 from pydantic import Field, model_validator
 
+from tpuplan.compat import zip_strict
 from tpuplan.planner.plan_check import check_pipeline, check_stage
 from tpuplan.planner.plan_v1 import migrate_v1
 from tpuplan.planner.plan_v2 import migrate_v2
@@ -157,7 +158,7 @@ class Plan(StrictModel):
             raise ValueError("there must be one device per stage, named as the stage says")
         if self.tpus != sum(s.copies for s in self.stages):
             raise ValueError(f"tpus is {self.tpus} but the stages use {sum(s.copies for s in self.stages)}")
-        for s, dev in zip(self.stages, self.devices, strict=True):
+        for s, dev in zip_strict(self.stages, self.devices):
             check_stage(s, dev, self.host)
         check_pipeline(self)
         return self

@@ -3,10 +3,10 @@ checks of what a caller asks for (K, cuts, copies, a profile against its model).
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
+from tpuplan.compat import pairwise, zip_strict
 from tpuplan.planner.costs import Goal, Totals, stage_tables, throughput_per_s, totals
 from tpuplan.planner.plan import GoalInfo, Plan, SolverInfo, SolverParameters, StagePlan
 from tpuplan.planner.search.reference import fewest_onchip_stages
@@ -49,7 +49,7 @@ def check_cuts(cuts: Sequence[int], n: int, k: int) -> list[int]:
     for c in cuts:
         if not 0 <= c <= n - 2:
             raise TpuplanError(f"cut {c} is out of range (cuts are ops 0..{n - 2} of {n})")
-    if any(b <= a for a, b in itertools.pairwise(cuts)):
+    if any(b <= a for a, b in pairwise(cuts)):
         raise TpuplanError(f"cuts must be strictly increasing (got {','.join(map(str, cuts))})")
     return cuts
 
@@ -82,7 +82,7 @@ def check_profile_matches(profile: Profile, model: bytes, where: str) -> None:
     fresh = build_profile(parse_model(model, Path(where)), profile.device, resolve_host(None))
     if len(fresh.ops) != len(profile.ops):
         raise TpuplanError(f"{where}: the model has {len(fresh.ops)} ops, the profile {len(profile.ops)}")
-    for op, want in zip(profile.ops, fresh.ops, strict=True):
+    for op, want in zip_strict(profile.ops, fresh.ops):
         for key in FACTS:
             if getattr(op, key) != getattr(want, key):
                 raise TpuplanError(
@@ -99,7 +99,7 @@ def stage_plans(
 ) -> list[StagePlan]:
     stages = []
     reps = list(copies) if copies is not None else [1] * (len(cuts) + 1)
-    for i, ((a, b), r) in enumerate(zip(stage_pairs(cuts, tables[0].n), reps, strict=True)):
+    for i, ((a, b), r) in enumerate(zip_strict(stage_pairs(cuts, tables[0].n), reps)):
         t = tables[i]
         p = t.stage_parts(a, b)
         stages.append(
@@ -135,7 +135,7 @@ def _notes(profile: Profile, devices: Sequence[DeviceSpec], stages: Sequence[Sta
             f"the bottleneck, stage {slowest.index}, is {slowest.uncalibrated_share:.0%} uncalibrated cost "
             "(op classes with no real measurements here): treat its time as a rough guess"
         )
-    for s, dev in zip(stages, devices, strict=True):
+    for s, dev in zip_strict(stages, devices):
         if s.tpu_ops == 0 and dev.backend == "edgetpu":
             notes.append(f"stage {s.index} runs only host ops on its TPU")
     if any(s.copies > 1 for s in stages):

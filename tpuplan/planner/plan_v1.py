@@ -88,7 +88,7 @@ def migrate_v1(old: dict[str, Any]) -> dict[str, Any]:
             "host": _V1_HOST,
             "tpus": old["tpus"],
             "tpus_requested": old["tpus"],
-            "devices": [_device(d, s.get("predicted_overhead_us")) for d, s in zip(devices, stages, strict=False)],
+            "devices": [_device(d, s.get("predicted_overhead_us")) for d, s in zip(devices, stages)],
             "cuts": old["cuts"],
             "stages": [_stage(s) for s in stages],
             "predicted_period_us": bottleneck,

@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tpuplan.compat import zip_strict
 from tpuplan.planner.costs import Goal, stage_tables, throughput_per_s, totals
 from tpuplan.planner.defaults import DEFAULT_TIME_LIMIT_S, DEFAULT_WORKERS
 from tpuplan.planner.plan import CurveRow, Plan, SolverInfo, SolverParameters
@@ -234,7 +235,7 @@ def _curve(solved: Sequence[_Solved], goal: Goal) -> list[CurveRow]:
         tot = totals(s.tables, s.outcome.cuts, goal)
         tp = throughput_per_s(tot.period_us)
         prev = rows[-1].predicted_throughput_per_s if rows else None
-        onchip = all(t.onchip[a, b] for t, (a, b) in zip(s.tables, _pairs(s), strict=True))
+        onchip = all(t.onchip[a, b] for t, (a, b) in zip_strict(s.tables, _pairs(s)))
         rows.append(
             CurveRow(
                 tpus=s.k,
@@ -252,7 +253,7 @@ def _curve(solved: Sequence[_Solved], goal: Goal) -> list[CurveRow]:
 
 def _pairs(s: _Solved) -> list[tuple[int, int]]:
     cuts = s.outcome.cuts
-    return list(zip([0, *(c + 1 for c in cuts)], [*cuts, s.tables[0].n - 1], strict=True))
+    return list(zip_strict([0, *(c + 1 for c in cuts)], [*cuts, s.tables[0].n - 1]))
 
 
 def solve_auto(

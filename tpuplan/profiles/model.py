@@ -14,6 +14,7 @@ from typing import Annotated, Final, Literal
 
 from pydantic import Field, model_validator
 
+from tpuplan.compat import zip_strict
 from tpuplan.profiles.docio import StrictModel, load_doc
 from tpuplan.profiles.limits import BIG as BIG  # re-exported: documents bound their sizes with it
 from tpuplan.profiles.limits import MAX_COUNT, MAX_OP_US, Bytes, Dim, OpUs, Real
@@ -169,7 +170,7 @@ def _check_cuts(profile: Profile, size: dict[str, int]) -> None:
     for t, end in last.items():
         for i in range(max(first[t], 0), min(end, len(profile.ops) - 1)):
             live[i].add(t)
-    for cut, want in zip(profile.cuts, live, strict=True):
+    for cut, want in zip_strict(profile.cuts, live):
         if set(cut.tensors) != want or len(cut.tensors) != len(want):
             raise ValueError(f"cut {cut.index} does not list the {len(want)} tensor(s) live across it")
         held = sum(size[t] for t in want)

@@ -11,13 +11,13 @@ skips the random numbers: the profile depends only on shapes, and that keeps 131
 from __future__ import annotations
 
 import math
-from itertools import pairwise
 from typing import Any, Literal
 
 import flatbuffers  # type: ignore[import-untyped]
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
+from tpuplan.compat import pairwise
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.tflite.reader import MAX_MODEL_BYTES
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from tpuplan.compat import zip_strict
 from tpuplan.profiles.build import price, profile_from_graph
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.model import Profile
@@ -94,7 +95,7 @@ def _op_stages(
     copy_rates: list[float] = []
     stages: list[InterpreterStage] = []
     tick = ticker(progress, "building one interpreter per op", len(indices))
-    for index, data in zip(indices, singles, strict=True):
+    for index, data in zip_strict(indices, singles):
         stage = InterpreterStage(f"op{index}", data, where=f"{where} op {index}")
         feed = {name: values[name] for name in stage.input_names if name in values}
         if len(feed) < len(stage.input_names):
@@ -129,7 +130,7 @@ def measure_profile(
     graph = analyse(loaded)
     singles = [segment_bytes(loaded, op.index, op.index) for op in graph.ops]
     probe_models(
-        [(where, loaded.data)] + [(f"{where} op {op.index}", data) for op, data in zip(graph.ops, singles, strict=True)]
+        [(where, loaded.data)] + [(f"{where} op {op.index}", data) for op, data in zip_strict(graph.ops, singles)]
     )
     stages, copy_rates = _op_stages(
         where, [op.index for op in graph.ops], singles, all_tensor_values(loaded.data, seed), repeats, seed, progress
@@ -151,7 +152,7 @@ def measure_profile(
     static = profile_from_graph(graph, device, host)
     ops = [
         op.model_copy(update={"measured_us": round(max(0.0, t - overhead), 2)})
-        for op, t in zip(static.ops, times, strict=True)
+        for op, t in zip_strict(static.ops, times)
     ]
     measurement: dict[str, float | int | str] = {
         "backend": backend,

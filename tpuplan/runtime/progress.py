@@ -12,9 +12,9 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import Optional, TextIO
 
-Progress = Callable[[str, int, int | None], None]
+Progress = Callable[[str, int, Optional[int]], None]  # a value, evaluated on Python 3.9 too: no `int | None`
 QUIET_HELP = "No progress bar (one is drawn on stderr only when it is a terminal)."
 BAR_WIDTH = 28
 MIN_INTERVAL_S = 0.1  # redraw at most this often (a bar must not cost the run it measures)

@@ -18,6 +18,7 @@ from typing import Annotated, Final, Literal, TypeVar
 import numpy as np
 from pydantic import Field
 
+from tpuplan.compat import zip_strict
 from tpuplan.planner.plan import Plan, plan_digest
 from tpuplan.profiles.docio import StrictModel
 from tpuplan.profiles.errors import TpuplanError
@@ -154,6 +155,16 @@ def check_split_matches_plan(manifest: SegmentManifest, plan: Plan, where: str) 
             f"{where} was split from plan sha256 {manifest.plan_sha256[:12]}, not from this plan "
             f"(sha256 {digest[:12]}): split again with this plan"
         )
+    have, want = [s.copies for s in manifest.segments], [s.copies for s in plan.stages]
+    if have != want:
+        raise TpuplanError(f"{where} runs its segments on {have} devices each, the plan on {want}: split again")
+
+
+def check_split_backend(split: LoadedSplit, backend: Backend) -> None:
+    """A compiled backend runs the Edge TPU compiler's files, the CPU backend the CPU segments."""
+    if backend.compiled != split.compiled:
+        kind = "compiled" if backend.compiled else "CPU"
+        raise TpuplanError(f"the {backend.name} backend runs {kind} segments; {split.directory} was read for another")
 
 
 def input_specs(manifest: SegmentManifest) -> list[InputSpec]:
@@ -197,7 +208,7 @@ def grouped(items: Sequence[T], copies: Sequence[int]) -> list[list[T]]:
     ends = list(itertools.accumulate(copies))
     if not ends or ends[-1] != len(items):
         raise TpuplanError(f"{len(items)} runners for {sum(copies)} stage copies")
-    return [list(items[e - c : e]) for e, c in zip(ends, copies, strict=True)]
+    return [list(items[e - c : e]) for e, c in zip_strict(ends, copies)]
 
 
 def build_stages(
@@ -221,7 +232,7 @@ def stage_sources(split: LoadedSplit, backend: Backend, devices: Sequence[str | 
     probe_models([(split.where(i), data) for i, data in enumerate(split.contents)])
     return [
         StageSource(f"stage{seg.index}", split.contents[seg.index], split.where(seg.index), backend.name, dev)
-        for seg, devs in zip(split.manifest.segments, grouped(list(devices), copies_of(split)), strict=True)
+        for seg, devs in zip_strict(split.manifest.segments, grouped(list(devices), copies_of(split)))
         for dev in devs
     ]
 
@@ -238,8 +249,7 @@ def run_split(
     o = options or RunOptions()
     check_runner(o.runner)
     chosen = get_backend(backend)
-    if chosen.compiled != split.compiled:
-        raise TpuplanError(f"the {chosen.name} backend runs {'compiled' if chosen.compiled else 'CPU'} segments")
+    check_split_backend(split, chosen)
     manifest = split.manifest
     devs = chosen.devices(sum(copies_of(split)), devices)
     specs = input_specs(manifest)

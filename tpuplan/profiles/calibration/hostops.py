@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import Field
 
+from tpuplan.compat import zip_strict
 from tpuplan.profiles.calibration.timing import nnls
 from tpuplan.profiles.docio import StrictModel
 from tpuplan.profiles.errors import TpuplanError
@@ -59,7 +60,7 @@ def _per_byte(ops: Sequence[OpProfile]) -> tuple[HostOpCost, list[float]]:
     us = [max(float(op.measured_us or 0.0), 0.0) for op in ops]
     fixed = min(us) if len(us) > 1 else 0.0
     rate = sum(t - fixed for t in us) / max(sum(kib), 1e-3)
-    errors = [abs(fixed + rate * k - t) / max(t, _FLOOR_US) for k, t in zip(kib, us, strict=True)]
+    errors = [abs(fixed + rate * k - t) / max(t, _FLOOR_US) for k, t in zip_strict(kib, us)]
     return HostOpCost(us_per_op=round(fixed, 4), us_per_kib=round(rate, 6), calibrated=True), errors
 
 

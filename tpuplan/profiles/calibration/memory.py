@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from tpuplan.compat import zip_strict
 from tpuplan.profiles.build import build_profile
 from tpuplan.profiles.calibration.measurements import Measurement
 from tpuplan.profiles.errors import TpuplanError
@@ -65,7 +66,7 @@ def sweep_profile(family: str, x: int) -> Profile:
 
 def stage_bounds(cuts: tuple[int, ...], n: int) -> list[tuple[int, int]]:
     """(first op, last op) of every stage of a cut list."""
-    return list(zip([0, *(c + 1 for c in cuts)], [*cuts, n - 1], strict=True))
+    return list(zip_strict([0, *(c + 1 for c in cuts)], [*cuts, n - 1]))
 
 
 class ModelGeometry:
@@ -175,7 +176,7 @@ def fit_layout(rows: list[RowMemory], only: DeviceSpec | None = None) -> LayoutF
                 for s, (a, b) in enumerate(stage_bounds(cuts, geo.n))
             ]
     keys = sorted({(row.family, row.x) for row in rows})
-    offset = dict(zip(keys, np.cumsum([0] + [model_geometry(*k).n for k in keys]).tolist(), strict=False))
+    offset = dict(zip(keys, np.cumsum([0] + [model_geometry(*k).n for k in keys]).tolist()))
     index = np.concatenate(
         [
             np.array(ops, dtype=np.int64) + offset[(rows[owner[g][0]].family, rows[owner[g][0]].x)]

@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from tpuplan.compat import zip_strict
 from tpuplan.profiles.docio import StrictModel
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.limits import MAX_RATE, MAX_US
@@ -367,7 +368,7 @@ def pipeline(
     for b in PERIOD_BOUNDS:
         each = [
             interval(s["time"], s["serial"], r) if b.value == "time" and r > 1 else s[b.value]
-            for s, r in zip(stages, reps, strict=True)
+            for s, r in zip_strict(stages, reps)
         ]
         value = each[0]
         for v in each[1:]:
@@ -378,7 +379,7 @@ def pipeline(
         period = maximum(period, bounds[b.name])
     bound = next((b.name for b in PERIOD_BOUNDS if _same(bounds[b.name], period)), PERIOD_BOUNDS[0].name)
     latency = sum(s["time"] for s in stages)
-    oneoff = start + sum(r * s["oneoff"] for s, r in zip(stages, reps, strict=True))
+    oneoff = start + sum(r * s["oneoff"] for s, r in zip_strict(stages, reps))
     return PipelineValues(period, bound, latency, oneoff, bounds)
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from tpuplan.compat import zip_strict
 from tpuplan.profiles.model import Profile
 from tpuplan.profiles.pricing import formula
 from tpuplan.profiles.pricing.device import DeviceSpec
@@ -143,7 +144,7 @@ class PipelineCost:
 
 def stage_pairs(cuts: Sequence[int], n: int) -> list[tuple[int, int]]:
     """(first op, last op) of every stage of a cut list over n ops."""
-    return list(zip([0, *(c + 1 for c in cuts)], [*cuts, n - 1], strict=True))
+    return list(zip_strict([0, *(c + 1 for c in cuts)], [*cuts, n - 1]))
 
 
 def pipeline_cost(
@@ -152,7 +153,7 @@ def pipeline_cost(
     """The plan `cuts` (stage k on tables[k], with copies[k] devices taking its inputs in turn) priced by
     the formula's pipeline: one input still goes through one copy of each stage (the latency), the
     serialized and bus work of every input is still done, and each copy pays the stage's one-off."""
-    stages = [t.stage_values(a, b) for t, (a, b) in zip(tables, stage_pairs(cuts, tables[0].n), strict=True)]
+    stages = [t.stage_values(a, b) for t, (a, b) in zip_strict(tables, stage_pairs(cuts, tables[0].n))]
     got = formula.pipeline(stages, copies, tables[0].start_us)
     return PipelineCost(
         int(got.period), int(got.latency), int(got.oneoff), got.bound, {k: int(v) for k, v in got.bounds.items()}

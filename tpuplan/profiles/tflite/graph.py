@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from tpuplan.compat import zip_strict
 from tpuplan.profiles.edgetpu.placement import OpView, blocking_host_op, first_tpu_partition, op_support
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.limits import BIG, describe
@@ -254,7 +255,7 @@ def place(ops: list[OpInfo]) -> None:
     inputs = [op.inputs for op in ops]
     producer = {t: op.index for op in ops for t in op.outputs}
     on_tpu = first_tpu_partition(supported, inputs, [op.outputs for op in ops], producer)
-    for op, tpu in zip(ops, on_tpu, strict=True):
+    for op, tpu in zip_strict(ops, on_tpu):
         op.edgetpu = tpu
         if tpu or not op.supported:
             op.edgetpu_reason = op.support_reason

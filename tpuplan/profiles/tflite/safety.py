@@ -14,6 +14,7 @@ from typing import Any
 
 from ai_edge_litert import schema_py_generated as schema
 
+from tpuplan.compat import zip_strict
 from tpuplan.profiles.errors import TpuplanError
 
 # Inputs that the op defines as optional (index -1 = absent). LSTM: input gate, peepholes, projection
@@ -79,7 +80,7 @@ def check_operators(model: Any, where: str, op_names: list[str], data_bytes: lis
     written = {int(i) for i in (sg.inputs if sg.inputs is not None else [])}
     for op in sg.operators or []:
         written.update(int(i) for i in (op.outputs if op.outputs is not None else []))
-    for op_index, (op, name) in enumerate(zip(sg.operators, op_names, strict=True)):
+    for op_index, (op, name) in enumerate(zip_strict(sg.operators, op_names)):
         inputs = [int(i) for i in (op.inputs if op.inputs is not None else [])]
         for k, i in enumerate(inputs):
             if i == -1:

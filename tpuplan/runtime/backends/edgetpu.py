@@ -72,18 +72,24 @@ def list_edge_tpus(*, root: Path | None = None) -> list[dict[str, str]]:
     otherwise /dev/apex_* and the Coral USB IDs in sysfs are scanned. `root` scans a copy of the
     file system instead (tests) and skips pycoral.
     """
-    if root is None:
-        coral_list: Callable[[], Any] | None
-        try:  # Google's pycoral, only if the user installed it (never the unrelated PyPI package)
-            coral_list = importlib.import_module("pycoral.utils.edgetpu").list_edge_tpus
-        except (ImportError, OSError, AttributeError):
-            coral_list = None
-        if coral_list is not None:
-            try:
-                return [{"type": str(d["type"]), "path": str(d["path"])} for d in coral_list()]
-            except (RuntimeError, OSError, KeyError, TypeError):
-                pass  # fall back to scanning
-    return _scan(Path("/") if root is None else root)
+    return enumerate_edge_tpus(root=root)[0]
+
+
+def enumerate_edge_tpus(*, root: Path | None = None) -> tuple[list[dict[str, str]], str]:
+    """The Edge TPUs present and how they were found: libedgetpu's own enumeration through Google's
+    pycoral (imported only now, and only if installed), else a scan of /dev and sysfs."""
+    scanned = "a scan of /dev/apex_* and the Coral USB IDs in sysfs"
+    if root is not None:
+        return _scan(root), scanned
+    try:  # Google's pycoral, only if the user installed it (never the unrelated PyPI package)
+        coral_list: Callable[[], Any] = importlib.import_module("pycoral.utils.edgetpu").list_edge_tpus
+    except (ImportError, OSError, AttributeError):
+        return _scan(Path("/")), f"{scanned} (Google's pycoral is not installed)"
+    try:
+        found = [{"type": str(d["type"]), "path": str(d["path"])} for d in coral_list()]
+    except (RuntimeError, OSError, KeyError, TypeError) as exc:
+        return _scan(Path("/")), f"{scanned} (pycoral's list_edge_tpus failed: {exc})"
+    return found, "libedgetpu's enumeration (pycoral.utils.edgetpu.list_edge_tpus)"
 
 
 def device_strings(devices: list[dict[str, str]]) -> list[str]:

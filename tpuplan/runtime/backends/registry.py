@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from tpuplan.compat import zip_strict
 from tpuplan.profiles.docio import read_bytes
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.runtime.backends.kinds import Backend, get_backend
@@ -134,7 +135,7 @@ class InterpreterStage:
 
     def feed(self, values: Sequence[np.ndarray]) -> None:
         """Set every input (positionally) and invoke."""
-        for name, index, value in zip(self.input_names, self._in_index, values, strict=True):
+        for name, index, value in zip_strict(self.input_names, self._in_index, values):
             try:
                 self._set(index, value)
             except (ValueError, RuntimeError) as exc:
@@ -154,7 +155,7 @@ class InterpreterStage:
         through `tensor()` views: safe here, as each view lives only for its copy, in this thread,
         between two invokes."""
         try:
-            for view, dest in zip(self._views, dests, strict=True):
+            for view, dest in zip_strict(self._views, dests):
                 if dest is not None:
                     np.copyto(dest, view(), casting="no")
         except (ValueError, RuntimeError, TypeError) as exc:

@@ -17,6 +17,7 @@ from typing import Final
 
 import numpy as np
 
+from tpuplan.compat import zip_strict
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.runtime.pipeline.routing import PipelineError, check_stages
 from tpuplan.runtime.pipeline.stage import Array
@@ -146,7 +147,7 @@ class PipelineBase:
             item = self._pop(timeout)
         if item is None:
             raise PipelineError(f"end of stream: all {self._next_pop} results were popped")
-        return item[0], dict(zip(self._outputs, item[1], strict=True))
+        return item[0], dict(zip_strict(self._outputs, item[1]))
 
     def close(self) -> None:
         """End of stream: no more pushes; the stages finish the queued inputs and exit."""
@@ -188,7 +189,7 @@ class PipelineBase:
                 item = self._pop(None)
                 if item is None:
                     return
-                yield dict(zip(self._outputs, item[1], strict=True))
+                yield dict(zip_strict(self._outputs, item[1]))
         except BaseException:
             self.stop()
             raise
@@ -215,7 +216,7 @@ class PipelineBase:
     def stats(self) -> list[StageStats]:
         """Per-stage timing so far: invoke percentiles, starved and blocked totals, in microseconds."""
         timed = self._stats_timed()
-        return [c.stats(name, timed=timed) for name, c in zip(self._names, self._counters, strict=True)]
+        return [c.stats(name, timed=timed) for name, c in zip_strict(self._names, self._counters)]
 
     def latencies_us(self) -> list[float]:
         """End-to-end latency per item in push order: from the push() call to its result being ready."""
@@ -245,7 +246,7 @@ class PipelineBase:
         except KeyError:
             missing = next(n for n in self._external if n not in inputs)
             who = next(
-                (name for name, ins in zip(self._names, self._stage_inputs, strict=True) if missing in ins),
+                (name for name, ins in zip_strict(self._names, self._stage_inputs) if missing in ins),
                 "model outputs",
             )
             raise PipelineError(f"stage {who!r} needs input tensor {missing!r}, not pushed", stage=who) from None

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from tpuplan.compat import zip_strict
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.runtime.pipeline.base import EMPTY, END, THREAD_PREFIX, WAKE_S, Counters, PipelineBase, Result, _Marker
 from tpuplan.runtime.pipeline.procstage import StageArgs, busy_at, ctrl_len, end_at, send, stage_process
@@ -123,7 +124,7 @@ class ProcessPipeline(PipelineBase):
                     self._free,
                 ),
             )
-            for i, (src, (_, child)) in enumerate(zip(sources, pipes, strict=True))
+            for i, (src, (_, child)) in enumerate(zip_strict(sources, pipes))
         ]
         try:
             with _sigint_blocked():  # the stages inherit it blocked: Ctrl-C is the parent's alone
@@ -165,7 +166,7 @@ class ProcessPipeline(PipelineBase):
         """Routing from the reported tensors, one ring per boundary, and the go signal to every stage."""
         wiring = [
             _Wiring(n, [t[0] for t in m["inputs"]], [t[0] for t in m["outputs"]])
-            for n, m in zip(self._names, ready, strict=True)
+            for n, m in zip_strict(self._names, ready)
         ]
         external, keep = plan_routing(wiring, outs)
         rts = routes(wiring, external, keep, outs)
@@ -211,7 +212,7 @@ class ProcessPipeline(PipelineBase):
             return False
         ring = self._rings[0]
         slot = ring.tensors(self._w)
-        for name, dest, value in zip(self._external, slot, values, strict=True):
+        for name, dest, value in zip_strict(self._external, slot, values):
             if getattr(value, "shape", None) != dest.shape or getattr(value, "dtype", None) != dest.dtype:
                 self._free[0].release()
                 got = f"{getattr(value, 'shape', '?')} {getattr(value, 'dtype', type(value).__name__)}"

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
+from tpuplan.compat import zip_strict
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.runtime.backends.nativelog import one_line, quiet_native_logs
 from tpuplan.runtime.pipeline.base import EMPTY, END, THREAD_PREFIX, PipelineBase, Result, _Marker
@@ -116,7 +117,7 @@ class PycoralPipeline(PipelineBase):
 
     def _submit(self, seq: int, values: list[Array], t_push_ns: int) -> bool:
         self._pushed_at.append(t_push_ns)
-        request: Any = dict(zip(self._external, values, strict=True)) if self._dict_api else list(values)
+        request: Any = dict(zip_strict(self._external, values)) if self._dict_api else list(values)
         try:
             ok = self._runner.push(request)
         except (ValueError, RuntimeError) as exc:
@@ -144,7 +145,7 @@ class PycoralPipeline(PipelineBase):
         seq = 0
         try:
             while (out := self._runner.pop()) is not None and len(out) > 0:
-                by_name = out if isinstance(out, dict) else dict(zip(self._last_outputs, out, strict=True))
+                by_name = out if isinstance(out, dict) else dict(zip_strict(self._last_outputs, out))
                 self._latencies_ns.append(time.perf_counter_ns() - self._pushed_at.popleft())
                 for c in self._counters:
                     c.items += 1

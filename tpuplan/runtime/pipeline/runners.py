@@ -12,6 +12,7 @@ import itertools
 from collections.abc import Sequence
 from typing import Final
 
+from tpuplan.compat import zip_strict
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.runtime.backends.registry import InterpreterStage
 from tpuplan.runtime.pipeline.base import PipelineBase
@@ -67,7 +68,7 @@ def open_pipeline(
         )
     stages = [InterpreterStage(s.name, s.content, where=s.where, backend=s.backend, device=s.device) for s in sources]
     ends = list(itertools.accumulate(counts))
-    groups = [stages[e - c : e] for e, c in zip(ends, counts, strict=True)]
+    groups = [stages[e - c : e] for e, c in zip_strict(ends, counts)]
     try:
         return Pipeline(groups, model_outputs=model_outputs, queue_size=queue_size, stage_timeout_s=stage_timeout_s)
     except BaseException:

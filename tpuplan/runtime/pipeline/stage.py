@@ -15,6 +15,8 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from tpuplan.compat import zip_strict
+
 Array = npt.NDArray[Any]
 Tensors = dict[str, Array]
 
@@ -86,7 +88,7 @@ def array_runner(stage: StageRunner) -> ArrayFn:
     in_names, out_names = list(stage.input_names), list(stage.output_names)
 
     def via_dict(values: list[Array]) -> list[Array]:
-        out = stage.run(dict(zip(in_names, values, strict=True)))
+        out = stage.run(dict(zip_strict(in_names, values)))
         try:
             return [out[n] for n in out_names]
         except KeyError:

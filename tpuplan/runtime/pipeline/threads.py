@@ -20,8 +20,9 @@ import queue
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import Union
 
+from tpuplan.compat import zip_strict
 from tpuplan.runtime.pipeline.base import (
     EMPTY,
     END,
@@ -43,16 +44,19 @@ _STOP = _Marker("stop")
 _EOS = _Marker("end of stream")
 
 
-@dataclass(slots=True)
 class _Item:
-    """One input on its way; the same object travels through every stage (one owner at a time)."""
+    """One input on its way; the same object travels through every stage (one owner at a time). Slots by
+    hand: `dataclass(slots=True)` needs Python 3.10, and the runtime runs on 3.9."""
 
-    seq: int
-    values: list[Array]
-    t_push_ns: int
+    __slots__ = ("seq", "t_push_ns", "values")
+
+    def __init__(self, seq: int, values: list[Array], t_push_ns: int) -> None:
+        self.seq = seq
+        self.values = values
+        self.t_push_ns = t_push_ns
 
 
-Slot = _Item | _Marker
+Slot = Union[_Item, _Marker]  # a value, evaluated on Python 3.9 too: no `|`
 
 
 class Pipeline(PipelineBase):
@@ -178,7 +182,7 @@ class Pipeline(PipelineBase):
                 sum(c.wait_ns for c in cs),
                 sum(c.blocked_ns for c in cs),
             ).stats(name)
-            for name, cs in zip(self._names, self._copy_counters, strict=True)
+            for name, cs in zip_strict(self._names, self._copy_counters)
         ]
 
     def _pass_end(self, i: int) -> None:

@@ -8,15 +8,19 @@ cost model is checked against it.
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Final
 
 from pydantic import Field
 
 from tpuplan.profiles.docio import StrictModel
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.limits import Bytes, Count
+from tpuplan.runtime.split.flags import COMPILER_FLAGS
 
 COMPILER_NAME = "edgetpu_compiler"
 COMPILER_INSTALL_HINT = (
@@ -25,6 +29,20 @@ COMPILER_INSTALL_HINT = (
     "it exists for x86-64 Linux only"
 )
 MAPPED_STATUS = "Mapped to Edge TPU"
+
+# edgetpu_compiler's own flags (compiler 16) that `plan split --compile --compiler-args` passes on: long name ->
+# (short name, takes a whole number). The rest are tpuplan's to set (-s, -o), would change the segments it
+# planned (-n, -i, -a), or do not compile (-h, -v); `refused` says why.
+_REFUSED: Final = {
+    "--out_dir": ("-o", "tpuplan chooses where the compiled segments go"),
+    "--show_operations": ("-s", "tpuplan always asks for the report it reads"),
+    "--num_segments": ("-n", "tpuplan makes the segments: plan solve --tpus"),
+    "--intermediate_tensors": ("-i", "it changes a segment's outputs, which the manifest routes"),
+    "--enable_multiple_subgraphs": ("-a", "segments have one subgraph"),
+    "--help": ("-h", "it compiles nothing"),
+    "--version": ("-v", "it compiles nothing"),
+}
+MAX_FLAG_VALUE = 1_000_000
 
 _UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
 _SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB)$")
@@ -170,18 +188,59 @@ def _last_line(*texts: str) -> str:
     return "no output"
 
 
-def compile_segment(path: Path, out_dir: Path, *, timeout_s: float = 600) -> CompiledSegment:
-    """Compile one segment with `edgetpu_compiler -s -o OUT_DIR MODEL` and parse its report.
+def parse_compiler_args(text: str) -> list[str]:
+    """`--compiler-args` as the flags passed on, in long form: '-m 13 --search_delegate' ->
+    ['--min_runtime_version', '13', '--search_delegate']. Only the flags of COMPILER_FLAGS, each once, with
+    a whole number where one is due; anything else is refused by name."""
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise TpuplanError(f"--compiler-args: cannot read {text!r} ({exc})") from None
+    shorts = {short: name for name, (short, _) in COMPILER_FLAGS.items()}
+    out: list[str] = []
+    while words:
+        word = words.pop(0)
+        flag, eq, value = word.partition("=")
+        name = shorts.get(flag, flag)
+        if name in _REFUSED or flag in {s for s, _ in _REFUSED.values()}:
+            long = name if name in _REFUSED else next(n for n, (s, _) in _REFUSED.items() if s == flag)
+            raise TpuplanError(f"--compiler-args: {word} is not passed on: {_REFUSED[long][1]}")
+        if name not in COMPILER_FLAGS:
+            known = ", ".join(f"{n} ({s})" for n, (s, _) in COMPILER_FLAGS.items())
+            raise TpuplanError(f"--compiler-args: unknown edgetpu_compiler flag {word!r} (passed on: {known})")
+        if name in out:
+            raise TpuplanError(f"--compiler-args: {name} is given twice")
+        out.append(name)
+        if not COMPILER_FLAGS[name][1]:
+            if eq:
+                raise TpuplanError(f"--compiler-args: {name} takes no value (got {word!r})")
+            continue
+        if not eq:
+            value = words.pop(0) if words else ""
+        if not value.isdigit() or not 1 <= int(value) <= MAX_FLAG_VALUE:
+            raise TpuplanError(
+                f"--compiler-args: {name} needs a whole number from 1 to {MAX_FLAG_VALUE} (got {value!r})"
+            )
+        out.append(str(int(value)))
+    return out
 
-    The arguments go as a list (no shell), so model paths with spaces or quotes are safe.
+
+def compile_segment(path: Path, out_dir: Path, *, args: Sequence[str] = (), timeout_s: float = 600) -> CompiledSegment:
+    """Compile one segment with `edgetpu_compiler -s -o OUT_DIR [ARGS] MODEL` and parse its report.
+
+    `args` are flags from `parse_compiler_args`. The arguments go as a list (no shell), so model paths with
+    spaces or quotes are safe. A --timeout_sec longer than ours extends ours, so the compiler's own applies.
     """
     compiler = find_compiler()
     if compiler is None:
         raise TpuplanError(COMPILER_INSTALL_HINT)
     if not path.is_file():
         raise TpuplanError(f"cannot compile {path}: no such model file")
+    args = list(args)
+    if "--timeout_sec" in args:
+        timeout_s = max(timeout_s, int(args[args.index("--timeout_sec") + 1]) + 60.0)
     out_dir.mkdir(parents=True, exist_ok=True)
-    argv = [compiler, "-s", "-o", str(out_dir), str(path)]
+    argv = [compiler, "-s", "-o", str(out_dir), *args, str(path)]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired as exc:

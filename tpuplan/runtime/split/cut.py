@@ -17,6 +17,7 @@ import flatbuffers  # type: ignore[import-untyped,unused-ignore]
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
+from tpuplan.compat import zip_strict
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.tflite.graph import Graph, analyse
 from tpuplan.profiles.tflite.reader import LoadedModel, buffer_bytes
@@ -67,7 +68,7 @@ def stage_ranges(cuts: Sequence[int], num_ops: int) -> list[tuple[int, int]]:
     """(first_op, last_op) of each stage for validated cuts."""
     starts = [0, *(c + 1 for c in cuts)]
     ends = [*cuts, num_ops - 1]
-    return list(zip(starts, ends, strict=True))
+    return list(zip_strict(starts, ends))
 
 
 def _producers(graph: Graph) -> dict[int, int]:
@@ -267,7 +268,7 @@ def split_model(loaded: LoadedModel, cuts: list[int]) -> list[Segment]:
     _check_routing(graph, ranges, ios)
     stem = Path(loaded.path).stem
     segments = []
-    for index, ((first, last), (ins, outs)) in enumerate(zip(ranges, ios, strict=True)):
+    for index, ((first, last), (ins, outs)) in enumerate(zip_strict(ranges, ios)):
         label = f"tpuplan segment {index} of {len(ranges)} of {stem}: ops {first}..{last}"
         data = pack_model(_build(loaded, first, last, ins, outs, label))
         names_in = [graph.name(t) for t in ins]

@@ -91,6 +91,11 @@ class SegmentManifest(StrictModel):
     schema_version: Literal[1] = MANIFEST_VERSION
     model: ModelRef
     plan_sha256: Sha256 | None = None  # sha256 of the plan file's bytes when split from a plan
+    compiler_args: list[str] | None = Field(
+        None,
+        max_length=16,
+        description="flags given to edgetpu_compiler besides -s -o (plan split --compiler-args); null: not compiled",
+    )
     cuts: list[Count]
     segments: list[SegmentEntry] = Field(min_length=1)
 
@@ -168,18 +173,31 @@ def read_manifest(directory: Path) -> SegmentManifest:
 
 
 def load_split(directory: Path, *, compiled: bool = False) -> LoadedSplit:
-    """Read DIR/manifest.json and the segment files a run needs, each once, checked against the manifest."""
+    """Read DIR/manifest.json and every file it records, each once and checked against its sha256 (a folder
+    copied to another machine is verified as a whole); keep the bytes of the files a run needs: the CPU
+    segments, or with `compiled` the Edge TPU compiler's. The compiler is never needed here."""
     directory = Path(directory)
     manifest = read_manifest(directory)
     contents = []
     for seg in manifest.segments:
-        if not compiled:
-            contents.append(_read_checked(directory, seg.file, seg.sha256))
-        elif seg.compiled is None:
-            raise TpuplanError(f"segment {seg.index} ({seg.file}) was not compiled for the Edge TPU")
-        else:
-            contents.append(_read_checked(directory, seg.compiled.file, seg.compiled.sha256))
+        cpu = _read_checked(directory, seg.file, seg.sha256)
+        tpu = _read_checked(directory, seg.compiled.file, seg.compiled.sha256) if seg.compiled else None
+        if compiled and tpu is None:
+            raise TpuplanError(_not_compiled(directory, seg))
+        contents.append(tpu if compiled and tpu is not None else cpu)
     return LoadedSplit(directory, manifest, contents, compiled)
+
+
+def _not_compiled(directory: Path, seg: SegmentEntry) -> str:
+    """Why an Edge TPU run cannot use a segment: the manifest records no compiled file for it."""
+    said = f"{directory / MANIFEST_NAME}: segment {seg.index} ({seg.file}) was not compiled for the Edge TPU"
+    beside = PurePosixPath(seg.file).stem + "_edgetpu.tflite"
+    if (directory / beside).is_file():
+        return (
+            f"{said}: {beside} lies beside it but the manifest does not record it (no sha256 to check it "
+            "against); split with `plan split --compile` and copy the whole folder"
+        )
+    return f"{said}: split with `plan split --compile` (edgetpu_compiler runs on x86-64 Linux) and copy the folder here"
 
 
 def resolve_inside(directory: Path, name: str) -> Path:
@@ -197,9 +215,4 @@ def resolve_inside(directory: Path, name: str) -> Path:
 
 def load_manifest(directory: Path) -> SegmentManifest:
     """Read DIR/manifest.json and check that every segment (and compiled) file is inside DIR and intact."""
-    manifest = read_manifest(directory)
-    for seg in manifest.segments:
-        _read_checked(Path(directory), seg.file, seg.sha256)
-        if seg.compiled is not None:
-            _read_checked(Path(directory), seg.compiled.file, seg.compiled.sha256)
-    return manifest
+    return load_split(directory).manifest

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tpuplan.compat import zip_strict
 from tpuplan.planner.matching import check_plan_matches
 from tpuplan.planner.plan import Plan, plan_digest
 from tpuplan.profiles.docio import dump_json
@@ -74,9 +75,11 @@ def _write_file(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
-def _compile(tmp: Path, entry: SegmentEntry, predicted: tuple[int | None, int | None] | None) -> CompiledEntry:
+def _compile(
+    tmp: Path, entry: SegmentEntry, predicted: tuple[int | None, int | None] | None, args: Sequence[str]
+) -> CompiledEntry:
     """Compile one segment in the staging directory and compare the compiler's bytes with the plan."""
-    done = compile_segment(tmp / entry.file, tmp)
+    done = compile_segment(tmp / entry.file, tmp, args=args)
     report = done.report.model_copy(
         update={
             "input_model": Path(done.report.input_model).name,
@@ -152,7 +155,7 @@ def _entries(
     segments: list[Segment],
     tmp: Path,
     plan: Plan | None,
-    compile: bool,
+    compile: Sequence[str] | None,
     progress: Progress | None = None,
 ) -> list[SegmentEntry]:
     """Write every segment into the staging directory (and compile it) and describe it."""
@@ -173,17 +176,23 @@ def _entries(
             sha256=sha256_of(seg.data),
             copies=plan.stages[seg.index].copies if plan is not None else 1,
         )
-        if compile:
+        if compile is not None:
             stage = plan.stages[seg.index] if plan is not None else None
             predicted = (stage.predicted_onchip_bytes, stage.predicted_offchip_bytes) if stage else None
-            entry.compiled = _compile(tmp, entry, predicted)
+            entry.compiled = _compile(tmp, entry, predicted, compile)
         entries.append(entry)
         if progress is not None:
             progress("writing segments", len(entries), len(segments))
     return entries
 
 
-def _manifest(loaded: LoadedModel, cuts: list[int], entries: list[SegmentEntry], plan: Plan | None) -> SegmentManifest:
+def _manifest(
+    loaded: LoadedModel,
+    cuts: list[int],
+    entries: list[SegmentEntry],
+    plan: Plan | None,
+    compiler_args: Sequence[str] | None,
+) -> SegmentManifest:
     sg = loaded.subgraph
     return SegmentManifest(
         model=ModelRef(
@@ -194,6 +203,7 @@ def _manifest(loaded: LoadedModel, cuts: list[int], entries: list[SegmentEntry],
             outputs=[tensor_name(sg.tensors[int(i)]) for i in sg.outputs],
         ),
         plan_sha256=plan_digest(plan) if plan is not None else None,
+        compiler_args=list(compiler_args) if compiler_args is not None else None,
         cuts=cuts,
         segments=entries,
     )
@@ -214,13 +224,13 @@ def _require_runnable(loaded: LoadedModel, segments: Sequence[Segment]) -> None:
     whose segments cannot run is refused, not written. A model that cannot run here as a whole, such as one
     with a custom op this LiteRT lacks, can still be planned; only splitting and running it needs the op."""
     labels = [f"segment {seg.index}" for seg in segments]
-    errors = probe_models([("model", loaded.data), *zip(labels, (seg.data for seg in segments), strict=True)])
+    errors = probe_models([("model", loaded.data), *zip_strict(labels, (seg.data for seg in segments))])
     if "model" in errors:
         raise TpuplanError(
             f"{loaded.path}: the TFLite interpreter here cannot run this model ({errors['model']}); "
             "it can be planned, but its segments could not run, so none are written"
         )
-    for label, seg in zip(labels, segments, strict=True):
+    for label, seg in zip_strict(labels, segments):
         if label in errors:
             raise TpuplanError(
                 f"{loaded.path}: {label} (ops {seg.first_op}..{seg.last_op}) does not load in the "
@@ -235,15 +245,20 @@ def write_split(
     plan: Plan | None = None,
     cuts: Sequence[int] | None = None,
     compile: bool = False,
+    compiler_args: Sequence[str] = (),
     force: bool = False,
     progress: Progress | None = None,
 ) -> SegmentManifest:
-    """Split the model by a plan (or explicit cuts) into out_dir: segment files + manifest.json.
+    """Split the model by a plan (or explicit cuts) into out_dir: segment files + manifest.json, and with
+    `compile` each segment's Edge TPU file beside it (`compiler_args` from `parse_compiler_args` passed on
+    and recorded in the manifest), every file by name, so the folder can be copied to a Coral host as is.
 
     `force` replaces an earlier split only. Everything is built in a hidden sibling directory that is
     renamed into place at the end, so a failure (the compiler's, a full disk) leaves nothing behind.
     """
     out_dir = Path(out_dir)
+    if compiler_args and not compile:
+        raise TpuplanError("compiler arguments go with compiling (--compile)")
     if compile and find_compiler() is None:
         raise TpuplanError(COMPILER_INSTALL_HINT)
     chosen = split_cuts(loaded, plan, cuts)
@@ -267,7 +282,8 @@ def write_split(
             d.mkdir()
         tmp = _sibling(out_dir, "tmp")
         tmp.mkdir()  # honours the umask, unlike mkdtemp's 0700
-        manifest = _manifest(loaded, chosen, _entries(loaded, segments, tmp, plan, compile, progress), plan)
+        args = list(compiler_args) if compile else None
+        manifest = _manifest(loaded, chosen, _entries(loaded, segments, tmp, plan, args, progress), plan, args)
         _write_file(tmp / MANIFEST_NAME, dump_json(manifest).encode())
         _check_destination(out_dir, force, keep)  # it may have appeared while we compiled
         _publish(tmp, out_dir)

@@ -24,6 +24,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from tpuplan.compat import zip_strict
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.runtime.pipeline.stage import Array
 
@@ -248,8 +249,8 @@ def _npz(path: Path, specs: Sequence[InputSpec]) -> tuple[int, Iterator[dict[str
 
     def items() -> Iterator[dict[str, Array]]:
         with archive:
-            for arrays in zip(*streams, strict=True):
-                yield {s.name: a for s, a in zip(specs, arrays, strict=True)}
+            for arrays in zip_strict(*streams):
+                yield {s.name: a for s, a in zip_strict(specs, arrays)}
 
     return streams[0].count, items()
 

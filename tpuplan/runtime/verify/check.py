@@ -16,29 +16,39 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
+from tpuplan.compat import zip_strict
 from tpuplan.planner.plan import Plan, StagePlan, plan_digest
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.pricing import formula
 from tpuplan.profiles.tflite.reader import LoadedModel
 from tpuplan.runtime.backends.kinds import Backend, get_backend
+from tpuplan.runtime.backends.litert import interpreter_name
 from tpuplan.runtime.backends.registry import InterpreterStage
 from tpuplan.runtime.pipeline.runners import default_queue_size
 from tpuplan.runtime.pipeline.stage import Array
 from tpuplan.runtime.progress import Progress, ticker
-from tpuplan.runtime.run import PipelineRun, build_stages, run_pipeline
-from tpuplan.runtime.split.manifest import load_split
+from tpuplan.runtime.run import (
+    PipelineRun,
+    build_stages,
+    check_split_backend,
+    check_split_matches_plan,
+    input_specs,
+    run_pipeline,
+)
+from tpuplan.runtime.split.manifest import LoadedSplit, load_split
 from tpuplan.runtime.split.write import write_split
 from tpuplan.runtime.tensors.inputs import InputSpec, open_inputs, random_input
 from tpuplan.runtime.verify.hostcost import runner_host
 from tpuplan.runtime.verify.report import (
     REPORT_KIND,
     REPORT_VERSION,
+    Judged,
     StageCheck,
     VerifyReport,
+    decide,
     load_report,
     within,
 )
@@ -98,52 +108,75 @@ class _Measured:
     queue_size: int
     outputs_match: bool | None
     outputs_note: str
+    cores: float
 
 
 def verify(
     plan: Plan,
-    loaded: LoadedModel,
+    loaded: LoadedModel | None,
     *,
+    segments: LoadedSplit | None = None,
     backend: str | Backend = "cpu",
     devices: Sequence[str] | None = None,
     inputs: int = 50,
     input_path: Path | None = None,
     tolerance: float = 0.15,
     tolerance_floor_us: float = TOLERANCE_FLOOR_US,
+    outputs_only: bool = False,
     repeats: int = 30,
     seed: int = 0,
     progress: Progress | None = None,
 ) -> VerifyReport:
-    """Split, run, measure and compare. Raises TpuplanError on bad input; the verdict says the rest.
+    """Split (or take `segments` already split, e.g. compiled on another machine), run, measure and
+    compare. Raises TpuplanError on bad input; the verdict says the rest.
 
-    Inputs are `inputs` random tensors, or the first `inputs` of `input_path` (all of it when it holds
-    fewer); they are kept in memory, as the outputs are compared with the unsplit model's."""
+    With `segments` the model is optional: without it the outputs are not compared (nothing to compare
+    them with), and the compiler is never needed. `outputs_only` judges the outputs alone (stage times are
+    still reported). Inputs are `inputs` random tensors, or the first `inputs` of `input_path` (all of it
+    when it holds fewer); they are kept in memory, as the outputs are compared with the unsplit model's."""
     chosen = get_backend(backend)
     if inputs < 1:
         raise TpuplanError("inputs must be at least 1")
-    if plan.model.sha256 != loaded.sha256:
+    if loaded is None and segments is None:
+        raise TpuplanError("verify needs the model (to split it here) or segments already split")
+    if loaded is not None and plan.model.sha256 != loaded.sha256:
         raise TpuplanError(
             f"{loaded.path}: the plan is for model sha256 {plan.model.sha256[:12]}, but this model is "
             f"{loaded.sha256[:12]}"
         )
+    if segments is not None:
+        check_split_matches_plan(segments.manifest, plan, str(segments.directory))
+        check_split_backend(segments, chosen)
     devs = chosen.devices(sum(s.copies for s in plan.stages), devices)
-    plan_backends = {s.backend for s in plan.devices}
-    comparable = plan_backends == {chosen.name}
-    notes: list[str] = []
-    if not comparable:
-        notes.append(
-            f"the plan predicts {'/'.join(sorted(plan_backends))} times; measuring on {chosen.name} checks outputs "
-            "and reports times, but stage times are not compared against the predictions"
-        )
-    feeds, feeds_from = _feeds(loaded, inputs, input_path, seed)
-    measured = _measure(plan, loaded, chosen, devs, feeds, feeds_from, repeats, progress)
-    cores = float(len(devs)) if chosen.compiled else effective_cores(loaded.data)
-    return _report(plan, chosen, devs, (tolerance, tolerance_floor_us), comparable, notes, measured, cores)
+    comparable = {s.backend for s in plan.devices} == {chosen.name}
+    feeds, feeds_from = _feeds(loaded, segments, inputs, input_path, seed)
+    if segments is not None:
+        measured = _measure(segments, loaded, chosen, devs, feeds, feeds_from, repeats, progress)
+    else:
+        assert loaded is not None
+        with tempfile.TemporaryDirectory(prefix="tpuplan-verify-") as tmp:
+            split = _split_here(plan, loaded, chosen, Path(tmp) / "segments", progress)
+            measured = _measure(split, loaded, chosen, devs, feeds, feeds_from, repeats, progress)
+    judged = Judged((tolerance, tolerance_floor_us), comparable, outputs_only)
+    return _report(plan, chosen, devs, judged, measured, segments)
+
+
+def _split_here(
+    plan: Plan, loaded: LoadedModel, backend: Backend, out_dir: Path, progress: Progress | None
+) -> LoadedSplit:
+    """The plan's segments, written to `out_dir` (compiled for a compiled backend) and read back."""
+    if progress is not None:
+        progress("splitting", 0, 1)
+    write_split(loaded, out_dir, plan=plan, compile=backend.compiled)
+    split = load_split(out_dir, compiled=backend.compiled)
+    if progress is not None:
+        progress("splitting", 1, 1)
+    return split
 
 
 def _measure(
-    plan: Plan,
-    loaded: LoadedModel,
+    split: LoadedSplit,
+    loaded: LoadedModel | None,
     backend: Backend,
     devs: list[str | None],
     feeds: list[dict[str, Array]],
@@ -151,44 +184,52 @@ def _measure(
     repeats: int,
     progress: Progress | None,
 ) -> _Measured:
-    """Split into a temporary directory, time each stage alone, run the pipeline, compare the outputs."""
-    with tempfile.TemporaryDirectory(prefix="tpuplan-verify-") as tmp:
-        if progress is not None:
-            progress("splitting", 0, 1)
-        out_dir = Path(tmp) / "segments"
-        write_split(loaded, out_dir, plan=plan, compile=backend.compiled)
-        split = load_split(out_dir, compiled=backend.compiled)
-        if progress is not None:
-            progress("splitting", 1, 1)
-        alone, chained = _time_alone(
-            [g[0] for g in build_stages(split, backend, devs, copies=False)], feeds, repeats, progress
-        )
-        boundary = max(
-            sum(int(v.nbytes) for v in feeds[0].values()),
-            *(
-                sum(int(np.prod(t.shape)) * np.dtype(t.dtype).itemsize for t in seg.outputs)
-                for seg in split.manifest.segments
-            ),
-        )
-        queue_size = default_queue_size(boundary)
-        run = run_pipeline(
-            build_stages(split, backend, devs),
-            feeds,
-            model_outputs=split.manifest.model.outputs,
-            stage_timeout_s=None,
-            queue_size=queue_size,
-            progress=progress,
-            total=len(feeds),
-        )
-    outputs_match, outputs_note = _compare_outputs(backend, loaded.data, feeds, run.results, progress)
-    return _Measured(feeds_from, alone, chained, run, queue_size, outputs_match, outputs_note)
+    """Time each stage of the split alone, run the pipeline, compare the outputs with the unsplit model's."""
+    alone, chained = _time_alone(
+        [g[0] for g in build_stages(split, backend, devs, copies=False)], feeds, repeats, progress
+    )
+    boundary = max(
+        sum(int(v.nbytes) for v in feeds[0].values()),
+        *(
+            sum(int(np.prod(t.shape)) * np.dtype(t.dtype).itemsize for t in seg.outputs)
+            for seg in split.manifest.segments
+        ),
+    )
+    queue_size = default_queue_size(boundary)
+    run = run_pipeline(
+        build_stages(split, backend, devs),
+        feeds,
+        model_outputs=split.manifest.model.outputs,
+        stage_timeout_s=None,
+        queue_size=queue_size,
+        progress=progress,
+        total=len(feeds),
+    )
+    if loaded is None:
+        outputs_match, outputs_note = None, "not compared: no model given (outputs are compared with the unsplit model)"
+    else:
+        outputs_match, outputs_note = _compare_outputs(backend, loaded.data, feeds, run.results, progress)
+    # how many interpreters make progress at once here: measured on the model, or its largest segment
+    cores = (
+        float(len(devs))
+        if backend.compiled
+        else effective_cores(loaded.data if loaded else max(split.contents, key=len))
+    )
+    return _Measured(feeds_from, alone, chained, run, queue_size, outputs_match, outputs_note, cores)
 
 
-def _feeds(loaded: LoadedModel, n: int, path: Path | None, seed: int) -> tuple[list[dict[str, Array]], str]:
-    """The inputs of a verify, in memory: n random ones, or the first n of `path`."""
-    whole = InterpreterStage("whole", loaded.data, where=str(loaded.path))
-    specs = [InputSpec.from_details(d) for d in whole.input_details()]
-    whole.close()
+def _feeds(
+    loaded: LoadedModel | None, split: LoadedSplit | None, n: int, path: Path | None, seed: int
+) -> tuple[list[dict[str, Array]], str]:
+    """The inputs of a verify, in memory: n random ones, or the first n of `path`; shaped as the model's
+    inputs (or, without the model, as the split's manifest records them)."""
+    if loaded is not None:
+        whole = InterpreterStage("whole", loaded.data, where=str(loaded.path))
+        specs = [InputSpec.from_details(d) for d in whole.input_details()]
+        whole.close()
+    else:
+        assert split is not None
+        specs = input_specs(split.manifest)
     if path is None:
         rng = np.random.default_rng(seed)
         return [random_input(specs, rng) for _ in range(n)], f"random (seed {seed}, {n} distinct tensors)"
@@ -245,7 +286,7 @@ def _compare_outputs(
         whole.close()
     mismatches = [
         i
-        for i, (got, ref) in enumerate(zip(results, reference, strict=True))
+        for i, (got, ref) in enumerate(zip_strict(results, reference))
         if set(got) != set(ref) or any(not np.array_equal(got[k], ref[k]) for k in ref)
     ]
     if not mismatches:
@@ -259,9 +300,9 @@ def invoke_part_us(stage: StagePlan) -> int:
     return stage.invoke_us
 
 
-def _stage_checks(plan: Plan, m: _Measured, tolerance: tuple[float, float], comparable: bool) -> list[StageCheck]:
+def _stage_checks(plan: Plan, m: _Measured, judged: Judged) -> list[StageCheck]:
     checks = []
-    for sp, t, stat in zip(plan.stages, m.alone, m.run.stats, strict=True):
+    for sp, t, stat in zip_strict(plan.stages, m.alone, m.run.stats):
         predicted = float(invoke_part_us(sp))
         checks.append(
             StageCheck(
@@ -274,7 +315,7 @@ def _stage_checks(plan: Plan, m: _Measured, tolerance: tuple[float, float], comp
                 measured_in_pipeline_us=round(stat.median_us, 1),
                 rel_error=round(abs(t - predicted) / max(t, 1e-9), 4),
                 abs_error_us=round(abs(t - predicted), 1),
-                within_tolerance=within(t, predicted, *tolerance) if comparable else None,
+                within_tolerance=within(t, predicted, *judged.tolerance) if judged.comparable else None,
             )
         )
     return checks
@@ -284,16 +325,14 @@ def _report(
     plan: Plan,
     backend: Backend,
     devices: list[str | None],
-    tolerance: tuple[float, float],
-    comparable: bool,
-    notes: list[str],
+    judged: Judged,
     m: _Measured,
-    cores: float,
+    segments: LoadedSplit | None,
 ) -> VerifyReport:
     """Predicted against measured, stage by stage and for the whole pipeline, with a verdict."""
-    k, run = len(plan.stages), m.run
+    k, run, cores = len(plan.stages), m.run, m.cores
     measured_tp = float(run.count) / run.wall_s if run.wall_s > 0 else 0.0
-    checks = _stage_checks(plan, m, tolerance, comparable)
+    checks = _stage_checks(plan, m, judged)
     total_pred = float(sum(invoke_part_us(sp) for sp in plan.stages))
     bottleneck = float(max(invoke_part_us(sp) / sp.copies for sp in plan.stages))  # copies take inputs in turn
     host = runner_host(k, run, m.alone, m.queue_size)
@@ -306,6 +345,13 @@ def _report(
     period = formula.pipeline(here, [sp.copies for sp in plan.stages]).period
     ideal = 1e6 / period if period > 0 else 0.0
     limited = min(ideal, cores * 1e6 / (total_pred + k * overhead))
+    notes: list[str] = []
+    if not judged.comparable:
+        predicted_for = "/".join(sorted({d.backend for d in plan.devices}))
+        notes.append(
+            f"the plan predicts {predicted_for} times and this run measured {backend.name}: stage times are "
+            "reported, not compared with the predictions"
+        )
     if not backend.compiled:
         notes.append(
             f"this machine ran {cores:g} interpreters' worth of work at once (measured) and the pipeline "
@@ -314,16 +360,8 @@ def _report(
             f"with one core per stage it would be {ideal:.1f}/s"
         )
     worst = max(checks, key=lambda c: c.rel_error)
-    verdict: Literal["ok", "prediction_missed", "outputs_differ"] = "ok"
-    if m.outputs_match is False:
-        verdict = "outputs_differ"
-    elif any(c.within_tolerance is False for c in checks):
-        missed = max((c for c in checks if c.within_tolerance is False), key=lambda c: c.abs_error_us)
-        verdict = "prediction_missed"
-        notes.append(
-            f"stage {missed.index} measured {missed.measured_us:.0f} us vs predicted {missed.predicted_us:.0f} us "
-            f"({missed.rel_error:.0%} off, tolerance {tolerance[0]:.0%} or {tolerance[1]:g} us)"
-        )
+    verdict, why = decide(checks, m.outputs_match, m.outputs_note, judged)
+    notes += why
     lat = run.latencies_us
     return VerifyReport(
         model_sha256=plan.model.sha256,
@@ -332,9 +370,12 @@ def _report(
         devices=[d or backend.name for d in devices],
         inputs=run.count,
         input_source=m.feeds_from,
-        tolerance=tolerance[0],
-        tolerance_floor_us=tolerance[1],
-        comparable=comparable,
+        tolerance=judged.tolerance[0],
+        tolerance_floor_us=judged.tolerance[1],
+        comparable=judged.comparable,
+        outputs_only=judged.outputs_only,
+        interpreter=interpreter_name(),
+        segments=str(segments.directory) if segments is not None else None,
         stages=checks,
         predicted_bottleneck_us=bottleneck,
         measured_bottleneck_us=round(max(m.alone), 1),

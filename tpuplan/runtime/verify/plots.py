@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+from tpuplan.compat import zip_strict
 from tpuplan.planner.plan import Plan
 from tpuplan.profiles.errors import TpuplanError
 
@@ -31,9 +32,16 @@ def _units(plan: Plan) -> str:
     return f"{plan.tpus - cpus} TPUs" + (f" and {cpus} CPU stages" if cpus else "")
 
 
-def plan_figure(plan: Plan, measured_us: list[float] | None = None, title: str | None = None) -> bytes:
-    """PNG bytes: stage times (predicted, measured beside), parameter bytes vs on-chip capacity (when a
-    stage is on an Edge TPU: a CPU has no on-chip memory to draw), and the cuts along the operators."""
+def plan_figure(
+    plan: Plan,
+    measured_us: list[float] | None = None,
+    title: str | None = None,
+    *,
+    measured_label: str = "measured",
+    predicted_label: str = "predicted",
+) -> bytes:
+    """PNG bytes: stage times (predicted, measured beside), parameter bytes vs on-chip capacity, cuts.
+    The labels say which backend measured what (a CPU run beside Edge TPU predictions says so)."""
     plt = _pyplot()
     tpu = any(d.backend == "edgetpu" for d in plan.devices)
     heights = [3, 3, 1.2] if tpu else [3, 1.2]
@@ -44,7 +52,7 @@ def plan_figure(plan: Plan, measured_us: list[float] | None = None, title: str |
         gridspec_kw={"height_ratios": heights},
         constrained_layout=True,
     )
-    _times(axes[0], plan, measured_us)
+    _times(axes[0], plan, measured_us, measured_label, predicted_label)
     axes[0].set_title(
         title
         or f"{Path(plan.model.path).name}: {len(plan.stages)} stages on {_units(plan)}\n"
@@ -60,13 +68,13 @@ def plan_figure(plan: Plan, measured_us: list[float] | None = None, title: str |
     return buf.getvalue()
 
 
-def _times(ax_t: Any, plan: Plan, measured_us: list[float] | None) -> None:
+def _times(ax_t: Any, plan: Plan, measured_us: list[float] | None, measured_label: str, predicted_label: str) -> None:
     """Stage times: predicted, with copies the time between results, measured beside; the bottleneck."""
     xs = list(range(len(plan.stages)))
     width = 0.38 if measured_us else 0.6
     pred_ms = [s.predicted_us / 1000 for s in plan.stages]
     offset = -width / 2 if measured_us else 0.0
-    ax_t.bar([x + offset for x in xs], pred_ms, width, label="predicted", color="#4C72B0")
+    ax_t.bar([x + offset for x in xs], pred_ms, width, label=predicted_label, color="#4C72B0")
     if any(s.copies > 1 for s in plan.stages):
         ax_t.bar(
             [x + offset for x in xs],
@@ -77,7 +85,9 @@ def _times(ax_t: Any, plan: Plan, measured_us: list[float] | None) -> None:
             hatch="//",
         )
     if measured_us:
-        ax_t.bar([x + width / 2 for x in xs], [m / 1000 for m in measured_us], width, label="measured", color="#DD8452")
+        ax_t.bar(
+            [x + width / 2 for x in xs], [m / 1000 for m in measured_us], width, label=measured_label, color="#DD8452"
+        )
     ax_t.axhline(plan.predicted_period_us / 1000, color="#4C72B0", ls="--", lw=1, label="predicted bottleneck")
     tallest = max([*pred_ms, *((m / 1000) for m in measured_us or [])])
     ax_t.set_ylim(0, tallest * 1.35 + 1e-9)  # room for the legend
@@ -101,7 +111,7 @@ def _memory(ax_m: Any, plan: Plan) -> None:
         label = "on-chip capacity" if i == tpus[0] else None
         ax_m.hlines(plan.devices[i].onchip_bytes / mib, i - 0.4, i + 0.4, colors="black", lw=2, label=label)
     caps = [d.onchip_bytes / mib for d in plan.devices if d.backend == "edgetpu"]
-    ax_m.set_ylim(0, max([*caps, *(a + b for a, b in zip(on, off, strict=True))]) * 1.45 + 1e-9)
+    ax_m.set_ylim(0, max([*caps, *(a + b for a, b in zip_strict(on, off))]) * 1.45 + 1e-9)
     ax_m.set_ylabel("parameters (MiB)")
     ax_m.set_xticks(xs, [f"stage {s.index}" for s in plan.stages])
     ax_m.legend(loc="upper right", fontsize=8)

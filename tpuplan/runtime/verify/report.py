@@ -4,10 +4,15 @@ Version 2 (from 1): a stage is judged within tolerance when |measured - predicte
 measured, tolerance_floor_us), so that a 5 us stage measured 1 us off is not a miss; `within_tolerance`
 is null when the plan's predictions are for another backend than the one measured ("not compared");
 the report names its inputs and carries our runner's host numbers for this machine (`runner_host`).
+Later additions, optional so that earlier reports still read: the interpreter that measured, the folder of
+segments verified as found (`plan verify --segments`), `--outputs-only`, and the verdict `not_compared`
+(no stage time could be compared and the outputs alone were not asked for: a build must not read that as ok).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Final, Literal
 
@@ -19,6 +24,7 @@ from tpuplan.runtime.verify.hostcost import RunnerHost
 
 REPORT_KIND: Final = "tpuplan.verify"
 REPORT_VERSION: Final = 2
+Verdict = Literal["ok", "prediction_missed", "outputs_differ", "not_compared"]
 
 
 Us = Annotated[float, Field(ge=0, le=MAX_PIPELINE_US)]  # a measured or predicted time in microseconds
@@ -52,6 +58,11 @@ class VerifyReport(StrictModel):
     tolerance: float = Field(ge=0, le=10)
     tolerance_floor_us: Us = Field(description="an error this small is within tolerance whatever its share")
     comparable: bool = Field(description="the plan's predictions are for this backend")
+    outputs_only: bool = Field(False, description="only the outputs were judged (--outputs-only)")
+    interpreter: str | None = Field(None, max_length=200, description="the TFLite interpreter that measured")
+    segments: str | None = Field(
+        None, max_length=5000, description="the folder of segments verified as found; null: split here"
+    )
     stages: list[StageCheck]
     predicted_bottleneck_us: Us
     measured_bottleneck_us: Us
@@ -70,7 +81,7 @@ class VerifyReport(StrictModel):
     outputs_match: bool | None = Field(description="pipeline outputs bit-identical to the unsplit model")
     outputs_note: str
     worst_stage: Count
-    verdict: Literal["ok", "prediction_missed", "outputs_differ"]
+    verdict: Verdict
     notes: list[str]
 
     @model_validator(mode="after")
@@ -93,3 +104,41 @@ def load_report(path: Path) -> VerifyReport:
 def within(measured: float, predicted: float, tolerance: float, floor_us: float) -> bool:
     """The rule: an error within `tolerance` of the measured time, or within `floor_us` microseconds."""
     return abs(measured - predicted) <= max(tolerance * measured, floor_us)
+
+
+@dataclass(frozen=True)
+class Judged:
+    """What a verify judges: the tolerance (relative, floor in us), whether the plan's predictions are for
+    the backend measured, and whether only the outputs count (--outputs-only)."""
+
+    tolerance: tuple[float, float]
+    comparable: bool
+    outputs_only: bool = False
+
+
+def decide(
+    checks: Sequence[StageCheck], outputs_match: bool | None, outputs_note: str, judged: Judged
+) -> tuple[Verdict, list[str]]:
+    """The verdict and the note that explains it. Differing outputs fail whatever else; with
+    --outputs-only the outputs alone decide; otherwise a stage outside tolerance misses, and a run in
+    which no stage time could be compared (a CPU run of an Edge TPU plan) is `not_compared`, never ok."""
+    if outputs_match is False:
+        return "outputs_differ", []
+    if judged.outputs_only:
+        if outputs_match:
+            return "ok", ["--outputs-only: the outputs were judged; stage times are reported, not judged"]
+        return "not_compared", [f"--outputs-only, but the outputs were {outputs_note}"]
+    missed = [c for c in checks if c.within_tolerance is False]
+    if missed:
+        worst = max(missed, key=lambda c: c.abs_error_us)
+        tolerance, floor = judged.tolerance
+        return "prediction_missed", [
+            f"stage {worst.index} measured {worst.measured_us:.0f} us vs predicted {worst.predicted_us:.0f} us "
+            f"({worst.rel_error:.0%} off, tolerance {tolerance:.0%} or {floor:g} us)"
+        ]
+    if not judged.comparable:
+        return "not_compared", [
+            "no stage time was compared with a prediction, so this run cannot pass as a check of the plan "
+            "(exit 4); run on the backend the plan is for, or ask --outputs-only to judge the outputs alone"
+        ]
+    return "ok", []
