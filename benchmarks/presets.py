@@ -16,10 +16,10 @@ from benchmarks.common import ROOT
 from tpuplan.profiles.calibration.loso import Holdout, scenarios_of
 from tpuplan.profiles.calibration.result import CalibrationResult
 from tpuplan.profiles.docio import write_atomic
+from tpuplan.profiles.pricing.coefficients import set_coefficient
 from tpuplan.profiles.pricing.device import Calibration, DeviceSpec, device_json
 from tpuplan.profiles.pricing.formula import ON_CHIP_CLASSES
 from tpuplan.profiles.pricing.host import HostSpec, host_json, host_preset
-from tpuplan.profiles.pricing.scenarios import set_coefficient
 
 FOLDER = ROOT / "tpuplan" / "profiles" / "pricing" / "presets"
 USB2_US_PER_KIB = 1024 / 40.0  # ASSUMED: USB 2.0 High Speed bulk transfers, ~40 MB/s of its 480 Mbit/s
@@ -124,8 +124,19 @@ def presets(result: CalibrationResult, holdouts: list[Holdout], host_ops_note: s
         1.0,
         f"ASSUMED from arm-a53: the side of an invoke x{A72_DRIVER:g}",
     )
+    cal72 = (a72.calibration or Calibration(source="")).model_copy(
+        update={
+            "assumed": ["host_ops", "stage_us", "tpu_op_us", "io_us_per_kib", "invoke_us"],
+            "median_rel_error": {},
+            "worst_rel_error": {},
+            "memory_within_0_1_mib": {},
+            "points": 0,
+            "scenarios": [],
+        }
+    )
     a72 = a72.model_copy(
         update={
+            "calibration": cal72,
             "stage_us": round(pycoral.stage_us * A72_RUNNER, 4),
             "tpu_op_us": round(base53.tpu_op_us * A72_DRIVER, 4),
             "io_us_per_kib": round(base53.io_us_per_kib * A72_DRIVER, 4),

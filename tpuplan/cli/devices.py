@@ -56,12 +56,11 @@ def register(app: typer.Typer) -> None:
                 s.backend,
                 mib(s.onchip_bytes) if s.backend == "edgetpu" else "- (host CPU)",
                 f"{s.link.in_us_per_kib:g}/{s.link.out_us_per_kib:g}",
-                "yes" if s.link.calibrated else "no",
-                (s.calibration.source if s.calibration else "")[:60],
+                s.calibration.provenance() if s.calibration else "assumed (no fit)",
             ]
             for s in specs
         ]
-        typer.echo(table(["device", "backend", "on-chip MiB", "link us/KiB in/out", "calibrated", "source"], rows))
+        typer.echo(table(["device", "backend", "on-chip MiB", "link us/KiB in/out", "provenance"], rows))
         hosts = [host_preset(n) for n in host_preset_names()]
         rows = [
             [
@@ -70,11 +69,12 @@ def register(app: typer.Typer) -> None:
                 f"{h.serialized:g}",
                 "yes" if h.fresh_upload else "no",
                 "shared" if h.bus_shared else "own",
-                h.description[:60],
+                h.calibration.provenance() if h.calibration else "assumed (no fit)",
             ]
             for h in hosts
         ]
-        typer.echo("\n" + table(["host", "stage us", "serialized", "fresh runs", "USB", "runner"], rows))
+        typer.echo("\n" + table(["host", "stage us", "serialized", "fresh runs", "USB", "provenance"], rows))
+        typer.echo("(`plan devices --json` gives every number with its full source; `plan schema device` what each is)")
         typer.echo(f"\nEdge TPUs present: {len(present)}, listed by {listed_by}" + "".join(f"\n  {d}" for d in present))
         if output is not None:
             typer.echo(f"wrote {output}")

@@ -98,6 +98,7 @@ def plan_table(plan: Plan) -> str:
         "",
         f"period      {ms(plan.predicted_period_us)} ms, set by {_bound(plan.period_bound)}   throughput "
         f"{plan.predicted_throughput_per_s:,.1f}/s   latency {ms(plan.predicted_latency_us)} ms   (predicted)",
+        *_range_lines(plan),
     ]
     if plan.predicted_per_input_us is not None:
         lines.append(
@@ -121,6 +122,19 @@ def plan_table(plan: Plan) -> str:
     lines += _curve_lines(plan)
     lines += [f"note        {n}" for n in [plan.solver.note, *plan.notes] if n]
     return "\n".join(lines)
+
+
+def _range_lines(plan: Plan) -> list[str]:
+    """The period and latency as ranges over the calibration's scenarios (when it keeps some)."""
+    r = plan.predicted_range
+    if r is None or len(r.scenarios) < 2:
+        return ["range       no calibration scenarios: the spread of these numbers is not known"]
+    worst = f"; longest {r.widest}" if r.widest else ""
+    return [
+        f"range       period {ms(r.period_us.low)}..{ms(r.period_us.high)} ms, latency {ms(r.latency_us.low)}.."
+        f"{ms(r.latency_us.high)} ms over {len(r.scenarios)} calibration scenarios "
+        f"(the fit again without one source each{worst})"
+    ]
 
 
 def _curve_lines(plan: Plan) -> list[str]:
@@ -150,6 +164,9 @@ def comparison_table(cmp: Comparison) -> str:
             ",".join(map(str, e.cuts)) or "-",
             ",".join(map(str, e.copies)),
             ms(e.predicted_period_us),
+            f"{ms(e.period_range.low)}..{ms(e.period_range.high)}" + (" ~" if e.within_ours else "")
+            if e.period_range is not None
+            else "-",
             ms(e.predicted_latency_us),
             f"{e.predicted_throughput_per_s:,.1f}",
             mib(e.predicted_offchip_bytes),
@@ -165,6 +182,7 @@ def comparison_table(cmp: Comparison) -> str:
         "cuts",
         "copies",
         "period ms",
+        "range ms",
         "latency ms",
         "throughput/s",
         "off-chip MiB",
@@ -179,7 +197,8 @@ def comparison_table(cmp: Comparison) -> str:
             "",
             table(head, rows),
             "",
-            "'ours is' = that plan's objective / ours (x2.00: ours is twice as good). All numbers predicted.",
+            "'ours is' = that plan's objective / ours (x2.00: ours is twice as good). All numbers predicted; "
+            "'range' is the period over the calibration's scenarios, '~' where it meets ours.",
             *cmp.notes,
         ]
     )

@@ -45,8 +45,11 @@ def equal_ops_cuts(n: int, k: int) -> list[int]:
     return [(j + 1) * n // k - 1 for j in range(k - 1)]
 
 
-def _entry(name: str, plan: Plan, ours: int) -> Entry:
+def _entry(name: str, plan: Plan, ours: int, ours_plan: Plan | None = None) -> Entry:
+    mine, theirs = (ours_plan or plan).predicted_range, plan.predicted_range
     return Entry(
+        period_range=theirs.period_us if theirs is not None else None,
+        within_ours=bool(mine and theirs and ours_plan is not None and theirs.overlaps(mine)),
         name=name,
         tpus=plan.tpus,
         cuts=plan.cuts,
@@ -111,10 +114,18 @@ def compare(
         copied = solve_with_copies(
             profile, k, devs[0], host=host, allow_spill=allow_spill, time_limit_s=time_limit_s, workers=workers
         )
-        entries.append(_entry("tpuplan with copies", copied, best))
+        entries.append(_entry("tpuplan with copies", copied, best, ours))
     else:
         notes.append("plans with copies are made for the least period on TPUs of one kind: not shown")
-    entries += [_entry(name, plan, best) for name, plan in baseline_plans(profile, k, devices, host, goal).items()]
+    entries += [
+        _entry(name, plan, best, ours) for name, plan in baseline_plans(profile, k, devices, host, goal).items()
+    ]
+    close = [e.name for e in entries[1:] if e.within_ours]
+    if close:
+        notes.append(
+            f"within the calibration's range of ours (periods over its scenarios overlap): {', '.join(close)}; "
+            "which is faster cannot be told from the model alone"
+        )
     return Comparison(
         model=profile.model,
         tpus=k,

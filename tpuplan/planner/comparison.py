@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field
 
 from tpuplan.planner.plan import GoalInfo
+from tpuplan.planner.uncertainty import Span
 from tpuplan.profiles.docio import StrictModel
 from tpuplan.profiles.limits import Count, ObjectiveUs, PipelineUs, Rate, TotalBytes
 from tpuplan.profiles.model import ModelRef
@@ -29,6 +30,8 @@ class Entry(StrictModel):
     fits_on_chip: bool
     host_only_stages: Count = Field(description="stages whose TPU runs no op")
     speedup_of_ours: Rate = Field(description="this entry's objective / ours")
+    period_range: Span | None = Field(None, description="its period over the calibration's scenarios")
+    within_ours: bool = Field(False, description="its period range meets ours: not told apart by the calibration")
 
 
 class Comparison(StrictModel):

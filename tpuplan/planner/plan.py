@@ -21,6 +21,7 @@ from tpuplan.compat import zip_strict
 from tpuplan.planner.plan_check import check_pipeline, check_stage
 from tpuplan.planner.plan_v1 import migrate_v1
 from tpuplan.planner.plan_v2 import migrate_v2
+from tpuplan.planner.uncertainty import PredictionRange
 from tpuplan.profiles.docio import StrictModel, dump_json, parse_doc, read_bytes
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.limits import MAX_OBJECTIVE, StageUs
@@ -136,6 +137,9 @@ class Plan(StrictModel):
     )
     solver: SolverInfo
     curve: list[CurveRow] | None = None
+    predicted_range: PredictionRange | None = Field(
+        None, description="period and latency over the calibration's scenarios (planner.uncertainty)"
+    )
     notes: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")

@@ -10,6 +10,7 @@ from tpuplan.compat import pairwise, zip_strict
 from tpuplan.planner.costs import Goal, Totals, stage_tables, throughput_per_s, totals
 from tpuplan.planner.plan import GoalInfo, Plan, SolverInfo, SolverParameters, StagePlan
 from tpuplan.planner.search.reference import fewest_onchip_stages
+from tpuplan.planner.uncertainty import prediction_range
 from tpuplan.profiles.build import build_profile
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.model import Profile
@@ -199,6 +200,7 @@ def build_plan(
         predicted_per_input_us=round(tot.per_input_us(goal.batch), 1) if goal.batch else None,
         fits_on_chip=all(s.fits_on_chip for s in stages),
         tpus_needed_on_chip=fewest_onchip_stages(tables),
+        predicted_range=prediction_range(profile, devices, pricer.host, cuts, [s.copies for s in stages]),
         solver=solver,
         notes=[*notes, *_notes(profile, devices, stages, tot)],
     )

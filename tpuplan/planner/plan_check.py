@@ -86,6 +86,12 @@ def check_pipeline(plan: Plan) -> None:
     for name, (have, want) in fields.items():
         if have != want:
             raise ValueError(f"{name} is {have}, but the stages give {want}")
+    span = plan.predicted_range
+    if span is not None and not (
+        span.period_us.low <= got.period <= span.period_us.high
+        and span.latency_us.low <= got.latency <= span.latency_us.high
+    ):
+        raise ValueError("predicted_range does not hold the plan's own period and latency")
     goal = Goal(plan.goal.objective, plan.goal.batch)
     per_input = round(formula.per_input(got.period, got.latency, got.oneoff, goal.batch), 1) if goal.batch else None
     if plan.predicted_per_input_us != per_input:

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from tpuplan.profiles.calibration.fit import Fitted, fit_specs, predict_rows
 from tpuplan.profiles.calibration.measurements import MeasuredFile
 from tpuplan.profiles.calibration.result import CalibrationPoint
+from tpuplan.profiles.pricing.coefficients import get_coefficient
 from tpuplan.profiles.pricing.device import DeviceSpec, Scenario
 from tpuplan.profiles.pricing.host import HostSpec
-from tpuplan.profiles.pricing.scenarios import get_coefficient
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,10 @@ import numpy.typing as npt
 from tpuplan.profiles.calibration.forms import Lin
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.pricing import formula
+from tpuplan.profiles.pricing.coefficients import get_coefficient
 from tpuplan.profiles.pricing.device import DeviceSpec
 from tpuplan.profiles.pricing.formula import ON_CHIP_CLASSES
 from tpuplan.profiles.pricing.host import HostSpec
-from tpuplan.profiles.pricing.scenarios import get_coefficient
 
 F64 = npt.NDArray[np.float64]
 CHIP = "device:*"

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 import numpy as np
 
 from tpuplan.profiles.calibration.params import CHIP, ParamSpace
+from tpuplan.profiles.pricing.coefficients import set_coefficient
 from tpuplan.profiles.pricing.device import DeviceSpec
 from tpuplan.profiles.pricing.host import HostSpec
-from tpuplan.profiles.pricing.scenarios import set_coefficient
 
 
 def apply_params(

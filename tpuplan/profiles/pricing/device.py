@@ -10,15 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Final, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 from tpuplan.profiles.docio import StrictModel, dump_json, load_doc
 from tpuplan.profiles.limits import MAX_RATE as MAX_RATE  # re-exported: every spec bounds its rates with it
 from tpuplan.profiles.limits import MAX_US as MAX_US  # and its fixed times with this
 from tpuplan.profiles.limits import Rate, Share
 from tpuplan.profiles.pricing.bundled import bundled, bundled_names, resolve_spec
+from tpuplan.profiles.pricing.coefficients import check_scenarios
 from tpuplan.profiles.pricing.formula import OP_CLASSES as OP_CLASSES  # re-exported with the class names
-from tpuplan.profiles.pricing.formula import DeviceTimes
+from tpuplan.profiles.pricing.formula import DeviceTimes, HostTimes, LinkCost, OpClassCost
 from tpuplan.profiles.pricing.formula import OpClass as OpClass
 
 DEVICE_KIND: Final = "tpuplan.device"
@@ -27,12 +29,39 @@ DEVICE_VERSION: Final = 2
 
 class Scenario(StrictModel):
     """A plausible set of this spec's coefficients: the fit again without one source (its name), as
-    coefficient paths (`invoke_overhead_us`, `link.in_us_per_kib`, `op_costs.conv.us_per_mmac`) and values."""
+    coefficient paths (`invoke_overhead_us`, `link.in_us_per_kib`, `op_costs.conv.us_per_mmac`) and values,
+    each inside the bounds of the field it sets."""
 
     name: str = Field(min_length=1, max_length=200)
     values: dict[Annotated[str, StringConstraints(pattern=r"^[a-z_]+(\.[a-z_]+){0,2}$", max_length=100)], Rate] = Field(
         default_factory=dict, max_length=200
     )
+
+    @field_validator("values")
+    @classmethod
+    def _in_bounds(cls, values: dict[str, float]) -> dict[str, float]:
+        for path, value in values.items():
+            field = _coefficient_field(path)
+            if field is None:
+                raise ValueError(f"{path} is not a coefficient of a device or host")
+            try:
+                bounded = (float, *field.metadata)
+                TypeAdapter(Annotated[bounded]).validate_python(value)  # type: ignore[arg-type]
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                detail = {"type": first["type"], "loc": (path,), "input": value, "ctx": first.get("ctx", {})}
+                raise ValidationError.from_exception_data("Scenario", [detail]) from None  # type: ignore[list-item]
+        return values
+
+
+def _coefficient_field(path: str) -> FieldInfo | None:
+    """The field a coefficient path sets (its bounds are the scenario value's)."""
+    parts = path.split(".")
+    if parts[0] == "op_costs":
+        return OpClassCost.model_fields.get(parts[-1]) if len(parts) == 3 else None
+    if parts[0] == "link":
+        return LinkCost.model_fields.get(parts[-1]) if len(parts) == 2 else None
+    return (DeviceTimes.model_fields.get(path) or HostTimes.model_fields.get(path)) if len(parts) == 1 else None
 
 
 class Calibration(StrictModel):
@@ -48,6 +77,24 @@ class Calibration(StrictModel):
         default_factory=list, max_length=200, description="coefficient paths that are assumed, not fitted"
     )
     scenarios: list[Scenario] = Field(default_factory=list, max_length=64)
+
+    def provenance(self) -> str:
+        """Where the numbers come from, in a few words: fitted on how many sources and rows, with how many
+        scenarios, and what is assumed instead of fitted."""
+        sources = len(self.median_rel_error)
+        fitted = f"fitted to {sources} source(s), {self.points} rows" if sources else ""
+        parts = [p for p in (fitted, f"{len(self.scenarios)} scenarios" if self.scenarios else "") if p]
+        if self.assumed:
+            kinds = {a.split(".")[-1] if a.startswith("op_costs") else a.split(".")[0] for a in self.assumed}
+            parts.append("ASSUMED: " + ", ".join(sorted(kinds)))
+        if parts:
+            return "; ".join(parts)
+        out = ""
+        for word in self.source.split(";")[0].split():  # the source's first clause, cut at a word
+            if len(out) + len(word) + 1 > 70:
+                return out + " ..."
+            out = f"{out} {word}".strip()
+        return out or "assumed (no fit)"
 
     def spread(self, path: str) -> tuple[float, float] | None:
         """Least and most value of a coefficient over the scenarios (None: not varied)."""
@@ -79,6 +126,11 @@ class DeviceSpec(DeviceTimes, _DeviceFacts):
     time coefficients are those of `DeviceTimes` (profiles.pricing.formula)."""
 
     calibration: Calibration | None = None
+
+    @model_validator(mode="after")
+    def _scenarios(self) -> DeviceSpec:
+        """Its calibration's scenarios price stages too: each must be a spec this one would accept."""
+        return check_scenarios(self)
 
 
 def load_device(path: Path) -> DeviceSpec:

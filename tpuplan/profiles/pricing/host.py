@@ -14,10 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Final, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, model_validator
 
 from tpuplan.profiles.docio import StrictModel, dump_json, load_doc
 from tpuplan.profiles.pricing.bundled import bundled, bundled_names, resolve_spec
+from tpuplan.profiles.pricing.coefficients import check_scenarios
 from tpuplan.profiles.pricing.device import Calibration
 from tpuplan.profiles.pricing.formula import HostOpCost, HostTimes
 
@@ -42,6 +43,11 @@ class HostSpec(HostTimes, _HostName):
         default_factory=dict, description="by op type (e.g. ARG_MAX) where measured, else by op class"
     )
     calibration: Calibration | None = None
+
+    @model_validator(mode="after")
+    def _scenarios(self) -> HostSpec:
+        """Its calibration's scenarios price stages too: each must be a spec this one would accept."""
+        return check_scenarios(self)
 
     def op_cost(self, op_class: str, op_type: str = "") -> HostOpCost:
         """The op type's own cost where one was measured, else its class's, else `other`'s."""
