@@ -357,13 +357,14 @@ def fit_specs(
         runners = {n: h for n, h in specs.hosts.items() if any(f.run.runner == n for f in files)}
         space = ParamSpace(params or default_params(runners), tiled, specs.hosts)
         model = _time_model(rows, space, here, tile)
-        fixed = space.base_theta()
-        for name, value in (frozen or {}).items():
+        low, high = space.bounds()
+        fixed = np.clip(space.init(), low, high)  # what the data cannot inform keeps its declared start, not
+        for name, value in (frozen or {}).items():  # a preset's earlier fit (a held-out source would leak)
             if name in space.index:
                 fixed[space.index[name]] = value
         used = model.used() & np.array([p.name not in (frozen or {}) for p in space.params])
         theta = fit_times(model, used, fixed)
-        loss = loss_of(model, theta)
+        loss = loss_of(model, theta, used)
         if best is None or loss < best.loss - 1e-12:
             new_devices, new_hosts = apply_params(theta, space, used, tiled, specs.hosts)
             best = Fitted(new_devices, new_hosts, space, theta, used, loss)

@@ -168,11 +168,12 @@ def bounded_lsq(a: F64, b: F64, upper: F64) -> F64:
     return np.minimum(x, upper)
 
 
-def _prior_rows(space: ParamSpace) -> tuple[F64, F64]:
-    """The weak priors as extra least-squares rows: weight / scale x (param - value or - tied param)."""
+def _prior_rows(space: ParamSpace, free: npt.NDArray[np.bool_] | None = None) -> tuple[F64, F64]:
+    """The weak priors as extra least-squares rows: weight / scale x (param - value or - tied param), one
+    for each parameter being fitted (a parameter held fixed pulls nothing towards itself)."""
     rows, rhs = [], []
     for i, p in enumerate(space.params):
-        if p.prior is None:
+        if p.prior is None or (free is not None and not free[i]):
             continue
         value, scale = p.prior
         row = np.zeros(space.n)
@@ -192,9 +193,9 @@ def _loss(model: TimeModel, theta: F64, prior: tuple[F64, F64]) -> float:
     return float(2 * SOFT_SCALE**2 * np.sum(np.sqrt(1 + z) - 1) + np.sum(np.square(prior[0] @ theta - prior[1])))
 
 
-def loss_of(model: TimeModel, theta: F64) -> float:
+def loss_of(model: TimeModel, theta: F64, free: npt.NDArray[np.bool_] | None = None) -> float:
     """The fit's loss at theta (soft-L1 relative error plus the priors): what tells two fits apart."""
-    return _loss(model, theta, _prior_rows(model.space))
+    return _loss(model, theta, _prior_rows(model.space, free))
 
 
 def fit_times(model: TimeModel, free: npt.NDArray[np.bool_], fixed: F64) -> F64:
@@ -204,7 +205,7 @@ def fit_times(model: TimeModel, free: npt.NDArray[np.bool_], fixed: F64) -> F64:
     space = model.space
     low, high = space.bounds()
     theta = np.where(free, np.clip(space.init(), low, high), fixed)
-    low, high, prior = np.where(free, low, fixed), np.where(free, high, fixed), _prior_rows(space)
+    low, high, prior = np.where(free, low, fixed), np.where(free, high, fixed), _prior_rows(space, free)
     loss = _loss(model, theta, prior)
     for _ in range(MAX_ROUNDS):
         pred, grad = model.evaluate(theta)
