@@ -18,25 +18,31 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import BaseModel
 
 from tpuplan.cli.common import (
     FORCE_HELP,
     JSON_HELP,
     check_outputs,
+    document_text,
+    is_stdout,
+    name_option,
     print_json,
+    shown,
     spec_files,
+    spec_option,
     table,
     write_output,
 )
 from tpuplan.planner.plan import load_plan
 from tpuplan.profiles.calibration.fit import CalibrationResult, calibrate
 from tpuplan.profiles.calibration.measurements import MeasuredFile, RunSpec, parse_pipeline_spec, read_measurements
-from tpuplan.profiles.errors import TpuplanError, quoted
-from tpuplan.profiles.pricing.device import device_json, resolve_device
-from tpuplan.profiles.pricing.host import HostSpec, host_json, resolve_host
-from tpuplan.runtime.progress import QUIET_HELP, cli_progress
+from tpuplan.profiles.errors import TpuplanError, UsageError, quoted
+from tpuplan.profiles.pricing.device import resolve_device
+from tpuplan.profiles.pricing.host import HostSpec, resolve_host
+from tpuplan.runtime.progress import QUIET_HELP, progress_bar
 from tpuplan.runtime.verify.refit import VerifyFit, fit_from_verify
-from tpuplan.runtime.verify.report import load_report
+from tpuplan.runtime.verify.report import check_report_matches, load_report
 
 PIPELINE_HELP = (
     "A 2-TPU (or K-TPU) pipeline CSV as FILE:RUNNER:BATCH[:fresh][:cuts=I,J]: RUNNER a host preset "
@@ -96,20 +102,38 @@ def _files(sweeps: list[Path], pipelines: list[str]) -> tuple[list[tuple[Path, R
     """The measurement files with how they were run, and the base spec of every runner named."""
     runs = [(p, RunSpec()) for p in sweeps] + [parse_pipeline_spec(text) for text in pipelines]
     if not runs:
-        raise TpuplanError("calibrate: give at least one sweep CSV or --pipeline")
+        raise UsageError("calibrate: give at least one sweep CSV or --pipeline")
     hosts = {run.runner: resolve_host(run.runner) for _, run in runs if run.runner is not None}
     return runs, hosts
 
 
 def _host_outputs(hosts_dir: Path | None, hosts: dict[str, HostSpec]) -> dict[str, Path]:
+    """DIR/<host name>.json for every runner: the name comes from a document (someone else's file), so
+    it must be a plain file name that stays in DIR, never a path."""
     if hosts_dir is None:
         return {}
     if not hosts_dir.is_dir():
         raise TpuplanError(f"{hosts_dir}: --hosts-dir must be an existing directory")
-    paths = {name: hosts_dir / f"{spec.name}.json" for name, spec in hosts.items()}
+    paths = {}
+    for runner, spec in hosts.items():
+        name = spec.name
+        plain = name not in (".", "..") and not name.startswith(".") and name.isprintable()
+        if not plain or any(c in name for c in "/\\\0"):
+            raise TpuplanError(
+                f"{runner}: the host name {shown(name)!r} cannot name a file in --hosts-dir (it is a path, hidden, "
+                "or holds a control character); rename the host in its JSON"
+            )
+        paths[runner] = hosts_dir / f"{name}.json"
     if len(set(paths.values())) < len(paths):
         raise TpuplanError("calibrate: two runners have the same host name; they would write one file")
     return paths
+
+
+def _write_all(docs: list[tuple[Path, BaseModel]], force: bool) -> None:
+    """Check every document by its reader first, then write them: none is written if one is invalid."""
+    texts = [(path, document_text(doc, path)) for path, doc in docs]
+    for path, text in texts:
+        write_output(path, text.encode(), force=force)
 
 
 VERIFY_HELP = (
@@ -155,10 +179,15 @@ def _from_verify(pairs: list[str], output: Path, host_out: Path | None, force: b
     """`plan calibrate --verify`: read each plan and its report once, fit, write, show before and after."""
     paths = [_pair(text) for text in pairs]
     check_outputs([output, host_out], force=force, inputs=[p for pair in paths for p in pair])
-    fit = fit_from_verify([(load_plan(plan), load_report(report)) for plan, report in paths])
-    write_output(output, device_json(fit.device).encode())
-    if host_out is not None:
-        write_output(host_out, host_json(fit.host).encode())
+    docs = []
+    for plan_path, report_path in paths:
+        plan, report = load_plan(plan_path), load_report(report_path)
+        check_report_matches(report, plan, str(report_path))
+        docs.append((plan, report))
+    fit = fit_from_verify(docs)
+    _write_all([(output, fit.device), *([(host_out, fit.host)] if host_out is not None else [])], force)
+    if any(is_stdout(p) for p in (output, host_out)):
+        return
     if as_json:
         print_json(fit.model_dump(mode="json"))
         return
@@ -169,7 +198,7 @@ def _from_verify(pairs: list[str], output: Path, host_out: Path | None, force: b
 def _pair(text: str) -> tuple[Path, Path]:
     plan, sep, report = text.rpartition(":")
     if not sep or not plan or not report:
-        raise TpuplanError(f"--verify takes PLAN.json:REPORT.json (got {quoted(text)})")
+        raise UsageError(f"--verify takes PLAN.json:REPORT.json (got {quoted(text)})")
     return Path(plan), Path(report)
 
 
@@ -204,33 +233,35 @@ def register(app: typer.Typer) -> None:
         """Fit the Edge TPU cost model (and the pipeline runners) to real measurements; print the errors."""
         if verify:
             if sweeps or pipeline or hosts_dir or base or name:
-                raise TpuplanError(
+                raise UsageError(
                     "--verify fits from plan verify reports alone: give sweep CSVs, --pipeline, "
                     "--hosts-dir, --base and --name in a separate run"
                 )
             _from_verify(list(verify), output, host_out, force, as_json)
             return
         if host_out is not None:
-            raise TpuplanError("--host-out goes with --verify (use --hosts-dir for --pipeline runners)")
+            raise UsageError("--host-out goes with --verify (use --hosts-dir for --pipeline runners)")
+        name = name_option(name)
         runs, hosts = _files(list(sweeps or []), list(pipeline or []))
-        inputs = [p for p, _ in runs] + spec_files(*hosts, base)
+        inputs = [p for p, _ in runs] + spec_files(*hosts, spec_option(base, "--base"))
         outputs = {"": output, **_host_outputs(hosts_dir, hosts)}
         check_outputs(list(outputs.values()), force=force, inputs=inputs)
         start = resolve_device(base)
         if name:
             start = start.model_copy(update={"name": name})
-        progress = cli_progress(quiet) or _silent
-        files = []
-        for i, (p, run) in enumerate(runs):
-            files.append(MeasuredFile(read_measurements(p), run))
-            progress("reading measurements", i + 1, len(runs))
-        progress("fitting", 0, 1)
-        result = calibrate(files, start, hosts)
-        progress("fitting", 1, 1)
-        write_output(output, device_json(result.device).encode())
-        for runner, path in outputs.items():
-            if runner:
-                write_output(path, host_json(result.hosts[runner]).encode())
+        with progress_bar(quiet) as bar:
+            progress = bar or _silent
+            files = []
+            for i, (p, run) in enumerate(runs):
+                files.append(MeasuredFile(read_measurements(p), run))
+                progress("reading measurements", i + 1, len(runs))
+            progress("fitting", 0, 1)
+            result = calibrate(files, start, hosts)
+            progress("fitting", 1, 1)
+        hosts_written: list[tuple[Path, BaseModel]] = [(p, result.hosts[r]) for r, p in outputs.items() if r]
+        _write_all([(output, result.device), *hosts_written], force)
+        if is_stdout(output):
+            return
         if as_json:
             print_json(result.model_dump(mode="json"))
             return

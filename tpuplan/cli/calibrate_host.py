@@ -7,7 +7,17 @@ from typing import Annotated
 
 import typer
 
-from tpuplan.cli.common import FORCE_HELP, HOST_HELP, JSON_HELP, check_output, emit, table
+from tpuplan.cli.common import (
+    FORCE_HELP,
+    HOST_HELP,
+    JSON_HELP,
+    check_output,
+    emit,
+    name_option,
+    spec_files,
+    spec_option,
+    table,
+)
 from tpuplan.profiles.calibration.hostops import HostOpsFit, fit_host_ops
 from tpuplan.profiles.model import load_profile
 from tpuplan.profiles.pricing.host import resolve_host
@@ -45,9 +55,10 @@ def register(app: typer.Typer) -> None:
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     ) -> None:
         """Fit the host CPU cost of each op class (and of each op type the host runs) to measured op times."""
-        check_output(output, force=force, inputs=profiles)
+        name = name_option(name)
+        check_output(output, force=force, inputs=[*profiles, *spec_files(spec_option(base, "--base"))])
         start = resolve_host(base)
         if name:
             start = start.model_copy(update={"name": name})
         fit = fit_host_ops([load_profile(p) for p in profiles], start)
-        emit(fit.host, output=output, as_json=as_json, table=host_fit_table(fit))
+        emit(fit.host, output=output, force=force, as_json=as_json, table=host_fit_table(fit))

@@ -2,16 +2,59 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Final, Literal
 
 import typer
+from pydantic import Field
 
-from tpuplan.cli.common import FORCE_HELP, JSON_HELP, check_output, mib, table, write_output
+from tpuplan.cli.common import FORCE_HELP, JSON_HELP, check_output, clip, emit, mib, table
+from tpuplan.profiles.docio import StrictModel
 from tpuplan.profiles.pricing.device import DeviceSpec, preset, preset_names
-from tpuplan.profiles.pricing.host import host_preset, host_preset_names
+from tpuplan.profiles.pricing.host import HostSpec, host_preset, host_preset_names
 from tpuplan.runtime.backends.edgetpu import list_edge_tpus
+
+DEVICES_KIND: Final = "tpuplan.devices"
+
+
+class DevicesDoc(StrictModel):
+    """What `plan devices --json` prints: every device and host preset, and the Edge TPUs found here."""
+
+    kind: Literal["tpuplan.devices"] = DEVICES_KIND
+    schema_version: Literal[1] = 1
+    presets: list[DeviceSpec]
+    hosts: list[HostSpec]
+    edgetpus_present: list[dict[str, str]] = Field(description="type and path of each Edge TPU found")
+
+
+def devices_table(doc: DevicesDoc) -> str:
+    rows = [
+        [
+            s.name,
+            s.backend,
+            mib(s.onchip_bytes) if s.backend == "edgetpu" else "- (host CPU)",
+            f"{s.link.in_us_per_kib:g}/{s.link.out_us_per_kib:g}",
+            "yes" if s.link.calibrated else "no",
+            clip(s.calibration.source if s.calibration else "", 60),
+        ]
+        for s in doc.presets
+    ]
+    lines = [table(["device", "backend", "on-chip MiB", "link us/KiB in/out", "calibrated", "source"], rows)]
+    rows = [
+        [
+            h.name,
+            f"{h.stage_us:g}",
+            f"{h.serialized:g}",
+            "yes" if h.fresh_upload else "no",
+            "shared" if h.bus_shared else "own",
+            clip(h.description, 60),
+        ]
+        for h in doc.hosts
+    ]
+    lines += ["", table(["host", "stage us", "serialized", "fresh runs", "USB", "runner"], rows)]
+    present = doc.edgetpus_present
+    lines.append(f"\nEdge TPUs present: {len(present)}" + "".join(f"\n  {d}" for d in present))
+    return "\n".join(lines)
 
 
 def register(app: typer.Typer) -> None:
@@ -24,52 +67,9 @@ def register(app: typer.Typer) -> None:
         """List device presets and the Edge TPUs present on this machine."""
         if output is not None:
             check_output(output, force=force)
-        specs: list[DeviceSpec] = [preset(n) for n in preset_names()]
-        present = list_edge_tpus()
-        hosts_json = [host_preset(n).model_dump(mode="json") for n in host_preset_names()]
-        text = (
-            json.dumps(
-                {
-                    "kind": "tpuplan.devices",
-                    "schema_version": 1,
-                    "presets": [s.model_dump(mode="json") for s in specs],
-                    "hosts": hosts_json,
-                    "edgetpus_present": present,
-                },
-                indent=2,
-            )
-            + "\n"
+        doc = DevicesDoc(
+            presets=[preset(n) for n in preset_names()],
+            hosts=[host_preset(n) for n in host_preset_names()],
+            edgetpus_present=list_edge_tpus(),
         )
-        if output is not None:
-            write_output(output, text.encode())
-        if as_json:
-            typer.echo(text, nl=False)
-            return
-        rows = [
-            [
-                s.name,
-                s.backend,
-                mib(s.onchip_bytes) if s.backend == "edgetpu" else "- (host CPU)",
-                f"{s.link.in_us_per_kib:g}/{s.link.out_us_per_kib:g}",
-                "yes" if s.link.calibrated else "no",
-                (s.calibration.source if s.calibration else "")[:60],
-            ]
-            for s in specs
-        ]
-        typer.echo(table(["device", "backend", "on-chip MiB", "link us/KiB in/out", "calibrated", "source"], rows))
-        hosts = [host_preset(n) for n in host_preset_names()]
-        rows = [
-            [
-                h.name,
-                f"{h.stage_us:g}",
-                f"{h.serialized:g}",
-                "yes" if h.fresh_upload else "no",
-                "shared" if h.bus_shared else "own",
-                h.description[:60],
-            ]
-            for h in hosts
-        ]
-        typer.echo("\n" + table(["host", "stage us", "serialized", "fresh runs", "USB", "runner"], rows))
-        typer.echo(f"\nEdge TPUs present: {len(present)}" + "".join(f"\n  {d}" for d in present))
-        if output is not None:
-            typer.echo(f"wrote {output}")
+        emit(doc, output=output, force=force, as_json=as_json, table=devices_table(doc))

@@ -25,7 +25,7 @@ from tpuplan.profiles.model import Profile
 from tpuplan.profiles.pricing.device import resolve_device
 from tpuplan.profiles.pricing.host import resolve_host
 from tpuplan.runtime.measure import measure_profile
-from tpuplan.runtime.progress import QUIET_HELP, cli_progress
+from tpuplan.runtime.progress import QUIET_HELP, progress_bar
 
 
 def _cost(us: int, source: str) -> str:
@@ -112,10 +112,11 @@ def register(app: typer.Typer) -> None:
             check_output(output, force=force, inputs=[model, *spec_files(device, host)])
         loaded = read_model(model)
         if measure:
-            prof = measure_profile(loaded, backend=backend, repeats=repeats, progress=cli_progress(quiet))
+            with progress_bar(quiet) as progress:
+                prof = measure_profile(loaded, backend=backend, repeats=repeats, progress=progress)
         else:
             prof = build_profile(loaded, resolve_device(device), resolve_host(host))
-        emit(prof, output=output, as_json=as_json, table=profile_table(prof))
+        emit(prof, output=output, force=force, as_json=as_json, table=profile_table(prof))
 
     @app.command("inspect")
     def inspect_cmd(
@@ -131,4 +132,4 @@ def register(app: typer.Typer) -> None:
             check_output(output, force=force, inputs=[source, *spec_files(device, host)])
         dev, host_spec = resolve_device(device) if device else None, resolve_host(host) if host else None
         prof = read_source(source, dev, host_spec).profile
-        emit(prof, output=output, as_json=as_json, table=profile_table(prof))
+        emit(prof, output=output, force=force, as_json=as_json, table=profile_table(prof))

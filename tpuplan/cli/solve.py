@@ -30,7 +30,7 @@ from tpuplan.planner.costs import Goal, Objective
 from tpuplan.planner.plan import Plan, check_profile_matches, evaluate
 from tpuplan.planner.solve import DEFAULT_WORKERS, NoPlanError, solve, solve_auto, solve_with_copies
 from tpuplan.profiles.docio import read_bytes
-from tpuplan.profiles.errors import TpuplanError, quoted
+from tpuplan.profiles.errors import TpuplanError, UsageError, quoted
 from tpuplan.profiles.model import Profile
 from tpuplan.profiles.pricing.device import DeviceSpec
 from tpuplan.profiles.pricing.host import HostSpec, resolve_host
@@ -47,7 +47,7 @@ COPIES_HELP = "With --cuts: TPUs per stage (e.g. 1,3,1); default one each."
 
 def parse_objective(text: str) -> Objective:
     if text not in ("throughput", "latency"):
-        raise TpuplanError(f"--objective must be throughput or latency (got {text!r})")
+        raise UsageError(f"--objective must be throughput or latency (got {quoted(text)})")
     return "throughput" if text == "throughput" else "latency"
 
 
@@ -58,7 +58,7 @@ def parse_tpus(text: str | None) -> int | None:
     try:
         return int(text)
     except ValueError:
-        raise TpuplanError(f"--tpus must be a number or 'auto' (got {quoted(text)})") from None
+        raise UsageError(f"--tpus must be a number or 'auto' (got {quoted(text)})") from None
 
 
 @dataclass(frozen=True)
@@ -80,22 +80,22 @@ class SolveOptions:
 
 def _check_replicate(o: SolveOptions, k: int | None, devices: list[DeviceSpec], goal: Goal) -> None:
     if o.copies is not None and o.cuts is None:
-        raise TpuplanError("--copies prices given cuts: give --cuts too (or --replicate to choose copies)")
+        raise UsageError("--copies prices given cuts: give --cuts too (or --replicate to choose copies)")
     if not o.replicate:
         return
     if o.cuts is not None or k is None:
-        raise TpuplanError("--replicate needs --tpus K (a number): it chooses the cuts and the copies")
+        raise UsageError("--replicate needs --tpus K (a number): it chooses the cuts and the copies")
     if goal != Goal():
-        raise TpuplanError("--replicate plans for the least period: drop --objective latency and --batch")
+        raise UsageError("--replicate plans for the least period: drop --objective latency and --batch")
     if len({d.model_dump_json() for d in devices}) > 1:
-        raise TpuplanError("--replicate plans for TPUs of one kind: give one --device")
+        raise UsageError("--replicate plans for TPUs of one kind: give one --device")
 
 
 def _plan_for(profile: Profile, devices: list[DeviceSpec], host: HostSpec, goal: Goal, o: SolveOptions) -> Plan:
     """Price --cuts, or solve for --tpus K or auto."""
     k = parse_tpus(o.tpus)
     if o.tpus is None and o.cuts is None:
-        raise TpuplanError("give --tpus K, --tpus auto or --cuts")
+        raise UsageError("give --tpus K, --tpus auto or --cuts")
     _check_replicate(o, k, devices, goal)
     if o.replicate and k is not None:
         return solve_with_copies(
@@ -111,13 +111,13 @@ def _plan_for(profile: Profile, devices: list[DeviceSpec], host: HostSpec, goal:
         )
     if o.cuts is not None:
         if o.tpus is not None and k is None:
-            raise TpuplanError("--cuts cannot be combined with --tpus auto")
+            raise UsageError("--cuts cannot be combined with --tpus auto")
         cut_list = parse_cuts(o.cuts)
         copies = parse_cuts(o.copies, what="--copies") if o.copies is not None else None
         if k is not None and copies and k != sum(copies):
-            raise TpuplanError(f"{len(cut_list)} cuts and copies {o.copies} use {sum(copies)} TPUs, not {k}")
+            raise UsageError(f"{len(cut_list)} cuts and copies {o.copies} use {sum(copies)} TPUs, not {k}")
         if k is not None and not copies and k != len(cut_list) + 1:
-            raise TpuplanError(f"{len(cut_list)} cuts given for {k} TPUs (need {k - 1})")
+            raise UsageError(f"{len(cut_list)} cuts given for {k} TPUs (need {k - 1})")
         return evaluate(profile, devices or None, cut_list, host, goal, copies)
     if k is None:
         return solve_auto(
@@ -174,7 +174,8 @@ def _register_solve(app: typer.Typer) -> None:
         ] = DEFAULT_WORKERS,
         seed: Annotated[int, typer.Option("--seed", min=0, max=2**31 - 1, help="CP-SAT random seed.")] = 0,
         cuts: Annotated[
-            str | None, typer.Option("--cuts", help="Price these cuts (e.g. 12,40,77) instead of solving.")
+            str | None,
+            typer.Option("--cuts", help="Price these cuts (e.g. 12,40,77; 'none': one stage) instead of solving."),
         ] = None,
         model: Annotated[
             Path | None, typer.Option("--model", help="Check that the profile was made from this model.")
@@ -207,7 +208,7 @@ def _register_solve(app: typer.Typer) -> None:
             raise TpuplanError(f"{source}: {exc.reason}") from None
         if not as_json:
             typer.echo(f"solved in {time.monotonic() - started:.2f} s", err=True)
-        emit(plan, output=output, as_json=as_json, table=plan_table(plan))
+        emit(plan, output=output, force=force, as_json=as_json, table=plan_table(plan))
 
 
 def _register_compare(app: typer.Typer) -> None:
@@ -245,4 +246,4 @@ def _register_compare(app: typer.Typer) -> None:
             )
         except NoPlanError as exc:
             raise TpuplanError(f"{source}: {exc.reason}") from None
-        emit(cmp, output=output, as_json=as_json, table=comparison_table(cmp))
+        emit(cmp, output=output, force=force, as_json=as_json, table=comparison_table(cmp))

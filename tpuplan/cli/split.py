@@ -11,7 +11,7 @@ import typer
 from tpuplan.cli.common import JSON_HELP, check_output, mib, parse_cuts, read_model, table
 from tpuplan.planner.plan import load_plan
 from tpuplan.profiles.docio import dump_json
-from tpuplan.runtime.progress import QUIET_HELP, cli_progress
+from tpuplan.runtime.progress import QUIET_HELP, progress_bar
 from tpuplan.runtime.split.manifest import SegmentManifest
 from tpuplan.runtime.split.write import write_split
 
@@ -84,15 +84,16 @@ def register(app: typer.Typer) -> None:
         check_output(output, force=force, inputs=[model] + ([plan] if plan else []), directory=True)
         cut_list = parse_cuts(cuts) if cuts is not None else None
         plan_doc = load_plan(plan) if plan is not None else None
-        manifest = write_split(
-            read_model(model),
-            output,
-            plan=plan_doc,
-            cuts=cut_list,
-            compile=compile_,
-            force=force,
-            progress=cli_progress(quiet),
-        )
+        with progress_bar(quiet) as progress:
+            manifest = write_split(
+                read_model(model),
+                output,
+                plan=plan_doc,
+                cuts=cut_list,
+                compile=compile_,
+                force=force,
+                progress=progress,
+            )
         if as_json:
             sys.stdout.write(dump_json(manifest))
         else:

@@ -7,17 +7,21 @@ from typing import Annotated
 
 import typer
 
-from tpuplan.cli.common import FORCE_HELP, JSON_HELP, check_output, print_json, write_output
+from tpuplan.cli.common import FORCE_HELP, JSON_HELP, check_output, is_stdout, print_json, shown, write_output
 from tpuplan.profiles.synth import synth_conv, synth_fc
 from tpuplan.profiles.tflite.reader import sha256_of
 
-OUT_HELP = "Write the .tflite model here (atomically)."
+OUT_HELP = "Write the .tflite model here (atomically; '-': standard output, not a terminal)."
 SEED_HELP = "Seed of the random weights (same seed, byte-identical file)."
 MAX_SEED = 2**32 - 1
 
 
-def _write_model(data: bytes, output: Path, as_json: bool, family: str, parameters: dict[str, int]) -> None:
-    write_output(output, data)
+def _write_model(
+    data: bytes, output: Path, force: bool, as_json: bool, family: str, parameters: dict[str, int]
+) -> None:
+    write_output(output, data, force=force)
+    if is_stdout(output):
+        return
     if as_json:
         print_json(
             {
@@ -31,7 +35,7 @@ def _write_model(data: bytes, output: Path, as_json: bool, family: str, paramete
             }
         )
     else:
-        typer.echo(f"wrote {output} ({len(data):,} bytes)")
+        typer.echo(f"wrote {shown(str(output))} ({len(data):,} bytes)")
 
 
 def register(app: typer.Typer) -> None:
@@ -54,10 +58,15 @@ def register(app: typer.Typer) -> None:
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     ) -> None:
         """Dense layers as in fc_single_tpu.csv: in -> N (tanh) x depth -> out."""
-        check_output(output, force=force)
+        check_output(output, force=force, binary=True)
         sizes = {"width": width, "depth": depth, "in_features": in_features, "out_features": out_features}
         _write_model(
-            synth_fc(width, depth, in_features, out_features, seed), output, as_json, "fc", {**sizes, "seed": seed}
+            synth_fc(width, depth, in_features, out_features, seed),
+            output,
+            force,
+            as_json,
+            "fc",
+            {**sizes, "seed": seed},
         )
 
     @synth_app.command("conv")
@@ -72,8 +81,13 @@ def register(app: typer.Typer) -> None:
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     ) -> None:
         """Conv2D layers as in conv_single_tpu.csv: size x size x channels -> F x layers."""
-        check_output(output, force=force)
+        check_output(output, force=force, binary=True)
         sizes = {"filters": filters, "layers": layers, "size": size, "channels": channels}
         _write_model(
-            synth_conv(filters, layers, size, channels, seed=seed), output, as_json, "conv", {**sizes, "seed": seed}
+            synth_conv(filters, layers, size, channels, seed=seed),
+            output,
+            force,
+            as_json,
+            "conv",
+            {**sizes, "seed": seed},
         )

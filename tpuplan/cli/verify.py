@@ -7,13 +7,24 @@ from typing import Annotated
 
 import typer
 
-from tpuplan.cli.common import FORCE_HELP, JSON_HELP, emit, read_model, split_list, table, write_output
+from tpuplan.cli.common import (
+    FORCE_HELP,
+    JSON_HELP,
+    document_text,
+    emit,
+    is_stdout,
+    per_second,
+    read_model,
+    shown,
+    split_list,
+    table,
+    write_output,
+)
 from tpuplan.cli.outputs import check_outputs
 from tpuplan.cli.run import BACKEND_HELP, DEVICES_HELP, INPUT_HELP
 from tpuplan.planner.plan import load_plan
-from tpuplan.profiles.docio import dump_json
-from tpuplan.runtime.progress import QUIET_HELP, cli_progress
-from tpuplan.runtime.verify.check import TOLERANCE_FLOOR_US, VerifyReport, verify
+from tpuplan.runtime.progress import QUIET_HELP, progress_bar
+from tpuplan.runtime.verify.check import DEFAULT_INPUTS, MAX_TOLERANCE, TOLERANCE_FLOOR_US, VerifyReport, verify
 from tpuplan.runtime.verify.plots import plan_figure
 
 EXIT_MISSED = 3
@@ -40,7 +51,7 @@ def verify_table(rep: VerifyReport) -> str:
     head = ["stage", "device", "ops", "predicted ms", "measured ms", "in pipeline ms", "error", ""]
     host = rep.runner_host
     lines = [
-        f"plan verify on {rep.backend}: {rep.inputs} inputs ({rep.input_source}), tolerance {rep.tolerance:.0%} "
+        f"plan verify on {rep.backend}: {rep.inputs} inputs ({shown(rep.input_source)}), tolerance {rep.tolerance:.0%} "
         f"or {rep.tolerance_floor_us:g} us",
         "",
         table(head, rows),
@@ -49,9 +60,9 @@ def verify_table(rep: VerifyReport) -> str:
         f"measured {rep.measured_bottleneck_us / 1000:.3f} ms",
         f"latency         predicted {rep.predicted_latency_us / 1000:.3f} ms, "
         f"measured {rep.measured_latency_us / 1000:.3f} ms (one input through every stage)",
-        f"throughput      predicted {rep.predicted_throughput_per_s:.1f}/s "
-        f"(ideal one core per stage: {rep.predicted_throughput_ideal_per_s:.1f}/s), "
-        f"measured {rep.measured_throughput_per_s:.1f}/s ({rep.throughput_rel_error:.1%} off)",
+        f"throughput      predicted {per_second(rep.predicted_throughput_per_s)}/s "
+        f"(ideal one core per stage: {per_second(rep.predicted_throughput_ideal_per_s)}/s), "
+        f"measured {per_second(rep.measured_throughput_per_s)}/s ({rep.throughput_rel_error:.1%} off)",
         f"runner          {host.empty_stage_us:.1f} us per input and stage with empty stages, "
         f"{host.real_stage_us:.1f} us with these (measured here; serialized share "
         f"{'-' if host.serialized is None else f'{host.serialized:.2f}'})",
@@ -70,11 +81,19 @@ def register(app: typer.Typer) -> None:
         backend: Annotated[str, typer.Option("--backend", "-b", help=BACKEND_HELP)] = "cpu",
         devices: Annotated[list[str] | None, typer.Option("--devices", help=DEVICES_HELP)] = None,
         inputs: Annotated[
-            int, typer.Option("--inputs", "-n", min=1, help="Inputs to push (random, or the first of --input).")
-        ] = 50,
+            int | None,
+            typer.Option(
+                "--inputs",
+                "-n",
+                min=1,
+                help=f"Inputs to push: random, or the first of --input (default {DEFAULT_INPUTS}, or all of a "
+                "shorter --input; more than --input holds is an error).",
+            ),
+        ] = None,
         input_path: Annotated[Path | None, typer.Option("--input", "-i", help=INPUT_HELP)] = None,
         tolerance: Annotated[
-            float, typer.Option("--tolerance", min=0.0, max=100.0, help="Allowed relative error per stage.")
+            float,
+            typer.Option("--tolerance", min=0.0, max=MAX_TOLERANCE, help="Allowed relative error per stage (0..10)."),
         ] = 0.15,
         floor_us: Annotated[
             float,
@@ -85,7 +104,9 @@ def register(app: typer.Typer) -> None:
                 help="An error of at most this many us is within tolerance whatever its share.",
             ),
         ] = TOLERANCE_FLOOR_US,
-        output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report JSON here.")] = None,
+        output: Annotated[
+            Path | None, typer.Option("--output", "-o", help="Write the report JSON here ('-': standard output).")
+        ] = None,
         as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
         png: Annotated[
@@ -94,23 +115,28 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
     ) -> None:
         """Split, run and compare predicted with measured stage times; exit 3 when a prediction misses."""
-        check_outputs([output, png], force=force, inputs=[p for p in (plan, model, input_path) if p is not None])
+        inputs_read = [p for p in (plan, model, input_path) if p is not None]
+        check_outputs([output, png], force=force, inputs=inputs_read, binary=[png] if png else [])
         plan_doc = load_plan(plan)
-        rep = verify(
-            plan_doc,
-            read_model(model),
-            backend=backend,
-            devices=split_list(devices),
-            inputs=inputs,
-            input_path=input_path,
-            tolerance=tolerance,
-            tolerance_floor_us=floor_us,
-            progress=cli_progress(quiet),
-        )
+        with progress_bar(quiet) as progress:
+            rep = verify(
+                plan_doc,
+                read_model(model),
+                backend=backend,
+                devices=split_list(devices, "--devices"),
+                inputs=inputs,
+                input_path=input_path,
+                tolerance=tolerance,
+                tolerance_floor_us=floor_us,
+                progress=progress,
+            )
+        picture = plan_figure(plan_doc, [c.measured_us for c in rep.stages]) if png is not None else b""
+        text = document_text(rep, output)  # checked before anything is written
         if output is not None:
-            write_output(output, dump_json(rep).encode())
+            write_output(output, text.encode(), force=force)
         if png is not None:
-            write_output(png, plan_figure(plan_doc, [c.measured_us for c in rep.stages]))
-        emit(rep, output=None, as_json=as_json, table=verify_table(rep))
+            write_output(png, picture, force=force)
+        if not is_stdout(output) and not is_stdout(png):
+            emit(rep, output=None, force=False, as_json=as_json, table=verify_table(rep))
         if rep.verdict != "ok":
             raise typer.Exit(EXIT_MISSED if rep.verdict == "prediction_missed" else 1)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +22,7 @@ from tpuplan.planner.costs import Goal, Objective, Totals, stage_tables, through
 from tpuplan.planner.plan_v1 import migrate_v1
 from tpuplan.planner.search.reference import fewest_onchip_stages
 from tpuplan.profiles.build import build_profile
-from tpuplan.profiles.docio import StrictModel, dump_json, parse_doc, read_bytes
+from tpuplan.profiles.docio import StrictModel, dump_json, load_json, parse_doc, read_bytes, validate_doc
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.limits import MAX_OBJECTIVE
 from tpuplan.profiles.model import BIG, ModelRef, Profile
@@ -148,9 +147,12 @@ class Plan(StrictModel):
         for i, s in enumerate(self.stages):
             if s.index != i or s.first_op != first or s.last_op < s.first_op or s.n_ops != s.last_op - s.first_op + 1:
                 raise ValueError(f"stage {i} does not continue the one before it (ops {s.first_op}..{s.last_op})")
-            one = s.predicted_interval_us == s.predicted_us
-            if s.predicted_interval_us > s.predicted_us or (s.copies == 1 and not one):
-                raise ValueError(f"stage {i}: predicted_interval_us must be predicted_us with one copy, less with more")
+            interval = _copied_us(s.predicted_us, s.predicted_serial_us, s.copies)
+            if s.predicted_interval_us != interval:
+                raise ValueError(
+                    f"stage {i}: predicted_interval_us is {s.predicted_interval_us}, but {s.copies} copies of a "
+                    f"{s.predicted_us} us stage give {interval}"
+                )
             first = s.last_op + 1
         if first != self.n_ops:
             raise ValueError(f"the stages cover {first} ops, the model has {self.n_ops}")
@@ -164,6 +166,16 @@ class Plan(StrictModel):
             _check_stage(s, dev, self.host)
         _check_pipeline(self)
         return self
+
+
+def _copied_us(total: int, serial: int, copies: int) -> int:
+    """A stage's time between results with `copies` devices: its work divides except the serialized share.
+    The same arithmetic as StageCostTable.copied_time_us (profiles.pricing.stagecost), applied to a plan's
+    own numbers so that copies edited apart from the interval are refused."""
+    if copies == 1:
+        return total
+    fixed = min(serial, total)
+    return -(-(total - fixed) // copies) + fixed
 
 
 def _ceil(x: float) -> int:
@@ -244,15 +256,15 @@ def load_plan(path: Path) -> Plan:
 
 def parse_plan(raw: bytes, source: str) -> Plan:
     try:
-        obj = json.loads(raw)
-    except (ValueError, RecursionError):  # bad UTF-8, bad JSON, a number of 5,000 digits
-        obj = None  # parse_doc says what is wrong
+        obj = load_json(raw)
+    except (ValueError, RecursionError):  # bad UTF-8, bad JSON, a key given twice
+        return parse_doc(raw, Plan, kind=PLAN_KIND, version=PLAN_VERSION, source=source)  # says what is wrong
     if isinstance(obj, dict) and obj.get("kind") == PLAN_KIND and obj.get("schema_version") == 1:
         try:
-            raw = json.dumps(migrate_v1(obj)).encode()
+            obj = migrate_v1(obj)
         except TpuplanError as exc:
             raise TpuplanError(f"{source}: {exc}") from None
-    return parse_doc(raw, Plan, kind=PLAN_KIND, version=PLAN_VERSION, source=source)
+    return validate_doc(obj, Plan, kind=PLAN_KIND, version=PLAN_VERSION, source=source)
 
 
 def stable_json(plan: Plan) -> str:

@@ -15,3 +15,10 @@ def quoted(text: str, limit: int = 60) -> str:
     """A user's value inside a one-line message: quoted, and cut short when it is long (a 5,000-digit
     number must not become a 5,000-character error line)."""
     return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text):,} characters)"
+
+
+class UsageError(TpuplanError):
+    """A flag or argument that cannot be right whatever the files say: exit code 2, as click's own."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, exit_code=2)

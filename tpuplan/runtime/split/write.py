@@ -16,7 +16,7 @@ from typing import Any
 
 from tpuplan.planner.matching import check_plan_matches
 from tpuplan.planner.plan import Plan, plan_digest
-from tpuplan.profiles.docio import dump_json
+from tpuplan.profiles.docio import dump_json, path_text
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.tflite.reader import LoadedModel, dtype_name, sha256_of, tensor_name, tensor_shape
 from tpuplan.runtime.backends.probe import probe_models
@@ -187,7 +187,7 @@ def _manifest(loaded: LoadedModel, cuts: list[int], entries: list[SegmentEntry],
     sg = loaded.subgraph
     return SegmentManifest(
         model=ModelRef(
-            path=Path(loaded.path).name,  # the file name only: the same split from any directory
+            path=path_text(Path(loaded.path).name),  # the file name only: the same split from any directory
             sha256=loaded.sha256,
             num_ops=len(sg.operators),
             inputs=[tensor_name(sg.tensors[int(i)]) for i in sg.inputs],

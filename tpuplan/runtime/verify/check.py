@@ -31,8 +31,9 @@ from tpuplan.runtime.run import PipelineRun, build_stages, run_pipeline
 from tpuplan.runtime.split.manifest import load_split
 from tpuplan.runtime.split.write import write_split
 from tpuplan.runtime.tensors.inputs import InputSpec, open_inputs, random_input
-from tpuplan.runtime.verify.hostcost import runner_host
+from tpuplan.runtime.verify.hostcost import overlapped_us, runner_host
 from tpuplan.runtime.verify.report import (
+    MAX_TOLERANCE,
     REPORT_KIND,
     REPORT_VERSION,
     TOLERANCE_FLOOR_US,
@@ -42,7 +43,11 @@ from tpuplan.runtime.verify.report import (
     within,
 )
 
+DEFAULT_INPUTS = 50  # inputs a verify pushes when not told (random, or the first of --input)
+
 __all__ = [
+    "DEFAULT_INPUTS",
+    "MAX_TOLERANCE",
     "REPORT_KIND",
     "REPORT_VERSION",
     "TOLERANCE_FLOOR_US",
@@ -104,7 +109,7 @@ def verify(
     *,
     backend: str | Backend = "cpu",
     devices: Sequence[str] | None = None,
-    inputs: int = 50,
+    inputs: int | None = None,
     input_path: Path | None = None,
     tolerance: float = 0.15,
     tolerance_floor_us: float = TOLERANCE_FLOOR_US,
@@ -114,11 +119,14 @@ def verify(
 ) -> VerifyReport:
     """Split, run, measure and compare. Raises TpuplanError on bad input; the verdict says the rest.
 
-    Inputs are `inputs` random tensors, or the first `inputs` of `input_path` (all of it when it holds
-    fewer); they are kept in memory, as the outputs are compared with the unsplit model's."""
+    Inputs are `inputs` random tensors, or the first `inputs` of `input_path` (an error when it holds
+    fewer); None: DEFAULT_INPUTS, or all of a shorter `input_path`. They are kept in memory, as the
+    outputs are compared with the unsplit model's."""
     chosen = get_backend(backend)
-    if inputs < 1:
+    if inputs is not None and inputs < 1:
         raise TpuplanError("inputs must be at least 1")
+    if not 0 <= tolerance <= MAX_TOLERANCE:
+        raise TpuplanError(f"tolerance must be from 0 to {MAX_TOLERANCE:g} (got {tolerance:g})")
     if plan.model.sha256 != loaded.sha256:
         raise TpuplanError(
             f"{loaded.path}: the plan is for model sha256 {plan.model.sha256[:12]}, but this model is "
@@ -182,16 +190,18 @@ def _measure(
     return _Measured(feeds_from, alone, chained, run, queue_size, outputs_match, outputs_note)
 
 
-def _feeds(loaded: LoadedModel, n: int, path: Path | None, seed: int) -> tuple[list[dict[str, Array]], str]:
-    """The inputs of a verify, in memory: n random ones, or the first n of `path`."""
+def _feeds(loaded: LoadedModel, n: int | None, path: Path | None, seed: int) -> tuple[list[dict[str, Array]], str]:
+    """The inputs of a verify, in memory: n random ones, or the first n of `path` (as `plan run` reads it:
+    asking for more than it holds is an error; not asking takes at most DEFAULT_INPUTS)."""
     whole = InterpreterStage("whole", loaded.data, where=str(loaded.path))
     specs = [InputSpec.from_details(d) for d in whole.input_details()]
     whole.close()
     if path is None:
         rng = np.random.default_rng(seed)
-        return [random_input(specs, rng) for _ in range(n)], f"random (seed {seed}, {n} distinct tensors)"
-    source = open_inputs(path, specs)
-    return list(itertools.islice(source, min(n, source.count))), source.description
+        count = DEFAULT_INPUTS if n is None else n
+        return [random_input(specs, rng) for _ in range(count)], f"random (seed {seed}, {count} distinct tensors)"
+    source = open_inputs(path, specs, count=n)
+    return list(itertools.islice(source, min(DEFAULT_INPUTS, source.count) if n is None else n)), source.description
 
 
 def _time_alone(
@@ -295,6 +305,12 @@ def _report(
     total_pred = float(sum(invoke_part_us(sp) for sp in plan.stages))
     bottleneck = float(max(invoke_part_us(sp) / sp.copies for sp in plan.stages))  # copies take inputs in turn
     host = runner_host(k, run, m.alone, m.queue_size)
+    overlap = overlapped_us(run, m.alone)
+    if overlap > 0:
+        notes.append(
+            f"the pipeline's period was {overlap:.0f} us shorter than the sum of its stages timed alone: the "
+            "stages overlapped on several cores, so the runner's cost with these stages reads 0 (not negative)"
+        )
     overhead = host.empty_stage_us
     ideal = 1e6 / (bottleneck + overhead) if bottleneck + overhead > 0 else 0.0
     limited = min(ideal, cores * 1e6 / (total_pred + k * overhead))
