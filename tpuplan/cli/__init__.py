@@ -6,15 +6,25 @@ Each command group lives in its own module named after it and registers itself o
 from __future__ import annotations
 
 import functools
-import signal
 import sys
-import threading
 from collections.abc import Callable
-from types import FrameType
 
 import typer
 
-from tpuplan.cli import calibrate, calibrate_host, devices, profile, run, schema, show, solve, split, synth, verify
+from tpuplan.cli import (
+    calibrate,
+    calibrate_host,
+    devices,
+    profile,
+    run,
+    schema,
+    show,
+    signals,
+    solve,
+    split,
+    synth,
+    verify,
+)
 from tpuplan.profiles.errors import TpuplanError
 
 app = typer.Typer(
@@ -39,27 +49,13 @@ def _command() -> Callable[..., object]:
     return typer.main.get_command(app)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C into whatever runs, so that every `finally` and context manager
-    (temporary, staging and probe directories, atomic writes) cleans up before the process ends."""
-
-
-_SIGTERM = threading.Event()  # set once SIGTERM arrived, whatever the interrupted code made of it
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    _SIGTERM.set()
-    raise Terminated
-
-
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the console script: errors become one line on stderr and exit code 1; SIGTERM
-    ends in `plan: terminated` and exit 143 after the same clean-up as Ctrl-C."""
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    _SIGTERM.clear()
-    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
+    """Entry point of the console script: errors become one line on stderr and exit code 1 (2: usage);
+    SIGTERM and SIGHUP end in `plan: terminated` and 128 + n after the same clean-up as Ctrl-C; a reader
+    of standard output that went away ends it quietly (`cli.signals`)."""
     try:
-        _run(argv)
+        with signals.handled():
+            _run(argv)
     except TpuplanError as exc:
         print(f"plan: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
@@ -67,20 +63,19 @@ def main(argv: list[str] | None = None) -> None:
         print("plan: interrupted", file=sys.stderr)
         sys.exit(130)
     except OSError as exc:  # writing to stdout on a full disk, a closed pipe, ...
+        if isinstance(exc, BrokenPipeError) and signals.reader_gone():
+            signals.quiet_broken_pipe()
         print(f"plan: error: {exc.filename or 'standard output'}: {exc.strerror or exc}", file=sys.stderr)
         sys.exit(1)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
 
 
 def _run(argv: list[str] | None) -> None:
-    """The command; once SIGTERM arrived, any ending is termination: code interrupted by it may have
-    turned it into another error (an import cut short is an ImportError) or typer into exit 130."""
+    """The command; once SIGTERM or SIGHUP arrived, any ending is termination: code interrupted by it may
+    have turned it into another error (an import cut short is an ImportError) or typer into exit 130."""
     try:
         _command()(args=argv, standalone_mode=True, prog_name="plan")
     except BaseException:
-        if _SIGTERM.is_set():
-            print("plan: terminated", file=sys.stderr)
-            sys.exit(128 + signal.SIGTERM)
+        signum = signals.received()
+        if signum is not None:
+            signals.end(signum)
         raise

@@ -46,16 +46,21 @@ class _Wiring:
     output_names: list[str]
 
 
+_STARTING_BLOCKED = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
 @contextlib.contextmanager
-def _sigint_blocked() -> Iterator[None]:
-    """Block SIGINT in this thread while stage processes are started (they keep the mask, so a Ctrl-C
-    during their imports cannot print tracebacks); one that arrives meanwhile is delivered afterwards."""
+def _signals_blocked() -> Iterator[None]:
+    """Block SIGINT, SIGTERM and SIGHUP in this thread while stage processes are started: a handler that
+    raised here would cut the start data short in the middle of writing it (the child would print an
+    unpickling traceback), and the children keep the mask, so a signal to the whole group during their
+    imports prints none either. One that arrives meanwhile is delivered afterwards."""
     mask = getattr(signal, "pthread_sigmask", None)
     if mask is None:
         yield
         return
     resource_tracker.ensure_running()  # started later, it would unblock SIGINT for us on its way
-    old = mask(signal.SIG_BLOCK, {signal.SIGINT})
+    old = mask(signal.SIG_BLOCK, _STARTING_BLOCKED)
     try:
         yield
     finally:
@@ -126,7 +131,7 @@ class ProcessPipeline(PipelineBase):
             for i, (src, (_, child)) in enumerate(zip(sources, pipes, strict=True))
         ]
         try:
-            with _sigint_blocked():  # the stages inherit it blocked: Ctrl-C is the parent's alone
+            with _signals_blocked():  # the stages inherit them blocked: Ctrl-C is the parent's alone
                 for p in self._procs:
                     p.start()
             for _, child in pipes:
