@@ -116,7 +116,7 @@ def test_compare(profile_json: Path) -> None:
         (["--cuts", "3,999"], "out of range", 1),
         (["--cuts", "3,x"], "comma-separated", 2),
         (["--cuts", "3,9", "--tpus", "4"], "2 cuts given for 4 TPUs", 2),
-        (["--tpus", "3", "--device", "edgetpu-usb,edgetpu-usb"], "2 devices given for 3 TPUs", 1),
+        (["--tpus", "3", "--device", "edgetpu-usb,edgetpu-usb"], "2 devices given for 3 stage(s)", 1),
         (["--tpus", "3", "--device", "nosuchdevice"], "unknown device preset", 1),
         (["--tpus", "3", "--time-limit", "0"], "time-limit", 2),
         ([], "give --tpus", 2),

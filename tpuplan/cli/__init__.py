@@ -25,7 +25,7 @@ from tpuplan.cli import (
     synth,
     verify,
 )
-from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.errors import TpuplanError, printable
 
 app = typer.Typer(
     name="plan",
@@ -38,6 +38,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: no emoji for ':runner:', no markup, no boxes (NO_COLOR, pipes)
 )
 for _module in (profile, schema, devices, solve, show, split, run, verify, synth, calibrate, calibrate_host):
     _module.register(app)
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
         with signals.handled():
             _run(argv)
     except TpuplanError as exc:
-        print(f"plan: error: {exc}", file=sys.stderr)
+        print(f"plan: error: {printable(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         print("plan: interrupted", file=sys.stderr)

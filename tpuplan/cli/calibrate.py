@@ -76,7 +76,7 @@ def calibration_table(result: CalibrationResult) -> str:
         table(head, rows),
         "",
         "predicted times are the planner's own (stage tables + totals on the fitted specs)",
-        f"fitted {d.name}: on-chip {d.onchip_bytes:,} B - {d.io_reserve_frac:g} x Edge TPU in+out bytes, "
+        f"fitted {shown(d.name)}: on-chip {d.onchip_bytes:,} B - {d.io_reserve_frac:g} x Edge TPU in+out bytes, "
         f"largest cached layer {d.max_cached_layer_bytes:,} B, pads {d.channel_pad}/{d.input_pad}, "
         f"{d.per_channel_bytes} B per channel",
         f"  invoke overhead {d.invoke_overhead_us:g} us; link in {d.link.in_us_per_kib:g}, out "
@@ -91,7 +91,7 @@ def calibration_table(result: CalibrationResult) -> str:
             )
     for name, h in result.hosts.items():
         lines.append(
-            f"runner {name}: stage {h.stage_us:g} us (+{h.stage_us_per_kib:g} us/KiB), serialized "
+            f"runner {shown(name)}: stage {h.stage_us:g} us (+{h.stage_us_per_kib:g} us/KiB), serialized "
             f"{h.serialized:g} + {h.serialized_device:g} x device, start {h.start_us:g} us, streaming "
             f"+{h.stream_extra_us:g} us per input and +{h.stream_cold_us:g} us per run"
         )
@@ -168,8 +168,8 @@ def verify_fit_table(fit: VerifyFit) -> str:
             table(head, rows),
             "",
             f"median stage error {fit.median_error_before:.1%} before, {fit.median_error_after:.1%} after",
-            f"fitted {fit.device.name}: invoke overhead {f['overhead']:g} us, op costs x{f['compute']:g}, "
-            f"link x{f['link']:g}; host {fit.host.name}: host ops x{f['host_ops']:g}, runner "
+            f"fitted {shown(fit.device.name)}: invoke overhead {f['overhead']:g} us, op costs x{f['compute']:g}, "
+            f"link x{f['link']:g}; host {shown(fit.host.name)}: host ops x{f['host_ops']:g}, runner "
             f"{fit.host.stage_us:g} us per stage, serialized {fit.host.serialized:g}",
         ]
     )
@@ -192,7 +192,7 @@ def _from_verify(pairs: list[str], output: Path, host_out: Path | None, force: b
         print_json(fit.model_dump(mode="json"))
         return
     typer.echo(verify_fit_table(fit))
-    typer.echo("wrote " + ", ".join(str(p) for p in (output, host_out) if p is not None))
+    typer.echo("wrote " + ", ".join(shown(str(p)) for p in (output, host_out) if p is not None))
 
 
 def _pair(text: str) -> tuple[Path, Path]:
@@ -266,4 +266,4 @@ def register(app: typer.Typer) -> None:
             print_json(result.model_dump(mode="json"))
             return
         typer.echo(calibration_table(result))
-        typer.echo("wrote " + ", ".join(str(p) for p in outputs.values()))
+        typer.echo("wrote " + ", ".join(shown(str(p)) for p in outputs.values()))

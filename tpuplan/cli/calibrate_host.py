@@ -14,6 +14,7 @@ from tpuplan.cli.common import (
     check_output,
     emit,
     name_option,
+    shown,
     spec_files,
     spec_option,
     table,
@@ -39,7 +40,9 @@ def host_fit_table(fit: HostOpsFit) -> str:
             ]
         )
     head = ["op class / type", "ops measured", "calibrated", "median error", "us per op", "us per KiB", "us per MMAC"]
-    return "\n".join([table(head, rows), "", f"host {fit.host.name}: host op prices fitted to measured CPU times"])
+    return "\n".join(
+        [table(head, rows), "", f"host {shown(fit.host.name)}: host op prices fitted to measured CPU times"]
+    )
 
 
 def register(app: typer.Typer) -> None:

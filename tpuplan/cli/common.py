@@ -19,7 +19,7 @@ from tpuplan.cli.outputs import check_output, check_outputs, document_text, is_s
 from tpuplan.planner.search.cpsat import MAX_TIME_LIMIT_S
 from tpuplan.profiles.build import build_profile, price
 from tpuplan.profiles.docio import parse_doc, read_bytes
-from tpuplan.profiles.errors import TpuplanError, UsageError, quoted
+from tpuplan.profiles.errors import TpuplanError, UsageError, printable, quoted
 from tpuplan.profiles.model import PROFILE_KIND, PROFILE_VERSION, Profile
 from tpuplan.profiles.pricing.device import DeviceSpec, preset_names, resolve_device
 from tpuplan.profiles.pricing.host import HostSpec, host_preset, host_preset_names, resolve_host
@@ -27,7 +27,10 @@ from tpuplan.profiles.tflite.reader import MAX_MODEL_BYTES, LoadedModel, parse_m
 
 MAX_NAME = 200  # the name fields of device and host documents
 DEVICE_HELP = "Device preset name or DeviceSpec JSON file. Presets: edgetpu-usb (calibrated default), edgetpu-pci, cpu."
-DEVICES_HELP = DEVICE_HELP + " Repeat or comma-separate: one for every TPU, or one per TPU in stage order."
+DEVICES_HELP = (
+    DEVICE_HELP + " Repeat or comma-separate: one for every TPU, or one per stage in stage order (a stage's "
+    "copies share its device)."
+)
 HOST_HELP = "Host preset (tpuplan, pycoral, python-threads) or HostSpec JSON: the runner and host CPU costs."
 SOURCE_HELP = "A profile JSON (from `plan profile`) or a .tflite CPU model (profiled on the first --device)."
 FORCE_HELP = "Overwrite the output if it exists (a file; for `plan split`, only an earlier split)."
@@ -60,12 +63,15 @@ def read_source(path: Path, device: DeviceSpec | None, host: HostSpec | None = N
     """The one rule for "profile or model": a .tflite file is a model, profiled on `device` and `host`
     (default presets when None); a .json file is a profile document, priced again for `device`/`host`
     (its own device, and its host when that is a preset, when not given); anything else is refused."""
-    if path.suffix not in (".tflite", ".json"):
+    suffix = path.suffix.lower()  # P.JSON and M.TFLITE are what they say
+    if suffix not in (".tflite", ".json"):
         raise TpuplanError(f"{path}: expected a profile .json or a .tflite model")
-    if path.suffix == ".tflite":
+    if suffix == ".tflite":
         loaded = read_model(path)
         return Source(build_profile(loaded, device or resolve_device(None), host or resolve_host(None)), loaded)
     data = read_bytes(path, what="profile JSON document", max_bytes=1 << 30)
+    if data[4:8] == b"TFL3":
+        raise TpuplanError(f"{path}: is a .tflite model, not a profile JSON document; name it *.tflite")
     profile = parse_doc(data, Profile, kind=PROFILE_KIND, version=PROFILE_VERSION, source=str(path))
     own = host_preset(profile.host) if profile.host in host_preset_names() else None
     try:  # priced again, as the planner always does: what is shown is what is planned (prices are not facts)
@@ -175,14 +181,7 @@ def _fmt(v: object) -> str:
     return shown(str(v))
 
 
-def shown(text: str) -> str:
-    """Text from a document or a file name as printed for people: a control character (a newline, an
-    ANSI escape, a bidi override) is shown escaped, so that a name cannot add lines to a table or drive
-    the terminal, and the bytes of a name that is not UTF-8 are shown as escapes."""
-    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+shown = printable  # text from a document or a file name, as printed for people
 
 
 def clip(text: str, width: int) -> str:

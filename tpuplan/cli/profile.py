@@ -17,7 +17,9 @@ from tpuplan.cli.common import (
     mib,
     read_model,
     read_source,
+    shown,
     spec_files,
+    spec_option,
     table,
 )
 from tpuplan.profiles.build import build_profile
@@ -73,8 +75,8 @@ def profile_table(profile: Profile) -> str:
         {op.op_class for op in profile.ops if (op.tpu_cost if op.edgetpu else op.host_cost) == "uncalibrated"}
     )
     lines = [
-        f"model   {profile.model.path}  sha256 {profile.model.sha256[:12]}  ({profile.source} profile)",
-        f"device  {dev.name} ({dev.backend}), {capacity}; host {profile.host}",
+        f"model   {shown(profile.model.path)}  sha256 {profile.model.sha256[:12]}  ({profile.source} profile)",
+        f"device  {shown(dev.name)} ({dev.backend}), {capacity}; host {shown(profile.host)}",
         "",
         table(head, rows),
         "",
@@ -85,7 +87,7 @@ def profile_table(profile: Profile) -> str:
     ]
     if uncal:
         lines.append(f"uncalibrated op classes in use: {', '.join(uncal)}")
-    lines += [f"host  #{op.index} {op.op_type}: {op.edgetpu_reason}" for op in host_ops[:40]]
+    lines += [f"host  #{op.index} {shown(op.op_type)}: {shown(op.edgetpu_reason)}" for op in host_ops[:40]]
     if len(host_ops) > 40:
         lines.append(f"host  ... and {len(host_ops) - 40} more (see --json)")
     return "\n".join(lines)
@@ -108,6 +110,8 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
     ) -> None:
         """Profile every operator: parameters, MACs, activations, Edge TPU support, predicted time."""
+        spec_option(device, "--device")
+        spec_option(host, "--host")
         if output is not None:
             check_output(output, force=force, inputs=[model, *spec_files(device, host)])
         loaded = read_model(model)
@@ -128,6 +132,8 @@ def register(app: typer.Typer) -> None:
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     ) -> None:
         """Print a readable per-op table and totals of a model (or of a saved profile)."""
+        spec_option(device, "--device")
+        spec_option(host, "--host")
         if output is not None:
             check_output(output, force=force, inputs=[source, *spec_files(device, host)])
         dev, host_spec = resolve_device(device) if device else None, resolve_host(host) if host else None

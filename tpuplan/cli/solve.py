@@ -21,6 +21,7 @@ from tpuplan.cli.common import (
     parse_devices,
     read_source,
     spec_files,
+    spec_option,
     split_list,
     time_limit_option,
 )
@@ -40,9 +41,9 @@ BATCH_HELP = "Spread one-off costs (start-up, first-inference upload) over a bat
 TOLERANCE_HELP = "--tpus auto: the fewest TPUs within this fraction of the best (0.05 = 5%)."
 REPLICATE_HELP = (
     "Let a stage run on several TPUs that take its inputs in turn (copies): cuts and copies chosen "
-    "together for the least period over --tpus TPUs of one kind."
+    "together for the least period over --tpus TPUs of one kind (1 to 16 TPUs)."
 )
-COPIES_HELP = "With --cuts: TPUs per stage (e.g. 1,3,1); default one each."
+COPIES_HELP = "With --cuts: TPUs per stage (e.g. 1,3,1; at most 64 TPUs in all); default one each."
 
 
 def parse_objective(text: str) -> Objective:
@@ -147,6 +148,17 @@ def _plan_for(profile: Profile, devices: list[DeviceSpec], host: HostSpec, goal:
     )
 
 
+def _usage(tpus: str | None, cuts: str | None, copies: str | None, time_limit: float | None, host: str | None) -> None:
+    """Flag values that are wrong whatever the files say: refused (exit 2) before any file is read."""
+    time_limit_option(time_limit)
+    parse_tpus(tpus)
+    if cuts is not None:
+        parse_cuts(cuts)
+    if copies is not None:
+        parse_cuts(copies, what="--copies")
+    spec_option(host, "--host")
+
+
 def register(app: typer.Typer) -> None:
     _register_solve(app)
     _register_compare(app)
@@ -188,10 +200,10 @@ def _register_solve(app: typer.Typer) -> None:
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     ) -> None:
         """Find the segmentation with the least predicted period (or latency), proven optimal by CP-SAT."""
+        _usage(tpus, cuts, copies, time_limit, host)  # the flags first: a usage error whatever the files
         if output is not None:
-            inputs = [source, *([model] if model else []), *spec_files(*split_list(device), host)]
+            inputs = [source, *([model] if model else []), *spec_files(*split_list(device, "--device"), host)]
             check_output(output, force=force, inputs=inputs)
-        time_limit_option(time_limit)
         goal = Goal(parse_objective(objective), batch)
         devices = parse_devices(device)
         host_spec = resolve_host(host)
@@ -227,9 +239,10 @@ def _register_compare(app: typer.Typer) -> None:
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     ) -> None:
         """Our plan next to the compiler's --num_segments split, equal ops and a single TPU."""
+        _usage(None, None, None, time_limit, host)
+        parse_objective(objective)
         if output is not None:
-            check_output(output, force=force, inputs=[source, *spec_files(*split_list(device), host)])
-        time_limit_option(time_limit)
+            check_output(output, force=force, inputs=[source, *spec_files(*split_list(device, "--device"), host)])
         goal = Goal(parse_objective(objective), batch)
         devices = parse_devices(device)
         host_spec = resolve_host(host)

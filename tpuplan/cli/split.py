@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from tpuplan.cli.common import JSON_HELP, check_output, mib, parse_cuts, read_model, table
+from tpuplan.cli.common import JSON_HELP, check_output, mib, parse_cuts, read_model, shown, table
 from tpuplan.planner.plan import load_plan
 from tpuplan.profiles.docio import dump_json
 from tpuplan.runtime.progress import QUIET_HELP, progress_bar
@@ -46,12 +46,12 @@ def split_table(manifest: SegmentManifest, out_dir: Path) -> str:
         rows.append(row)
     right = [True, False, False, False, False, True] + [True] * (len(head) - 6)
     lines = [
-        f"model  {manifest.model.path}  sha256 {manifest.model.sha256[:12]}  cuts {manifest.cuts or '-'}",
+        f"model  {shown(manifest.model.path)}  sha256 {manifest.model.sha256[:12]}  cuts {manifest.cuts or '-'}",
         "",
         table(head, rows, right=right),
         "",
-        *warnings,
-        f"wrote {len(manifest.segments)} segments and manifest.json to {out_dir}",
+        *map(shown, warnings),
+        f"wrote {len(manifest.segments)} segments and manifest.json to {shown(str(out_dir))}",
     ]
     return "\n".join(lines)
 

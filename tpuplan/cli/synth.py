@@ -43,6 +43,7 @@ def register(app: typer.Typer) -> None:
         help="Write a synthetic int8 .tflite model of a measured family (float in/out, QUANTIZE first, "
         "DEQUANTIZE last, like TFLiteConverter's output). No TensorFlow needed.",
         no_args_is_help=True,
+        rich_markup_mode=None,
     )
     app.add_typer(synth_app, name="synth")
 

@@ -66,10 +66,10 @@ def verify_table(rep: VerifyReport) -> str:
         f"runner          {host.empty_stage_us:.1f} us per input and stage with empty stages, "
         f"{host.real_stage_us:.1f} us with these (measured here; serialized share "
         f"{'-' if host.serialized is None else f'{host.serialized:.2f}'})",
-        f"outputs         {rep.outputs_note}",
+        f"outputs         {shown(rep.outputs_note)}",
         f"verdict         {rep.verdict}",
     ]
-    lines += [f"note: {n}" for n in rep.notes]
+    lines += [f"note: {shown(n)}" for n in rep.notes]
     return "\n".join(lines)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import statistics
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from tpuplan.runtime.pipeline.runners import default_queue_size
 from tpuplan.runtime.pipeline.stage import Array
 from tpuplan.runtime.progress import Progress, ticker
 from tpuplan.runtime.run import PipelineRun, build_stages, run_pipeline
+from tpuplan.runtime.scratch import temporary_directory
 from tpuplan.runtime.split.manifest import load_split
 from tpuplan.runtime.split.write import write_split
 from tpuplan.runtime.tensors.inputs import InputSpec, open_inputs, random_input
@@ -158,7 +158,7 @@ def _measure(
     progress: Progress | None,
 ) -> _Measured:
     """Split into a temporary directory, time each stage alone, run the pipeline, compare the outputs."""
-    with tempfile.TemporaryDirectory(prefix="tpuplan-verify-") as tmp:
+    with temporary_directory("tpuplan-verify-", "the plan's segments") as tmp:
         if progress is not None:
             progress("splitting", 0, 1)
         out_dir = Path(tmp) / "segments"
@@ -316,7 +316,8 @@ def _report(
     limited = min(ideal, cores * 1e6 / (total_pred + k * overhead))
     if not backend.compiled:
         notes.append(
-            f"this machine ran {cores:g} interpreters' worth of work at once (measured) and the pipeline "
+            f"this machine ran {cores:g} interpreter{'' if cores == 1 else 's'}' worth of work at once (measured) "
+            "and the pipeline "
             f"itself costs {overhead:.0f} us per item and stage (measured with empty stages), so the predicted "
             f"throughput is min(1/(slowest stage + that), {cores:g} / (sum of stages + K x that)) = {limited:.1f}/s; "
             f"with one core per stage it would be {ideal:.1f}/s"
