@@ -160,9 +160,13 @@ def write_output(path: Path, data: bytes, *, force: bool) -> None:
     """Write an output checked by `check_output`: whole or not at all; an existing file only with `force`,
     even one that appeared after the check. `-` writes to standard output."""
     if is_stdout(path):
+        buffer = getattr(sys.stdout, "buffer", None)
+        if buffer is None:  # a text stream standing in for standard output (a caller's redirect)
+            sys.stdout.write(data.decode("utf-8", "surrogateescape"))
+            return
         sys.stdout.flush()
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        buffer.write(data)
+        buffer.flush()
         return
     write_atomic(path, data, overwrite=force)
 

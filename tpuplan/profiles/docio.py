@@ -35,7 +35,7 @@ def write_atomic(path: Path, data: bytes, *, overwrite: bool = True) -> None:
     """
     path = Path(path)
     if not overwrite and os.path.lexists(path):
-        raise TpuplanError(f"{path}: already exists (use --force to overwrite)")
+        raise appeared(path)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise TpuplanError(f"{path}: directory {parent} does not exist")
@@ -77,9 +77,7 @@ def publish(tmp: Path, path: Path, *, overwrite: bool) -> None:
     try:
         os.link(tmp, path, follow_symlinks=False)
     except FileExistsError:
-        raise TpuplanError(
-            f"{path}: already exists (it appeared while this command ran; use --force to overwrite)"
-        ) from None
+        raise appeared(path) from None
     except OSError as exc:
         if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
             raise
@@ -88,13 +86,16 @@ def publish(tmp: Path, path: Path, *, overwrite: bool) -> None:
     os.unlink(tmp)
 
 
+def appeared(path: Path) -> TpuplanError:
+    """An output that exists now, though it did not when the command checked it: kept, not replaced."""
+    return TpuplanError(f"{path}: already exists (it appeared while this command ran; use --force to overwrite)")
+
+
 def _publish_by_placeholder(tmp: Path, path: Path) -> None:
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
     except FileExistsError:
-        raise TpuplanError(
-            f"{path}: already exists (it appeared while this command ran; use --force to overwrite)"
-        ) from None
+        raise appeared(path) from None
     os.replace(tmp, path)
 
 

@@ -80,10 +80,12 @@ class NpzWriter:
                     os.fsync(raw.fileno())
                 if not self.to_stdout:
                     publish(tmp, self.path, overwrite=self.overwrite)
-            except OSError as exc:
+            except BaseException as exc:
                 with contextlib.suppress(OSError):
                     tmp.unlink()
-                raise TpuplanError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
+                if isinstance(exc, OSError):
+                    raise TpuplanError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
+                raise
             if self.to_stdout:  # a closed pipe is the caller's to judge, not a file we failed to write
                 with open(tmp, "rb") as src:
                     shutil.copyfileobj(src, sys.stdout.buffer, 1 << 20)
