@@ -39,7 +39,8 @@ def devices_table(doc: DevicesDoc) -> str:
         ]
         for s in doc.presets
     ]
-    lines = [table(["device", "backend", "on-chip MiB", "link us/KiB in/out", "calibrated", "source"], rows)]
+    head = ["device", "backend", "on-chip MiB", "link us/KiB in/out", "calibrated", "source"]
+    lines = [table(head, rows, right=[False, False, True, True, False, False])]
     rows = [
         [
             h.name,
@@ -51,7 +52,8 @@ def devices_table(doc: DevicesDoc) -> str:
         ]
         for h in doc.hosts
     ]
-    lines += ["", table(["host", "stage us", "serialized", "fresh runs", "USB", "runner"], rows)]
+    head = ["host", "stage us", "serialized", "fresh runs", "USB", "runner"]
+    lines += ["", table(head, rows, right=[False, True, True, False, False, False])]
     present = doc.edgetpus_present
     lines.append(f"\nEdge TPUs present: {len(present)}" + "".join(f"\n  {d}" for d in present))
     return "\n".join(lines)

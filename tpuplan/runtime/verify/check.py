@@ -288,6 +288,16 @@ def _stage_checks(plan: Plan, m: _Measured, tolerance: tuple[float, float], comp
     return checks
 
 
+def cores_note(cores: float, overhead: float, limited: float, ideal: float) -> str:
+    """How the predicted throughput on CPUs was limited, in words."""
+    return (
+        f"this machine ran {cores:g} interpreter{'' if cores == 1 else 's'}' worth of work at once (measured) and "
+        f"the pipeline itself costs {overhead:.0f} us per item and stage (measured with empty stages), so the "
+        f"predicted throughput is min(1/(slowest stage + that), {cores:g} / (sum of stages + K x that)) = "
+        f"{limited:.1f}/s; with one core per stage it would be {ideal:.1f}/s"
+    )
+
+
 def _report(
     plan: Plan,
     backend: Backend,
@@ -315,13 +325,7 @@ def _report(
     ideal = 1e6 / (bottleneck + overhead) if bottleneck + overhead > 0 else 0.0
     limited = min(ideal, cores * 1e6 / (total_pred + k * overhead))
     if not backend.compiled:
-        notes.append(
-            f"this machine ran {cores:g} interpreter{'' if cores == 1 else 's'}' worth of work at once (measured) "
-            "and the pipeline "
-            f"itself costs {overhead:.0f} us per item and stage (measured with empty stages), so the predicted "
-            f"throughput is min(1/(slowest stage + that), {cores:g} / (sum of stages + K x that)) = {limited:.1f}/s; "
-            f"with one core per stage it would be {ideal:.1f}/s"
-        )
+        notes.append(cores_note(cores, overhead, limited, ideal))
     worst = max(checks, key=lambda c: c.rel_error)
     verdict: Literal["ok", "prediction_missed", "outputs_differ"] = "ok"
     if m.outputs_match is False:
