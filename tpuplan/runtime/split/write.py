@@ -107,7 +107,9 @@ def _check_destination(out_dir: Path, force: bool, keep: Sequence[Path]) -> None
     if out_dir.is_dir() and not out_dir.is_symlink() and not any(out_dir.iterdir()):
         return
     if not force:
-        raise TpuplanError(f"{out_dir}: already exists and is not empty (force=True replaces an earlier split)")
+        raise TpuplanError(
+            f"{out_dir}: already exists and is not empty (--force, or force=True, replaces an earlier split)"
+        )
     if out_dir.is_symlink() or not out_dir.is_dir() or not (out_dir / MANIFEST_NAME).is_file():
         raise TpuplanError(f"{out_dir}: exists and is not an earlier split (no {MANIFEST_NAME}); not replaced")
     target = out_dir.resolve()
