@@ -9,6 +9,7 @@ unsplit model's). Fast groups run in this process (`tpuplan.cli.main`, as the te
 a real process (special files, signals, pipes, concurrency) runs the console script.
 
     python -m benchmarks.redteam_sweep            # prints the counts per group, writes results/redteam_sweep.json
+    python -m benchmarks.redteam_sweep answers    # one group (or several) only; results are written all the same
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import contextlib
 import hashlib
 import io
 import os
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -86,19 +89,35 @@ def leftovers(root: Path, shm_before: set[str]) -> list[str]:
     return left
 
 
+class Hung(BaseException):
+    """A case in this process that took longer than TIMEOUT_S."""
+
+
+def _hung(signum: int, frame: Any) -> None:
+    raise Hung
+
+
 def run_in_process(argv: list[str]) -> Result:
     from tpuplan import cli
 
     out, err = io.StringIO(), io.StringIO()
     code, started = 0, time.monotonic()
+    previous = signal.signal(signal.SIGALRM, _hung)
+    signal.setitimer(signal.ITIMER_REAL, TIMEOUT_S)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             cli.main(argv)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except BaseException as exc:  # what main let through is a traceback for a user
+    except Hung:
+        err.write("\nHUNG")
+        code = 124
+    except BaseException as exc:  # what main let through is a traceback for a user (MemoryError too)
         err.write(f"Traceback (in process): {type(exc).__name__}: {exc}\n")
         code = 99
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
     return Result(code, out.getvalue(), err.getvalue(), time.monotonic() - started)
 
 
@@ -149,7 +168,8 @@ def judge(case: Case, res: Result, lost: list[str], left: list[str]) -> list[str
     if res.code in (1, 2):
         lines = res.stderr.strip().splitlines()
         errors = [ln for ln in lines if ln.startswith("plan: error:")]
-        if len(errors) != 1 or lines[-1] != errors[0]:
+        usage = res.code == 2 and lines[:1] and lines[0].startswith("Usage: plan") and lines[-1].startswith("Error:")
+        if not usage and (len(errors) != 1 or lines[-1] != errors[0]):  # click's own usage errors keep its form
             problems.append("not one line")
     if res.code not in case.codes:
         problems.append("wrong answer" if res.code == 0 else f"exit {res.code}")
@@ -189,11 +209,18 @@ def sweep(fx: Fixtures, cases: list[Case], in_process: bool) -> Iterator[Outcome
         fx.restore(before)
 
 
+MEMORY_LIMIT = 6 << 30  # a case that would take all the memory of a shared machine fails instead
+
+
 def main() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
     with tempfile.TemporaryDirectory(prefix="rt-sweep-") as scratch:
         fx = build_fixtures(Path(scratch))
         tempfile.tempdir = str(fx.tmp)
-        outcomes = list(sweep(fx, cases_in_process(fx), True)) + list(sweep(fx, cases_in_subprocess(fx), False))
+        only = set(sys.argv[1:])  # group names to run (all when none given)
+        chosen_in = [c for c in cases_in_process(fx) if not only or c.group in only]
+        chosen_sub = [c for c in cases_in_subprocess(fx) if not only or c.group in only]
+        outcomes = list(sweep(fx, chosen_in, True)) + list(sweep(fx, chosen_sub, False))
     groups = sorted({o.group for o in outcomes})
     kinds = ["traceback", "file lost", "wrong answer", "hang", "left behind", "not one line"]
     rows: list[dict[str, Any]] = []

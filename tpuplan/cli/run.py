@@ -20,6 +20,7 @@ from tpuplan.cli.common import (
 )
 from tpuplan.planner.plan import load_plan
 from tpuplan.profiles.errors import TpuplanError, UsageError, quoted
+from tpuplan.profiles.limits import MAX_COUNT
 from tpuplan.runtime.backends.registry import backend_names, get_backend
 from tpuplan.runtime.progress import QUIET_HELP, progress_bar
 from tpuplan.runtime.run import RunOptions, RunResult, check_split_matches_plan, run_split
@@ -92,7 +93,13 @@ def register(app: typer.Typer) -> None:
         devices: Annotated[list[str] | None, typer.Option("--devices", help=DEVICES_HELP)] = None,
         inputs: Annotated[
             int | None,
-            typer.Option("--inputs", "-n", min=1, help="How many inputs (default: 100 random, or all of --input)."),
+            typer.Option(
+                "--inputs",
+                "-n",
+                min=1,
+                max=MAX_COUNT - 1,
+                help="How many inputs (default: 100 random, or all of --input).",
+            ),
         ] = None,
         input_path: Annotated[Path | None, typer.Option("--input", "-i", help=INPUT_HELP)] = None,
         output: Annotated[

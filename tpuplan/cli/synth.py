@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 
 from tpuplan.cli.common import FORCE_HELP, JSON_HELP, check_output, is_stdout, print_json, shown, write_output
+from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.synth import synth_conv, synth_fc
-from tpuplan.profiles.tflite.reader import sha256_of
+from tpuplan.profiles.tflite.reader import parse_model, sha256_of
 
 OUT_HELP = "Write the .tflite model here (atomically; '-': standard output, not a terminal)."
 SEED_HELP = "Seed of the random weights (same seed, byte-identical file)."
@@ -19,6 +20,12 @@ MAX_SEED = 2**32 - 1
 def _write_model(
     data: bytes, output: Path, force: bool, as_json: bool, family: str, parameters: dict[str, int]
 ) -> None:
+    try:  # a model tpuplan's own reader would refuse (a tensor past its bounds) is not written
+        parse_model(data, output)
+    except TpuplanError as exc:
+        raise TpuplanError(
+            f"synth: the {family} model asked for is one tpuplan would refuse ({exc}); not written"
+        ) from None
     write_output(output, data, force=force)
     if is_stdout(output):
         return

@@ -24,7 +24,14 @@ from tpuplan.cli.outputs import check_outputs
 from tpuplan.cli.run import BACKEND_HELP, DEVICES_HELP, INPUT_HELP
 from tpuplan.planner.plan import load_plan
 from tpuplan.runtime.progress import QUIET_HELP, progress_bar
-from tpuplan.runtime.verify.check import DEFAULT_INPUTS, MAX_TOLERANCE, TOLERANCE_FLOOR_US, VerifyReport, verify
+from tpuplan.runtime.verify.check import (
+    DEFAULT_INPUTS,
+    MAX_TOLERANCE,
+    MAX_VERIFY_INPUTS,
+    TOLERANCE_FLOOR_US,
+    VerifyReport,
+    verify,
+)
 from tpuplan.runtime.verify.plots import plan_figure
 
 EXIT_MISSED = 3
@@ -86,8 +93,10 @@ def register(app: typer.Typer) -> None:
                 "--inputs",
                 "-n",
                 min=1,
+                max=MAX_VERIFY_INPUTS,
                 help=f"Inputs to push: random, or the first of --input (default {DEFAULT_INPUTS}, or all of a "
-                "shorter --input; more than --input holds is an error).",
+                f"shorter --input; more than --input holds is an error; at most {MAX_VERIFY_INPUTS:,}: they are "
+                "kept in memory to compare with the unsplit model).",
             ),
         ] = None,
         input_path: Annotated[Path | None, typer.Option("--input", "-i", help=INPUT_HELP)] = None,

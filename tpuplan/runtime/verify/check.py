@@ -44,10 +44,12 @@ from tpuplan.runtime.verify.report import (
 )
 
 DEFAULT_INPUTS = 50  # inputs a verify pushes when not told (random, or the first of --input)
+MAX_VERIFY_INPUTS = 10_000  # inputs and outputs are kept in memory to compare with the unsplit model's
 
 __all__ = [
     "DEFAULT_INPUTS",
     "MAX_TOLERANCE",
+    "MAX_VERIFY_INPUTS",
     "REPORT_KIND",
     "REPORT_VERSION",
     "TOLERANCE_FLOOR_US",
@@ -123,8 +125,8 @@ def verify(
     fewer); None: DEFAULT_INPUTS, or all of a shorter `input_path`. They are kept in memory, as the
     outputs are compared with the unsplit model's."""
     chosen = get_backend(backend)
-    if inputs is not None and inputs < 1:
-        raise TpuplanError("inputs must be at least 1")
+    if inputs is not None and not 1 <= inputs <= MAX_VERIFY_INPUTS:
+        raise TpuplanError(f"inputs must be from 1 to {MAX_VERIFY_INPUTS:,} (got {inputs:,})")
     if not 0 <= tolerance <= MAX_TOLERANCE:
         raise TpuplanError(f"tolerance must be from 0 to {MAX_TOLERANCE:g} (got {tolerance:g})")
     if plan.model.sha256 != loaded.sha256:
