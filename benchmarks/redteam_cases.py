@@ -74,7 +74,7 @@ def _inputs(d: Path) -> None:
     (d / "trunc.npy").write_bytes((d / "good.npy").read_bytes()[:-40])
     for name, value in (("nan", np.nan), ("inf", np.inf)):
         bad = good.copy()
-        bad[3, 0, 5] = value
+        bad[1, 0, 5] = value  # the second input: within any -n of the cases
         np.save(d / f"{name}.npy", bad)
     np.save(d / "i64.npy", good.astype(np.int64))
     np.save(d / "f64.npy", good.astype(np.float64))
@@ -210,7 +210,7 @@ def _numeric(fx: Fixtures) -> list[Case]:
     cases = []
     for argv, flag in flags:
         for value in HOSTILE:
-            fine = (0, 1, 2) if value not in ("nan", "abc", "", "9" * 5000) else (1, 2)
+            fine = (0, 1, 2, 3) if value not in ("nan", "abc", "", "9" * 5000) else (1, 2)  # 3: verify missed
             cases.append(Case("numeric flags", f"{argv[0]} {flag} {value[:12]!r}", [*argv, flag, value], fine))
     return cases
 
@@ -281,7 +281,7 @@ def _inputs_cases(fx: Fixtures) -> list[Case]:
 
     cases = []
     for f in sorted((fx.root / "in").iterdir()):
-        ok = f.name in ("good.npy", "good.npz", "f64.npy", "big_endian.npy")
+        ok = f.name in ("good.npy", "good.npz", "big_endian.npy")  # float64 for a float32 input: refused
         codes = (0,) if ok else (1,)
         cases.append(Case("input formats", f"run -i in/{f.name}", ["run", fx.p("segs"), "-i", str(f)], codes))
         cases.append(
@@ -367,7 +367,7 @@ def _targets(fx: Fixtures) -> list[tuple[str, str, bool, tuple[int, ...]]]:
     return [
         ("existing, no --force", fx.p("existing.out"), False, (1,)),
         ("existing, --force", fx.p("existing.out"), True, (0, 1, 3)),
-        ("an input, --force", fx.p("prof.json"), True, (1,)),
+        ("an input, --force", "{input}", True, (1,)),
         ("inside an input dir, --force", fx.p("segs/x.out"), True, (0, 1, 3)),
         ("a directory", fx.p("in"), True, (1,)),
         ("a symlink, --force", fx.p("link.out"), True, (1,)),
@@ -387,27 +387,34 @@ def cases_in_subprocess(fx: Fixtures) -> list[Case]:
 
     (fx.root / "existing.out").write_text("precious")
     (fx.root / "existing.npz").write_text("precious")
-    (fx.root / "link.out").symlink_to(fx.root / "host.json")
-    os.mkfifo(fx.root / "fifo.out")
+    for suffix in ("out", "npz"):
+        (fx.root / f"link.{suffix}").symlink_to(fx.root / "host.json")
+        os.mkfifo(fx.root / f"fifo.{suffix}")
     fx.freeze()
     p = fx.p
-    writers: dict[str, list[str]] = {
-        "solve -o": ["solve", p("prof.json"), "--tpus", "2", "-o"],
-        "compare -o": ["compare", p("prof.json"), "--tpus", "2", "-o"],
-        "profile -o": ["profile", p("m.tflite"), "-o"],
-        "show -o": ["show", p("plan.json"), "-o"],
-        "show --png": ["show", p("plan.json"), "--png"],
-        "schema -o": ["schema", "plan", "-o"],
-        "devices -o": ["devices", "-o"],
-        "synth -o": ["synth", "fc", "--width", "8", "-o"],
-        "calibrate -o": ["calibrate", p("fc_single_tpu.csv"), "-o"],
-        "calibrate-host -o": ["calibrate-host", p("mprof.json"), "-o"],
-        "run -o": ["run", p("segs"), "-n", "3", "-o"],
-        "verify -o": ["verify", p("cplan.json"), "-m", p("m.tflite"), "-n", "2", "-q", "-o"],
+    writers: dict[str, tuple[list[str], str | None]] = {  # the command, and one of its own inputs
+        "solve -o": (["solve", p("prof.json"), "--tpus", "2", "-o"], p("prof.json")),
+        "compare -o": (["compare", p("prof.json"), "--tpus", "2", "-o"], p("prof.json")),
+        "profile -o": (["profile", p("m.tflite"), "-o"], p("m.tflite")),
+        "show -o": (["show", p("plan.json"), "-o"], p("plan.json")),
+        "show --png": (["show", p("plan.json"), "--png"], p("plan.json")),
+        "schema -o": (["schema", "plan", "-o"], None),
+        "devices -o": (["devices", "-o"], None),
+        "synth -o": (["synth", "fc", "--width", "8", "-o"], None),
+        "calibrate -o": (["calibrate", p("fc_single_tpu.csv"), "-o"], p("fc_single_tpu.csv")),
+        "calibrate-host -o": (["calibrate-host", p("mprof.json"), "-o"], p("mprof.json")),
+        "run -o": (["run", p("segs"), "-i", p("in/good.npz"), "-n", "3", "-o"], p("in/good.npz")),
+        "verify -o": (["verify", p("cplan.json"), "-m", p("m.tflite"), "-n", "2", "-q", "-o"], p("m.tflite")),
     }
     cases = []
-    for writer, argv in writers.items():
+    for writer, (argv, own) in writers.items():
         for label, target, force, codes in _targets(fx):
+            if target == "{input}":
+                if own is None:
+                    continue
+                target = own
+            if writer == "run -o" and label.startswith("inside"):
+                codes = (1,)  # segs is its input directory
             if writer == "run -o" and target not in ("-", "/dev/null", "/dev/full"):
                 target = target.replace(".out", ".npz") if target.endswith(".out") else target
             touched = (Path(target),) if force and target != "-" else ()
@@ -438,7 +445,7 @@ def _signals(fx: Fixtures) -> list[Case]:
     cases = []
     for name, argv in commands.items():
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            for delay in (0.8, 1.6, 3.0):
+            for delay in (0.8, 1.6, 3.0, 5.0):
                 codes = (0, 128 + signum) if signum != signal.SIGINT else (0, 130)
                 cases.append(Case("signals", f"{name} {signum.name} at {delay} s", argv, codes, send=(signum, delay)))
     return cases

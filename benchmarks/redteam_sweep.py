@@ -72,6 +72,12 @@ class Outcome:
     problems: list[str] = field(default_factory=list)
 
 
+def _before_main(res: Result) -> bool:
+    """A signal that ended the process before `plan` had installed its handlers: killed by it outright, or
+    a KeyboardInterrupt traceback through the imports of the console script."""
+    return res.code < 0 or ("KeyboardInterrupt" in res.stderr and "from tpuplan.cli import main" in res.stderr)
+
+
 def snapshot(root: Path) -> dict[str, str]:
     """sha256 of every regular file under root (symbolic links are not followed)."""
     out = {}
@@ -129,12 +135,14 @@ def run_subprocess(case: Case, env: dict[str, str]) -> list[Result]:
     for _ in range(case.parallel):
         if case.stdout_closed_after is not None:
             read, write = os.pipe()
-            child = subprocess.Popen([*exe, *case.argv], stdout=write, stderr=subprocess.PIPE, env=env, text=True)
+            child = subprocess.Popen(
+                [*exe, *case.argv], stdout=write, stderr=subprocess.PIPE, env=env, text=True, errors="replace"
+            )
             os.close(write)
             reads.append(read)
         else:
             child = subprocess.Popen(
-                [*exe, *case.argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True
+                [*exe, *case.argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True, errors="replace"
             )
         children.append(child)
     if case.send is not None:
@@ -159,6 +167,8 @@ def run_subprocess(case: Case, env: dict[str, str]) -> list[Result]:
 
 
 def judge(case: Case, res: Result, lost: list[str], left: list[str]) -> list[str]:
+    if case.send is not None and _before_main(res):
+        return ["start-up (R15)"]  # the signal came while Python imported tpuplan: issue-startup's to close
     problems = []
     text = res.stdout + res.stderr
     if "Traceback" in text or res.code == 99:
@@ -214,15 +224,22 @@ MEMORY_LIMIT = 6 << 30  # a case that would take all the memory of a shared mach
 
 def main() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+    outcomes: list[Outcome] = []
     with tempfile.TemporaryDirectory(prefix="rt-sweep-") as scratch:
         fx = build_fixtures(Path(scratch))
         tempfile.tempdir = str(fx.tmp)
         only = set(sys.argv[1:])  # group names to run (all when none given)
         chosen_in = [c for c in cases_in_process(fx) if not only or c.group in only]
+        outcomes += sweep(fx, chosen_in, True)
+        summarize(outcomes)  # written after each phase: a long sweep keeps what it found
         chosen_sub = [c for c in cases_in_subprocess(fx) if not only or c.group in only]
-        outcomes = list(sweep(fx, chosen_in, True)) + list(sweep(fx, chosen_sub, False))
+        outcomes += sweep(fx, chosen_sub, False)
+    summarize(outcomes)
+
+
+def summarize(outcomes: list[Outcome]) -> None:
     groups = sorted({o.group for o in outcomes})
-    kinds = ["traceback", "file lost", "wrong answer", "hang", "left behind", "not one line"]
+    kinds = ["traceback", "file lost", "wrong answer", "hang", "left behind", "not one line", "start-up (R15)"]
     rows: list[dict[str, Any]] = []
     for g in groups:
         mine = [o for o in outcomes if o.group == g]
@@ -238,6 +255,7 @@ def main() -> None:
         print(f"  {o.group}: {o.name[:90]} -> exit {o.code}: {', '.join(o.problems)}")
     problems = [{"group": o.group, "case": o.name[:200], "exit": o.code, "problems": o.problems} for o in bad]
     write_results("redteam_sweep", {"counts": [*rows, total], "problems": problems})
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

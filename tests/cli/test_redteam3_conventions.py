@@ -145,3 +145,18 @@ def test_split_refuses_dash_and_empty_cuts_as_usage(inputs: Inputs, tmp_path: Pa
     model.write_bytes(synth_fc(16, depth=2))
     write_split(parse_model(model.read_bytes(), model), tmp_path / "ok", cuts=[1])
     one_line_error(plan("split", model, "--cuts", "1,", "-o", tmp_path / "s"), "an empty item", 2)
+
+
+def test_sweep_bounds_on_counts_and_synthetic_models(inputs: Inputs, tmp_path: Path) -> None:
+    """Found by this issue's sweep: `plan verify -n 2^63` built every input in memory (16 GB before it was
+    stopped), `plan run -n 2^63` would end in a RunResult traceback, `synth --depth 2^24` in MemoryError,
+    and `synth conv --size 2^24` wrote a model tpuplan's own reader refuses."""
+    for argv in (["verify", inputs.plan, "-m", inputs.model, "-n", "10001"], ["run", inputs.root, "-n", str(2**31)]):
+        res = plan(*argv)
+        assert res.returncode == 2 and "Traceback" not in res.stderr and "-n" in res.stderr, res.stderr
+    out = tmp_path / "deep.tflite"
+    one_line_error(plan("synth", "fc", "--width", "1", "--depth", str(2**24), "-o", out), "at most 16,384 layers")
+    one_line_error(
+        plan("synth", "conv", "--size", str(2**24), "--filters", "1", "--layers", "1", "-o", out), "not written"
+    )
+    assert not out.exists()

@@ -158,3 +158,25 @@ def test_r35_no_bar_on_a_dumb_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TERM", "dumb")
     with progress_bar(False, _Tty()) as bar:
         assert bar is None
+
+
+def test_a_reader_gone_before_the_table_is_printed_is_quiet_too(tmp_path: Path) -> None:
+    """SIGPIPE: click turned the EPIPE of the last print into a silent exit 1; now 141, as for the rest."""
+    profile = tmp_path / "p.json"
+    model = tmp_path / "m.tflite"
+    model.write_bytes(synth_fc(32, depth=2))
+    made = subprocess.run([*EXE, "profile", str(model), "-o", str(profile)], capture_output=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    read, write = os.pipe()
+    os.close(read)  # nobody will ever read the table
+    child = subprocess.run(
+        [*EXE, "solve", str(profile), "--tpus", "2"],
+        stdout=write,
+        capture_output=False,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+    )
+    os.close(write)
+    assert child.returncode == 128 + signal.SIGPIPE and "Traceback" not in child.stderr, child.stderr
+    assert not [ln for ln in child.stderr.splitlines() if ln.startswith("plan: error")], child.stderr

@@ -75,8 +75,10 @@ def _run(argv: list[str] | None) -> None:
     have turned it into another error (an import cut short is an ImportError) or typer into exit 130."""
     try:
         _command()(args=argv, standalone_mode=True, prog_name="plan")
-    except BaseException:
+    except BaseException as exc:
         signum = signals.received()
         if signum is not None:
             signals.end(signum)
+        if signals.broken_stdout(exc):  # click turns a closed stdout into a silent exit 1
+            signals.quiet_broken_pipe()
         raise

@@ -90,10 +90,22 @@ def reader_gone(stream: object = None) -> bool:
     return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
 
 
+def broken_stdout(exc: BaseException) -> bool:
+    """Whether `exc` came of writing to a standard output nobody reads any more."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, BrokenPipeError):
+            return reader_gone()
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 def _watch_stdout(stop: threading.Event) -> None:
     main = threading.main_thread().ident
     while not stop.wait(WATCH_S):
-        if reader_gone():
+        if reader_gone() and not stop.is_set():
             if not _received:
                 _received.append(signal.SIGPIPE)
             if main is not None:
