@@ -9,7 +9,7 @@ unsplit model's). Fast groups run in this process (`tpuplan.cli.main`, as the te
 a real process (special files, signals, pipes, concurrency) runs the console script.
 
     python -m benchmarks.redteam_sweep            # prints the counts per group, writes results/redteam_sweep.json
-    python -m benchmarks.redteam_sweep answers    # one group (or several) only; results are written all the same
+    python -m benchmarks.redteam_sweep answers    # one group (or several) only: printed, not written
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import write_results
-from benchmarks.redteam_cases import Fixtures, build_fixtures, cases_in_process, cases_in_subprocess
+from benchmarks.redteam_cases import cases_in_process, cases_in_subprocess
+from benchmarks.redteam_fixtures import Fixtures, build_fixtures
 
 PLAN_BIN = Path(sys.executable).parent / "plan"
 TIMEOUT_S = 90.0
@@ -231,13 +232,14 @@ def main() -> None:
         only = set(sys.argv[1:])  # group names to run (all when none given)
         chosen_in = [c for c in cases_in_process(fx) if not only or c.group in only]
         outcomes += sweep(fx, chosen_in, True)
-        summarize(outcomes)  # written after each phase: a long sweep keeps what it found
+        summarize(outcomes, write=not only)  # written after each phase: a long sweep keeps what it found
         chosen_sub = [c for c in cases_in_subprocess(fx) if not only or c.group in only]
         outcomes += sweep(fx, chosen_sub, False)
-    summarize(outcomes)
+    summarize(outcomes, write=not only)
 
 
-def summarize(outcomes: list[Outcome]) -> None:
+def summarize(outcomes: list[Outcome], *, write: bool) -> None:
+    """Print the counts per group and the cases with a problem; with `write`, the results JSON too."""
     groups = sorted({o.group for o in outcomes})
     kinds = ["traceback", "file lost", "wrong answer", "hang", "left behind", "not one line", "start-up (R15)"]
     rows: list[dict[str, Any]] = []
@@ -254,7 +256,8 @@ def summarize(outcomes: list[Outcome]) -> None:
     for o in bad[:60]:
         print(f"  {o.group}: {o.name[:90]} -> exit {o.code}: {', '.join(o.problems)}")
     problems = [{"group": o.group, "case": o.name[:200], "exit": o.code, "problems": o.problems} for o in bad]
-    write_results("redteam_sweep", {"counts": [*rows, total], "problems": problems})
+    if write:
+        write_results("redteam_sweep", {"counts": [*rows, total], "problems": problems})
     sys.stdout.flush()
 
 
