@@ -44,12 +44,13 @@ def plan(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.CompletedProcess(["plan", *map(str, args)], code, out.getvalue(), err.getvalue())
 
 
-def one_line_error(res: subprocess.CompletedProcess[str], text: str = "") -> str:
-    """Exit 1 and the error as the one last line on stderr, `plan: error: ...` containing `text` (a
-    progress line such as `solved in 0.01 s` may come before it; a traceback may not)."""
+def one_line_error(res: subprocess.CompletedProcess[str], text: str = "", code: int = 1) -> str:
+    """Exit `code` (1: bad input, 2: usage error) and the error as the one last line on stderr,
+    `plan: error: ...` containing `text` (a progress line such as `solved in 0.01 s` may come before it;
+    a traceback may not)."""
     lines = res.stderr.strip().splitlines()
     errors = [ln for ln in lines if ln.startswith("plan: error:")]
-    ok = res.returncode == 1 and len(errors) == 1 and lines[-1] == errors[0] and "Traceback" not in res.stderr
+    ok = res.returncode == code and len(errors) == 1 and lines[-1] == errors[0] and "Traceback" not in res.stderr
     assert ok, (res.args, res.returncode, res.stderr)
     assert text in errors[0], (text, errors[0])
     return errors[0]

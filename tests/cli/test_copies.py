@@ -42,28 +42,31 @@ def test_replicate_beats_every_plain_plan_and_is_priced_like_cuts(conv_model: Pa
     assert rep["predicted_period_us"] < plain["predicted_period_us"]  # type: ignore[operator]
     assert rep["solver"]["status"] == "OPTIMAL"  # type: ignore[index]
     cuts = ",".join(map(str, rep["cuts"])) or ""  # type: ignore[call-overload]
-    priced = _solve(conv_model, *(["--cuts", cuts] if cuts else ["--cuts", ""]), "--copies", ",".join(map(str, copies)))
+    priced = _solve(
+        conv_model, *(["--cuts", cuts] if cuts else ["--cuts", "none"]), "--copies", ",".join(map(str, copies))
+    )
     assert priced["predicted_period_us"] == rep["predicted_period_us"]
     assert priced["tpus"] == rep["tpus"]
 
 
 @pytest.mark.parametrize(
-    ("args", "text"),
+    ("args", "text", "code"),
     [
-        (["--tpus", "auto", "--replicate"], "--replicate needs --tpus K"),
-        (["--tpus", "4", "--replicate", "--objective", "latency"], "least period"),
-        (["--tpus", "4", "--replicate", "--batch", "10"], "least period"),
-        (["--tpus", "4", "--copies", "2,2"], "--copies prices given cuts"),
-        (["--cuts", "2", "--copies", "0,2"], "at least 1 per stage"),
-        (["--cuts", "2", "--copies", "1,2,3"], "3 copy counts given for 2 stages"),
-        (["--tpus", "2", "--cuts", "2", "--copies", "1,2"], "use 3 TPUs, not 2"),
-        (["--tpus", "3", "--cuts", "2"], "1 cuts given for 3 TPUs"),
-        (["--tpus", "17", "--replicate"], "1 to 16 TPUs"),
+        (["--tpus", "auto", "--replicate"], "--replicate needs --tpus K", 2),
+        (["--tpus", "4", "--replicate", "--objective", "latency"], "least period", 2),
+        (["--tpus", "4", "--replicate", "--batch", "10"], "least period", 2),
+        (["--tpus", "4", "--copies", "2,2"], "--copies prices given cuts", 2),
+        (["--cuts", "2", "--copies", "0,2"], "at least 1 per stage", 1),
+        (["--cuts", "2", "--copies", "1,2,3"], "3 copy counts given for 2 stages", 1),
+        (["--tpus", "2", "--cuts", "2", "--copies", "1,2"], "use 3 TPUs, not 2", 2),
+        (["--tpus", "3", "--cuts", "2"], "1 cuts given for 3 TPUs", 2),
+        (["--tpus", "17", "--replicate"], "1 to 16 TPUs", 1),
     ],
 )
-def test_bad_copy_options_are_one_line_errors(conv_model: Path, args: list[str], text: str) -> None:
+def test_bad_copy_options_are_one_line_errors(conv_model: Path, args: list[str], text: str, code: int) -> None:
+    """Flags that contradict each other are usage errors (exit 2); numbers the planner refuses, 1."""
     res = plan("solve", conv_model, *args)
-    one_line_error(res, text)
+    one_line_error(res, text, code)
     assert text in res.stderr
 
 

@@ -255,7 +255,9 @@ def report(inputs: Inputs, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_show_report_is_checked_before_drawing(inputs: Inputs, report: Path, tmp_path: Path) -> None:
     png = tmp_path / "p.png"
-    one_line_error(plan("show", inputs.plan, "--report", report), "--report draws measured times into the picture")
+    one_line_error(
+        plan("show", inputs.plan, "--report", report), "--report draws measured times into the picture", code=2
+    )
     for field, value, message in (
         ("measured_us", float("inf"), "Input should be a finite number"),
         ("measured_us", 1e300, "stages.0.measured_us: Input should be less than or equal"),

@@ -39,8 +39,9 @@ def profile_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def one_line_error(res: subprocess.CompletedProcess[str], text: str) -> None:
-    assert res.returncode == 1, res.stderr
+def one_line_error(res: subprocess.CompletedProcess[str], text: str, code: int = 1) -> None:
+    """Exit `code` (1: bad input, 2: usage error) and exactly one line on stderr, the error."""
+    assert res.returncode == code, res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("plan: error:"), res.stderr
     assert text in lines[0]
@@ -106,23 +107,24 @@ def test_compare(profile_json: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("args", "text"),
+    ("args", "text", "code"),
     [
-        (["--tpus", "0"], "at least 1"),
-        (["--tpus", "1000"], "more than the"),
-        (["--tpus", "many"], "number or 'auto'"),
-        (["--cuts", "9,4"], "strictly increasing"),
-        (["--cuts", "3,999"], "out of range"),
-        (["--cuts", "3,x"], "comma-separated"),
-        (["--cuts", "3,9", "--tpus", "4"], "2 cuts given for 4 TPUs"),
-        (["--tpus", "3", "--device", "edgetpu-usb,edgetpu-usb"], "2 devices given for 3 TPUs"),
-        (["--tpus", "3", "--device", "nosuchdevice"], "unknown device preset"),
-        (["--tpus", "3", "--time-limit", "0"], "time-limit"),
-        ([], "give --tpus"),
+        (["--tpus", "0"], "at least 1", 1),
+        (["--tpus", "1000"], "more than the", 1),
+        (["--tpus", "many"], "number or 'auto'", 2),
+        (["--cuts", "9,4"], "strictly increasing", 1),
+        (["--cuts", "3,999"], "out of range", 1),
+        (["--cuts", "3,x"], "comma-separated", 2),
+        (["--cuts", "3,9", "--tpus", "4"], "2 cuts given for 4 TPUs", 2),
+        (["--tpus", "3", "--device", "edgetpu-usb,edgetpu-usb"], "2 devices given for 3 stage(s)", 1),
+        (["--tpus", "3", "--device", "nosuchdevice"], "unknown device preset", 1),
+        (["--tpus", "3", "--time-limit", "0"], "time-limit", 2),
+        ([], "give --tpus", 2),
     ],
 )
-def test_solve_errors_are_one_line(profile_json: Path, args: list[str], text: str) -> None:
-    one_line_error(plan("solve", profile_json, *args), text)
+def test_solve_errors_are_one_line(profile_json: Path, args: list[str], text: str, code: int) -> None:
+    """A flag's value or flags that contradict each other: exit 2; what the profile cannot do: exit 1."""
+    one_line_error(plan("solve", profile_json, *args), text, code)
 
 
 def test_wrong_documents(profile_json: Path, tmp_path: Path) -> None:

@@ -310,7 +310,7 @@ def test_evaluate_and_baseline_cuts() -> None:
     [
         (lambda p: solve(p, 0), "at least 1"),
         (lambda p: solve(p, 10_000), "more than the"),
-        (lambda p: solve(p, 3, [preset("edgetpu-usb")] * 2), "2 devices given for 3 TPUs"),
+        (lambda p: solve(p, 3, [preset("edgetpu-usb")] * 2), r"2 devices given for 3 stage\(s\)"),
         (lambda p: solve(p, 3, time_limit_s=0), "time limit"),
         (lambda p: solve(p, 3, workers=0), "workers"),
         (lambda p: evaluate(p, None, [4, 3]), "strictly increasing"),

@@ -76,8 +76,8 @@ def test_truncated_npy_and_a_junk_file(tmp_path: Path) -> None:
     path = tmp_path / "cut.npy"
     np.save(path, np.zeros((10, 4), np.float32))
     path.write_bytes(path.read_bytes()[:-20])
-    with pytest.raises(TpuplanError, match="ends early") as info:
-        list(open_inputs(path, [VEC]))
+    with pytest.raises(TpuplanError, match="a truncated file") as info:
+        open_inputs(path, [VEC])  # refused before any input is read (R05)
     _one_line(info, path)
     (tmp_path / "junk.npy").write_bytes(b"not numpy at all")
     with pytest.raises(TpuplanError, match=r"not a readable \.npy"):
@@ -108,10 +108,26 @@ def test_npz_by_name_and_its_mistakes(tmp_path: Path) -> None:
 
 
 def test_float_data_is_quantised_with_the_inputs_scale_and_zero_point(tmp_path: Path) -> None:
-    real = np.array([[-100.0, -1.5, 0.0, 100.0]], np.float32)
+    real = np.array([[-62.5, -1.5, 0.0, 65.2]], np.float32)  # the ends: at most one step past the range
     assert quantise(real, Q8, "here").tolist() == [[-128, -6, -3, 127]]  # round(r / 0.5 - 3), clipped
     np.save(tmp_path / "real.npy", real)
     assert next(iter(open_inputs(tmp_path / "real.npy", [Q8])))["q"].tolist() == [[-128, -6, -3, 127]]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), 1e30, -100.0])
+def test_r21_nan_infinite_and_out_of_range_values_are_refused_by_file_and_index(tmp_path: Path, bad: float) -> None:
+    """R21: NaN was quantised to 0 (real -1.0) and infinities or 1e30 clipped, without a word."""
+    real = np.zeros((3, 1, 4), np.float32)
+    real[2, 0, 1] = bad
+    path = tmp_path / "real.npy"
+    np.save(path, real)
+    source = iter(open_inputs(path, [InputSpec("q", (1, 4), np.dtype(np.int8), 0.5, -3)]))
+    assert next(source)["q"].tolist() == [[-3, -3, -3, -3]]
+    next(source)
+    with pytest.raises(TpuplanError, match=r"input #2: .*at index \[0, 1\]") as info:
+        next(source)
+    _one_line(info, path)
+    assert ("NaN" if bad != bad else "infinity" if abs(bad) == float("inf") else "outside") in str(info.value)
 
 
 def test_images_are_resized_and_quantised(tmp_path: Path) -> None:

@@ -103,5 +103,6 @@ def test_calibrate_verify_command_writes_the_fit_and_shows_before_and_after(
     ],
 )
 def test_calibrate_verify_bad_arguments(args: list[str], text: str, tmp_path: Path) -> None:
+    """Flags that cannot go together are usage errors: exit 2, one line."""
     res = plan("calibrate", *args, "-o", tmp_path / "out.json")
-    assert res.returncode == 1 and text in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert res.returncode == 2 and text in res.stderr and len(res.stderr.strip().splitlines()) == 1

@@ -5,22 +5,21 @@ Each command group lives in its own module named after it and registers itself o
 Start-up is lazy, for two reasons. Speed: a build calls `plan` once per model and K, and OR-Tools
 (with pandas), numpy, matplotlib and the document models cost more than most commands' work, so each
 command imports the library it needs in its body, and `plan --help` or `plan show` pays for none of
-what it does not use. Quiet interrupts: this module imports only the standard library and the one
-exception family, so that a Ctrl-C or SIGTERM arriving while typer and the library load reaches
-`main`'s handlers (one line, exit 130 or 143) instead of printing a traceback through import frames.
+what it does not use. Quiet interrupts: this module imports only the standard library, the one
+exception family and `cli.signals`, so that a Ctrl-C, SIGTERM or SIGHUP arriving while typer and the
+library load reaches `main`'s handlers (one line, exit 130 or 128 + n) instead of printing a traceback
+through import frames.
 """
 
 from __future__ import annotations
 
 import functools
-import signal
 import sys
-import threading
 from collections.abc import Callable
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from tpuplan.profiles.errors import TpuplanError
+from tpuplan.cli import signals
+from tpuplan.profiles.errors import TpuplanError, printable
 
 if TYPE_CHECKING:
     import typer
@@ -54,7 +53,12 @@ def _app() -> typer.Typer:
     )
 
     app = typer.Typer(
-        name="plan", help=HELP, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False
+        name="plan",
+        help=HELP,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,  # plain help: no emoji for ':runner:', no markup, no boxes (NO_COLOR, pipes)
     )
     for module in (root, profile, schema, devices, solve, show, split, run, verify, synth, calibrate, calibrate_host):
         module.register(app)
@@ -91,52 +95,39 @@ def _resolve(group: typer.Typer) -> None:
             _resolve(sub.typer_instance)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C into whatever runs, so that every `finally` and context manager
-    (temporary, staging and probe directories, atomic writes) cleans up before the process ends."""
-
-
-_SIGTERM = threading.Event()  # set once SIGTERM arrived, whatever the interrupted code made of it
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    _SIGTERM.set()
-    raise Terminated
-
-
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the console script: errors become one line on stderr and exit code 1; SIGTERM
-    ends in `plan: terminated` and exit 143 after the same clean-up as Ctrl-C. The handlers are in
-    place before typer and the library are imported (inside `_run`), so an early signal is as quiet."""
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    _SIGTERM.clear()
-    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
+    """Entry point of the console script: errors become one line on stderr and exit code 1 (2: usage);
+    SIGTERM and SIGHUP end in `plan: terminated` and 128 + n after the same clean-up as Ctrl-C; a reader
+    of standard output that went away ends it quietly (`cli.signals`). The handlers are in place before
+    typer and the library are imported (inside `_run`), so an early signal is as quiet."""
     try:
-        _run(argv)
+        with signals.handled():
+            _run(argv)
     except TpuplanError as exc:
-        print(f"plan: error: {exc}", file=sys.stderr)
+        print(f"plan: error: {printable(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         print("plan: interrupted", file=sys.stderr)
         sys.exit(130)
     except OSError as exc:  # writing to stdout on a full disk, a closed pipe, ...
+        if isinstance(exc, BrokenPipeError) and signals.reader_gone():
+            signals.quiet_broken_pipe()
         print(f"plan: error: {exc.filename or 'standard output'}: {exc.strerror or exc}", file=sys.stderr)
         sys.exit(1)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
 
 
 def _run(argv: list[str] | None) -> None:
-    """The command; once SIGTERM arrived, any ending is termination: code interrupted by it may have
-    turned it into another error (an import cut short is an ImportError) or typer into exit 130.
+    """The command; once SIGTERM or SIGHUP arrived, any ending is termination: code interrupted by it may
+    have turned it into another error (an import cut short is an ImportError) or typer into exit 130.
     A Ctrl-C that typer turned into exit 130 is reported as one before typer loaded: `plan: interrupted`."""
     try:
         _command()(args=argv, standalone_mode=True, prog_name="plan")
     except BaseException as exc:
-        if _SIGTERM.is_set():
-            print("plan: terminated", file=sys.stderr)
-            sys.exit(128 + signal.SIGTERM)
+        signum = signals.received()
+        if signum is not None:
+            signals.end(signum)
+        if signals.broken_stdout(exc):  # click turns a closed stdout into a silent exit 1
+            signals.quiet_broken_pipe()
         if isinstance(exc, SystemExit) and _caused_by_interrupt(exc):
             raise KeyboardInterrupt from None
         raise

@@ -23,17 +23,24 @@ from tpuplan.cli.common import (
     FORCE_HELP,
     JSON_HELP,
     check_outputs,
+    document_text,
+    is_stdout,
+    name_option,
     print_json,
     require_planner,
+    shown,
     spec_files,
+    spec_option,
     table,
     write_output,
 )
 from tpuplan.compat import zip_strict
-from tpuplan.profiles.errors import TpuplanError, quoted
-from tpuplan.runtime.progress import QUIET_HELP, cli_progress
+from tpuplan.profiles.errors import TpuplanError, UsageError, quoted
+from tpuplan.runtime.progress import QUIET_HELP, progress_bar
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from tpuplan.profiles.calibration.fit import CalibrationResult
     from tpuplan.profiles.calibration.measurements import RunSpec
     from tpuplan.profiles.pricing.host import HostSpec
@@ -85,7 +92,7 @@ def calibration_table(result: CalibrationResult) -> str:
             table(head, rows),
             "",
             "predicted times are the planner's own (stage tables + totals on the fitted specs)",
-            f"fitted {d.name}: on-chip {d.onchip_bytes:,} B - {d.io_reserve_frac:g} x Edge TPU in+out bytes, "
+            f"fitted {shown(d.name)}: on-chip {d.onchip_bytes:,} B - {d.io_reserve_frac:g} x Edge TPU in+out bytes, "
             f"largest cached layer {d.max_cached_layer_bytes:,} B, pads {d.channel_pad}/{d.input_pad}, "
             f"{d.per_channel_bytes} B per channel, streamed layers fetched once per {d.stream_tile_pixels} "
             "output pixels",
@@ -106,7 +113,7 @@ def _files(
     machine = sweep_host or next((run.runner for _, run in pipes if run.runner), None)
     runs = [(p, RunSpec(host=machine)) for p in sweeps] + pipes
     if not runs:
-        raise TpuplanError("calibrate: give at least one sweep CSV, --pipeline or --published")
+        raise UsageError("calibrate: give at least one sweep CSV, --pipeline or --published")
     names = [run.runner or run.host for _, run in runs]
     hosts = {name: resolve_host(name) for name in names if name is not None}
     return runs, hosts
@@ -117,18 +124,30 @@ def _host_outputs(hosts_dir: Path | None, hosts: dict[str, HostSpec]) -> dict[st
 
 
 def _spec_outputs(folder: Path | None, names: list[str], option: str, keys: list[str] | None = None) -> dict[str, Path]:
-    """Where each fitted spec goes: FOLDER/<name>.json, a name that cannot leave the folder."""
+    """Where each fitted spec goes: FOLDER/<name>.json. The name comes from a document (someone else's
+    file), so it must be a plain file name that stays in the folder, never a path."""
     if folder is None:
         return {}
     if not folder.is_dir():
         raise TpuplanError(f"{folder}: {option} must be an existing directory")
     for n in names:
-        if not n or n in (".", "..") or "/" in n or "\\" in n or "\0" in n or n.startswith("."):
-            raise TpuplanError(f"{option}: the spec name {n!r} cannot name a file in {folder}")
+        plain = n not in ("", ".", "..") and not n.startswith(".") and n.isprintable()
+        if not plain or any(c in n for c in "/\\\0"):
+            raise TpuplanError(
+                f"{folder}: the spec name {shown(n)!r} cannot name a file in {option} (it is a path, hidden, "
+                "or holds a control character); rename it in its JSON"
+            )
     paths = {k: folder / f"{n}.json" for k, n in zip_strict(keys or names, names)}
     if len(set(paths.values())) < len(paths):
         raise TpuplanError(f"calibrate: two specs have the same name; they would write one file in {option}")
     return paths
+
+
+def _write_all(docs: list[tuple[Path, BaseModel]], force: bool) -> None:
+    """Check every document by its reader first, then write them: none is written if one is invalid."""
+    texts = [(path, document_text(doc, path)) for path, doc in docs]
+    for path, text in texts:
+        write_output(path, text.encode(), force=force)
 
 
 VERIFY_HELP = (
@@ -163,8 +182,8 @@ def verify_fit_table(fit: VerifyFit) -> str:
             table(head, rows),
             "",
             f"median stage error {fit.median_error_before:.1%} before, {fit.median_error_after:.1%} after",
-            f"fitted {fit.device.name}: invoke overhead {f['overhead']:g} us, op costs x{f['compute']:g}, "
-            f"link x{f['link']:g}; host {fit.host.name}: host ops x{f['host_ops']:g}, runner "
+            f"fitted {shown(fit.device.name)}: invoke overhead {f['overhead']:g} us, op costs x{f['compute']:g}, "
+            f"link x{f['link']:g}; host {shown(fit.host.name)}: host ops x{f['host_ops']:g}, runner "
             f"{fit.host.stage_us:g} us per stage, serialized {fit.host.serialized:g}",
         ]
     )
@@ -173,28 +192,31 @@ def verify_fit_table(fit: VerifyFit) -> str:
 def _from_verify(pairs: list[str], output: Path, host_out: Path | None, force: bool, as_json: bool) -> None:
     """`plan calibrate --verify`: read each plan and its report once, fit, write, show before and after."""
     from tpuplan.planner.plan import load_plan
-    from tpuplan.profiles.pricing.device import device_json
-    from tpuplan.profiles.pricing.host import host_json
     from tpuplan.runtime.verify.refit import fit_from_verify
-    from tpuplan.runtime.verify.report import load_report
+    from tpuplan.runtime.verify.report import check_report_matches, load_report
 
     paths = [_pair(text) for text in pairs]
     check_outputs([output, host_out], force=force, inputs=[p for pair in paths for p in pair])
-    fit = fit_from_verify([(load_plan(plan), load_report(report)) for plan, report in paths])
-    write_output(output, device_json(fit.device).encode())
-    if host_out is not None:
-        write_output(host_out, host_json(fit.host).encode())
+    docs = []
+    for plan_path, report_path in paths:
+        plan, report = load_plan(plan_path), load_report(report_path)
+        check_report_matches(report, plan, str(report_path))
+        docs.append((plan, report))
+    fit = fit_from_verify(docs)
+    _write_all([(output, fit.device), *([(host_out, fit.host)] if host_out is not None else [])], force)
+    if any(is_stdout(p) for p in (output, host_out)):
+        return
     if as_json:
         print_json(fit.model_dump(mode="json"))
         return
     typer.echo(verify_fit_table(fit))
-    typer.echo("wrote " + ", ".join(str(p) for p in (output, host_out) if p is not None))
+    typer.echo("wrote " + ", ".join(shown(str(p)) for p in (output, host_out) if p is not None))
 
 
 def _pair(text: str) -> tuple[Path, Path]:
     plan, sep, report = text.rpartition(":")
     if not sep or not plan or not report:
-        raise TpuplanError(f"--verify takes PLAN.json:REPORT.json (got {quoted(text)})")
+        raise UsageError(f"--verify takes PLAN.json:REPORT.json (got {quoted(text)})")
     return Path(plan), Path(report)
 
 
@@ -240,25 +262,30 @@ def register(app: typer.Typer) -> None:
         from tpuplan.profiles.calibration.fit import calibrate
         from tpuplan.profiles.calibration.measurements import MeasuredFile, read_measurements
         from tpuplan.profiles.calibration.published import read_published
-        from tpuplan.profiles.pricing.device import device_json, resolve_device
-        from tpuplan.profiles.pricing.host import host_json, resolve_host
+        from tpuplan.profiles.pricing.device import resolve_device
+        from tpuplan.profiles.pricing.host import resolve_host
 
         if verify:
             if sweeps or pipeline or hosts_dir or base or name:
-                raise TpuplanError(
+                raise UsageError(
                     "--verify fits from plan verify reports alone: give sweep CSVs, --pipeline, "
                     "--hosts-dir, --base and --name in a separate run"
                 )
             _from_verify(list(verify), output, host_out, force, as_json)
             return
         if host_out is not None:
-            raise TpuplanError("--host-out goes with --verify (use --hosts-dir for --pipeline runners)")
-        runs, hosts = _files(list(sweeps or []), list(pipeline or []), sweep_host)
+            raise UsageError("--host-out goes with --verify (use --hosts-dir for --pipeline runners)")
+        name = name_option(name)
+        runs, hosts = _files(list(sweeps or []), list(pipeline or []), spec_option(sweep_host, "--sweep-host"))
         extra = read_published(published) if published is not None else []
         for f in extra:
             machine = f.run.host or ""
             hosts.setdefault(machine, resolve_host(machine))
-        inputs = [p for p, _ in runs] + spec_files(*hosts, base) + ([published / "README.md"] if published else [])
+        inputs = (
+            [p for p, _ in runs]
+            + spec_files(*hosts, spec_option(base, "--base"))
+            + ([published / "README.md"] if published else [])
+        )
         outputs = {"": output, **_host_outputs(hosts_dir, hosts)}
         start = resolve_device(base)
         if name:
@@ -266,22 +293,23 @@ def register(app: typer.Typer) -> None:
         devices = {start.name: start, **{d: resolve_device(d) for f in extra if (d := f.run.device or "") != ""}}
         device_paths = _spec_outputs(devices_dir, list(devices), "--devices-dir")
         check_outputs([*outputs.values(), *device_paths.values()], force=force, inputs=inputs)
-        progress = cli_progress(quiet) or _silent
-        files = []
-        for i, (p, run) in enumerate(runs):
-            files.append(MeasuredFile(read_measurements(p), run))
-            progress("reading measurements", i + 1, len(runs))
-        progress("fitting", 0, 1)
-        result = calibrate([*files, *extra], devices, hosts)
-        progress("fitting", 1, 1)
-        write_output(output, device_json(result.device).encode())
-        for dev_name, path in device_paths.items():
-            write_output(path, device_json(result.devices[dev_name]).encode())
-        for runner, path in outputs.items():
-            if runner:
-                write_output(path, host_json(result.hosts[runner]).encode())
+        with progress_bar(quiet) as bar:
+            progress = bar or _silent
+            files = []
+            for i, (p, run) in enumerate(runs):
+                files.append(MeasuredFile(read_measurements(p), run))
+                progress("reading measurements", i + 1, len(runs))
+            progress("fitting", 0, 1)
+            result = calibrate([*files, *extra], devices, hosts)
+            progress("fitting", 1, 1)
+        docs: list[tuple[Path, BaseModel]] = [(output, result.device)]
+        docs += [(path, result.devices[dev_name]) for dev_name, path in device_paths.items()]
+        docs += [(path, result.hosts[runner]) for runner, path in outputs.items() if runner]
+        _write_all(docs, force)
+        if is_stdout(output):
+            return
         if as_json:
             print_json(result.model_dump(mode="json"))
             return
         typer.echo(calibration_table(result))
-        typer.echo("wrote " + ", ".join(str(p) for p in outputs.values()))
+        typer.echo("wrote " + ", ".join(shown(str(p)) for p in [*outputs.values(), *device_paths.values()]))

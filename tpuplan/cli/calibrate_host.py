@@ -7,7 +7,18 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tpuplan.cli.common import FORCE_HELP, HOST_HELP, JSON_HELP, check_output, emit, table
+from tpuplan.cli.common import (
+    FORCE_HELP,
+    HOST_HELP,
+    JSON_HELP,
+    check_output,
+    emit,
+    name_option,
+    shown,
+    spec_files,
+    spec_option,
+    table,
+)
 
 if TYPE_CHECKING:
     from tpuplan.profiles.calibration.hostops import HostOpsFit
@@ -29,7 +40,9 @@ def host_fit_table(fit: HostOpsFit) -> str:
             ]
         )
     head = ["op class / type", "ops measured", "calibrated", "median error", "us per op", "us per KiB", "us per MMAC"]
-    return "\n".join([table(head, rows), "", f"host {fit.host.name}: host op prices fitted to measured CPU times"])
+    return "\n".join(
+        [table(head, rows), "", f"host {shown(fit.host.name)}: host op prices fitted to measured CPU times"]
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -49,9 +62,10 @@ def register(app: typer.Typer) -> None:
         from tpuplan.profiles.model import load_profile
         from tpuplan.profiles.pricing.host import resolve_host
 
-        check_output(output, force=force, inputs=profiles)
+        name = name_option(name)
+        check_output(output, force=force, inputs=[*profiles, *spec_files(spec_option(base, "--base"))])
         start = resolve_host(base)
         if name:
             start = start.model_copy(update={"name": name})
         fit = fit_host_ops([load_profile(p) for p in profiles], start)
-        emit(fit.host, output=output, as_json=as_json, table=host_fit_table(fit))
+        emit(fit.host, output=output, force=force, as_json=as_json, table=host_fit_table(fit))

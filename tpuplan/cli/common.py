@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from tpuplan.cli.outputs import check_output, check_outputs, spec_files, write_output
+from tpuplan.cli.outputs import check_output, check_outputs, document_text, is_stdout, spec_files, write_output
 from tpuplan.planner.defaults import MAX_TIME_LIMIT_S
-from tpuplan.profiles.errors import TpuplanError, quoted
+from tpuplan.profiles.errors import TpuplanError, UsageError, printable, quoted
 
 if TYPE_CHECKING:  # the library is imported where it is used: see tpuplan/cli/__init__.py
     from pydantic import BaseModel
@@ -29,11 +29,15 @@ if TYPE_CHECKING:  # the library is imported where it is used: see tpuplan/cli/_
     from tpuplan.profiles.pricing.host import HostSpec
     from tpuplan.profiles.tflite.reader import LoadedModel
 
+MAX_NAME = 200  # the name fields of device and host documents
 DEVICE_HELP = (
     "Device preset name or DeviceSpec JSON file. Presets: edgetpu-usb (USB 3.0, the default), edgetpu-usb2, "
     "edgetpu-pci (M.2, mini-PCIe, Dev Board), cpu."
 )
-DEVICES_HELP = DEVICE_HELP + " Repeat or comma-separate: one for every TPU, or one per TPU in stage order."
+DEVICES_HELP = (
+    DEVICE_HELP + " Repeat or comma-separate: one for every TPU, or one per stage in stage order (a stage's "
+    "copies share its device)."
+)
 HOST_HELP = (
     "Host preset (tpuplan, pycoral, python-threads, desktop-x86, arm-a53, arm-a72) or HostSpec JSON: the "
     "machine's side of an invoke, its runner and host CPU costs."
@@ -42,7 +46,14 @@ SOURCE_HELP = "A profile JSON (from `plan profile`) or a .tflite CPU model (prof
 FORCE_HELP = "Overwrite the output if it exists (a file; for `plan split`, only an earlier split)."
 JSON_HELP = "Print JSON for machines instead of a table."
 
-__all__ = ["check_output", "check_outputs", "spec_files", "write_output"]  # the output rule, shared by every command
+__all__ = [
+    "check_output",
+    "check_outputs",
+    "document_text",
+    "is_stdout",
+    "spec_files",
+    "write_output",
+]  # the output rule, shared by every command
 
 
 def read_model(path: Path) -> LoadedModel:
@@ -71,12 +82,15 @@ def read_source(path: Path, device: DeviceSpec | None, host: HostSpec | None = N
     from tpuplan.profiles.pricing.device import resolve_device
     from tpuplan.profiles.pricing.host import host_preset, host_preset_names, resolve_host
 
-    if path.suffix not in (".tflite", ".json"):
+    suffix = path.suffix.lower()  # P.JSON and M.TFLITE are what they say
+    if suffix not in (".tflite", ".json"):
         raise TpuplanError(f"{path}: expected a profile .json or a .tflite model")
-    if path.suffix == ".tflite":
+    if suffix == ".tflite":
         loaded = read_model(path)
         return Source(build_profile(loaded, device or resolve_device(None), host or resolve_host(None)), loaded)
     data = read_bytes(path, what="profile JSON document", max_bytes=1 << 30)
+    if data[4:8] == b"TFL3":
+        raise TpuplanError(f"{path}: is a .tflite model, not a profile JSON document; name it *.tflite")
     profile = parse_doc(data, Profile, kind=PROFILE_KIND, version=PROFILE_VERSION, source=str(path))
     own = host_preset(profile.host) if profile.host in host_preset_names() else None
     try:  # priced again, as the planner always does: what is shown is what is planned (prices are not facts)
@@ -89,28 +103,58 @@ def read_source(path: Path, device: DeviceSpec | None, host: HostSpec | None = N
     return Source(profile, None)
 
 
-def parse_devices(specs: Sequence[str] | None) -> list[DeviceSpec]:
+def parse_devices(specs: Sequence[str] | None, flag: str = "--device") -> list[DeviceSpec]:
     """--device values, repeated or comma-separated, as device specs (presets or JSON files)."""
     from tpuplan.profiles.pricing.device import resolve_device
 
-    return [resolve_device(name) for name in split_list(specs)]
+    return [resolve_device(name) for name in split_list(specs, flag)]
 
 
-def split_list(values: Sequence[str] | None) -> list[str]:
-    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+def split_list(values: Sequence[str] | None, flag: str = "--devices") -> list[str]:
+    """Repeated or comma-separated values; an empty one (`--device ''`, `a,,b`) is a mistake, not the default."""
+    items = [v.strip() for item in values or [] for v in item.split(",")]
+    if any(not v for v in items):
+        raise UsageError(f"{flag}: an empty value in {quoted(','.join(values or []))}; name a preset or a file")
+    return items
+
+
+def spec_option(value: str | None, flag: str) -> str | None:
+    """A preset-or-file option (--host, --base): absent gives the default, but an empty string is refused."""
+    if value is not None and not value.strip():
+        raise UsageError(f"{flag}: empty; name a preset or a JSON file (or leave the option out)")
+    return value
+
+
+def name_option(value: str | None, flag: str = "--name") -> str | None:
+    """A name for a document tpuplan writes: what its reader accepts (1 to 200 characters), printable."""
+    if value is None:
+        return None
+    if not 1 <= len(value) <= MAX_NAME:
+        raise UsageError(f"{flag}: 1 to {MAX_NAME} characters (got {len(value):,})")
+    if not value.isprintable():
+        raise UsageError(f"{flag}: holds a control character ({shown(value)})")
+    return value
 
 
 def parse_cuts(text: str, what: str = "--cuts") -> list[int]:
-    """'3,10' -> [3, 10]: a stage ends after each op listed (or, for --copies, TPUs per stage)."""
+    """'3,10' -> [3, 10]: a stage ends after each op listed (or, for --copies, TPUs per stage); 'none' is
+    no cut (one stage). An empty list or an empty item is refused: a build variable that expands to
+    nothing is not "no cuts"."""
+    if what == "--cuts" and text.strip().lower() == "none":
+        return []
+    items = [c.strip() for c in text.split(",")]
+    if not text.strip() or any(not c for c in items):
+        what_is = "empty" if not text.strip() else f"an empty item in {quoted(text)}"
+        raise UsageError(f"{what}: {what_is}; give comma-separated integers like 3,10")
     try:
-        return [int(c) for c in text.split(",") if c.strip()]
+        return [int(c) for c in items]
     except ValueError:
-        raise TpuplanError(f"{what} must be comma-separated integers like 3,10 (got {quoted(text)})") from None
+        raise UsageError(f"{what} must be comma-separated integers like 3,10 (got {quoted(text)})") from None
 
 
 def positive(value: float | None, flag: str) -> None:
     if value is not None and not value > 0:
-        raise TpuplanError(f"{flag} must be positive (got {value:g})")
+        raise UsageError(f"{flag} must be positive (got {value:g})")
 
 
 def require_planner(command: str, *, solver: bool = True) -> None:
@@ -135,21 +179,24 @@ def time_limit_option(seconds: float | None) -> None:
     """--time-limit: seconds from over 0 to a day; NaN, infinity and 1e300 are refused by the flag's name.
     The bound is the solver's (planner.defaults)."""
     if seconds is not None and not 0 < seconds <= MAX_TIME_LIMIT_S:
-        raise TpuplanError(f"--time-limit must be more than 0 and at most {MAX_TIME_LIMIT_S:g} s (got {seconds:g})")
+        raise UsageError(f"--time-limit must be more than 0 and at most {MAX_TIME_LIMIT_S:g} s (got {seconds:g})")
 
 
-def emit(doc: BaseModel, *, output: Path | None, as_json: bool, table: str) -> None:
-    """Write the document to `output` (already checked), then print JSON or the table for people."""
-    from tpuplan.profiles.docio import dump_json
-
+def emit(doc: BaseModel, *, output: Path | None, force: bool, as_json: bool, table: str) -> None:
+    """Write the document to `output` (already checked; `-` is standard output), then print JSON or the
+    table for people (nothing more when the document itself went to standard output). The document is
+    read back as its reader will read it before anything is written (`outputs.document_text`)."""
+    text = document_text(doc, output) if output is not None or as_json else ""
     if output is not None:
-        write_output(output, dump_json(doc).encode())
+        write_output(output, text.encode(), force=force)
+    if is_stdout(output):
+        return
     if as_json:
-        sys.stdout.write(dump_json(doc))
+        sys.stdout.write(text)
     else:
         typer.echo(table)
         if output is not None:
-            typer.echo(f"wrote {output}")
+            typer.echo(f"wrote {shown(str(output))}")
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], *, right: Sequence[bool] | None = None) -> str:
@@ -171,7 +218,24 @@ def _fmt(v: object) -> str:
         return f"{v:,.3f}" if abs(v) < 100 else f"{v:,.1f}"
     if isinstance(v, int) and not isinstance(v, bool):
         return f"{v:,}"
-    return str(v)
+    return shown(str(v))
+
+
+shown = printable  # text from a document or a file name, as printed for people
+
+
+def clip(text: str, width: int) -> str:
+    """At most `width` characters for a table cell, cut between words and marked with '...'."""
+    if len(text) <= width:
+        return text
+    cut = text[: width - 3]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > width // 2 else cut).rstrip(" ,;:(") + "..."
+
+
+def per_second(rate: float) -> str:
+    """A throughput for people: 0.023/s stays 0.023/s rather than 0.0/s."""
+    return f"{rate:,.1f}" if rate >= 100 or rate == 0 else f"{rate:.3g}"
 
 
 def mib(n: int | float) -> str:

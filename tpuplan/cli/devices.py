@@ -2,16 +2,53 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tpuplan.cli.common import FORCE_HELP, JSON_HELP, check_output, mib, table, write_output
+from tpuplan.cli.common import FORCE_HELP, JSON_HELP, check_output, clip, emit, mib, table
+
+PROVENANCE_WIDTH = 80  # the provenance column, cut between words (`--json` has it whole)
 
 if TYPE_CHECKING:
-    from tpuplan.profiles.pricing.device import DeviceSpec
+    from tpuplan.runtime.backends.catalog import DevicesDoc
+
+
+def devices_table(doc: DevicesDoc) -> str:
+    """Presets with where their numbers come from, hosts likewise, then the Edge TPUs found."""
+    rows = [
+        [
+            s.name,
+            s.backend,
+            mib(s.onchip_bytes) if s.backend == "edgetpu" else "- (host CPU)",
+            f"{s.link.in_us_per_kib:g}/{s.link.out_us_per_kib:g}",
+            clip(s.calibration.provenance(), PROVENANCE_WIDTH) if s.calibration else "assumed (no fit)",
+        ]
+        for s in doc.presets
+    ]
+    head = ["device", "backend", "on-chip MiB", "link us/KiB in/out", "provenance"]
+    lines = [table(head, rows, right=[False, False, True, True, False])]
+    rows = [
+        [
+            h.name,
+            f"{h.stage_us:g}",
+            f"{h.serialized:g}",
+            "yes" if h.fresh_upload else "no",
+            "shared" if h.bus_shared else "own",
+            clip(h.calibration.provenance(), PROVENANCE_WIDTH) if h.calibration else "assumed (no fit)",
+        ]
+        for h in doc.hosts
+    ]
+    head = ["host", "stage us", "serialized", "fresh runs", "USB", "provenance"]
+    lines += ["", table(head, rows, right=[False, True, True, False, False, False])]
+    lines.append("(`plan devices --json` gives every number with its full source; `plan schema device` what each is)")
+    present = doc.edgetpus_present
+    lines.append(
+        f"\nEdge TPUs present: {len(present)}, listed by {doc.edgetpus_listed_by}"
+        + "".join(f"\n  {d}" for d in present)
+    )
+    return "\n".join(lines)
 
 
 def register(app: typer.Typer) -> None:
@@ -22,59 +59,9 @@ def register(app: typer.Typer) -> None:
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     ) -> None:
         """List device presets and the Edge TPUs present on this machine."""
-        from tpuplan.profiles.pricing.device import preset, preset_names
-        from tpuplan.profiles.pricing.host import host_preset, host_preset_names
-        from tpuplan.runtime.backends.edgetpu import enumerate_edge_tpus
+        from tpuplan.runtime.backends.catalog import devices_doc
 
         if output is not None:
             check_output(output, force=force)
-        specs: list[DeviceSpec] = [preset(n) for n in preset_names()]
-        present, listed_by = enumerate_edge_tpus()
-        hosts_json = [host_preset(n).model_dump(mode="json") for n in host_preset_names()]
-        text = (
-            json.dumps(
-                {
-                    "kind": "tpuplan.devices",
-                    "schema_version": 1,
-                    "presets": [s.model_dump(mode="json") for s in specs],
-                    "hosts": hosts_json,
-                    "edgetpus_present": present,
-                    "edgetpus_listed_by": listed_by,
-                },
-                indent=2,
-            )
-            + "\n"
-        )
-        if output is not None:
-            write_output(output, text.encode())
-        if as_json:
-            typer.echo(text, nl=False)
-            return
-        rows = [
-            [
-                s.name,
-                s.backend,
-                mib(s.onchip_bytes) if s.backend == "edgetpu" else "- (host CPU)",
-                f"{s.link.in_us_per_kib:g}/{s.link.out_us_per_kib:g}",
-                s.calibration.provenance() if s.calibration else "assumed (no fit)",
-            ]
-            for s in specs
-        ]
-        typer.echo(table(["device", "backend", "on-chip MiB", "link us/KiB in/out", "provenance"], rows))
-        hosts = [host_preset(n) for n in host_preset_names()]
-        rows = [
-            [
-                h.name,
-                f"{h.stage_us:g}",
-                f"{h.serialized:g}",
-                "yes" if h.fresh_upload else "no",
-                "shared" if h.bus_shared else "own",
-                h.calibration.provenance() if h.calibration else "assumed (no fit)",
-            ]
-            for h in hosts
-        ]
-        typer.echo("\n" + table(["host", "stage us", "serialized", "fresh runs", "USB", "provenance"], rows))
-        typer.echo("(`plan devices --json` gives every number with its full source; `plan schema device` what each is)")
-        typer.echo(f"\nEdge TPUs present: {len(present)}, listed by {listed_by}" + "".join(f"\n  {d}" for d in present))
-        if output is not None:
-            typer.echo(f"wrote {output}")
+        doc = devices_doc()
+        emit(doc, output=output, force=force, as_json=as_json, table=devices_table(doc))

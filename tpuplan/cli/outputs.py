@@ -1,20 +1,27 @@
 """The one rule for every output a command writes, checked before any long work starts.
 
-An output is never one of the command's inputs, never a non-regular file (a device, a FIFO, a directory,
-a symbolic link to anything), replaces an existing file only with --force, and must be a name the file
-system can hold in a directory we can write. A split's output directory may be replaced, with --force,
-only when it holds an earlier split (our manifest.json). Writing itself is `profiles.docio.write_atomic`:
-whole or not at all.
+An output is never one of the command's inputs nor inside a directory the command reads, never a
+non-regular file (a device, a FIFO, a directory, a symbolic link to anything), replaces an existing file
+only with --force, and must be a name the file system can hold in a directory we can write. A split's
+output directory may be replaced, with --force, only when it holds an earlier split (our manifest.json).
+Writing itself is `profiles.docio.write_atomic`: whole or not at all, and without --force a file that
+appears while the command runs is kept, not replaced. `-` is standard output (binary data not on a
+terminal). A document is checked by the reader that will load it before it is written (`checked_json`).
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.errors import TpuplanError, UsageError
+
+if TYPE_CHECKING:  # the library is imported where it is used: see tpuplan/cli/__init__.py
+    from pydantic import BaseModel
 
 _NAME_MAX = 255  # when the file system does not say
 
@@ -26,11 +33,23 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def is_stdout(path: Path | str | None) -> bool:
+    """`-o -`: the output is standard output."""
+    return path is not None and str(path) == "-"
+
+
 def _check_inputs(path: Path, inputs: Sequence[Path], directory: bool) -> None:
+    target = path.resolve()
     for given in inputs:
-        inside = directory and given.resolve().is_relative_to(path.resolve())
-        if _same_file(path, given) or inside:
+        if is_stdout(given):
+            continue
+        source = given.resolve()
+        if _same_file(path, given) or (directory and source.is_relative_to(target)):
             raise TpuplanError(f"{path}: is an input of this command; choose another output")
+        if source.is_dir() and target.is_relative_to(source):
+            raise TpuplanError(
+                f"{path}: is inside {given}, a directory this command reads; choose an output outside it"
+            )
 
 
 def _existing_ancestor(path: Path) -> Path:
@@ -105,9 +124,17 @@ def _check_directory(path: Path, force: bool) -> None:
         raise TpuplanError(f"{path}: is not an earlier split (no {MANIFEST_NAME}); not replaced")
 
 
-def check_output(path: Path, *, force: bool, inputs: Sequence[Path] = (), directory: bool = False) -> None:
+def check_output(
+    path: Path, *, force: bool, inputs: Sequence[Path] = (), directory: bool = False, binary: bool = False
+) -> None:
     """The rule for every command that writes, checked before any long work starts (module docstring)."""
     path = Path(path)
+    if is_stdout(path):
+        if directory:
+            raise UsageError("-o -: this output is a directory of files; standard output cannot hold it")
+        if binary and sys.stdout.isatty():
+            raise UsageError("-o -: refusing to write binary data to a terminal (redirect it, or name a file)")
+        return
     _check_inputs(path, inputs, directory)
     if directory:
         _check_place(path, _existing_ancestor(path))
@@ -120,20 +147,40 @@ def check_output(path: Path, *, force: bool, inputs: Sequence[Path] = (), direct
     _check_file(path, force)
 
 
-def check_outputs(paths: Sequence[Path | None], *, force: bool, inputs: Sequence[Path] = ()) -> None:
+def check_outputs(
+    paths: Sequence[Path | None], *, force: bool, inputs: Sequence[Path] = (), binary: Sequence[Path] = ()
+) -> None:
     """`check_output` for each output given (None: not asked for); two outputs may not be one file."""
     given = [p for p in paths if p is not None]
     for k, path in enumerate(given):
         if any(_same_file(path, other) or path == other for other in given[:k]):
-            raise TpuplanError(f"{path}: is named for two outputs; give each its own file")
-        check_output(path, force=force, inputs=inputs)
+            raise UsageError(f"{path}: is named for two outputs; give each its own file")
+        check_output(path, force=force, inputs=inputs, binary=path in binary)
 
 
-def write_output(path: Path, data: bytes) -> None:
-    """Write an output checked by `check_output`: whole or not at all."""
+def write_output(path: Path, data: bytes, *, force: bool) -> None:
+    """Write an output checked by `check_output`: whole or not at all; an existing file only with `force`,
+    even one that appeared after the check. `-` writes to standard output."""
+    if is_stdout(path):
+        buffer = getattr(sys.stdout, "buffer", None)
+        if buffer is None:  # a text stream standing in for standard output (a caller's redirect)
+            sys.stdout.write(data.decode("utf-8", "surrogateescape"))
+            return
+        sys.stdout.flush()
+        buffer.write(data)
+        buffer.flush()
+        return
     from tpuplan.profiles.docio import write_atomic
 
-    write_atomic(path, data)
+    write_atomic(path, data, overwrite=force)
+
+
+def document_text(doc: BaseModel, path: Path | None) -> str:
+    """The JSON of a document about to be written or printed, checked by the reader that will load it:
+    tpuplan never writes what it would itself refuse (a fitted number past a bound, a name too long)."""
+    from tpuplan.profiles.docio import checked_json
+
+    return checked_json(doc, str(path) if path is not None and not is_stdout(path) else "standard output")
 
 
 def spec_files(*specs: str | None) -> list[Path]:

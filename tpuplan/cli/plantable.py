@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tpuplan.cli.common import bar, mib, ms, table
+from tpuplan.cli.common import bar, mib, ms, per_second, shown, table
 from tpuplan.compat import zip_strict
 
 if TYPE_CHECKING:
@@ -88,16 +88,16 @@ def plan_table(plan: Plan) -> str:
     align = [False, False, *([True] * 12), False, False]
     goal = plan.goal
     lines = [
-        f"model   {plan.model.path}  sha256 {plan.model.sha256[:12]}  ({plan.profile_source} profile, "
+        f"model   {shown(plan.model.path)}  sha256 {plan.model.sha256[:12]}  ({plan.profile_source} profile, "
         f"{plan.n_ops} ops)",
         f"plan    {_units(plan)}, {len(plan.stages)} stage(s), cuts after ops: "
-        f"{','.join(map(str, plan.cuts)) or '-'}; host {plan.host.name}; "
+        f"{','.join(map(str, plan.cuts)) or '-'}; host {shown(plan.host.name)}; "
         f"goal: {goal.objective}" + (f", batch {goal.batch}" if goal.batch else ""),
         "",
         table(head, _stage_rows(plan), right=align),
         "",
         f"period      {ms(plan.predicted_period_us)} ms, set by {_bound(plan.period_bound)}   throughput "
-        f"{plan.predicted_throughput_per_s:,.1f}/s   latency {ms(plan.predicted_latency_us)} ms   (predicted)",
+        f"{per_second(plan.predicted_throughput_per_s)}/s   latency {ms(plan.predicted_latency_us)} ms   (predicted)",
         *_range_lines(plan),
     ]
     if plan.predicted_per_input_us is not None:
@@ -120,7 +120,7 @@ def plan_table(plan: Plan) -> str:
             "the time between its results, 'stage ms' one input's time through it"
         )
     lines += _curve_lines(plan)
-    lines += [f"note        {n}" for n in [plan.solver.note, *plan.notes] if n]
+    lines += [f"note        {shown(n)}" for n in [plan.solver.note, *plan.notes] if n]
     return "\n".join(lines)
 
 
@@ -145,7 +145,7 @@ def _curve_lines(plan: Plan) -> list[str]:
             r.tpus,
             ms(r.predicted_period_us),
             ms(r.predicted_latency_us),
-            f"{r.predicted_throughput_per_s:,.1f}",
+            per_second(r.predicted_throughput_per_s),
             f"x{r.gain_vs_previous:.2f}" if r.gain_vs_previous is not None else "-",
             "yes" if r.fits_on_chip else "no",
             "<- chosen" if r.tpus == plan.tpus else "",
@@ -168,7 +168,7 @@ def comparison_table(cmp: Comparison) -> str:
             if e.period_range is not None
             else "-",
             ms(e.predicted_latency_us),
-            f"{e.predicted_throughput_per_s:,.1f}",
+            per_second(e.predicted_throughput_per_s),
             mib(e.predicted_offchip_bytes),
             "yes" if e.fits_on_chip else "no",
             e.host_only_stages,
@@ -192,13 +192,14 @@ def comparison_table(cmp: Comparison) -> str:
     ]
     return "\n".join(
         [
-            f"model {cmp.model.path}, {cmp.tpus} TPU(s), host {cmp.host}, goal {cmp.goal.objective}; ours: "
+            f"model {shown(cmp.model.path)}, {cmp.tpus} TPU(s), host {shown(cmp.host)}, "
+            f"goal {cmp.goal.objective}; ours: "
             f"{cmp.ours_status}" + (" (proven)" if cmp.ours_proven_optimal else ", not proven optimal"),
             "",
             table(head, rows),
             "",
             "'ours is' = that plan's objective / ours (x2.00: ours is twice as good). All numbers predicted; "
             "'range' is the period over the calibration's scenarios, '~' where it meets ours.",
-            *cmp.notes,
+            *map(shown, cmp.notes),
         ]
     )

@@ -17,10 +17,12 @@ from tpuplan.cli.common import (
     mib,
     read_model,
     read_source,
+    shown,
     spec_files,
+    spec_option,
     table,
 )
-from tpuplan.runtime.progress import QUIET_HELP, cli_progress
+from tpuplan.runtime.progress import QUIET_HELP, progress_bar
 
 if TYPE_CHECKING:
     from tpuplan.profiles.model import Profile
@@ -71,8 +73,8 @@ def profile_table(profile: Profile) -> str:
         {op.op_class for op in profile.ops if (op.tpu_cost if op.edgetpu else op.host_cost) == "uncalibrated"}
     )
     lines = [
-        f"model   {profile.model.path}  sha256 {profile.model.sha256[:12]}  ({profile.source} profile)",
-        f"device  {dev.name} ({dev.backend}), {capacity}; host {profile.host}",
+        f"model   {shown(profile.model.path)}  sha256 {profile.model.sha256[:12]}  ({profile.source} profile)",
+        f"device  {shown(dev.name)} ({dev.backend}), {capacity}; host {shown(profile.host)}",
         "",
         table(head, rows),
         "",
@@ -83,7 +85,7 @@ def profile_table(profile: Profile) -> str:
     ]
     if uncal:
         lines.append(f"uncalibrated op classes in use: {', '.join(uncal)}")
-    lines += [f"host  #{op.index} {op.op_type}: {op.edgetpu_reason}" for op in host_ops[:40]]
+    lines += [f"host  #{op.index} {shown(op.op_type)}: {shown(op.edgetpu_reason)}" for op in host_ops[:40]]
     if len(host_ops) > 40:
         lines.append(f"host  ... and {len(host_ops) - 40} more (see --json)")
     return "\n".join(lines)
@@ -111,14 +113,17 @@ def register(app: typer.Typer) -> None:
         from tpuplan.profiles.pricing.host import resolve_host
         from tpuplan.runtime.measure import measure_profile
 
+        spec_option(device, "--device")
+        spec_option(host, "--host")
         if output is not None:
             check_output(output, force=force, inputs=[model, *spec_files(device, host)])
         loaded = read_model(model)
         if measure:
-            prof = measure_profile(loaded, backend=backend, repeats=repeats, progress=cli_progress(quiet))
+            with progress_bar(quiet) as progress:
+                prof = measure_profile(loaded, backend=backend, repeats=repeats, progress=progress)
         else:
             prof = build_profile(loaded, resolve_device(device), resolve_host(host))
-        emit(prof, output=output, as_json=as_json, table=profile_table(prof))
+        emit(prof, output=output, force=force, as_json=as_json, table=profile_table(prof))
 
     @app.command("inspect")
     def inspect_cmd(
@@ -133,8 +138,10 @@ def register(app: typer.Typer) -> None:
         from tpuplan.profiles.pricing.device import resolve_device
         from tpuplan.profiles.pricing.host import resolve_host
 
+        spec_option(device, "--device")
+        spec_option(host, "--host")
         if output is not None:
             check_output(output, force=force, inputs=[source, *spec_files(device, host)])
         dev, host_spec = resolve_device(device) if device else None, resolve_host(host) if host else None
         prof = read_source(source, dev, host_spec).profile
-        emit(prof, output=output, as_json=as_json, table=profile_table(prof))
+        emit(prof, output=output, force=force, as_json=as_json, table=profile_table(prof))

@@ -7,10 +7,20 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tpuplan.cli.common import FORCE_HELP, JSON_HELP, check_output, emit, split_list, table
-from tpuplan.profiles.errors import TpuplanError
+from tpuplan.cli.common import (
+    FORCE_HELP,
+    JSON_HELP,
+    check_output,
+    emit,
+    is_stdout,
+    per_second,
+    shown,
+    split_list,
+    table,
+)
+from tpuplan.profiles.errors import TpuplanError, UsageError, quoted
 from tpuplan.runtime.backends.kinds import backend_names, get_backend
-from tpuplan.runtime.progress import QUIET_HELP, cli_progress
+from tpuplan.runtime.progress import QUIET_HELP, progress_bar
 
 if TYPE_CHECKING:
     from tpuplan.runtime.run import RunResult
@@ -28,12 +38,12 @@ WORKERS_HELP = "Our runner: one thread per stage, or one process per stage (shar
 def runner_name(runner: str, workers: str) -> str:
     """--runner and --workers as one runner name: threads, processes or pycoral."""
     if runner not in ("tpuplan", "pycoral"):
-        raise TpuplanError(f"--runner must be tpuplan or pycoral (got {runner!r})")
+        raise UsageError(f"--runner must be tpuplan or pycoral (got {quoted(runner)})")
     if workers not in ("threads", "processes"):
-        raise TpuplanError(f"--workers must be threads or processes (got {workers!r})")
+        raise UsageError(f"--workers must be threads or processes (got {quoted(workers)})")
     if runner == "pycoral":
         if workers != "threads":
-            raise TpuplanError("--workers applies to our own runner, not to --runner pycoral")
+            raise UsageError("--workers applies to our own runner, not to --runner pycoral")
         return "pycoral"
     return workers
 
@@ -60,17 +70,17 @@ def run_table(res: RunResult) -> str:
     lines = [
         f"measured on this machine, backend {res.backend}, runner {res.runner} (queue {res.queue_size}), "
         f"{res.inputs} inputs in {res.wall_s:.3f} s",
-        f"inputs  {res.input_source}",
+        f"inputs  {shown(res.input_source)}",
         "",
         table(head, rows),
         "",
-        f"throughput {res.throughput_per_s:.1f} inputs/s; latency p50 {res.latency_p50_us / 1000:.2f} ms, "
+        f"throughput {per_second(res.throughput_per_s)} inputs/s; latency p50 {res.latency_p50_us / 1000:.2f} ms, "
         f"p90 {res.latency_p90_us / 1000:.2f} ms, p99 {res.latency_p99_us / 1000:.2f} ms "
         "(from push to result, with inputs queued)",
         f"host CPU {res.host_cpu_us_per_input:.1f} us per input (all threads and processes)",
     ]
     if res.outputs_file is not None:
-        lines.append(f"wrote the outputs of every input, in input order, to {res.outputs_file}")
+        lines.append(f"wrote the outputs of every input, in input order, to {shown(res.outputs_file)}")
     return "\n".join(lines)
 
 
@@ -107,22 +117,33 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the segments as a pipeline and print measured times (and save the outputs with -o)."""
         from tpuplan.planner.plan import load_plan
+        from tpuplan.profiles.limits import MAX_COUNT
         from tpuplan.runtime.run import RunOptions, check_split_matches_plan, run_split
         from tpuplan.runtime.split.manifest import load_split
 
+        if inputs is not None and inputs >= MAX_COUNT:
+            raise UsageError(f"--inputs (-n) must be less than {MAX_COUNT:,} (got {inputs:,})")
         name = runner_name(runner, workers)
         if output is not None:
-            if output.suffix != ".npz":
-                raise TpuplanError(f"{output}: the outputs are written as a .npz; name the file *.npz")
-            check_output(output, force=force, inputs=[p for p in (directory, plan, input_path) if p is not None])
+            if output.suffix != ".npz" and not is_stdout(output):
+                raise TpuplanError(f"{output}: the outputs are written as a .npz; name the file *.npz (or '-')")
+            read = [p for p in (directory, plan, input_path) if p is not None]
+            check_output(output, force=force, inputs=read, binary=True)
         chosen = get_backend(backend)
         split = load_split(directory, compiled=chosen.compiled)
         if plan is not None:
             check_split_matches_plan(split.manifest, load_plan(plan), str(directory))
         options = RunOptions(
-            runner=name, inputs=inputs, input_path=input_path, seed=seed, outputs_path=output, queue_size=queue_size
+            runner=name,
+            inputs=inputs,
+            input_path=input_path,
+            seed=seed,
+            outputs_path=output,
+            overwrite_outputs=force,
+            queue_size=queue_size,
         )
-        res = run_split(
-            split, backend=chosen, devices=split_list(devices), options=options, progress=cli_progress(quiet)
-        )
-        emit(res, output=None, as_json=as_json, table=run_table(res))
+        devs = split_list(devices, "--devices")
+        with progress_bar(quiet) as progress:
+            res = run_split(split, backend=chosen, devices=devs, options=options, progress=progress)
+        if not is_stdout(output):
+            emit(res, output=None, force=False, as_json=as_json, table=run_table(res))

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tpuplan.cli.common import FORCE_HELP, check_output, emit, write_output
+from tpuplan.cli.common import FORCE_HELP, check_outputs, emit, is_stdout, shown, write_output
 from tpuplan.cli.plantable import plan_table
-from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.errors import UsageError
 
 if TYPE_CHECKING:
     from tpuplan.planner.plan import Plan
@@ -19,15 +19,10 @@ def measured_times(report: Path, plan: Plan) -> list[float]:
     """The measured stage times of a `plan verify -o` report made for this very plan, each a time a
     picture can draw (a report is a document from anywhere: its bounds are checked on reading, and
     it is checked against the plan here)."""
-    from tpuplan.planner.plan import plan_digest
-    from tpuplan.runtime.verify.report import load_report
+    from tpuplan.runtime.verify.report import check_report_matches, load_report
 
     rep = load_report(report)
-    if rep.model_sha256 != plan.model.sha256 or rep.plan_sha256 != plan_digest(plan):
-        raise TpuplanError(f"{report}: this verify report is for another plan")
-    ranges = [(c.index, c.first_op, c.last_op) for c in rep.stages]
-    if ranges != [(s.index, s.first_op, s.last_op) for s in plan.stages]:
-        raise TpuplanError(f"{report}: the report's stages are not the plan's")
+    check_report_matches(rep, plan, str(report))
     return [c.measured_us for c in rep.stages]
 
 
@@ -35,6 +30,10 @@ def register(app: typer.Typer) -> None:
     @app.command("show")
     def show_cmd(
         plan_path: Annotated[Path, typer.Argument(metavar="PLAN.json", help="A plan from `plan solve -o`.")],
+        output: Annotated[
+            Path | None,
+            typer.Option("--output", "-o", help="Write the plan JSON here ('-': standard output)."),
+        ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the plan JSON.")] = False,
         png: Annotated[
             Path | None,
@@ -46,22 +45,22 @@ def register(app: typer.Typer) -> None:
         ] = None,
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     ) -> None:
-        """Print a saved plan: per-stage ops, memory, link bytes and predicted time.
-
-        No -o: the plan is already a file (--json prints it, checked); --png writes the picture.
-        """
+        """Print a saved plan: per-stage ops, memory, link bytes and predicted time (-o writes it again,
+        checked; a plan of an older schema is written in the current one)."""
         from tpuplan.planner.plan import load_plan
 
-        if png is not None:
-            check_output(png, force=force, inputs=[plan_path] + ([report] if report else []))
-        elif report is not None:
-            raise TpuplanError("--report draws measured times into the picture: give --png too")
+        if report is not None and png is None:
+            raise UsageError("--report draws measured times into the picture: give --png too")
+        inputs = [plan_path] + ([report] if report else [])
+        check_outputs([output, png], force=force, inputs=inputs, binary=[png] if png else [])
         plan = load_plan(plan_path)
         if png is not None:
             from tpuplan.runtime.verify.plots import plan_figure
 
             measured = measured_times(report, plan) if report is not None else None
-            write_output(png, plan_figure(plan, measured))
-        emit(plan, output=None, as_json=as_json, table=plan_table(plan))
-        if png is not None and not as_json:
-            typer.echo(f"wrote {png}")
+            write_output(png, plan_figure(plan, measured), force=force)
+        if is_stdout(png):
+            return
+        emit(plan, output=output, force=force, as_json=as_json, table=plan_table(plan))
+        if png is not None and not as_json and not is_stdout(output):
+            typer.echo(f"wrote {shown(str(png))}")

@@ -23,11 +23,12 @@ from tpuplan.cli.common import (
     read_source,
     require_planner,
     spec_files,
+    spec_option,
     split_list,
     time_limit_option,
 )
 from tpuplan.cli.plantable import comparison_table, plan_table
-from tpuplan.profiles.errors import TpuplanError, quoted
+from tpuplan.profiles.errors import TpuplanError, UsageError, quoted
 
 if TYPE_CHECKING:  # the planner (and OR-Tools) is imported by the commands that solve
     from tpuplan.planner.costs import Goal, Objective
@@ -41,15 +42,15 @@ BATCH_HELP = "Spread one-off costs (start-up, first-inference upload) over a bat
 TOLERANCE_HELP = "--tpus auto: the fewest TPUs within this fraction of the best (0.05 = 5%)."
 REPLICATE_HELP = (
     "Let a stage run on several TPUs that take its inputs in turn (copies): cuts and copies chosen "
-    "together for the least period over --tpus TPUs of one kind."
+    "together for the least period over --tpus TPUs of one kind (1 to 16 TPUs)."
 )
-COPIES_HELP = "With --cuts: TPUs per stage (e.g. 1,3,1); default one each."
+COPIES_HELP = "With --cuts: TPUs per stage (e.g. 1,3,1; at most 64 TPUs in all); default one each."
 T = TypeVar("T")
 
 
 def parse_objective(text: str) -> Objective:
     if text not in ("throughput", "latency"):
-        raise TpuplanError(f"--objective must be throughput or latency (got {text!r})")
+        raise UsageError(f"--objective must be throughput or latency (got {quoted(text)})")
     return "throughput" if text == "throughput" else "latency"
 
 
@@ -60,7 +61,7 @@ def parse_tpus(text: str | None) -> int | None:
     try:
         return int(text)
     except ValueError:
-        raise TpuplanError(f"--tpus must be a number or 'auto' (got {quoted(text)})") from None
+        raise UsageError(f"--tpus must be a number or 'auto' (got {quoted(text)})") from None
 
 
 @dataclass(frozen=True)
@@ -84,15 +85,15 @@ def _check_replicate(o: SolveOptions, k: int | None, devices: list[DeviceSpec], 
     from tpuplan.planner.costs import Goal
 
     if o.copies is not None and o.cuts is None:
-        raise TpuplanError("--copies prices given cuts: give --cuts too (or --replicate to choose copies)")
+        raise UsageError("--copies prices given cuts: give --cuts too (or --replicate to choose copies)")
     if not o.replicate:
         return
     if o.cuts is not None or k is None:
-        raise TpuplanError("--replicate needs --tpus K (a number): it chooses the cuts and the copies")
+        raise UsageError("--replicate needs --tpus K (a number): it chooses the cuts and the copies")
     if goal != Goal():
-        raise TpuplanError("--replicate plans for the least period: drop --objective latency and --batch")
+        raise UsageError("--replicate plans for the least period: drop --objective latency and --batch")
     if len({d.model_dump_json() for d in devices}) > 1:
-        raise TpuplanError("--replicate plans for TPUs of one kind: give one --device")
+        raise UsageError("--replicate plans for TPUs of one kind: give one --device")
 
 
 def _plan_for(
@@ -101,7 +102,7 @@ def _plan_for(
     """Price --cuts, or solve for --tpus K or auto."""
     k = parse_tpus(o.tpus)
     if o.tpus is None and o.cuts is None:
-        raise TpuplanError("give --tpus K, --tpus auto or --cuts")
+        raise UsageError("give --tpus K, --tpus auto or --cuts")
     _check_replicate(o, k, devices, goal)
     if o.cuts is not None:
         return _priced(profile, devices, host, goal, o, k)
@@ -162,13 +163,13 @@ def _priced(
     from tpuplan.planner.plan_build import evaluate
 
     if o.tpus is not None and k is None:
-        raise TpuplanError("--cuts cannot be combined with --tpus auto")
+        raise UsageError("--cuts cannot be combined with --tpus auto")
     cut_list = parse_cuts(o.cuts or "")
     copies = parse_cuts(o.copies, what="--copies") if o.copies is not None else None
     if k is not None and copies and k != sum(copies):
-        raise TpuplanError(f"{len(cut_list)} cuts and copies {o.copies} use {sum(copies)} TPUs, not {k}")
+        raise UsageError(f"{len(cut_list)} cuts and copies {o.copies} use {sum(copies)} TPUs, not {k}")
     if k is not None and not copies and k != len(cut_list) + 1:
-        raise TpuplanError(f"{len(cut_list)} cuts given for {k} TPUs (need {k - 1})")
+        raise UsageError(f"{len(cut_list)} cuts given for {k} TPUs (need {k - 1})")
     return evaluate(profile, devices or None, cut_list, host, goal, copies)
 
 
@@ -180,6 +181,17 @@ def _solved(source: Path, work: Callable[[], T]) -> T:
         return work()
     except NoPlanError as exc:
         raise TpuplanError(f"{source}: {exc.reason}") from None
+
+
+def _usage(tpus: str | None, cuts: str | None, copies: str | None, time_limit: float | None, host: str | None) -> None:
+    """Flag values that are wrong whatever the files say: refused (exit 2) before any file is read."""
+    time_limit_option(time_limit)
+    parse_tpus(tpus)
+    if cuts is not None:
+        parse_cuts(cuts)
+    if copies is not None:
+        parse_cuts(copies, what="--copies")
+    spec_option(host, "--host")
 
 
 def register(app: typer.Typer) -> None:
@@ -209,7 +221,8 @@ def _register_solve(app: typer.Typer) -> None:
         ] = None,
         seed: Annotated[int, typer.Option("--seed", min=0, max=2**31 - 1, help="CP-SAT random seed.")] = 0,
         cuts: Annotated[
-            str | None, typer.Option("--cuts", help="Price these cuts (e.g. 12,40,77) instead of solving.")
+            str | None,
+            typer.Option("--cuts", help="Price these cuts (e.g. 12,40,77; 'none': one stage) instead of solving."),
         ] = None,
         model: Annotated[
             Path | None, typer.Option("--model", help="Check that the profile was made from this model.")
@@ -227,12 +240,12 @@ def _register_solve(app: typer.Typer) -> None:
         from tpuplan.profiles.docio import read_bytes
         from tpuplan.profiles.pricing.host import resolve_host
 
+        _usage(tpus, cuts, copies, time_limit, host)  # the flags first: a usage error whatever the files
         if output is not None:
-            inputs = [source, *([model] if model else []), *spec_files(*split_list(device), host)]
+            inputs = [source, *([model] if model else []), *spec_files(*split_list(device, "--device"), host)]
             check_output(output, force=force, inputs=inputs)
         if cuts is None:  # --cuts only prices: no solver needed
             require_planner("plan solve")
-            time_limit_option(time_limit)
         goal = Goal(parse_objective(objective), batch)
         devices = parse_devices(device)
         host_spec = resolve_host(host)
@@ -246,7 +259,7 @@ def _register_solve(app: typer.Typer) -> None:
         plan = _plan_for(source, profile, devices, host_spec, goal, options)
         if not as_json:
             typer.echo(f"solved in {time.monotonic() - started:.2f} s", err=True)
-        emit(plan, output=output, as_json=as_json, table=plan_table(plan))
+        emit(plan, output=output, force=force, as_json=as_json, table=plan_table(plan))
 
 
 def _register_compare(app: typer.Typer) -> None:
@@ -269,10 +282,11 @@ def _register_compare(app: typer.Typer) -> None:
         from tpuplan.planner.costs import Goal
         from tpuplan.profiles.pricing.host import resolve_host
 
+        _usage(None, None, None, time_limit, host)
+        parse_objective(objective)
         if output is not None:
-            check_output(output, force=force, inputs=[source, *spec_files(*split_list(device), host)])
+            check_output(output, force=force, inputs=[source, *spec_files(*split_list(device, "--device"), host)])
         require_planner("plan compare")
-        time_limit_option(time_limit)
         goal = Goal(parse_objective(objective), batch)
         devices = parse_devices(device)
         host_spec = resolve_host(host)
@@ -289,4 +303,4 @@ def _register_compare(app: typer.Typer) -> None:
                 time_limit_s=time_limit,
             ),
         )
-        emit(cmp, output=output, as_json=as_json, table=comparison_table(cmp))
+        emit(cmp, output=output, force=force, as_json=as_json, table=comparison_table(cmp))

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tpuplan.cli.common import JSON_HELP, check_output, mib, parse_cuts, read_model, table
-from tpuplan.runtime.progress import QUIET_HELP, cli_progress
+from tpuplan.cli.common import JSON_HELP, check_output, mib, parse_cuts, read_model, shown, table
+from tpuplan.runtime.progress import QUIET_HELP, progress_bar
 from tpuplan.runtime.split.flags import COMPILER_FLAGS
 
 if TYPE_CHECKING:
@@ -51,17 +51,17 @@ def split_table(manifest: SegmentManifest, out_dir: Path) -> str:
         rows.append(row)
     right = [True, False, False, False, False, True] + [True] * (len(head) - 6)
     lines = [
-        f"model  {manifest.model.path}  sha256 {manifest.model.sha256[:12]}  cuts {manifest.cuts or '-'}",
+        f"model  {shown(manifest.model.path)}  sha256 {manifest.model.sha256[:12]}  cuts {manifest.cuts or '-'}",
         *(
-            [f"compiled with edgetpu_compiler -s {' '.join(manifest.compiler_args)}".rstrip()]
+            [f"compiled with edgetpu_compiler -s {shown(' '.join(manifest.compiler_args))}".rstrip()]
             if manifest.compiler_args is not None
             else []
         ),
         "",
         table(head, rows, right=right),
         "",
-        *warnings,
-        f"wrote {len(manifest.segments)} segments and manifest.json to {out_dir}",
+        *map(shown, warnings),
+        f"wrote {len(manifest.segments)} segments and manifest.json to {shown(str(out_dir))}",
     ]
     return "\n".join(lines)
 
@@ -105,16 +105,17 @@ def register(app: typer.Typer) -> None:
         check_output(output, force=force, inputs=[model] + ([plan] if plan else []), directory=True)
         cut_list = parse_cuts(cuts) if cuts is not None else None
         plan_doc = load_plan(plan) if plan is not None else None
-        manifest = write_split(
-            read_model(model),
-            output,
-            plan=plan_doc,
-            cuts=cut_list,
-            compile=compile_,
-            compiler_args=flags,
-            force=force,
-            progress=cli_progress(quiet),
-        )
+        with progress_bar(quiet) as progress:
+            manifest = write_split(
+                read_model(model),
+                output,
+                plan=plan_doc,
+                cuts=cut_list,
+                compile=compile_,
+                compiler_args=flags,
+                force=force,
+                progress=progress,
+            )
         if as_json:
             sys.stdout.write(dump_json(manifest))
         else:

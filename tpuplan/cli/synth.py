@@ -7,17 +7,28 @@ from typing import Annotated
 
 import typer
 
-from tpuplan.cli.common import FORCE_HELP, JSON_HELP, check_output, print_json, write_output
+from tpuplan.cli.common import FORCE_HELP, JSON_HELP, check_output, is_stdout, print_json, shown, write_output
+from tpuplan.profiles.errors import TpuplanError
 
-OUT_HELP = "Write the .tflite model here (atomically)."
+OUT_HELP = "Write the .tflite model here (atomically; '-': standard output, not a terminal)."
 SEED_HELP = "Seed of the random weights (same seed, byte-identical file)."
 MAX_SEED = 2**32 - 1
 
 
-def _write_model(data: bytes, output: Path, as_json: bool, family: str, parameters: dict[str, int]) -> None:
-    from tpuplan.profiles.tflite.reader import sha256_of
+def _write_model(
+    data: bytes, output: Path, force: bool, as_json: bool, family: str, parameters: dict[str, int]
+) -> None:
+    from tpuplan.profiles.tflite.reader import parse_model, sha256_of
 
-    write_output(output, data)
+    try:  # a model tpuplan's own reader would refuse (a tensor past its bounds) is not written
+        parse_model(data, output)
+    except TpuplanError as exc:
+        raise TpuplanError(
+            f"synth: the {family} model asked for is one tpuplan would refuse ({exc}); not written"
+        ) from None
+    write_output(output, data, force=force)
+    if is_stdout(output):
+        return
     if as_json:
         print_json(
             {
@@ -31,7 +42,7 @@ def _write_model(data: bytes, output: Path, as_json: bool, family: str, paramete
             }
         )
     else:
-        typer.echo(f"wrote {output} ({len(data):,} bytes)")
+        typer.echo(f"wrote {shown(str(output))} ({len(data):,} bytes)")
 
 
 def register(app: typer.Typer) -> None:
@@ -39,6 +50,7 @@ def register(app: typer.Typer) -> None:
         help="Write a synthetic int8 .tflite model of a measured family (float in/out, QUANTIZE first, "
         "DEQUANTIZE last, like TFLiteConverter's output). No TensorFlow needed.",
         no_args_is_help=True,
+        rich_markup_mode=None,
     )
     app.add_typer(synth_app, name="synth")
 
@@ -56,10 +68,15 @@ def register(app: typer.Typer) -> None:
         """Dense layers as in fc_single_tpu.csv: in -> N (tanh) x depth -> out."""
         from tpuplan.profiles.synth import synth_fc
 
-        check_output(output, force=force)
+        check_output(output, force=force, binary=True)
         sizes = {"width": width, "depth": depth, "in_features": in_features, "out_features": out_features}
         _write_model(
-            synth_fc(width, depth, in_features, out_features, seed), output, as_json, "fc", {**sizes, "seed": seed}
+            synth_fc(width, depth, in_features, out_features, seed),
+            output,
+            force,
+            as_json,
+            "fc",
+            {**sizes, "seed": seed},
         )
 
     @synth_app.command("conv")
@@ -76,8 +93,13 @@ def register(app: typer.Typer) -> None:
         """Conv2D layers as in conv_single_tpu.csv: size x size x channels -> F x layers."""
         from tpuplan.profiles.synth import synth_conv
 
-        check_output(output, force=force)
+        check_output(output, force=force, binary=True)
         sizes = {"filters": filters, "layers": layers, "size": size, "channels": channels}
         _write_model(
-            synth_conv(filters, layers, size, channels, seed=seed), output, as_json, "conv", {**sizes, "seed": seed}
+            synth_conv(filters, layers, size, channels, seed=seed),
+            output,
+            force,
+            as_json,
+            "conv",
+            {**sizes, "seed": seed},
         )

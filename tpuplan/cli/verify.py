@@ -9,11 +9,23 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tpuplan.cli.common import FORCE_HELP, JSON_HELP, emit, read_model, split_list, table, write_output
+from tpuplan.cli.common import (
+    FORCE_HELP,
+    JSON_HELP,
+    document_text,
+    emit,
+    is_stdout,
+    per_second,
+    read_model,
+    shown,
+    split_list,
+    table,
+    write_output,
+)
 from tpuplan.cli.outputs import check_outputs
 from tpuplan.cli.run import BACKEND_HELP, DEVICES_HELP, INPUT_HELP
-from tpuplan.runtime.progress import QUIET_HELP, cli_progress
-from tpuplan.runtime.verify.tolerance import TOLERANCE_FLOOR_US
+from tpuplan.runtime.progress import QUIET_HELP, progress_bar
+from tpuplan.runtime.verify.tolerance import DEFAULT_INPUTS, MAX_TOLERANCE, MAX_VERIFY_INPUTS, TOLERANCE_FLOOR_US
 
 if TYPE_CHECKING:
     from tpuplan.planner.plan import Plan
@@ -62,10 +74,10 @@ def verify_table(rep: VerifyReport) -> str:
     ]
     host = rep.runner_host
     lines = [
-        f"plan verify on {rep.backend}: {rep.inputs} inputs ({rep.input_source}), tolerance {rep.tolerance:.0%} "
+        f"plan verify on {rep.backend}: {rep.inputs} inputs ({shown(rep.input_source)}), tolerance {rep.tolerance:.0%} "
         f"or {rep.tolerance_floor_us:g} us",
         f"measured by   {measured_by(rep)}",
-        f"segments      {rep.segments or 'split here from the model'}",
+        f"segments      {shown(rep.segments) if rep.segments else 'split here from the model'}",
         "",
         table(head, rows),
         "",
@@ -73,16 +85,16 @@ def verify_table(rep: VerifyReport) -> str:
         f"measured {rep.measured_bottleneck_us / 1000:.3f} ms",
         f"latency         predicted {rep.predicted_latency_us / 1000:.3f} ms, "
         f"measured {rep.measured_latency_us / 1000:.3f} ms (one input through every stage)",
-        f"throughput      predicted {rep.predicted_throughput_per_s:.1f}/s "
-        f"(ideal one core per stage: {rep.predicted_throughput_ideal_per_s:.1f}/s), "
-        f"measured {rep.measured_throughput_per_s:.1f}/s ({rep.throughput_rel_error:.1%} off)",
+        f"throughput      predicted {per_second(rep.predicted_throughput_per_s)}/s "
+        f"(ideal one core per stage: {per_second(rep.predicted_throughput_ideal_per_s)}/s), "
+        f"measured {per_second(rep.measured_throughput_per_s)}/s ({rep.throughput_rel_error:.1%} off)",
         f"runner          {host.empty_stage_us:.1f} us per input and stage with empty stages, "
         f"{host.real_stage_us:.1f} us with these (measured here; serialized share "
         f"{'-' if host.serialized is None else f'{host.serialized:.2f}'})",
-        f"outputs         {rep.outputs_note}",
+        f"outputs         {shown(rep.outputs_note)}",
         f"verdict         {rep.verdict}",
     ]
-    lines += [f"note: {n}" for n in rep.notes]
+    lines += [f"note: {shown(n)}" for n in rep.notes]
     return "\n".join(lines)
 
 
@@ -90,7 +102,7 @@ def measured_by(rep: VerifyReport) -> str:
     """Who measured: the backend, its devices, the interpreter, on this machine."""
     devices = [d for d in dict.fromkeys(rep.devices) if d != rep.backend]
     on = f"{rep.backend} ({', '.join(devices)})" if devices else rep.backend
-    return f"{on}, {rep.interpreter or 'interpreter not recorded'}, on this machine"
+    return shown(f"{on}, {rep.interpreter or 'interpreter not recorded'}, on this machine")
 
 
 def _figure(plan_doc: Plan, rep: VerifyReport) -> bytes:
@@ -118,11 +130,21 @@ def register(app: typer.Typer) -> None:
         backend: Annotated[str, typer.Option("--backend", "-b", help=BACKEND_HELP)] = "cpu",
         devices: Annotated[list[str] | None, typer.Option("--devices", help=DEVICES_HELP)] = None,
         inputs: Annotated[
-            int, typer.Option("--inputs", "-n", min=1, help="Inputs to push (random, or the first of --input).")
-        ] = 50,
+            int | None,
+            typer.Option(
+                "--inputs",
+                "-n",
+                min=1,
+                max=MAX_VERIFY_INPUTS,
+                help=f"Inputs to push: random, or the first of --input (default {DEFAULT_INPUTS}, or all of a "
+                f"shorter --input; more than --input holds is an error; at most {MAX_VERIFY_INPUTS:,}: they are "
+                "kept in memory to compare with the unsplit model).",
+            ),
+        ] = None,
         input_path: Annotated[Path | None, typer.Option("--input", "-i", help=INPUT_HELP)] = None,
         tolerance: Annotated[
-            float, typer.Option("--tolerance", min=0.0, max=100.0, help="Allowed relative error per stage.")
+            float,
+            typer.Option("--tolerance", min=0.0, max=MAX_TOLERANCE, help="Allowed relative error per stage (0..10)."),
         ] = 0.15,
         floor_us: Annotated[
             float,
@@ -134,7 +156,9 @@ def register(app: typer.Typer) -> None:
             ),
         ] = TOLERANCE_FLOOR_US,
         outputs_only: Annotated[bool, typer.Option("--outputs-only", help=OUTPUTS_ONLY_HELP)] = False,
-        output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report JSON here.")] = None,
+        output: Annotated[
+            Path | None, typer.Option("--output", "-o", help="Write the report JSON here ('-': standard output).")
+        ] = None,
         as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
         png: Annotated[
@@ -146,7 +170,6 @@ def register(app: typer.Typer) -> None:
 
         Exit 0 ok, 3 a prediction missed, 4 no stage time compared (not --outputs-only), 1 outputs differ."""
         from tpuplan.planner.plan import load_plan
-        from tpuplan.profiles.docio import dump_json
         from tpuplan.runtime.backends.kinds import get_backend
         from tpuplan.runtime.split.manifest import load_split
         from tpuplan.runtime.verify.check import verify
@@ -154,26 +177,30 @@ def register(app: typer.Typer) -> None:
         if model is None and segments is None:
             raise typer.BadParameter("give --model (split the plan here) or --segments DIR (already split)")
         given = [p for p in (plan, model, input_path, segments) if p is not None]
-        check_outputs([output, png], force=force, inputs=given)
+        check_outputs([output, png], force=force, inputs=given, binary=[png] if png else [])
         plan_doc = load_plan(plan)
         chosen = get_backend(backend)
-        rep = verify(
-            plan_doc,
-            read_model(model) if model is not None else None,
-            segments=load_split(segments, compiled=chosen.compiled) if segments is not None else None,
-            backend=chosen,
-            devices=split_list(devices),
-            inputs=inputs,
-            input_path=input_path,
-            tolerance=tolerance,
-            tolerance_floor_us=floor_us,
-            outputs_only=outputs_only,
-            progress=cli_progress(quiet),
-        )
+        with progress_bar(quiet) as progress:
+            rep = verify(
+                plan_doc,
+                read_model(model) if model is not None else None,
+                segments=load_split(segments, compiled=chosen.compiled) if segments is not None else None,
+                backend=chosen,
+                devices=split_list(devices, "--devices"),
+                inputs=inputs,
+                input_path=input_path,
+                tolerance=tolerance,
+                tolerance_floor_us=floor_us,
+                outputs_only=outputs_only,
+                progress=progress,
+            )
+        picture = _figure(plan_doc, rep) if png is not None else b""
+        text = document_text(rep, output)  # checked before anything is written
         if output is not None:
-            write_output(output, dump_json(rep).encode())
+            write_output(output, text.encode(), force=force)
         if png is not None:
-            write_output(png, _figure(plan_doc, rep))
-        emit(rep, output=None, as_json=as_json, table=verify_table(rep))
+            write_output(png, picture, force=force)
+        if not is_stdout(output) and not is_stdout(png):
+            emit(rep, output=None, force=False, as_json=as_json, table=verify_table(rep))
         if rep.verdict != "ok":
             raise typer.Exit(EXIT_CODES[rep.verdict])

@@ -11,7 +11,6 @@ and 2 are read through `planner.plan_v1` and `planner.plan_v2`.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Final, Literal
 
@@ -22,7 +21,7 @@ from tpuplan.planner.plan_check import check_pipeline, check_stage
 from tpuplan.planner.plan_v1 import migrate_v1
 from tpuplan.planner.plan_v2 import migrate_v2
 from tpuplan.planner.uncertainty import PredictionRange
-from tpuplan.profiles.docio import StrictModel, dump_json, parse_doc, read_bytes
+from tpuplan.profiles.docio import StrictModel, dump_json, load_json, parse_doc, read_bytes, validate_doc
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.limits import MAX_OBJECTIVE, StageUs
 from tpuplan.profiles.model import BIG, ModelRef
@@ -176,15 +175,15 @@ def load_plan(path: Path) -> Plan:
 
 def parse_plan(raw: bytes, source: str) -> Plan:
     try:
-        obj = json.loads(raw)
-    except (ValueError, RecursionError):  # bad UTF-8, bad JSON, a number of 5,000 digits
-        obj = None  # parse_doc says what is wrong
+        obj = load_json(raw)
+    except (ValueError, RecursionError):  # bad UTF-8, bad JSON, a key given twice
+        return parse_doc(raw, Plan, kind=PLAN_KIND, version=PLAN_VERSION, source=source)  # says what is wrong
     if isinstance(obj, dict) and obj.get("kind") == PLAN_KIND and obj.get("schema_version") in (1, 2):
         try:
-            raw = json.dumps(migrate_v2(migrate_v1(obj) if obj["schema_version"] == 1 else obj)).encode()
+            obj = migrate_v2(migrate_v1(obj) if obj["schema_version"] == 1 else obj)
         except TpuplanError as exc:
             raise TpuplanError(f"{source}: {exc}") from None
-    return parse_doc(raw, Plan, kind=PLAN_KIND, version=PLAN_VERSION, source=source)
+    return validate_doc(obj, Plan, kind=PLAN_KIND, version=PLAN_VERSION, source=source)
 
 
 def stable_json(plan: Plan) -> str:

@@ -24,13 +24,17 @@ UNCALIBRATED_WARNING = 0.5  # a bottleneck stage with more uncalibrated time tha
 
 
 def expand_devices(profile: Profile, devices: Sequence[DeviceSpec] | None, k: int) -> list[DeviceSpec]:
-    """One device per stage: none = the profile's, one = the same for all, else exactly k."""
+    """One device per stage: none = the profile's, one = the same for all, else exactly k (a stage's
+    copies share its device)."""
     if not devices:
         return [profile.device] * k
     if len(devices) == 1:
         return [devices[0]] * k
     if len(devices) != k:
-        raise TpuplanError(f"{len(devices)} devices given for {k} TPUs (give one for all, or one per TPU)")
+        raise TpuplanError(
+            f"{len(devices)} devices given for {k} stage(s) (give one for all, or one per stage; a stage's copies "
+            "share its device)"
+        )
     return list(devices)
 
 

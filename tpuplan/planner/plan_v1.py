@@ -9,6 +9,7 @@ current model's numbers. The embedded device specs (schema 1) are migrated the s
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from tpuplan.profiles.errors import TpuplanError
@@ -25,11 +26,40 @@ _V1_HOST = {
 }
 
 
+def _number(value: object, field: str) -> float:
+    """A JSON number of a schema-1 plan that the migration computes with: finite, not a string or a bool
+    (the schema-2 reader then judges every number it carries over as it is)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{field} must be a finite number (got {_short(value)})")
+    return float(value)
+
+
+def _integer(value: object, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{field} must be an integer (got {_short(value)})")
+    return value
+
+
+def _object(value: object, field: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{field} must be an object (got {_short(value)})")
+    return value
+
+
+def _short(value: object) -> str:
+    if isinstance(value, float) and math.isinf(value) and hasattr(value, "digits"):
+        return f"a number of {value.digits:,} digits"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "..."
+
+
 def _device(old: dict[str, Any], overhead: int | None) -> dict[str, Any]:
-    rate = float(old.get("link_bytes_per_us") or 0.0)
+    rate = _number(old.get("link_bytes_per_us") or 0.0, "link_bytes_per_us")
     per_kib = round(1024 / rate, 6) if rate > 0 else 0.0
     costs = {
-        name: {**cost, "calibrated": False} for name, cost in dict(old.get("op_costs") or {}).items() if name != "host"
+        name: {**_object(cost, f"op_costs.{name}"), "calibrated": False}
+        for name, cost in _object(old.get("op_costs") or {}, "op_costs").items()
+        if name != "host"
     }  # host ops are priced by the host spec now
     cal = old.get("calibration")
     keep = ("source", "points", "median_rel_error", "worst_rel_error")
@@ -43,7 +73,9 @@ def _device(old: dict[str, Any], overhead: int | None) -> dict[str, Any]:
         "io_reserve_frac": old.get("activation_reserve_frac", 0.0),
         "channel_pad": old.get("channel_pad", 1),
         "input_pad": old.get("input_pad", 1),
-        "invoke_overhead_us": old.get("invoke_overhead_us", 0.0) if overhead is None else float(overhead),
+        "invoke_overhead_us": (
+            old.get("invoke_overhead_us", 0.0) if overhead is None else _number(overhead, "predicted_overhead_us")
+        ),
         "link": {"in_us_per_kib": per_kib, "out_us_per_kib": per_kib, "upload_us_per_kib": 0.0, "calibrated": False},
         "op_costs": costs,
         "calibration": {k: v for k, v in cal.items() if k in keep} if isinstance(cal, dict) else None,
@@ -52,7 +84,7 @@ def _device(old: dict[str, Any], overhead: int | None) -> dict[str, Any]:
 
 def _stage(old: dict[str, Any]) -> dict[str, Any]:
     device_us = sum(
-        int(old.get(k, 0))
+        _integer(old.get(k, 0), k)
         for k in ("predicted_compute_us", "predicted_spill_us", "predicted_link_us", "predicted_overhead_us")
     )
     new = {k: v for k, v in old.items() if k != "predicted_overhead_us"}
@@ -103,5 +135,7 @@ def migrate_v1(old: dict[str, Any]) -> dict[str, Any]:
             "curve": None,
             "notes": [MIGRATED_NOTE],
         }
-    except (KeyError, TypeError) as exc:
+    except KeyError as exc:
+        raise TpuplanError(f"invalid schema-1 plan (no {exc})") from None
+    except (TypeError, ValueError, OverflowError) as exc:
         raise TpuplanError(f"invalid schema-1 plan ({exc})") from None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from tpuplan.profiles.docio import validation_message
+from tpuplan.profiles.docio import path_text, validation_message
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.limits import BIG, MAX_OP_US, describe
 from tpuplan.profiles.model import CostSource, CutProfile, ModelRef, OpProfile, Profile, TensorInfo
@@ -83,7 +83,7 @@ def _profile(graph: Graph, device: DeviceSpec, host: HostSpec) -> Profile:
     loaded = graph.loaded
     profile = Profile(
         # the file name only: the same model gives the same profile from any directory (sha256 identifies it)
-        model=ModelRef(path=Path(loaded.path).name, sha256=loaded.sha256, bytes=len(loaded.data)),
+        model=ModelRef(path=path_text(Path(loaded.path).name), sha256=loaded.sha256, bytes=len(loaded.data)),
         device=device,
         host=host.name,
         inputs=[_tensor_info(graph, t) for t in graph.model_inputs],

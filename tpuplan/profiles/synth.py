@@ -29,6 +29,7 @@ _OP = schema.BuiltinOperator
 _VERSIONS = {_OP.QUANTIZE: 2, _OP.DEQUANTIZE: 2, _OP.FULLY_CONNECTED: 4, _OP.CONV_2D: 3, _OP.TANH: 2}
 _HEADROOM = 1 << 20  # flatbuffer tables and alignment on top of the constant data
 _MAX_DIM = 1 << 24  # any single dimension above this is not a model the sweeps describe
+MAX_LAYERS = 1 << 14  # layers of one model: far past the 2,048 ops the planner plans, and built in seconds
 
 
 class _Graph:
@@ -102,6 +103,11 @@ def _positive(**values: int) -> None:
             raise TpuplanError(f"synth: {name} must be an integer from 1 to {_MAX_DIM}, got {v!r}")
 
 
+def _layers(count: int, name: str) -> None:
+    if count > MAX_LAYERS:
+        raise TpuplanError(f"synth: {name} must be at most {MAX_LAYERS:,} layers, got {count:,}")
+
+
 def _check_bytes(param_bytes: int, what: str) -> None:
     if param_bytes + _HEADROOM > MAX_MODEL_BYTES:
         raise TpuplanError(
@@ -159,6 +165,7 @@ def synth_fc(
 ) -> bytes:
     """Dense(width, tanh) x depth then Dense(out_features), int8 per-tensor, float32 in and out."""
     _positive(width=width, depth=depth, in_features=in_features, out_features=out_features)
+    _layers(depth, "depth")
     _check_bytes(fc_param_bytes(width, depth, in_features, out_features), "fully connected")
     rng = np.random.default_rng(seed)
     g = _Graph()
@@ -206,6 +213,7 @@ def synth_conv(
     DEQUANTIZE to float32 instead.
     """
     _positive(filters=filters, layers=layers, size=size, channels=channels, kernel=kernel)
+    _layers(layers, "layers")
     _check_bytes(conv_param_bytes(filters, layers, channels, kernel), "convolution")
     rng = np.random.default_rng(seed)
     g = _Graph()

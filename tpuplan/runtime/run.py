@@ -20,7 +20,7 @@ from pydantic import Field
 
 from tpuplan.compat import zip_strict
 from tpuplan.planner.plan import Plan, plan_digest
-from tpuplan.profiles.docio import StrictModel
+from tpuplan.profiles.docio import StrictModel, path_text
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.limits import MAX_COUNT, MAX_PIPELINE_US, Count, Rate, Seconds
 from tpuplan.runtime.backends.kinds import Backend, get_backend
@@ -138,8 +138,9 @@ class RunResult(StrictModel):
 
 
 def check_split_matches_plan(manifest: SegmentManifest, plan: Plan, where: str) -> None:
-    """Segments and plan must describe the same model cut at the same places, and when split recorded
-    the plan it was split from, that must be this plan (its reproducible part); say which part differs."""
+    """Segments and plan must describe the same model cut at the same places with the same copies per
+    stage, and when split recorded the plan it was split from, that must be this plan (its reproducible
+    part); say which part differs."""
     if manifest.model.sha256 != plan.model.sha256:
         raise TpuplanError(
             f"{where} holds segments of model sha256 {manifest.model.sha256[:12]}, but the plan is for model "
@@ -155,9 +156,12 @@ def check_split_matches_plan(manifest: SegmentManifest, plan: Plan, where: str) 
             f"{where} was split from plan sha256 {manifest.plan_sha256[:12]}, not from this plan "
             f"(sha256 {digest[:12]}): split again with this plan"
         )
-    have, want = [s.copies for s in manifest.segments], [s.copies for s in plan.stages]
-    if have != want:
-        raise TpuplanError(f"{where} runs its segments on {have} devices each, the plan on {want}: split again")
+    copies, planned = [seg.copies for seg in manifest.segments], [s.copies for s in plan.stages]
+    if copies != planned:
+        raise TpuplanError(
+            f"{where} runs its segments on {copies} devices each, but the plan gives the stages {planned} copies: "
+            "split again with this plan"
+        )
 
 
 def check_split_backend(split: LoadedSplit, backend: Backend) -> None:
@@ -193,7 +197,8 @@ class RunOptions:
     inputs: int | None = None
     input_path: Path | None = None
     seed: int = 0
-    outputs_path: Path | None = None
+    outputs_path: Path | None = None  # "-": standard output
+    overwrite_outputs: bool = False  # replace a file at outputs_path (never one that appears without this)
     queue_size: int | None = None
     stage_timeout_s: float | None = 60.0
 
@@ -257,7 +262,11 @@ def run_split(
     boundary = max([sum(s.nbytes for s in specs)] + [_bytes(seg.outputs) for seg in manifest.segments])
     queue_size = o.queue_size or default_queue_size(boundary)
     sources = stage_sources(split, chosen, devs)
-    writer = NpzWriter(o.outputs_path, manifest.model.outputs) if o.outputs_path is not None else None
+    writer = (
+        NpzWriter(o.outputs_path, manifest.model.outputs, overwrite=o.overwrite_outputs)
+        if o.outputs_path is not None
+        else None
+    )
     try:
         pipe = open_pipeline(
             o.runner,
@@ -308,7 +317,7 @@ def _result(
         queue_size=queue_size,
         inputs=run.count,
         input_source=source,
-        outputs_file=str(o.outputs_path) if o.outputs_path is not None else None,
+        outputs_file=path_text(o.outputs_path) if o.outputs_path is not None else None,
         wall_s=round(run.wall_s, 4),
         throughput_per_s=round(run.count / max(run.wall_s, 1e-9), 2),
         latency_p50_us=round(float(np.percentile(lat, 50)), 1),

@@ -18,11 +18,11 @@ import statistics
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from tpuplan.compat import zip_strict
 from tpuplan.profiles.calibration.timing import nnls
-from tpuplan.profiles.docio import StrictModel
+from tpuplan.profiles.docio import StrictModel, validation_message
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.model import OpProfile, Profile
 from tpuplan.profiles.pricing.device import OP_CLASSES, Calibration
@@ -115,7 +115,15 @@ def fit_host_ops(profiles: Sequence[Profile], base: HostSpec) -> HostOpsFit:
     for name, ops in groups.items():
         if name not in OP_CLASSES:
             ops = [op for prof in measured for op in prof.ops if op.op_type == name and op.measured_us is not None]
-        cost, row = _fit(name, ops, base)
+        try:
+            cost, row = _fit(name, ops, base)
+        except ValidationError as exc:  # a price past the host's bounds: say which ops and models
+            worst = max(float(op.measured_us or 0.0) for op in ops)
+            raise TpuplanError(
+                f"the measured {name} ops (up to {worst:,.0f} us, in "
+                f"{', '.join(sorted({p.model.path for p in measured}))}) give a host price out of bounds "
+                f"({validation_message(exc)}); not fitted"
+            ) from None
         if cost is not None:
             costs[name] = cost
         rows.append(row)

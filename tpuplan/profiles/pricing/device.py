@@ -89,12 +89,7 @@ class Calibration(StrictModel):
             parts.append("ASSUMED: " + ", ".join(sorted(kinds)))
         if parts:
             return "; ".join(parts)
-        out = ""
-        for word in self.source.split(";")[0].split():  # the source's first clause, cut at a word
-            if len(out) + len(word) + 1 > 70:
-                return out + " ..."
-            out = f"{out} {word}".strip()
-        return out or "assumed (no fit)"
+        return self.source.split(";")[0].strip() or "assumed (no fit)"  # the source's first clause
 
     def spread(self, path: str) -> tuple[float, float] | None:
         """Least and most value of a coefficient over the scenarios (None: not varied)."""

@@ -18,13 +18,13 @@ import hashlib
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.runtime.backends.litert import tflite_module
+from tpuplan.runtime.scratch import temporary_directory, write_temporary
 
 _SAFE: dict[str, str | None] = {}  # sha256 of models that did not crash a child -> their Python error, if any
 _LOCK = threading.Lock()
@@ -59,9 +59,9 @@ def probe_models(models: Sequence[tuple[str, bytes]]) -> dict[str, str]:
 
 def _probe(items: list[tuple[str, tuple[str, bytes]]]) -> None:
     module = tflite_module().__name__  # imported before any directory exists: nothing to clean if it fails
-    with tempfile.TemporaryDirectory(prefix="tpuplan-probe-") as tmp:
+    with temporary_directory("tpuplan-probe-", "the models to probe") as tmp:
         for k, (_, (_, data)) in enumerate(items):
-            (Path(tmp) / f"{k:06d}.tflite").write_bytes(data)
+            write_temporary(Path(tmp) / f"{k:06d}.tflite", data, "the models to probe")
         timeout = BASE_TIMEOUT_S + PER_MODEL_TIMEOUT_S * len(items)
         argv = [sys.executable, "-I", str(CHILD), tmp, module]
         try:

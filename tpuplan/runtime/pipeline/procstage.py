@@ -4,8 +4,9 @@ Started by `runtime.pipeline.processes` with the spawn method. The process repor
 reads and makes, receives the ring layouts, then per input: wait for a filled slot, set the inputs
 straight from shared memory, invoke, wait for a free slot downstream, copy the outputs (and the tensors
 it only carries) into it, and signal. Messages to the parent are JSON over a pipe (never pickles): ready,
-error (with the input number), and the stage's statistics at exit. SIGINT is ignored here: Ctrl-C is the
-parent's to handle, and it stops the stages through the shared stop flag.
+error (with the input number), and the stage's statistics at exit. SIGINT and SIGHUP are ignored here:
+Ctrl-C and a closed terminal are the parent's to handle, and it stops the stages through the shared stop
+flag; SIGTERM sent to a stage kills it (the parent reports the stage dead).
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ def _details(stage: InterpreterStage) -> dict[str, Any]:
 def stage_process(args: StageArgs, conn: Any, filled: list[Any], free: list[Any]) -> None:
     """Entry point of a stage process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a closed terminal: the parent stops us and cleans up
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # blocked while we were started
     ctrl_block = attach_block(args.ctrl_name)
     ctrl: Array = np.ndarray((ctrl_len(args.stages),), dtype=np.int64, buffer=ctrl_block.buf)
     try:

@@ -41,8 +41,8 @@ def load_pycoral() -> tuple[ModuleType, ModuleType]:
     try:
         pipeline = importlib.import_module("pycoral.pipeline.pipelined_model_runner")
         edgetpu = importlib.import_module("pycoral.utils.edgetpu")
-    except (ImportError, OSError) as exc:
-        raise TpuplanError(f"{_HINT}: {one_line(exc)}") from None
+    except Exception as exc:  # a broken install may raise anything at import: still one line
+        raise TpuplanError(f"{_HINT}: {type(exc).__name__}: {one_line(exc)}") from None
     if not hasattr(pipeline, "PipelinedModelRunner") or not hasattr(edgetpu, "make_interpreter"):
         raise TpuplanError(f"{_HINT}: the installed pycoral has no PipelinedModelRunner")
     return pipeline, edgetpu

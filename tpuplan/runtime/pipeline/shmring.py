@@ -11,12 +11,16 @@ mapped memory.
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 from dataclasses import dataclass
 from multiprocessing import shared_memory
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tpuplan.profiles.errors import TpuplanError
 from tpuplan.runtime.pipeline.stage import Array
 
 HEADER = 3  # int64 per slot: sequence number, push time (ns), result-ready time (ns)
@@ -106,8 +110,45 @@ class Ring:
         self._headers, self._tensors = [], []
 
 
-def create_block(size: int) -> shared_memory.SharedMemory:
-    return shared_memory.SharedMemory(create=True, size=size)
+SHM_DIR = Path("/dev/shm")  # where POSIX shared memory lives on Linux (a tmpfs; 64 MB in a default Docker)
+
+
+def create_block(size: int, *, what: str = "the stages' rings") -> shared_memory.SharedMemory:
+    """A shared block of `size` bytes with every page reserved now: tmpfs hands out pages only when they
+    are first written, and a write that finds /dev/shm full kills the writer with SIGBUS (no message, no
+    clean-up). Too little room is a one-line error here instead, before any stage runs."""
+    free = shm_free_bytes()
+    if free is not None and size > free:
+        raise TpuplanError(_no_room(size, free, what))
+    block = shared_memory.SharedMemory(create=True, size=size)
+    fd = getattr(block, "_fd", -1)
+    if fd >= 0 and hasattr(os, "posix_fallocate"):
+        try:
+            os.posix_fallocate(fd, 0, size)
+        except OSError as exc:
+            close_block(block, unlink=True)
+            if exc.errno in (errno.ENOSPC, errno.ENOMEM):
+                raise TpuplanError(_no_room(size, shm_free_bytes(), what)) from None
+            if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                raise
+    return block
+
+
+def shm_free_bytes() -> int | None:
+    """Bytes free in /dev/shm (None where there is none to ask)."""
+    try:
+        info = os.statvfs(SHM_DIR)
+    except OSError:
+        return None
+    return info.f_bavail * info.f_frsize
+
+
+def _no_room(size: int, free: int | None, what: str) -> str:
+    room = "" if free is None else f", {free / 2**20:.1f} MiB free"
+    return (
+        f"not enough shared memory in {SHM_DIR} for {what} ({size / 2**20:.1f} MiB needed{room}): use a smaller "
+        "--queue-size, --workers threads, or give the container more (docker run --shm-size)"
+    )
 
 
 def attach_block(name: str) -> shared_memory.SharedMemory:

@@ -7,6 +7,7 @@ match the recorded sha256: it can never make the runner open /etc/passwd or ../.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Final, Literal
@@ -154,8 +155,11 @@ class LoadedSplit:
 def _read_checked(directory: Path, name: str, sha256: str) -> bytes:
     """The bytes of a file the manifest names: inside the directory and unchanged since splitting."""
     path = resolve_inside(directory, name)
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise TpuplanError(f"{directory / MANIFEST_NAME}: segment file {name!r} is missing")
+    if not path.is_file():
+        what = "a directory" if path.is_dir() else "not a regular file"
+        raise TpuplanError(f"{directory / MANIFEST_NAME}: segment file {name!r} is {what}")
     data = read_bytes(path, what="segment file")
     got = hashlib.sha256(data).hexdigest()
     if got != sha256:

@@ -17,7 +17,7 @@ from typing import Any
 from tpuplan.compat import zip_strict
 from tpuplan.planner.matching import check_plan_matches
 from tpuplan.planner.plan import Plan, plan_digest
-from tpuplan.profiles.docio import dump_json
+from tpuplan.profiles.docio import dump_json, path_text
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.tflite.reader import LoadedModel, dtype_name, sha256_of, tensor_name, tensor_shape
 from tpuplan.runtime.backends.probe import probe_models
@@ -110,7 +110,9 @@ def _check_destination(out_dir: Path, force: bool, keep: Sequence[Path]) -> None
     if out_dir.is_dir() and not out_dir.is_symlink() and not any(out_dir.iterdir()):
         return
     if not force:
-        raise TpuplanError(f"{out_dir}: already exists and is not empty (force=True replaces an earlier split)")
+        raise TpuplanError(
+            f"{out_dir}: already exists and is not empty (--force, or force=True, replaces an earlier split)"
+        )
     if out_dir.is_symlink() or not out_dir.is_dir() or not (out_dir / MANIFEST_NAME).is_file():
         raise TpuplanError(f"{out_dir}: exists and is not an earlier split (no {MANIFEST_NAME}); not replaced")
     target = out_dir.resolve()
@@ -196,7 +198,7 @@ def _manifest(
     sg = loaded.subgraph
     return SegmentManifest(
         model=ModelRef(
-            path=Path(loaded.path).name,  # the file name only: the same split from any directory
+            path=path_text(Path(loaded.path).name),  # the file name only: the same split from any directory
             sha256=loaded.sha256,
             num_ops=len(sg.operators),
             inputs=[tensor_name(sg.tensors[int(i)]) for i in sg.inputs],

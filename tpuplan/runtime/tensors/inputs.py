@@ -2,22 +2,25 @@
 
 Every source is read lazily, one input at a time as the pipeline asks for it, so any number of inputs
 streams through in bounded memory: .npy and .npz arrays are read item by item from the file (zip members
-are decompressed as a stream), images are decoded one by one. Random inputs are a pool of at most
-RANDOM_POOL distinct tensors used in turn: enough to measure, and never 30,000 tensors built up front.
+are decompressed as a stream), images are decoded one by one (`runtime.tensors.images`). Random inputs
+are a pool of at most RANDOM_POOL distinct tensors used in turn: enough to measure, and never 30,000
+tensors built up front.
 
-Images (PNG, JPEG; Pillow, the optional `images` extra) are converted to RGB (or L for one channel) and
-resized to the model's input with bilinear filtering, no crop. Their pixels p become real values
-(p - 128) / 128, Coral's convention (mean 128, std 128), quantised with the input's own scale and zero
-point: for the usual uint8 input with scale 1/128 and zero point 128 that is the pixel itself. Float data
-in a .npy/.npz is quantised the same way for a quantised integer input; otherwise dtypes must match.
-Every bad input is a one-line error naming the file.
+Float data in a .npy/.npz is quantised with the input's own scale and zero point for a quantised integer
+input; otherwise dtypes must match. Every bad input is a one-line error naming the file: what can be
+known before the run (not a regular file, a header that does not fit, no inputs, fewer bytes than the
+header promises, an encrypted or unsupported zip member, an image that is not 8-bit) is refused before
+the pipeline starts; a value that cannot be fed (NaN, an infinity, a number the input's quantisation
+cannot hold) is refused when its input is read, naming the input and the index.
 """
 
 from __future__ import annotations
 
-import importlib
+import os
+import stat
 import zipfile
-from collections.abc import Iterator, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -25,12 +28,16 @@ from typing import IO, Any
 import numpy as np
 
 from tpuplan.compat import zip_strict
+from tpuplan.profiles.docio import path_text
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.runtime.pipeline.stage import Array
+from tpuplan.runtime.tensors import images
 
 RANDOM_POOL = 32
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-PILLOW_HINT = "reading images needs Pillow: pip install 'tpuplan[images]' (or pillow)"
+IMAGE_SUFFIXES = images.IMAGE_SUFFIXES
+PILLOW_HINT = images.PILLOW_HINT
+_ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+_READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError, ValueError)
 
 
 @dataclass(frozen=True)
@@ -61,7 +68,10 @@ class InputSpec:
 
 
 def quantise(real: Array, spec: InputSpec, where: str) -> Array:
-    """Real values as the input's dtype: quantised with its scale and zero point, or cast when float."""
+    """Real values as the input's dtype: quantised with its scale and zero point, or cast when float.
+    NaN and infinities are refused, and so is a value more than one step outside what the quantised
+    input can hold (1.0 for a [-1, 1) input is clipped to the top, as usual; 255.0 is a mistake)."""
+    _finite(real, spec, where)
     if np.issubdtype(spec.dtype, np.floating):
         return real.astype(spec.dtype)
     if spec.scale is None or spec.zero_point is None:
@@ -70,7 +80,26 @@ def quantise(real: Array, spec: InputSpec, where: str) -> Array:
         )
     info = np.iinfo(spec.dtype)
     q = np.round(real.astype(np.float64) / spec.scale + spec.zero_point)
+    outside = (q < info.min - 1) | (q > info.max + 1)
+    if outside.any():
+        at = tuple(int(i) for i in np.argwhere(outside)[0])
+        low, high = (info.min - spec.zero_point) * spec.scale, (info.max - spec.zero_point) * spec.scale
+        raise TpuplanError(
+            f"{where}: value {float(real[at]):g} at index {list(at)} is outside what input {spec.name!r} can hold "
+            f"(real values {low:.4g} to {high:.4g})"
+        )
     return np.clip(q, info.min, info.max).astype(spec.dtype)
+
+
+def _finite(values: Array, spec: InputSpec, where: str) -> None:
+    if not np.issubdtype(values.dtype, np.floating) and not np.issubdtype(values.dtype, np.complexfloating):
+        return
+    bad = ~np.isfinite(values)
+    if bad.any():
+        at = tuple(int(i) for i in np.argwhere(bad)[0])
+        value = complex(values[at]).real if np.isfinite(complex(values[at]).imag) else complex(values[at]).imag
+        word = "NaN" if np.isnan(value) else "an infinity" if value > 0 else "a negative infinity"
+        raise TpuplanError(f"{where}: holds {word} at index {list(at)}, which input {spec.name!r} cannot take")
 
 
 class InputSource:
@@ -123,19 +152,21 @@ def open_inputs(
         return random_source(specs, 100 if count is None else count, seed)
     path = Path(path)
     if path.is_dir():
-        available, items = _images(path, specs)
+        reader = _images(path, specs)
     elif path.suffix.lower() == ".npy":
-        available, items = _npy(path, specs)
+        reader = _npy(path, specs)
     elif path.suffix.lower() == ".npz":
-        available, items = _npz(path, specs)
-    elif not path.exists():
+        reader = _npz(path, specs)
+    elif not os.path.lexists(path):
         raise TpuplanError(f"{path}: no such file or directory")
     else:
         raise TpuplanError(f"{path}: expected a .npy, a .npz or a directory of PNG/JPEG images")
-    if count is not None and count > available:
-        raise TpuplanError(f"{path}: holds {available} inputs, but {count} were asked for")
-    n = available if count is None else count
-    return InputSource(n, str(path), _first(items, n))
+    if reader.count == 0 or (count is not None and count > reader.count):
+        reader.close()
+        held = "no inputs" if reader.count == 0 else f"{reader.count} inputs, but {count} were asked for"
+        raise TpuplanError(f"{path}: holds {held}")
+    n = reader.count if count is None else count
+    return InputSource(n, path_text(path), _first(reader.items, n))
 
 
 def _first(items: Iterator[dict[str, Array]], n: int) -> Iterator[dict[str, Array]]:
@@ -145,11 +176,20 @@ def _first(items: Iterator[dict[str, Array]], n: int) -> Iterator[dict[str, Arra
         yield item
 
 
+class _Reader:
+    """What a file source is before the run: how many inputs it holds, the items to read one by one, and
+    how to let go of it when it is refused (or never read)."""
+
+    def __init__(self, count: int, items: Iterator[dict[str, Array]], close: Callable[[], None]) -> None:
+        self.count, self.items, self.close = count, items, close
+
+
 # --- .npy and .npz, streamed ---------------------------------------------------------------------------
 class _NpyStream:
-    """Items of one array in a .npy stream, read one at a time after the header."""
+    """Items of one array in a .npy stream, read one at a time after the header. `size` is the stream's
+    length in bytes: a header promising more items than the bytes that follow is refused before the run."""
 
-    def __init__(self, fh: IO[bytes], where: str, spec: InputSpec) -> None:
+    def __init__(self, fh: IO[bytes], where: str, spec: InputSpec, size: int) -> None:
         self.fh, self.where, self.spec = fh, where, spec
         try:
             version = np.lib.format.read_magic(fh)
@@ -157,8 +197,11 @@ class _NpyStream:
             if version not in read:
                 raise ValueError(f"unsupported .npy version {version}")
             shape, fortran, dtype = read[version](fh)
-        except (ValueError, OSError, EOFError) as exc:
-            raise TpuplanError(f"{where}: not a readable .npy array ({exc})") from None
+            header_end = fh.tell()
+        except _READ_ERRORS as exc:
+            raise TpuplanError(f"{where}: not a readable .npy array ({_detail(exc)})") from None
+        if any(not isinstance(d, int) or d < 0 for d in shape):
+            raise TpuplanError(f"{where}: not a readable .npy array (shape {list(shape)} has a negative size)")
         if dtype.hasobject:
             raise TpuplanError(f"{where}: holds Python objects; refused")
         if fortran and len(shape) > 1:
@@ -166,6 +209,11 @@ class _NpyStream:
         self.dtype = dtype
         self.count, self.item_shape = self._items_of(tuple(shape))
         self.item_bytes = int(np.prod(self.item_shape, dtype=np.int64)) * dtype.itemsize
+        if self.count * self.item_bytes > size - header_end:
+            raise TpuplanError(
+                f"{where}: the header says {self.count:,} inputs of {self.item_bytes:,} bytes, but only "
+                f"{size - header_end:,} bytes follow it (a truncated file)"
+            )
         self.convert = self._converter()
 
     def _items_of(self, shape: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
@@ -181,23 +229,37 @@ class _NpyStream:
             f"{list(want)} (give one input of that shape, or N of them stacked)"
         )
 
-    def _converter(self) -> Any:
+    def _converter(self) -> Callable[[Array, str], Array]:
         spec = self.spec
         if np.can_cast(self.dtype, spec.dtype, casting="equiv"):
-            return lambda a: a.astype(spec.dtype, copy=False)
+
+            def same(a: Array, where: str) -> Array:
+                _finite(a, spec, where)
+                return a.astype(spec.dtype, copy=False)
+
+            return same
         if np.issubdtype(self.dtype, np.floating) and spec.scale is not None:
-            return lambda a: quantise(a, spec, self.where)
+            return lambda a, where: quantise(a, spec, where)
         raise TpuplanError(
             f"{self.where}: dtype {self.dtype} does not fit input {spec.name!r} of dtype "
             f"{spec.dtype}" + (" (float data would be quantised)" if spec.scale else "")
         )
 
     def __iter__(self) -> Iterator[Array]:
-        for _ in range(self.count):
-            raw = self.fh.read(self.item_bytes)
+        for i in range(self.count):
+            try:
+                raw = self.fh.read(self.item_bytes)
+            except _READ_ERRORS as exc:
+                raise TpuplanError(f"{self.where}: cannot read input #{i} ({_detail(exc)})") from None
             if len(raw) != self.item_bytes:
                 raise TpuplanError(f"{self.where}: ends early (truncated after the header says {self.count} items)")
-            yield self.convert(np.frombuffer(raw, dtype=self.dtype).reshape(self.item_shape))
+            item = np.frombuffer(raw, dtype=self.dtype).reshape(self.item_shape)
+            yield self.convert(item, f"{self.where}: input #{i}")
+
+
+def _detail(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _one_input(specs: Sequence[InputSpec], path: Path) -> InputSpec:
@@ -207,98 +269,120 @@ def _one_input(specs: Sequence[InputSpec], path: Path) -> InputSpec:
     return specs[0]
 
 
-def _npy(path: Path, specs: Sequence[InputSpec]) -> tuple[int, Iterator[dict[str, Array]]]:
+def _open(path: Path) -> IO[bytes]:
+    """A regular file opened for reading, checked before any read: a FIFO or a device (which could block
+    or never end) is refused, as document readers refuse them."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise TpuplanError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise TpuplanError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    fh = os.fdopen(fd, "rb")  # closed by the reader that uses it
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        fh.close()
+        what = "a directory" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
+        raise TpuplanError(f"{path}: is {what}; give a .npy or .npz file")
+    return fh
+
+
+def _npy(path: Path, specs: Sequence[InputSpec]) -> _Reader:
     spec = _one_input(specs, path)
     fh = _open(path)
-    stream = _NpyStream(fh, str(path), spec)
+    try:
+        stream = _NpyStream(fh, str(path), spec, os.fstat(fh.fileno()).st_size)
+    except BaseException:
+        fh.close()
+        raise
 
     def items() -> Iterator[dict[str, Array]]:
         with fh:
             for arr in stream:
                 yield {spec.name: arr}
 
-    return stream.count, items()
+    return _Reader(stream.count, items(), fh.close)
 
 
-def _open(path: Path) -> IO[bytes]:
+def _members(archive: zipfile.ZipFile, path: Path) -> dict[str, zipfile.ZipInfo]:
+    """The archive's members by array name, each one we can read (not encrypted, a method zipfile has)."""
+    infos = archive.infolist()
+    names = [i.filename.removesuffix(".npy") for i in infos]
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise TpuplanError(f"{path}: not a readable .npz (array {twice[0]!r} is stored twice)")
+    for info in infos:
+        if info.flag_bits & 0x1:
+            raise TpuplanError(f"{path}: not a readable .npz (member {info.filename!r} is encrypted)")
+        if info.compress_type not in _ZIP_METHODS:
+            raise TpuplanError(
+                f"{path}: not a readable .npz (member {info.filename!r} uses compression method "
+                f"{info.compress_type}, which cannot be read here)"
+            )
+    return dict(zip_strict(names, infos))
+
+
+def _npz(path: Path, specs: Sequence[InputSpec]) -> _Reader:
+    fh = _open(path)
     try:
-        return open(path, "rb")  # closed by the generator that reads it
-    except OSError as exc:
-        raise TpuplanError(f"{path}: cannot read ({exc.strerror or exc})") from None
-
-
-def _npz(path: Path, specs: Sequence[InputSpec]) -> tuple[int, Iterator[dict[str, Array]]]:
+        archive = zipfile.ZipFile(fh)
+    except _READ_ERRORS as exc:
+        fh.close()
+        raise TpuplanError(f"{path}: not a readable .npz ({_detail(exc)})") from None
     try:
-        archive = zipfile.ZipFile(_open(path))
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise TpuplanError(f"{path}: not a readable .npz ({exc})") from None
-    keys = {n.removesuffix(".npy"): n for n in archive.namelist()}
-    wanted = [s.name for s in specs]
-    missing, extra = [n for n in wanted if n not in keys], sorted(set(keys) - set(wanted))
-    if missing or extra:
+        streams = _npz_streams(archive, path, specs)
+    except BaseException:
         archive.close()
+        fh.close()
+        raise
+
+    def items() -> Iterator[dict[str, Array]]:
+        with fh, archive:
+            for arrays in zip_strict(*streams):
+                yield {s.name: a for s, a in zip_strict(specs, arrays)}
+
+    def close() -> None:
+        archive.close()
+        fh.close()
+
+    return _Reader(streams[0].count, items(), close)
+
+
+def _npz_streams(archive: zipfile.ZipFile, path: Path, specs: Sequence[InputSpec]) -> list[_NpyStream]:
+    members = _members(archive, path)
+    wanted = [s.name for s in specs]
+    missing, extra = [n for n in wanted if n not in members], sorted(set(members) - set(wanted))
+    if missing or extra:
         raise TpuplanError(
             f"{path}: needs one array per model input named {wanted}; "
             + (f"missing {missing}" if missing else f"unexpected {extra}")
         )
-    streams = [_NpyStream(archive.open(keys[s.name]), f"{path}[{s.name}]", s) for s in specs]
+    streams = []
+    for s in specs:
+        info, where = members[s.name], f"{path}[{s.name}]"
+        try:
+            member = archive.open(info)
+        except _READ_ERRORS as exc:
+            raise TpuplanError(f"{path}: not a readable .npz (member {info.filename!r}: {_detail(exc)})") from None
+        streams.append(_NpyStream(member, where, s, info.file_size))
     counts = {s.spec.name: s.count for s in streams}
     if len(set(counts.values())) != 1:
-        archive.close()
         raise TpuplanError(f"{path}: the arrays hold different numbers of inputs: {counts}")
-
-    def items() -> Iterator[dict[str, Array]]:
-        with archive:
-            for arrays in zip_strict(*streams):
-                yield {s.name: a for s, a in zip_strict(specs, arrays)}
-
-    return streams[0].count, items()
+    return streams
 
 
 # --- images ------------------------------------------------------------------------------------------
-def _pillow() -> Any:
-    try:
-        return importlib.import_module("PIL.Image")
-    except ImportError:
-        raise TpuplanError(PILLOW_HINT) from None
-
-
-def _images(directory: Path, specs: Sequence[InputSpec]) -> tuple[int, Iterator[dict[str, Array]]]:
+def _images(directory: Path, specs: Sequence[InputSpec]) -> _Reader:
     spec = _one_input(specs, directory)
-    shape = spec.shape
-    if len(shape) != 4 or shape[0] != 1 or shape[3] not in (1, 3):
-        raise TpuplanError(
-            f"{directory}: images need a model input of shape [1, H, W, 1 or 3]; {spec.name!r} is {list(shape)}"
-        )
-    try:
-        files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    except OSError as exc:
-        raise TpuplanError(f"{directory}: cannot list ({exc.strerror or exc})") from None
-    if not files:
-        raise TpuplanError(f"{directory}: holds no PNG or JPEG images")
-    image = _pillow()
+    files = images.image_files(directory, spec.shape, spec.name)
 
     def items() -> Iterator[dict[str, Array]]:
-        for path in files:
-            yield {spec.name: load_image(path, spec, image)}
+        for arr in images.image_items(files, spec, quantise):
+            yield {spec.name: arr}
 
-    return len(files), items()
+    return _Reader(len(files), items(), lambda: None)
 
 
-def load_image(path: Path, spec: InputSpec, image: Any | None = None) -> Array:
-    """One image as the model's input tensor (see the module docstring for the conversion)."""
-    image = image or _pillow()
-    _, height, width, channels = spec.shape
-    try:
-        with image.open(path) as img:
-            pixels = np.asarray(
-                img.convert("RGB" if channels == 3 else "L").resize((width, height), image.Resampling.BILINEAR),
-                dtype=np.uint8,
-            )
-    except (OSError, ValueError, SyntaxError, image.DecompressionBombError) as exc:
-        detail = " ".join(str(exc).split()) or type(exc).__name__
-        raise TpuplanError(f"{path}: cannot read the image ({detail})") from None
-    if spec.dtype == np.uint8 and spec.scale is None:
-        return pixels.reshape(spec.shape)  # an unquantised uint8 input takes the pixels as they are
-    real = (pixels.astype(np.float32) - 128.0) / 128.0
-    return quantise(real, spec, str(path)).reshape(spec.shape)
+def load_image(path: Path, spec: InputSpec, image: object | None = None) -> Array:
+    """One image as the model's input tensor (`runtime.tensors.images`)."""
+    return images.load_image(path, spec, quantise, image)

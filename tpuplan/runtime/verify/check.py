@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import statistics
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -38,10 +37,11 @@ from tpuplan.runtime.run import (
     input_specs,
     run_pipeline,
 )
+from tpuplan.runtime.scratch import temporary_directory
 from tpuplan.runtime.split.manifest import LoadedSplit, load_split
 from tpuplan.runtime.split.write import write_split
 from tpuplan.runtime.tensors.inputs import InputSpec, open_inputs, random_input
-from tpuplan.runtime.verify.hostcost import runner_host
+from tpuplan.runtime.verify.hostcost import overlapped_us, runner_host
 from tpuplan.runtime.verify.report import (
     REPORT_KIND,
     REPORT_VERSION,
@@ -52,9 +52,12 @@ from tpuplan.runtime.verify.report import (
     load_report,
     within,
 )
-from tpuplan.runtime.verify.tolerance import TOLERANCE_FLOOR_US
+from tpuplan.runtime.verify.tolerance import DEFAULT_INPUTS, MAX_TOLERANCE, MAX_VERIFY_INPUTS, TOLERANCE_FLOOR_US
 
 __all__ = [
+    "DEFAULT_INPUTS",
+    "MAX_TOLERANCE",
+    "MAX_VERIFY_INPUTS",
     "REPORT_KIND",
     "REPORT_VERSION",
     "TOLERANCE_FLOOR_US",
@@ -118,7 +121,7 @@ def verify(
     segments: LoadedSplit | None = None,
     backend: str | Backend = "cpu",
     devices: Sequence[str] | None = None,
-    inputs: int = 50,
+    inputs: int | None = None,
     input_path: Path | None = None,
     tolerance: float = 0.15,
     tolerance_floor_us: float = TOLERANCE_FLOOR_US,
@@ -132,11 +135,14 @@ def verify(
 
     With `segments` the model is optional: without it the outputs are not compared (nothing to compare
     them with), and the compiler is never needed. `outputs_only` judges the outputs alone (stage times are
-    still reported). Inputs are `inputs` random tensors, or the first `inputs` of `input_path` (all of it
-    when it holds fewer); they are kept in memory, as the outputs are compared with the unsplit model's."""
+    still reported). Inputs are `inputs` random tensors, or the first `inputs` of `input_path` (an error
+    when it holds fewer); None: DEFAULT_INPUTS, or all of a shorter `input_path`. They are kept in memory,
+    as the outputs are compared with the unsplit model's."""
     chosen = get_backend(backend)
-    if inputs < 1:
-        raise TpuplanError("inputs must be at least 1")
+    if inputs is not None and not 1 <= inputs <= MAX_VERIFY_INPUTS:
+        raise TpuplanError(f"inputs must be from 1 to {MAX_VERIFY_INPUTS:,} (got {inputs:,})")
+    if not 0 <= tolerance <= MAX_TOLERANCE:
+        raise TpuplanError(f"tolerance must be from 0 to {MAX_TOLERANCE:g} (got {tolerance:g})")
     if loaded is None and segments is None:
         raise TpuplanError("verify needs the model (to split it here) or segments already split")
     if loaded is not None and plan.model.sha256 != loaded.sha256:
@@ -154,7 +160,7 @@ def verify(
         measured = _measure(segments, loaded, chosen, devs, feeds, feeds_from, repeats, progress)
     else:
         assert loaded is not None
-        with tempfile.TemporaryDirectory(prefix="tpuplan-verify-") as tmp:
+        with temporary_directory("tpuplan-verify-", "the plan's segments") as tmp:
             split = _split_here(plan, loaded, chosen, Path(tmp) / "segments", progress)
             measured = _measure(split, loaded, chosen, devs, feeds, feeds_from, repeats, progress)
     judged = Judged((tolerance, tolerance_floor_us), comparable, outputs_only)
@@ -219,10 +225,11 @@ def _measure(
 
 
 def _feeds(
-    loaded: LoadedModel | None, split: LoadedSplit | None, n: int, path: Path | None, seed: int
+    loaded: LoadedModel | None, split: LoadedSplit | None, n: int | None, path: Path | None, seed: int
 ) -> tuple[list[dict[str, Array]], str]:
-    """The inputs of a verify, in memory: n random ones, or the first n of `path`; shaped as the model's
-    inputs (or, without the model, as the split's manifest records them)."""
+    """The inputs of a verify, in memory: n random ones, or the first n of `path` (as `plan run` reads it:
+    asking for more than it holds is an error; not asking takes at most DEFAULT_INPUTS); shaped as the
+    model's inputs (or, without the model, as the split's manifest records them)."""
     if loaded is not None:
         whole = InterpreterStage("whole", loaded.data, where=str(loaded.path))
         specs = [InputSpec.from_details(d) for d in whole.input_details()]
@@ -232,9 +239,10 @@ def _feeds(
         specs = input_specs(split.manifest)
     if path is None:
         rng = np.random.default_rng(seed)
-        return [random_input(specs, rng) for _ in range(n)], f"random (seed {seed}, {n} distinct tensors)"
-    source = open_inputs(path, specs)
-    return list(itertools.islice(source, min(n, source.count))), source.description
+        count = DEFAULT_INPUTS if n is None else n
+        return [random_input(specs, rng) for _ in range(count)], f"random (seed {seed}, {count} distinct tensors)"
+    source = open_inputs(path, specs, count=n)
+    return list(itertools.islice(source, min(DEFAULT_INPUTS, source.count) if n is None else n)), source.description
 
 
 def _time_alone(
@@ -321,6 +329,16 @@ def _stage_checks(plan: Plan, m: _Measured, judged: Judged) -> list[StageCheck]:
     return checks
 
 
+def cores_note(cores: float, overhead: float, limited: float, ideal: float) -> str:
+    """How the predicted throughput on CPUs was limited, in words."""
+    return (
+        f"this machine ran {cores:g} interpreter{'' if cores == 1 else 's'}' worth of work at once (measured) and "
+        f"the pipeline itself costs {overhead:.0f} us per item and stage (measured with empty stages), so the "
+        f"predicted throughput is min(1/(slowest stage + that), {cores:g} / (sum of stages + K x that)) = "
+        f"{limited:.1f}/s; with one core per stage it would be {ideal:.1f}/s"
+    )
+
+
 def _report(
     plan: Plan,
     backend: Backend,
@@ -336,6 +354,13 @@ def _report(
     total_pred = float(sum(invoke_part_us(sp) for sp in plan.stages))
     bottleneck = float(max(invoke_part_us(sp) / sp.copies for sp in plan.stages))  # copies take inputs in turn
     host = runner_host(k, run, m.alone, m.queue_size)
+    overlap = overlapped_us(run, m.alone)
+    notes: list[str] = []
+    if overlap > 0:
+        notes.append(
+            f"the pipeline's period was {overlap:.0f} us shorter than the sum of its stages timed alone: the "
+            "stages overlapped on several cores, so the runner's cost with these stages reads 0 (not negative)"
+        )
     overhead = host.empty_stage_us
     # the formula's pipeline with each stage's runner work as measured here, one core per stage
     here = [
@@ -345,7 +370,6 @@ def _report(
     period = formula.pipeline(here, [sp.copies for sp in plan.stages]).period
     ideal = 1e6 / period if period > 0 else 0.0
     limited = min(ideal, cores * 1e6 / (total_pred + k * overhead))
-    notes: list[str] = []
     if not judged.comparable:
         predicted_for = "/".join(sorted({d.backend for d in plan.devices}))
         notes.append(
@@ -353,12 +377,7 @@ def _report(
             "reported, not compared with the predictions"
         )
     if not backend.compiled:
-        notes.append(
-            f"this machine ran {cores:g} interpreters' worth of work at once (measured) and the pipeline "
-            f"itself costs {overhead:.0f} us per item and stage (measured with empty stages), so the predicted "
-            f"throughput is min(1/(slowest stage + that), {cores:g} / (sum of stages + K x that)) = {limited:.1f}/s; "
-            f"with one core per stage it would be {ideal:.1f}/s"
-        )
+        notes.append(cores_note(cores, overhead, limited, ideal))
     worst = max(checks, key=lambda c: c.rel_error)
     verdict, why = decide(checks, m.outputs_match, m.outputs_note, judged)
     notes += why

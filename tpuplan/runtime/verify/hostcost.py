@@ -78,8 +78,13 @@ class RunnerHost(StrictModel):
         description="(wall - wall of one) / (CPU - CPU of one) per input, K "
         "against one empty stage, in 0..1: 1 = the stages' host work never overlaps",
     )
-    real_stage_us: Real = Field(description="(measured period - sum of the stage times alone) / K, real stages")
-    real_stage_cpu_us: Real = Field(description="(host CPU time per input - sum of the stage times alone) / K")
+    real_stage_us: Real = Field(
+        description="(measured period - sum of the stage times alone) / K, real stages; 0 when the stages "
+        "overlapped (a period shorter than that sum: more than one core at work), never negative"
+    )
+    real_stage_cpu_us: Real = Field(
+        description="(host CPU time per input - sum of the stage times alone) / K; 0 rather than negative"
+    )
     cpu_count: int = Field(ge=1, le=1 << 20)
     machine: str = Field(max_length=500)
 
@@ -91,6 +96,12 @@ def serialized_share(one: tuple[float, float], many: tuple[float, float]) -> flo
     if extra_cpu <= 0:
         return None
     return round(min(1.0, max(0.0, (many[0] - one[0]) / extra_cpu)), 3)
+
+
+def overlapped_us(real: PipelineRun, alone_us: Sequence[float]) -> float:
+    """How much shorter the measured period was than the sum of the stages timed alone (0 if not):
+    the stages ran at once on several cores, so no host cost of the runner can be read from it."""
+    return max(0.0, float(sum(alone_us)) - real.wall_s * 1e6 / max(real.count, 1))
 
 
 def runner_host(k: int, real: PipelineRun, alone_us: Sequence[float], queue_size: int = 2) -> RunnerHost:
@@ -105,8 +116,8 @@ def runner_host(k: int, real: PipelineRun, alone_us: Sequence[float], queue_size
         empty_stage_us=round(many[0] / k, 2),
         empty_single_stage_us=round(one[0], 2),
         serialized=serialized_share(one, many) if k > 1 else None,
-        real_stage_us=round((period - work) / k, 2),
-        real_stage_cpu_us=round((cpu - work) / k, 2),
+        real_stage_us=round(max(0.0, period - work) / k, 2),  # stages that overlapped cost no extra time
+        real_stage_cpu_us=round(max(0.0, cpu - work) / k, 2),
         cpu_count=os.cpu_count() or 1,
         machine=f"{platform.machine()} {platform.system()} {platform.release()}, Python {platform.python_version()}",
     )

@@ -18,9 +18,12 @@ from typing import Annotated, Final, Literal
 
 from pydantic import Field, model_validator
 
+from tpuplan.planner.plan import Plan, plan_digest
 from tpuplan.profiles.docio import StrictModel, load_doc
+from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.limits import MAX_COUNT, MAX_PIPELINE_US, Count, Rate
 from tpuplan.runtime.verify.hostcost import RunnerHost
+from tpuplan.runtime.verify.tolerance import MAX_TOLERANCE
 
 REPORT_KIND: Final = "tpuplan.verify"
 REPORT_VERSION: Final = 2
@@ -55,7 +58,7 @@ class VerifyReport(StrictModel):
     devices: list[str]
     inputs: int = Field(ge=1, le=MAX_COUNT)
     input_source: str = Field(max_length=5000, description="random (seed, distinct tensors) or the file read")
-    tolerance: float = Field(ge=0, le=10)
+    tolerance: float = Field(ge=0, le=MAX_TOLERANCE)
     tolerance_floor_us: Us = Field(description="an error this small is within tolerance whatever its share")
     comparable: bool = Field(description="the plan's predictions are for this backend")
     outputs_only: bool = Field(False, description="only the outputs were judged (--outputs-only)")
@@ -99,6 +102,17 @@ class VerifyReport(StrictModel):
 
 def load_report(path: Path) -> VerifyReport:
     return load_doc(path, VerifyReport, kind=REPORT_KIND, version=REPORT_VERSION)
+
+
+def check_report_matches(report: VerifyReport, plan: Plan, where: str) -> None:
+    """A report is used only with the plan it was made for: same model, same plan digest, and the same
+    stages (a report edited apart from its digest, with a stage added or removed, is refused here rather
+    than mis-paired stage by stage)."""
+    if report.model_sha256 != plan.model.sha256 or report.plan_sha256 != plan_digest(plan):
+        raise TpuplanError(f"{where}: this verify report is for another plan")
+    ranges = [(c.index, c.first_op, c.last_op) for c in report.stages]
+    if ranges != [(s.index, s.first_op, s.last_op) for s in plan.stages]:
+        raise TpuplanError(f"{where}: the report's stages are not the plan's")
 
 
 def within(measured: float, predicted: float, tolerance: float, floor_us: float) -> bool:
