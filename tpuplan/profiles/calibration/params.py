@@ -283,6 +283,21 @@ def machine_params(name: str) -> tuple[Param, ...]:
     )
 
 
+def host_ops_params(name: str) -> tuple[Param, ...]:
+    """How much slower (or faster) a host runs the ops an Edge TPU leaves to it than their prices say: a
+    machine other than the one that priced them (a Raspberry Pi beside a desktop's prices)."""
+    return (
+        Param(
+            f"{name}.host_ops",
+            ((f"host:{name}", "host_ops_scale"),),
+            1.0,
+            0.1,
+            10.0,
+            "the host CPU's speed at the ops left to it, against their prices: a tenth to ten times",
+        ),
+    )
+
+
 def runner_params(name: str, base: HostSpec) -> tuple[Param, ...]:
     """A pipeline runner's own numbers. One that does its host work under a lock (`serialized` > 0: Python
     threads under the interpreter lock, which also start inside the timed region) gets the per-stage work,

@@ -13,8 +13,8 @@ a handful of stage times may move:
   plausible change moves no prediction, or moves them only as the freed ones already do, is not
   identified), never more than one fewer than the points, and no more once the stages are predicted
   within measurement noise;
-- every freed parameter keeps a prior at its current value, and every other one stays exactly where it
-  was, reported as not identified by these times (never set to 0);
+- every freed parameter keeps a wide prior at its current value (it only steadies the fit), and every
+  other one stays exactly where it was, reported as not identified by these times (never set to 0);
 - fewer than two distinct points: no fit at all (`TooFewPoints`).
 
 The specs written back are validated by the same reader that will load them.
@@ -36,6 +36,7 @@ from tpuplan.profiles.calibration.params import (
     Param,
     ParamSpace,
     device_link_params,
+    host_ops_params,
     machine_params,
 )
 from tpuplan.profiles.calibration.segments import PricedOps, check_segment, priced, segment_forms
@@ -49,10 +50,11 @@ from tpuplan.profiles.pricing.host import HostSpec, host_json
 from tpuplan.profiles.pricing.stagecost import StagePricer
 
 F64 = npt.NDArray[np.float64]
-PRIOR_REL = 1.0  # a freed parameter's prior: its current value, give or take this share of it ...
+PRIOR_REL = 1.0  # a parameter's plausible change: this share of its current value ...
 PRIOR_RANGE = 0.1  # ... or this share of its plausible range, when that is more (a parameter now at 0)
+PRIOR_WIDTH = 10.0  # a freed parameter's prior: its current value, give or take this many plausible changes
 LEAST_SQUARES = 10.0  # the fit's soft-L1 scale: relative errors this large still count squared
-IDENTIFIABLE = 0.005  # a plausible change must move the predictions by 0.5% beyond what the others do
+IDENTIFIABLE = 0.02  # a plausible change must move the predictions by 2% beyond what the others do
 NOISE = 0.01  # stages predicted within 1% (RMS) need no further parameter
 MIN_GAIN = 0.02  # a parameter that explains less than 2% of what is left is not freed
 Status = Literal["fitted", "not identified", "no data"]
@@ -161,11 +163,11 @@ def _space(devices: Mapping[str, DeviceSpec], hosts: Mapping[str, HostSpec]) -> 
     """The parameters of these specs, each starting at its current value with a prior there."""
     tpus = [name for name, d in devices.items() if d.backend == "edgetpu"]
     params: list[Param] = [*CHIP_PARAMS, *(p for d in tpus for p in device_link_params(d))]
-    params += [p for h in hosts for p in machine_params(h)]
+    params += [p for h in hosts for p in (*machine_params(h), *host_ops_params(h))]
     space = ParamSpace(params, devices, hosts)
     now = space.base_theta()
     adjusted = [
-        replace(p, init=float(v), prior=(float(v), _scale(p, float(v))), tie=None)
+        replace(p, init=float(v), prior=(float(v), PRIOR_WIDTH * _scale(p, float(v))), tie=None)
         for p, v in zip(space.params, now, strict=True)
     ]
     return ParamSpace(adjusted, devices, hosts)

@@ -105,6 +105,9 @@ class HostTimes(StrictModel):
     )
     tpu_op_us: float = Field(0.0, ge=0, le=MAX_US, description="host-side driver work per op an Edge TPU runs")
     stream_io_us_per_kib: float = Field(0.0, ge=0, le=MAX_RATE, description="host-side work per KiB streamed")
+    host_ops_scale: float = Field(
+        1.0, ge=0, le=1e3, description="the ops left to the host CPU take this times their prices on this machine"
+    )
     stage_us: float = Field(0.0, ge=0, le=MAX_US)
     stage_us_per_kib: float = Field(0.0, ge=0, le=MAX_RATE)
     serialized: float = Field(0.0, ge=0, le=1, description="share of the stage's host work under one lock")
@@ -215,7 +218,7 @@ TIME_TERMS: tuple[Term, ...] = (
         (("link.in_us_per_kib", "tpu_in_kib"), ("link.out_us_per_kib", "tpu_out_kib")),
         doc="tensors into and out of the accelerator",
     ),
-    Term("host_ops", "host", (("", "host_ops"),), doc="ops the compiler leaves to the host CPU"),
+    Term("host_ops", "host", (("host.host_ops_scale", "host_ops"),), doc="ops the compiler leaves to the host CPU"),
     Term("host_invoke", "host", (("host.invoke_us", "edgetpu"),), doc="the host's side of an invoke"),
     Term("host_io", "host", (("host.io_us_per_kib", "edgetpu_io_kib"),), doc="the host's side of the transfers"),
     Term("host_tpu_ops", "host", (("host.tpu_op_us", "tpu_ops"),), doc="the host's driver work per Edge TPU op"),

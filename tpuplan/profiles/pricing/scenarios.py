@@ -65,8 +65,8 @@ def scenario_names(*specs: DeviceSpec | HostSpec) -> list[str]:
     return [NOMINAL, *dict.fromkeys(names)]
 
 
-# Terms whose coefficient is an op-price sum: the op prices (formula.*_OP_PRICE) that make it up.
-_OP_PRICES = {"compute": ("device", formula.DEVICE_OP_PRICE), "spill": ("device", formula.STREAM_OP_PRICE)}
+# Terms of the device whose quantity is an op-price sum: the op prices (formula.*_OP_PRICE) that make it up.
+_OP_PRICES = {"compute": formula.DEVICE_OP_PRICE, "spill": formula.STREAM_OP_PRICE}
 
 
 def perturbed(device: DeviceSpec, host: HostSpec, factors: Mapping[str, float]) -> tuple[DeviceSpec, HostSpec]:
@@ -82,18 +82,11 @@ def perturbed(device: DeviceSpec, host: HostSpec, factors: Mapping[str, float]) 
                 device, host = _scaled(device, host, coef, factor)
             elif term in _OP_PRICES:
                 for op_class in device.op_costs:
-                    for field, _ in _OP_PRICES[term][1]:
+                    for field, _ in _OP_PRICES[term]:
                         path = f"op_costs.{op_class}.{field}"
                         device = set_coefficient(device, path, get_coefficient(device, path) * factor, calibrated=False)
-            elif term == "host_ops":
-                host = host.model_copy(
-                    update={
-                        "host_ops": {
-                            k: v.model_copy(update={f: getattr(v, f) * factor for f, _ in formula.HOST_OP_PRICE})
-                            for k, v in host.host_ops.items()
-                        }
-                    }
-                )
+            else:
+                raise ValueError(f"term {term!r} has no coefficient to scale")
     return DeviceSpec.model_validate(device.model_dump()), HostSpec.model_validate(host.model_dump())
 
 
