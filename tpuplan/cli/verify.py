@@ -55,13 +55,18 @@ def verify_table(rep: VerifyReport) -> str:
         "predicted for",
         "ops",
         "predicted ms",
-        f"measured ms ({rep.backend})",
+        f"{'SIMULATED' if rep.simulated else 'measured'} ms ({rep.backend})",
         "in pipeline ms",
         "error",
         "",
     ]
     host = rep.runner_host
     lines = [
+        *(
+            [f"SIMULATED run: no hardware; the {rep.backend} backend's times come from a hidden device model"]
+            if rep.simulated
+            else []
+        ),
         f"plan verify on {rep.backend}: {rep.inputs} inputs ({rep.input_source}), tolerance {rep.tolerance:.0%} "
         f"or {rep.tolerance_floor_us:g} us",
         f"measured by   {measured_by(rep)}",
@@ -90,6 +95,8 @@ def measured_by(rep: VerifyReport) -> str:
     """Who measured: the backend, its devices, the interpreter, on this machine."""
     devices = [d for d in dict.fromkeys(rep.devices) if d != rep.backend]
     on = f"{rep.backend} ({', '.join(devices)})" if devices else rep.backend
+    if rep.simulated:
+        return f"{on}: SIMULATED (a virtual clock, no hardware); the CPU ran the segments for their outputs"
     return f"{on}, {rep.interpreter or 'interpreter not recorded'}, on this machine"
 
 
@@ -99,6 +106,8 @@ def _figure(plan_doc: Plan, rep: VerifyReport) -> bytes:
 
     predicted_for = ", ".join(dict.fromkeys(c.device for c in rep.stages))
     label = f"measured on {rep.backend} ({rep.interpreter or 'interpreter not recorded'})"
+    if rep.simulated:
+        label = f"SIMULATED by {rep.backend} (virtual clock, no hardware)"
     if not rep.comparable:
         label += f": not comparable with the {predicted_for} predictions"
     return plan_figure(
@@ -106,6 +115,7 @@ def _figure(plan_doc: Plan, rep: VerifyReport) -> bytes:
         [c.measured_us for c in rep.stages],
         measured_label=label,
         predicted_label=f"predicted for {predicted_for}",
+        simulated=rep.simulated,
     )
 
 
