@@ -50,13 +50,28 @@ def _app() -> typer.Typer:
         solve,
         split,
         synth,
+        tune,
         verify,
     )
 
     app = typer.Typer(
         name="plan", help=HELP, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False
     )
-    for module in (root, profile, schema, devices, solve, show, split, run, verify, synth, calibrate, calibrate_host):
+    for module in (
+        root,
+        profile,
+        schema,
+        devices,
+        solve,
+        show,
+        split,
+        run,
+        verify,
+        tune,
+        synth,
+        calibrate,
+        calibrate_host,
+    ):
         module.register(app)
     return app
 
