@@ -145,3 +145,23 @@ def test_a_simulator_with_noise_is_seeded() -> None:
         tb()
     assert a.clock.now_ns() == b.clock.now_ns() != round(5 * a.stage(data).invoke_us * 1000)
     assert get_backend("edgetpu-sim").simulated and not get_backend("cpu").simulated
+
+
+def test_plan_show_draws_a_simulated_report_as_simulated(
+    report: VerifyReport, two_stage: Plan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tpuplan.runtime.verify.plots as plots
+
+    seen: dict[str, Any] = {}
+
+    def fake(plan_doc: Plan, measured: list[float] | None = None, **kwargs: Any) -> bytes:
+        seen.update(kwargs, measured=measured)
+        return b"png"
+
+    monkeypatch.setattr(plots, "plan_figure", fake)
+    write_doc(tmp_path / "p.json", two_stage)
+    write_doc(tmp_path / "r.json", report)
+    res = plan("show", tmp_path / "p.json", "--png", tmp_path / "p.png", "--report", tmp_path / "r.json")
+    assert res.returncode == 0, res.stderr
+    assert seen["simulated"] is True and seen["measured_label"].startswith("SIMULATED")
+    assert seen["measured"] == [c.measured_us for c in report.stages]

@@ -13,12 +13,12 @@ from tpuplan.profiles.errors import TpuplanError
 
 if TYPE_CHECKING:
     from tpuplan.planner.plan import Plan
+    from tpuplan.runtime.verify.report import VerifyReport
 
 
-def measured_times(report: Path, plan: Plan) -> list[float]:
-    """The measured stage times of a `plan verify -o` report made for this very plan, each a time a
-    picture can draw (a report is a document from anywhere: its bounds are checked on reading, and
-    it is checked against the plan here)."""
+def report_for(report: Path, plan: Plan) -> VerifyReport:
+    """A `plan verify -o` report made for this very plan (a report is a document from anywhere: its
+    bounds are checked on reading, and it is checked against the plan here)."""
     from tpuplan.planner.plan import plan_digest
     from tpuplan.runtime.verify.report import load_report
 
@@ -28,7 +28,12 @@ def measured_times(report: Path, plan: Plan) -> list[float]:
     ranges = [(c.index, c.first_op, c.last_op) for c in rep.stages]
     if ranges != [(s.index, s.first_op, s.last_op) for s in plan.stages]:
         raise TpuplanError(f"{report}: the report's stages are not the plan's")
-    return [c.measured_us for c in rep.stages]
+    return rep
+
+
+def measured_times(report: Path, plan: Plan) -> list[float]:
+    """The measured stage times of a report made for this plan, each a time a picture can draw."""
+    return [c.measured_us for c in report_for(report, plan).stages]
 
 
 def register(app: typer.Typer) -> None:
@@ -60,8 +65,13 @@ def register(app: typer.Typer) -> None:
         if png is not None:
             from tpuplan.runtime.verify.plots import plan_figure
 
-            measured = measured_times(report, plan) if report is not None else None
-            write_output(png, plan_figure(plan, measured))
+            if report is None:
+                write_output(png, plan_figure(plan))
+            else:
+                rep = report_for(report, plan)
+                label = f"SIMULATED by {rep.backend} (no hardware)" if rep.simulated else "measured"
+                times = [c.measured_us for c in rep.stages]
+                write_output(png, plan_figure(plan, times, measured_label=label, simulated=rep.simulated))
         emit(plan, output=None, as_json=as_json, table=plan_table(plan))
         if png is not None and not as_json:
             typer.echo(f"wrote {png}")

@@ -61,6 +61,7 @@ def verify_table(rep: VerifyReport) -> str:
         "",
     ]
     host = rep.runner_host
+    got = "SIMULATED" if rep.simulated else "measured"
     lines = [
         *(
             [f"SIMULATED run: no hardware; the {rep.backend} backend's times come from a hidden device model"]
@@ -69,21 +70,21 @@ def verify_table(rep: VerifyReport) -> str:
         ),
         f"plan verify on {rep.backend}: {rep.inputs} inputs ({rep.input_source}), tolerance {rep.tolerance:.0%} "
         f"or {rep.tolerance_floor_us:g} us",
-        f"measured by   {measured_by(rep)}",
+        f"{'timed by   ' if rep.simulated else 'measured by'}   {measured_by(rep)}",
         f"segments      {rep.segments or 'split here from the model'}",
         "",
         table(head, rows),
         "",
         f"slowest stage   predicted {rep.predicted_bottleneck_us / 1000:.3f} ms, "
-        f"measured {rep.measured_bottleneck_us / 1000:.3f} ms",
+        f"{got} {rep.measured_bottleneck_us / 1000:.3f} ms",
         f"latency         predicted {rep.predicted_latency_us / 1000:.3f} ms, "
-        f"measured {rep.measured_latency_us / 1000:.3f} ms (one input through every stage)",
+        f"{got} {rep.measured_latency_us / 1000:.3f} ms (one input through every stage)",
         f"throughput      predicted {rep.predicted_throughput_per_s:.1f}/s "
         f"(ideal one core per stage: {rep.predicted_throughput_ideal_per_s:.1f}/s), "
-        f"measured {rep.measured_throughput_per_s:.1f}/s ({rep.throughput_rel_error:.1%} off)",
+        f"{got} {rep.measured_throughput_per_s:.1f}/s ({rep.throughput_rel_error:.1%} off)",
         f"runner          {host.empty_stage_us:.1f} us per input and stage with empty stages, "
-        f"{host.real_stage_us:.1f} us with these (measured here; serialized share "
-        f"{'-' if host.serialized is None else f'{host.serialized:.2f}'})",
+        f"{host.real_stage_us:.1f} us with these ({'SIMULATED' if rep.simulated else 'measured here'}; "
+        f"serialized share {'-' if host.serialized is None else f'{host.serialized:.2f}'})",
         f"outputs         {rep.outputs_note}",
         f"verdict         {rep.verdict}",
     ]
