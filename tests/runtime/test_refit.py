@@ -24,6 +24,7 @@ from tpuplan.profiles.tflite.reader import LoadedModel, parse_model
 from tpuplan.runtime.verify.check import VerifyReport, verify
 from tpuplan.runtime.verify.refit import Reported, with_measurements
 
+solver()  # refitting and planning again are the planner's side: skipped on a device-side install
 DEVICE, HOST = preset("edgetpu-usb"), resolve_host(None)
 CUTS = ([2], [1, 3])
 

@@ -21,6 +21,7 @@ from tpuplan.profiles.tflite.reader import parse_model
 from tpuplan.runtime.backends.simulated import default_simulator
 from tpuplan.runtime.tune import VerifyOptions, same_plan, tune
 
+solver()  # refitting and planning again are the planner's side: skipped on a device-side install
 DEVICE, HOST = preset("edgetpu-usb"), resolve_host(None)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from tpuplan.compat import zip_strict
 from tpuplan.profiles.build import price
 from tpuplan.profiles.calibration.memory import cached_mask
 from tpuplan.profiles.calibration.params import ParamSpace
@@ -54,10 +55,10 @@ def segment_forms(
     sizes = [ops[a + j][0].cached_bytes if t else 0 for j, t in enumerate(tpu)]
     budget = int(np.floor(device.onchip_bytes - device.io_reserve_frac * (full["tpu_in"][k] + full["tpu_out"][k])))
     kept = cached_mask(sizes, budget, device.max_cached_layer_bytes)
-    on = sum(s for s, keep in zip(sizes, kept, strict=True) if keep)
+    on = sum(s for s, keep in zip_strict(sizes, kept) if keep)
     if (on, sum(sizes) - on) != (int(full["on"][k]), int(full["off"][k])):
         raise TpuplanError(f"calibrate: caching of {where} differs from the pricer's")
-    streamed = [s > 0 and not keep for s, keep in zip(sizes, kept, strict=True)]
+    streamed = [s > 0 and not keep for s, keep in zip_strict(sizes, kept)]
     q = {key: float(v[k]) for key, v in full["q"].items()}
     return stage_terms(space, names[0], names[1], ops[a : b + 1], tpu, streamed, q, tile)
 

@@ -30,6 +30,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from tpuplan.compat import zip_strict
 from tpuplan.profiles.calibration.params import (
     CHIP,
     CHIP_PARAMS,
@@ -168,7 +169,7 @@ def _space(devices: Mapping[str, DeviceSpec], hosts: Mapping[str, HostSpec]) -> 
     now = space.base_theta()
     adjusted = [
         replace(p, init=float(v), prior=(float(v), PRIOR_WIDTH * _scale(p, float(v))), tie=None)
-        for p, v in zip(space.params, now, strict=True)
+        for p, v in zip_strict(space.params, now)
     ]
     return ParamSpace(adjusted, devices, hosts)
 
@@ -241,7 +242,7 @@ def fit_stage_times(
     now = space.base_theta()
     pred, jac = model.evaluate(now)
     used = model.used()
-    sigma = np.array([_scale(p, float(v)) for p, v in zip(space.params, now, strict=True)])
+    sigma = np.array([_scale(p, float(v)) for p, v in zip_strict(space.params, now)])
     free = select_free(jac * sigma / model.y[:, None], (model.y - pred) / model.y, used, len(points) - 1)
     mask = np.zeros(space.n, dtype=bool)
     mask[free] = True
@@ -250,10 +251,10 @@ def fit_stage_times(
     statuses = _statuses(space, used, free)
     params = [
         ParamResult(p.name, float(b), float(a), p.low, p.high, s, p.why)
-        for p, b, a, s in zip(space.params, now, theta, statuses, strict=True)
+        for p, b, a, s in zip_strict(space.params, now, theta, statuses)
     ]
     note = _note(points, params, source)
-    targets = [t for p, s in zip(space.params, statuses, strict=True) if s == "fitted" for t in p.targets]
+    targets = [t for p, s in zip_strict(space.params, statuses) if s == "fitted" for t in p.targets]
     out_devices = {
         n: _validated_device(_noted(d, note, len(points), _paths(targets, f"device:{n}", d.backend == "edgetpu")))
         for n, d in new_devices.items()

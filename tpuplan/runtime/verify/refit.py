@@ -21,6 +21,7 @@ from typing import Final, Literal
 
 from pydantic import Field
 
+from tpuplan.compat import zip_strict
 from tpuplan.planner.plan import Plan, plan_digest
 from tpuplan.profiles.calibration.stagefit import StageFit, StageTime, TooFewPoints, distinct_points, fit_stage_times
 from tpuplan.profiles.docio import StrictModel, dump_json
@@ -177,7 +178,7 @@ def _document(fit: StageFit, hosts: dict[str, HostSpec], simulated: bool) -> Ver
                 before_us=b,
                 after_us=a,
             )
-            for q, b, a in zip(fit.points, fit.before_us, fit.after_us, strict=True)
+            for q, b, a in zip_strict(fit.points, fit.before_us, fit.after_us)
         ],
         median_error_before=round(fit.median_error(fit.before_us), 4),
         median_error_after=round(fit.median_error(fit.after_us), 4),

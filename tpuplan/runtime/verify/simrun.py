@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from tpuplan.compat import zip_strict
 from tpuplan.profiles.pricing import formula
 from tpuplan.runtime.backends.kinds import Backend
 from tpuplan.runtime.pipeline.base import StageStats
@@ -37,7 +38,7 @@ def simulated_run(
     )
     period, latency = float(pipe.period), float(pipe.latency)
     k, n = len(true), max(run.count, 1)
-    stats = [StageStats(s.name, s.items, t, t, t, t, 0.0, 0.0) for s, t in zip(run.stats, alone, strict=True)]
+    stats = [StageStats(s.name, s.items, t, t, t, t, 0.0, 0.0) for s, t in zip_strict(run.stats, alone)]
     timed = PipelineRun(run.count, n * period / 1e6, 0.0, stats, [latency] * n, run.results)
     extra = round(sum(t.values["time"] - t.invoke_us for t in true) / k, 2)  # the true runner work per stage
     host = RunnerHost(
