@@ -209,7 +209,7 @@ def test_r24_calibrate_verify_writes_neither_file_when_the_host_is_out_of_bounds
     edited = tmp_path / "rep.json"
     edited.write_text(json.dumps(doc))
     dev, host = tmp_path / "d.json", tmp_path / "h.json"
-    res = plan("calibrate", "--verify", f"{cpu['plan']}:{edited}", "-o", dev, "--host-out", host)
+    res = plan("calibrate", "--verify", f"{cpu['plan']}:{edited}", "-m", cpu["model"], "-o", dev, "--host-out", host)
     one_line_error(res, "not written")
     assert not dev.exists() and not host.exists()
 
@@ -228,7 +228,9 @@ def test_r09_a_report_with_a_stage_removed_or_added_is_refused(cpu: dict[str, Pa
             }
         edited = tmp_path / "rep.json"
         edited.write_text(json.dumps({**doc, "stages": stages, "worst_stage": 0}))
-        res = plan("calibrate", "--verify", f"{cpu['plan']}:{edited}", "-o", tmp_path / "d.json", "--force")
+        res = plan(
+            "calibrate", "--verify", f"{cpu['plan']}:{edited}", "-m", cpu["model"], "-o", tmp_path / "d.json", "--force"
+        )
         one_line_error(res, "the report's stages are not the plan's")
 
 

@@ -1,97 +1,201 @@
-"""Fitting a device to `plan verify` reports: real verify runs on this CPU, the fit must predict the
-stages it was fitted to better than the spec it started from, and bad pairs are refused by name."""
+"""From verify reports to a refitted device and to a new plan: `plan calibrate --verify` and `plan solve
+--measured` on reports of the simulated Edge TPU (the loop without hardware). Measured stages keep their
+times, the refit is the calibration's own and names what it could not identify, a report given twice
+changes nothing (R19), bad reports are refused by name, every document written reads back."""
 
 from __future__ import annotations
 
-import statistics
+import json
 from pathlib import Path
 
 import pytest
 
-from tests.cli_helpers import plan, solver
-from tpuplan.planner.plan import Plan
+from tests.cli_helpers import one_line_error, plan, solver
+from tpuplan.planner.plan import Plan, load_plan
 from tpuplan.planner.plan_build import evaluate
 from tpuplan.profiles.build import build_profile
 from tpuplan.profiles.docio import write_doc
 from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.model import Profile
 from tpuplan.profiles.pricing.device import load_device, preset
 from tpuplan.profiles.pricing.host import load_host, resolve_host
-from tpuplan.profiles.tflite.reader import load_model
+from tpuplan.profiles.synth import synth_conv
+from tpuplan.profiles.tflite.reader import LoadedModel, parse_model
 from tpuplan.runtime.verify.check import VerifyReport, verify
-from tpuplan.runtime.verify.refit import fit_from_verify
+from tpuplan.runtime.verify.refit import Reported, with_measurements
 
-solve = solver().solve  # skips the module where the solver cannot run (a device-side install)
-
-SMALL = "mobilenet_v1_0.25_128_quant.tflite"
+solver()  # refitting and planning again are the planner's side: skipped on a device-side install
+DEVICE, HOST = preset("edgetpu-usb"), resolve_host(None)
+CUTS = ([2], [1, 3])
 
 
 @pytest.fixture(scope="module")
-def pairs(shared_models: Path) -> list[tuple[Plan, VerifyReport]]:
-    """Two plans priced with the uncalibrated `cpu` preset, each verified on this machine's CPU."""
-    model = load_model(shared_models / SMALL)
-    profile = build_profile(model, preset("cpu"), resolve_host("tpuplan"))
-    out = []
-    for k in (2, 3):
-        plan = solve(profile, k)
-        out.append((plan, verify(plan, model, inputs=6, repeats=7)))
-    return out
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A conv model, two plans of it and their reports from the simulated Edge TPU, as files."""
+    root = tmp_path_factory.mktemp("refit")
+    (root / "m.tflite").write_bytes(synth_conv(96, size=48))
+    loaded = parse_model((root / "m.tflite").read_bytes(), root / "m.tflite")
+    profile = build_profile(loaded, DEVICE, HOST)
+    for i, cuts in enumerate(CUTS):
+        p = evaluate(profile, None, cuts, HOST)
+        write_doc(root / f"p{i}.json", p)
+        write_doc(root / f"r{i}.json", verify(p, loaded, backend="edgetpu-sim", inputs=1, repeats=1))
+    return root
 
 
-def test_fit_predicts_the_measured_stages_better(pairs: list[tuple[Plan, VerifyReport]]) -> None:
-    fit = fit_from_verify(pairs)
-    stages = sum(len(r.stages) for _, r in pairs)
-    assert len(fit.points) == stages
-    assert [p.measured_us for p in fit.points] == [c.measured_us for _, r in pairs for c in r.stages]
-    assert [p.before_us for p in fit.points] == [c.predicted_us for _, r in pairs for c in r.stages]
-    assert fit.median_error_after <= fit.median_error_before
-    assert fit.device.calibration is not None and "verify reports" in fit.device.calibration.source
-    assert all(c.calibrated for c in fit.host.host_ops.values())  # a CPU device: its ops are the host's
-    runner = [r.runner_host for _, r in pairs]
-    assert fit.host.stage_us == pytest.approx(statistics.median(h.empty_stage_us for h in runner), abs=1e-3)
+def _loaded(work: Path) -> tuple[LoadedModel, Profile]:
+    loaded = parse_model((work / "m.tflite").read_bytes(), work / "m.tflite")
+    return loaded, build_profile(loaded, DEVICE, HOST)
 
 
-def test_refitted_device_prices_the_plan_as_the_fit_says(
-    pairs: list[tuple[Plan, VerifyReport]], shared_models: Path
-) -> None:
-    """The fitted spec is a real device: a profile priced with it predicts what the fit's table says."""
-    fit = fit_from_verify(pairs)
-    plan = pairs[0][0]
-    profile = build_profile(load_model(shared_models / SMALL), fit.device, fit.host)
-    from_fit = [p.after_us for p in fit.points if p.report == 0]
-    priced = evaluate(profile, [fit.device], plan.cuts, fit.host)
-    got = [s.invoke_us for s in priced.stages]
-    # each op's price and each term are rounded up to a whole microsecond: at most one per op and term more
-    slack = [s.n_ops + len(s.predicted_terms) for s in priced.stages]
-    assert all(-1 <= g - f <= d + 1 for g, f, d in zip(got, from_fit, slack, strict=True)), (got, from_fit)
+def _reports(work: Path, *names: str) -> list[Reported]:
+    return [Reported(VerifyReport.model_validate_json((work / n).read_text()), n) for n in names]
 
 
-def test_pairs_that_do_not_belong_together_are_refused(pairs: list[tuple[Plan, VerifyReport]]) -> None:
-    (plan_a, rep_a), (_, rep_b) = pairs
-    with pytest.raises(TpuplanError, match="verify report 1 is of another plan"):
-        fit_from_verify([(plan_a, rep_b)])
-    with pytest.raises(TpuplanError, match="at least one plan"):
-        fit_from_verify([])
-    with pytest.raises(TpuplanError, match="does not predict"):
-        fit_from_verify([(plan_a, rep_a.model_copy(update={"comparable": False}))])
+def test_measured_stages_keep_their_times_and_the_rest_are_refitted(work: Path) -> None:
+    _, profile = _loaded(work)
+    got = with_measurements(profile, [DEVICE], HOST, _reports(work, "r0.json", "r1.json"))
+    assert len(got.profile.measured_stages) == 5  # 2 + 3 distinct stages
+    assert got.fit is not None and got.fit.simulated and got.fit.median_error_after < got.fit.median_error_before
+    assert got.devices[0].link.in_us_per_kib != DEVICE.link.in_us_per_kib or got.fit.points
+    replanned = evaluate(got.profile, got.devices, CUTS[1], got.host)
+    rep = VerifyReport.model_validate_json((work / "r1.json").read_text())
+    assert [s.measured_invoke_us for s in replanned.stages] == [round(c.measured_us + 0.4999) for c in rep.stages]
+    assert any(n.startswith("refit") for n in got.notes) and any("SIMULATED" in n for n in got.notes)
 
 
-def test_calibrate_verify_command_writes_the_fit_and_shows_before_and_after(
-    pairs: list[tuple[Plan, VerifyReport]], tmp_path: Path
-) -> None:
-    """One command: plans and reports in, the fitted device and host out, the stages before and after shown."""
-    args = []
-    for i, (plan_doc, report) in enumerate(pairs):
-        write_doc(tmp_path / f"plan{i}.json", plan_doc)
-        write_doc(tmp_path / f"report{i}.json", report)
-        args += ["--verify", f"{tmp_path / f'plan{i}.json'}:{tmp_path / f'report{i}.json'}"]
-    dev, host = tmp_path / "mine.json", tmp_path / "myhost.json"
-    res = plan("calibrate", *args, "-o", dev, "--host-out", host)
+def test_one_report_twice_is_one_report(work: Path) -> None:
+    """R19: the same evidence twice gives the same refit and the same plan."""
+    _, profile = _loaded(work)
+    once = with_measurements(profile, [DEVICE], HOST, _reports(work, "r1.json"))
+    twice = with_measurements(profile, [DEVICE], HOST, _reports(work, "r1.json", "r1.json"))
+    assert once.fit is not None and twice.fit is not None
+    assert once.devices == twice.devices and once.host == twice.host
+    assert once.fit.params == twice.fit.params
+    assert [(s.first_op, s.last_op, s.invoke_us) for s in once.profile.measured_stages] == [
+        (s.first_op, s.last_op, s.invoke_us) for s in twice.profile.measured_stages
+    ]
+
+
+def test_too_few_points_plan_with_the_times_but_do_not_refit(work: Path) -> None:
+    loaded, profile = _loaded(work)
+    one = evaluate(profile, None, [], HOST)
+    rep = verify(one, loaded, backend="edgetpu-sim", inputs=1, repeats=1)
+    got = with_measurements(profile, [DEVICE], HOST, [Reported(rep, "one.json")])
+    assert got.fit is None and got.devices == [DEVICE]
+    assert any("no refit: 1 distinct stage time" in n for n in got.notes)
+    assert len(got.profile.measured_stages) == 1
+
+
+@pytest.mark.parametrize(
+    ("edit", "text"),
+    [
+        ({"model_sha256": "0" * 64}, "a report of model sha256 000000000000"),
+        ({"comparable": False}, "which its plan does not predict"),
+        ({"host": "pycoral"}, "ran on host 'pycoral'"),
+    ],
+)
+def test_reports_that_do_not_fit_are_refused_by_name(work: Path, edit: dict[str, object], text: str) -> None:
+    _, profile = _loaded(work)
+    rep = VerifyReport.model_validate_json((work / "r0.json").read_text()).model_copy(update=edit)
+    with pytest.raises(TpuplanError, match=text):
+        with_measurements(profile, [DEVICE], HOST, [Reported(rep, "bad.json")])
+
+
+def test_a_stage_on_a_device_not_given_is_refused(work: Path) -> None:
+    _, profile = _loaded(work)
+    with pytest.raises(TpuplanError, match="give --device edgetpu-usb"):
+        with_measurements(profile, [preset("edgetpu-pci")], HOST, _reports(work, "r0.json"))
+
+
+def test_solve_measured_keeps_the_measured_times_and_the_plan_reads_back(work: Path) -> None:
+    solver()  # skips where OR-Tools is absent
+    out = work / "p_measured.json"
+    res = plan(
+        "solve",
+        work / "m.tflite",
+        "--tpus",
+        "3",
+        "--measured",
+        work / "r0.json",
+        "--measured",
+        work / "r1.json",
+        "-o",
+        out,
+        "--force",
+    )
     assert res.returncode == 0, res.stderr
-    assert "before us" in res.stdout and "after us" in res.stdout and "median stage error" in res.stdout
-    fit = fit_from_verify(pairs)
-    assert load_device(dev) == fit.device and load_host(host) == fit.host
-    again = plan("calibrate", *args, "-o", dev)  # exists: refused without --force, the file unchanged
-    assert again.returncode == 1 and "already exists" in again.stderr and load_device(dev) == fit.device
+    new = load_plan(out)  # the plan check accepts it
+    assert "measured: 5 distinct stage time(s)" in res.stdout and "refit" in res.stdout
+    measured = {(s.first_op, s.last_op): s.measured_invoke_us for s in new.stages if s.measured_invoke_us is not None}
+    reports = [VerifyReport.model_validate_json((work / f"r{i}.json").read_text()) for i in range(2)]
+    times = {(c.first_op, c.last_op): c.measured_us for r in reports for c in r.stages}
+    assert all(abs(us - times[key]) < 1 for key, us in measured.items())
+    assert any(s.device == DEVICE.name for s in new.stages) and new.devices[0].calibration is not None
+    assert "refitted to" in new.devices[0].calibration.source
+    doc = json.loads(out.read_text())
+    doc["stages"][0]["measured_invoke_us"] = 1 + (doc["stages"][0]["measured_invoke_us"] or 0)
+    (work / "edited.json").write_text(json.dumps(doc))
+    one_line_error(plan("show", work / "edited.json"), "edited.json")
+
+
+def test_calibrate_verify_writes_specs_that_read_back_and_a_duplicate_changes_nothing(work: Path) -> None:
+    pairs = ["--verify", f"{work / 'p0.json'}:{work / 'r0.json'}", "--verify", f"{work / 'p1.json'}:{work / 'r1.json'}"]
+    dev, host = work / "dev.json", work / "host.json"
+    res = plan("calibrate", *pairs, "--model", work / "m.tflite", "-o", dev, "--host-out", host, "--force")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("SIMULATED") and "not identified" in res.stdout and "distinct stage time" in res.stdout
+    first = load_device(dev)
+    load_host(host)
+    again = plan(
+        "calibrate",
+        *pairs,
+        "--verify",
+        f"{work / 'p1.json'}:{work / 'r1.json'}",
+        "--model",
+        work / "m.tflite",
+        "-o",
+        dev,
+        "--force",
+    )
+    assert again.returncode == 0, again.stderr
+    assert load_device(dev) == first
+
+
+def test_calibrate_verify_needs_the_model_and_two_points(work: Path) -> None:
+    pair = f"{work / 'p0.json'}:{work / 'r0.json'}"
+    one_line_error(plan("calibrate", "--verify", pair, "-o", work / "x.json"), "--verify needs --model", 2)
+    loaded, profile = _loaded(work)
+    one = evaluate(profile, None, [], HOST)
+    write_doc(work / "one.json", one)
+    write_doc(work / "rone.json", verify(one, loaded, backend="edgetpu-sim", inputs=1, repeats=1))
+    res = plan(
+        "calibrate",
+        "--verify",
+        f"{work / 'one.json'}:{work / 'rone.json'}",
+        "-m",
+        work / "m.tflite",
+        "-o",
+        work / "y.json",
+    )
+    one_line_error(res, "1 distinct stage time")
+    assert not (work / "y.json").exists()
+    other = plan(
+        "calibrate",
+        "--verify",
+        f"{work / 'p0.json'}:{work / 'r1.json'}",
+        "-m",
+        work / "m.tflite",
+        "-o",
+        work / "z.json",
+    )
+    one_line_error(other, "a report of another plan")
+
+
+def test_plans_of_the_first_solve_stay_as_they_were(work: Path) -> None:
+    """No report, no change: a plan solved without --measured has no measured stage."""
+    p: Plan = load_plan(work / "p0.json")
+    assert all(s.measured_invoke_us is None for s in p.stages)
 
 
 @pytest.mark.parametrize(
@@ -99,7 +203,8 @@ def test_calibrate_verify_command_writes_the_fit_and_shows_before_and_after(
     [
         (["--verify", "justone.json"], "PLAN.json:REPORT.json"),
         (["--verify", "a.json:b.json", "x.csv"], "separate run"),
-        (["--host-out", "h.json", "x.csv"], "--host-out goes with --verify"),
+        (["--host-out", "h.json", "x.csv"], "go with --verify"),
+        (["--model", "m.tflite", "x.csv"], "go with --verify"),
     ],
 )
 def test_calibrate_verify_bad_arguments(args: list[str], text: str, tmp_path: Path) -> None:

@@ -49,6 +49,7 @@ def _app() -> typer.Typer:
         solve,
         split,
         synth,
+        tune,
         verify,
     )
 
@@ -60,7 +61,21 @@ def _app() -> typer.Typer:
         pretty_exceptions_enable=False,
         rich_markup_mode=None,  # plain help: no emoji for ':runner:', no markup, no boxes (NO_COLOR, pipes)
     )
-    for module in (root, profile, schema, devices, solve, show, split, run, verify, synth, calibrate, calibrate_host):
+    for module in (
+        root,
+        profile,
+        schema,
+        devices,
+        solve,
+        show,
+        split,
+        run,
+        verify,
+        tune,
+        synth,
+        calibrate,
+        calibrate_host,
+    ):
         module.register(app)
     return app
 

@@ -1,15 +1,16 @@
 """`plan calibrate`: fit the Edge TPU cost model and the pipeline runners to real measurements.
 
     plan calibrate SWEEP.csv... --pipeline FILE:RUNNER:BATCH[:fresh][:cuts=I,J]... -o DEVICE.json [--hosts-dir DIR]
-    plan calibrate --verify PLAN.json:REPORT.json... -o DEVICE.json [--host-out HOST.json]
+    plan calibrate --verify PLAN.json:REPORT.json... --model MODEL.tflite -o DEVICE.json [--host-out HOST.json]
 
 Positional CSVs are single-TPU sweeps (one `invoke()` per row). Each `--pipeline` names a pipeline CSV,
 the runner that ran it (a host preset or HostSpec JSON: its structure and host_ops are kept, its per-stage
 numbers fitted), the batch its times are amortised over, `fresh` when every run built new interpreters,
 and the cuts when the file does not imply them. Writes the fitted device to -o and, with --hosts-dir,
-each fitted runner as DIR/<runner name>.json. With --verify, the device of each plan is fitted to what
-`plan verify` measured with it on the user's own machine (`runtime.verify.refit`), and the stages are
-shown predicted before and after the fit.
+each fitted runner as DIR/<runner name>.json. With --verify, the device and host of the plans are refitted
+to the stage times `plan verify` measured with them on the user's own machine (`runtime.verify.refit`:
+the calibration's own parameters, only those the times identify), and the stages are shown predicted
+before and after the refit.
 """
 
 from __future__ import annotations
@@ -151,59 +152,88 @@ def _write_all(docs: list[tuple[Path, BaseModel]], force: bool) -> None:
 
 
 VERIFY_HELP = (
-    "PLAN.json:REPORT.json, a plan and the `plan verify -o` report made with it on your machine: fit the "
-    "plan's device (and with --host-out the host: host-op prices, our runner's numbers) to what the "
-    "report measured. Repeatable; not with sweep CSVs or --pipeline."
+    "PLAN.json:REPORT.json, a plan and the `plan verify -o` report made with it on your machine: refit the "
+    "plan's device and host (-o, --host-out) to the stage times the report measured, parameter by parameter "
+    "(needs --model). Repeatable; not with sweep CSVs or --pipeline."
 )
+MODEL_HELP = "With --verify: the .tflite model (or its profile) the plans are of; repeat for plans of several models."
 
 
 def verify_fit_table(fit: VerifyFit) -> str:
-    """Per stage of every report: measured, predicted before and after the fit; then the fitted numbers."""
+    """Per distinct stage: measured, predicted before and after the refit; then every parameter's fate."""
 
     def err(pred: float, real: float) -> str:
         return f"{100 * abs(pred - real) / max(real, 1.0):.1f}%"
 
     rows = [
         [
-            p.report + 1,
-            p.stage,
+            shown(Path(p.model).name),
+            f"{p.first_op}..{p.last_op}",
+            shown(p.device),
+            p.times,
             f"{p.measured_us:,.1f}",
-            f"{p.before_us:,.1f}",
+            f"{p.before_us:,}",
             err(p.before_us, p.measured_us),
-            f"{p.after_us:,.1f}",
+            f"{p.after_us:,}",
             err(p.after_us, p.measured_us),
         ]
         for p in fit.points
     ]
-    head = ["report", "stage", "measured us", "before us", "error", "after us", "error"]
-    f = fit.fitted
+    kind = "SIMULATED" if fit.simulated else "measured"
+    head = ["model", "ops", "device", "times", f"{kind} us", "before us", "error", "after us", "error"]
+    params = [
+        [
+            p.name,
+            f"{p.before:.4g}",
+            f"{p.after:.4g}" if p.status == "fitted" else "-",
+            f"{p.low:g}..{p.high:g}",
+            p.status + (f" (at its {p.at_edge} edge)" if p.at_edge else ""),
+        ]
+        for p in fit.params
+        if p.status != "no data"
+    ]
     return "\n".join(
         [
+            *(
+                ["SIMULATED: these stage times come from a simulated Edge TPU, not from hardware", ""]
+                if fit.simulated
+                else []
+            ),
             table(head, rows),
             "",
-            f"median stage error {fit.median_error_before:.1%} before, {fit.median_error_after:.1%} after",
-            f"fitted {shown(fit.device.name)}: invoke overhead {f['overhead']:g} us, op costs x{f['compute']:g}, "
-            f"link x{f['link']:g}; host {shown(fit.host.name)}: host ops x{f['host_ops']:g}, runner "
-            f"{fit.host.stage_us:g} us per stage, serialized {fit.host.serialized:g}",
+            f"median stage error {fit.median_error_before:.1%} before, {fit.median_error_after:.1%} after "
+            f"({len(fit.points)} distinct stage time(s); a stage timed more than once counts once)",
+            "",
+            table(["parameter", "before", "after", "plausible range", ""], params),
+            *(f"note: {shown(n)}" for n in fit.notes),
         ]
     )
 
 
-def _from_verify(pairs: list[str], output: Path, host_out: Path | None, force: bool, as_json: bool) -> None:
-    """`plan calibrate --verify`: read each plan and its report once, fit, write, show before and after."""
+def _from_verify(
+    pairs: list[str], models: list[Path], output: Path, host_out: Path | None, force: bool, as_json: bool
+) -> None:
+    """`plan calibrate --verify`: read each plan and its report once, refit, write, show before and after."""
+    from tpuplan.cli.common import read_source
     from tpuplan.planner.plan import load_plan
-    from tpuplan.runtime.verify.refit import fit_from_verify
-    from tpuplan.runtime.verify.report import check_report_matches, load_report
+    from tpuplan.runtime.verify.refit import from_pairs, refit
+    from tpuplan.runtime.verify.report import load_report
 
     paths = [_pair(text) for text in pairs]
-    check_outputs([output, host_out], force=force, inputs=[p for pair in paths for p in pair])
-    docs = []
-    for plan_path, report_path in paths:
-        plan, report = load_plan(plan_path), load_report(report_path)
-        check_report_matches(report, plan, str(report_path))
-        docs.append((plan, report))
-    fit = fit_from_verify(docs)
-    _write_all([(output, fit.device), *([(host_out, fit.host)] if host_out is not None else [])], force)
+    if not models:
+        raise UsageError("--verify needs --model: the model (or profile) the plans are of, to price their stages")
+    check_outputs([output, host_out], force=force, inputs=[*models, *(p for pair in paths for p in pair)])
+    profiles = {}
+    for m in models:
+        prof = read_source(m, None, None).profile
+        profiles[prof.model.sha256] = prof
+    docs = [(load_plan(plan_path), load_report(report_path), str(report_path)) for plan_path, report_path in paths]
+    devices, hosts, times, reported = from_pairs(docs, profiles)
+    if len(devices) != 1 or (host_out is not None and len(hosts) != 1):
+        raise TpuplanError(f"the plans use {len(devices)} device spec(s) and {len(hosts)} host(s): refit one at a time")
+    fit = refit(times, devices, hosts, reported)
+    host_doc = [(host_out, next(iter(fit.hosts.values())))] if host_out is not None else []
+    _write_all([(output, next(iter(fit.devices.values()))), *host_doc], force)
     if any(is_stdout(p) for p in (output, host_out)):
         return
     if as_json:
@@ -253,6 +283,7 @@ def register(app: typer.Typer) -> None:
         host_out: Annotated[
             Path | None, typer.Option("--host-out", help="With --verify: write the fitted host here.")
         ] = None,
+        models: Annotated[list[Path] | None, typer.Option("--model", "-m", help=MODEL_HELP)] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
         as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
@@ -271,10 +302,10 @@ def register(app: typer.Typer) -> None:
                     "--verify fits from plan verify reports alone: give sweep CSVs, --pipeline, "
                     "--hosts-dir, --base and --name in a separate run"
                 )
-            _from_verify(list(verify), output, host_out, force, as_json)
+            _from_verify(list(verify), list(models or []), output, host_out, force, as_json)
             return
-        if host_out is not None:
-            raise UsageError("--host-out goes with --verify (use --hosts-dir for --pipeline runners)")
+        if host_out is not None or models:
+            raise UsageError("--host-out and --model go with --verify (use --hosts-dir for --pipeline runners)")
         name = name_option(name)
         runs, hosts = _files(list(sweeps or []), list(pipeline or []), spec_option(sweep_host, "--sweep-host"))
         extra = read_published(published) if published is not None else []

@@ -35,6 +35,7 @@ def _stage_rows(plan: Plan) -> list[list[object]]:
     rows: list[list[object]] = []
     for s, dev in zip_strict(plan.stages, plan.devices):
         tpu = dev.backend == "edgetpu"  # a CPU stage has no on-chip memory to show
+        mark = " M" if s.measured_invoke_us is not None else ""  # its invoke measured by plan verify
         rows.append(
             [
                 s.index,
@@ -46,10 +47,10 @@ def _stage_rows(plan: Plan) -> list[list[object]]:
                 mib(s.predicted_offchip_bytes) if tpu else "-",
                 f"{s.bytes_in / 1024:.1f}",
                 f"{s.bytes_out / 1024:.1f}",
-                ms(s.part_us("device")),
-                ms(s.part_us("host")),
+                ms(s.part_us("device")) + mark,
+                ms(s.part_us("host")) + mark,
                 ms(s.part_us("runner")),
-                ms(s.predicted_us),
+                ms(s.predicted_us) + mark,
                 ms(s.predicted_interval_us),
                 s.device,
                 bar(s.predicted_us, worst, 20),
@@ -97,7 +98,8 @@ def plan_table(plan: Plan) -> str:
         table(head, _stage_rows(plan), right=align),
         "",
         f"period      {ms(plan.predicted_period_us)} ms, set by {_bound(plan.period_bound)}   throughput "
-        f"{per_second(plan.predicted_throughput_per_s)}/s   latency {ms(plan.predicted_latency_us)} ms   (predicted)",
+        f"{per_second(plan.predicted_throughput_per_s)}/s   latency {ms(plan.predicted_latency_us)} ms   (predicted"
+        + ("; measured invokes where marked M)" if any(s.measured_invoke_us is not None for s in plan.stages) else ")"),
         *_range_lines(plan),
     ]
     if plan.predicted_per_input_us is not None:
@@ -113,6 +115,11 @@ def plan_table(plan: Plan) -> str:
         lines.append(
             f"memory      stage(s) {','.join(spill)} stream parameters from the host every inference; "
             + (f"{need} TPUs would keep everything on chip" if need else "no TPU count keeps it all on chip")
+        )
+    if any(s.measured_invoke_us is not None for s in plan.stages):
+        lines.append(
+            "measured    'M': the stage's invoke as plan verify measured it (shared between device and host as "
+            "predicted); every other number predicted"
         )
     if any(s.copies > 1 for s in plan.stages):
         lines.append(

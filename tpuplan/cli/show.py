@@ -13,17 +13,22 @@ from tpuplan.profiles.errors import UsageError
 
 if TYPE_CHECKING:
     from tpuplan.planner.plan import Plan
+    from tpuplan.runtime.verify.report import VerifyReport
 
 
-def measured_times(report: Path, plan: Plan) -> list[float]:
-    """The measured stage times of a `plan verify -o` report made for this very plan, each a time a
-    picture can draw (a report is a document from anywhere: its bounds are checked on reading, and
-    it is checked against the plan here)."""
+def report_for(report: Path, plan: Plan) -> VerifyReport:
+    """A `plan verify -o` report made for this very plan (a report is a document from anywhere: its
+    bounds are checked on reading, and it is checked against the plan here)."""
     from tpuplan.runtime.verify.report import check_report_matches, load_report
 
     rep = load_report(report)
     check_report_matches(rep, plan, str(report))
-    return [c.measured_us for c in rep.stages]
+    return rep
+
+
+def measured_times(report: Path, plan: Plan) -> list[float]:
+    """The measured stage times of a report made for this plan, each a time a picture can draw."""
+    return [c.measured_us for c in report_for(report, plan).stages]
 
 
 def register(app: typer.Typer) -> None:
@@ -57,8 +62,14 @@ def register(app: typer.Typer) -> None:
         if png is not None:
             from tpuplan.runtime.verify.plots import plan_figure
 
-            measured = measured_times(report, plan) if report is not None else None
-            write_output(png, plan_figure(plan, measured), force=force)
+            if report is None:
+                write_output(png, plan_figure(plan), force=force)
+            else:
+                rep = report_for(report, plan)
+                label = f"SIMULATED by {rep.backend} (no hardware)" if rep.simulated else "measured"
+                times = [c.measured_us for c in rep.stages]
+                picture = plan_figure(plan, times, measured_label=label, simulated=rep.simulated)
+                write_output(png, picture, force=force)
         if is_stdout(png):
             return
         emit(plan, output=output, force=force, as_json=as_json, table=plan_table(plan))

@@ -45,6 +45,10 @@ REPLICATE_HELP = (
     "together for the least period over --tpus TPUs of one kind (1 to 16 TPUs)."
 )
 COPIES_HELP = "With --cuts: TPUs per stage (e.g. 1,3,1; at most 64 TPUs in all); default one each."
+MEASURED_HELP = (
+    "A `plan verify -o` report of this model on these devices and host: its stages keep their measured times, "
+    "the rest are priced by the device and host refitted to every report given. Repeatable."
+)
 T = TypeVar("T")
 
 
@@ -173,6 +177,19 @@ def _priced(
     return evaluate(profile, devices or None, cut_list, host, goal, copies)
 
 
+def _with_measured(
+    profile: Profile, devices: list[DeviceSpec], host: HostSpec, reports: list[Path]
+) -> tuple[Profile, list[DeviceSpec], HostSpec, list[str]]:
+    """--measured: the profile keeping the reports' stage times, the devices and host refitted to them."""
+    from tpuplan.runtime.verify.refit import Reported, with_measurements
+    from tpuplan.runtime.verify.report import load_report
+
+    got = with_measurements(
+        profile, devices or [profile.device], host, [Reported(load_report(p), str(p)) for p in reports]
+    )
+    return got.profile, got.devices, got.host, got.notes
+
+
 def _solved(source: Path, work: Callable[[], T]) -> T:
     """Run a solve; "no plan exists" names the source (the solver module, OR-Tools, imported only now)."""
     from tpuplan.planner.solve import NoPlanError
@@ -230,6 +247,7 @@ def _register_solve(app: typer.Typer) -> None:
         replicate: Annotated[bool, typer.Option("--replicate", help=REPLICATE_HELP)] = False,
         copies: Annotated[str | None, typer.Option("--copies", help=COPIES_HELP)] = None,
         timings: Annotated[bool, typer.Option("--timings", help="Record the solve's wall time in the plan.")] = False,
+        measured: Annotated[list[Path] | None, typer.Option("--measured", help=MEASURED_HELP)] = None,
         output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the plan JSON here.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
@@ -242,7 +260,12 @@ def _register_solve(app: typer.Typer) -> None:
 
         _usage(tpus, cuts, copies, time_limit, host)  # the flags first: a usage error whatever the files
         if output is not None:
-            inputs = [source, *([model] if model else []), *spec_files(*split_list(device, "--device"), host)]
+            inputs = [
+                source,
+                *([model] if model else []),
+                *spec_files(*split_list(device, "--device"), host),
+                *(measured or []),
+            ]
             check_output(output, force=force, inputs=inputs)
         if cuts is None:  # --cuts only prices: no solver needed
             require_planner("plan solve")
@@ -255,8 +278,13 @@ def _register_solve(app: typer.Typer) -> None:
         options = SolveOptions(
             tpus, cuts, max_tpus, tolerance, allow_spill, time_limit, workers, seed, timings, replicate, copies
         )
+        notes: list[str] = []
+        if measured:
+            profile, devices, host_spec, notes = _with_measured(profile, devices, host_spec, measured)
         started = time.monotonic()
         plan = _plan_for(source, profile, devices, host_spec, goal, options)
+        if notes:
+            plan = plan.model_copy(update={"notes": [*plan.notes, *notes]})
         if not as_json:
             typer.echo(f"solved in {time.monotonic() - started:.2f} s", err=True)
         emit(plan, output=output, force=force, as_json=as_json, table=plan_table(plan))

@@ -67,30 +67,36 @@ def verify_table(rep: VerifyReport) -> str:
         "predicted for",
         "ops",
         "predicted ms",
-        f"measured ms ({rep.backend})",
+        f"{'SIMULATED' if rep.simulated else 'measured'} ms ({rep.backend})",
         "in pipeline ms",
         "error",
         "",
     ]
     host = rep.runner_host
+    got = "SIMULATED" if rep.simulated else "measured"
     lines = [
+        *(
+            [f"SIMULATED run: no hardware; the {rep.backend} backend's times come from a hidden device model"]
+            if rep.simulated
+            else []
+        ),
         f"plan verify on {rep.backend}: {rep.inputs} inputs ({shown(rep.input_source)}), tolerance {rep.tolerance:.0%} "
         f"or {rep.tolerance_floor_us:g} us",
-        f"measured by   {measured_by(rep)}",
+        f"{'timed by   ' if rep.simulated else 'measured by'}   {measured_by(rep)}",
         f"segments      {shown(rep.segments) if rep.segments else 'split here from the model'}",
         "",
         table(head, rows),
         "",
         f"slowest stage   predicted {rep.predicted_bottleneck_us / 1000:.3f} ms, "
-        f"measured {rep.measured_bottleneck_us / 1000:.3f} ms",
+        f"{got} {rep.measured_bottleneck_us / 1000:.3f} ms",
         f"latency         predicted {rep.predicted_latency_us / 1000:.3f} ms, "
-        f"measured {rep.measured_latency_us / 1000:.3f} ms (one input through every stage)",
+        f"{got} {rep.measured_latency_us / 1000:.3f} ms (one input through every stage)",
         f"throughput      predicted {per_second(rep.predicted_throughput_per_s)}/s "
         f"(ideal one core per stage: {per_second(rep.predicted_throughput_ideal_per_s)}/s), "
-        f"measured {per_second(rep.measured_throughput_per_s)}/s ({rep.throughput_rel_error:.1%} off)",
+        f"{got} {per_second(rep.measured_throughput_per_s)}/s ({rep.throughput_rel_error:.1%} off)",
         f"runner          {host.empty_stage_us:.1f} us per input and stage with empty stages, "
-        f"{host.real_stage_us:.1f} us with these (measured here; serialized share "
-        f"{'-' if host.serialized is None else f'{host.serialized:.2f}'})",
+        f"{host.real_stage_us:.1f} us with these ({'SIMULATED' if rep.simulated else 'measured here'}; "
+        f"serialized share {'-' if host.serialized is None else f'{host.serialized:.2f}'})",
         f"outputs         {shown(rep.outputs_note)}",
         f"verdict         {rep.verdict}",
     ]
@@ -102,6 +108,8 @@ def measured_by(rep: VerifyReport) -> str:
     """Who measured: the backend, its devices, the interpreter, on this machine."""
     devices = [d for d in dict.fromkeys(rep.devices) if d != rep.backend]
     on = f"{rep.backend} ({', '.join(devices)})" if devices else rep.backend
+    if rep.simulated:
+        return shown(f"{on}: SIMULATED (a virtual clock, no hardware); the CPU ran the segments for their outputs")
     return shown(f"{on}, {rep.interpreter or 'interpreter not recorded'}, on this machine")
 
 
@@ -111,6 +119,8 @@ def _figure(plan_doc: Plan, rep: VerifyReport) -> bytes:
 
     predicted_for = ", ".join(dict.fromkeys(c.device for c in rep.stages))
     label = f"measured on {rep.backend} ({rep.interpreter or 'interpreter not recorded'})"
+    if rep.simulated:
+        label = f"SIMULATED by {rep.backend} (virtual clock, no hardware)"
     if not rep.comparable:
         label += f": not comparable with the {predicted_for} predictions"
     return plan_figure(
@@ -118,6 +128,7 @@ def _figure(plan_doc: Plan, rep: VerifyReport) -> bytes:
         [c.measured_us for c in rep.stages],
         measured_label=label,
         predicted_label=f"predicted for {predicted_for}",
+        simulated=rep.simulated,
     )
 
 

@@ -9,6 +9,7 @@ from tpuplan.planner.plan_build import evaluate
 from tpuplan.planner.plan_v1 import MIGRATED_NOTE
 from tpuplan.profiles.build import build_profile
 from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.model import MeasuredStage
 from tpuplan.profiles.tflite.reader import LoadedModel
 
 STAGE_FACTS = (
@@ -36,6 +37,14 @@ def check_plan_matches(plan: Plan, loaded: LoadedModel) -> None:
             f"sha256 {loaded.sha256}"
         )
     profile = build_profile(loaded, plan.devices[0], plan.host)
+    kept = [  # the invokes the plan keeps as measured are its own facts: priced as they are
+        MeasuredStage(
+            device=s.device, host=plan.host.name, first_op=s.first_op, last_op=s.last_op, invoke_us=s.measured_invoke_us
+        )
+        for s in plan.stages
+        if s.measured_invoke_us is not None
+    ]
+    profile = profile.model_copy(update={"measured_stages": kept})
     if len(profile.ops) != plan.n_ops:
         raise TpuplanError(f"{loaded.path}: the plan has {plan.n_ops} ops, this model {len(profile.ops)}")
     if MIGRATED_NOTE in plan.notes:

@@ -26,7 +26,7 @@ from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.limits import MAX_OBJECTIVE, StageUs
 from tpuplan.profiles.model import BIG, ModelRef
 from tpuplan.profiles.pricing.device import DeviceSpec
-from tpuplan.profiles.pricing.formula import Objective, Part, invoke_part, part_sums
+from tpuplan.profiles.pricing.formula import Objective, Part, invoke_part, measured_parts, part_sums
 from tpuplan.profiles.pricing.host import HostSpec
 
 PLAN_KIND: Final = "tpuplan.plan"
@@ -60,16 +60,26 @@ class StagePlan(StrictModel):
     predicted_values: dict[str, StageUs] = Field(description="T (time), S (serial), V (bus), O (oneoff)")
     uncalibrated_share: float = Field(0.0, ge=0, le=1, description="share of its time from uncalibrated costs")
     fits_on_chip: bool
+    measured_invoke_us: int | None = Field(
+        None,
+        ge=0,
+        le=BIG,
+        description="MEASURED: its invoke timed alone by plan verify, in place of the predicted device and host "
+        "parts in its values (its terms stay the prediction); null: predicted",
+    )
 
     def part_us(self, part: Part) -> int:
-        """The sum of its terms in one part of the formula (device, host or runner)."""
-        out: int = part_sums(self.predicted_terms)[part]
+        """The sum of its terms in one part of the formula (device, host or runner), as measured where its
+        invoke was (`formula.measured_parts`)."""
+        parts, _ = measured_parts(part_sums(self.predicted_terms), self.measured_invoke_us)
+        out: int = round(parts[part])
         return out
 
     @property
     def invoke_us(self) -> int:
-        """Its interpreter run alone (device + host parts): what a stage timed on its own measures."""
-        out: int = invoke_part(self.predicted_terms)
+        """Its interpreter run alone (device + host parts): what a stage timed on its own measures; the
+        measured time where there is one."""
+        out: int = round(invoke_part(self.predicted_terms, self.measured_invoke_us))
         return out
 
 

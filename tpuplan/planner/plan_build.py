@@ -127,6 +127,7 @@ def stage_plans(
                 predicted_values=p.values,
                 uncalibrated_share=round(p.uncalibrated_us / max(p.total_us, 1), 4),
                 fits_on_chip=p.fits,
+                measured_invoke_us=p.measured_us,
             )
         )
     return stages
@@ -148,6 +149,12 @@ def _notes(profile: Profile, devices: Sequence[DeviceSpec], stages: Sequence[Sta
             "copies: "
             + ", ".join(f"stage {s.index} on {s.copies} TPUs" for s in stages if s.copies > 1)
             + " (inputs dealt to them in turn; each holds the whole stage)"
+        )
+    measured = [s.index for s in stages if s.measured_invoke_us is not None]
+    if measured:
+        notes.append(
+            f"stage(s) {', '.join(map(str, measured))}: invoke MEASURED by plan verify (measured_invoke_us), "
+            "the rest of every number predicted"
         )
     tpu_devices = sorted({d.name for d in devices if d.backend == "edgetpu"})
     if profile.source == "measured" and tpu_devices:

@@ -56,9 +56,10 @@ def check_stage(s: StagePlan, dev: DeviceSpec, host: HostSpec) -> None:
                     f"stage {s.index}: term {term.name} is {s.predicted_terms[term.name]}, but the "
                     f"plan's device and host give {want}"
                 )
-    values = formula.stage_values(s.predicted_terms, coef, _whole)
+    values = formula.stage_values(s.predicted_terms, coef, _whole, s.measured_invoke_us)
     if s.predicted_values != values:
-        raise ValueError(f"stage {s.index}: predicted_values are {s.predicted_values}, its terms give {values}")
+        given = "its terms" if s.measured_invoke_us is None else f"its terms and measured invoke {s.measured_invoke_us}"
+        raise ValueError(f"stage {s.index}: predicted_values are {s.predicted_values}, {given} give {values}")
     if s.predicted_us != values["time"]:
         raise ValueError(f"stage {s.index}: predicted_us is {s.predicted_us}, its terms add up to {values['time']}")
     interval = formula.interval(values["time"], values["serial"], s.copies)

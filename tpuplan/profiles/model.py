@@ -79,6 +79,20 @@ class ModelRef(StrictModel):
     bytes: int = Field(ge=0, le=BIG)
 
 
+class MeasuredStage(StrictModel):
+    """A stage's invoke timed alone on real hardware (`plan verify`): ops first_op..last_op compiled on
+    their own, on the device and host named. A plan priced from this profile on that device and host keeps
+    this time for that stage instead of predicting it (formula.measured_parts)."""
+
+    device: str = Field(max_length=200, description="the device spec's name the plan ran it on")
+    host: str = Field(max_length=200, description="the host spec's name")
+    first_op: int = Field(ge=0, le=MAX_COUNT)
+    last_op: int = Field(ge=0, le=MAX_COUNT)
+    invoke_us: float = Field(ge=0, le=MAX_OP_US, description="MEASURED: median of the reports' times")
+    reports: int = Field(1, ge=1, le=MAX_COUNT, description="how many reports timed it (counted once)")
+    source: str = Field("", max_length=2000, description="which reports")
+
+
 class Profile(StrictModel):
     kind: Literal["tpuplan.profile"] = PROFILE_KIND
     schema_version: Literal[2] = PROFILE_VERSION
@@ -96,6 +110,9 @@ class Profile(StrictModel):
     measurement: (
         dict[str, Annotated[int, Field(ge=-BIG, le=BIG)] | Real | Annotated[str, Field(max_length=1000)]] | None
     ) = None
+    measured_stages: list[MeasuredStage] = Field(
+        default_factory=list, max_length=100_000, description="stage times measured on hardware (plan verify)"
+    )
 
     @property
     def param_bytes(self) -> int:
@@ -125,6 +142,14 @@ class Profile(StrictModel):
         if made != set(size):
             raise ValueError("tensors must list exactly the model's inputs and the ops' outputs")
         _check_cuts(self, size)
+        seen = set()
+        for m in self.measured_stages:
+            key = (m.device, m.host, m.first_op, m.last_op)
+            if not m.first_op <= m.last_op < n or key in seen:
+                raise ValueError(
+                    f"measured stage {m.first_op}..{m.last_op} on {m.device!r}: outside the ops or given twice"
+                )
+            seen.add(key)
         return self
 
 

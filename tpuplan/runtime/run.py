@@ -254,6 +254,11 @@ def run_split(
     o = options or RunOptions()
     check_runner(o.runner)
     chosen = get_backend(backend)
+    if chosen.simulated:
+        raise TpuplanError(
+            f"the {chosen.name} backend simulates stage times for plan verify and plan tune; plan run measures a "
+            "real run: use cpu or edgetpu"
+        )
     check_split_backend(split, chosen)
     manifest = split.manifest
     devs = chosen.devices(sum(copies_of(split)), devices)

@@ -22,7 +22,6 @@ from functools import lru_cache
 
 import numpy as np
 
-from tpuplan.profiles.build import price
 from tpuplan.profiles.calibration.measurements import MeasuredFile, Measurement
 from tpuplan.profiles.calibration.memory import (
     MIB,
@@ -30,7 +29,6 @@ from tpuplan.profiles.calibration.memory import (
     LayoutFit,
     RowMemory,
     Segment,
-    cached_mask,
     fit_capacity,
     fit_layout,
     layout_bytes,
@@ -49,13 +47,12 @@ from tpuplan.profiles.calibration.result import CalibrationPoint as CalibrationP
 from tpuplan.profiles.calibration.result import CalibrationResult as CalibrationResult
 from tpuplan.profiles.calibration.result import FileSummary as FileSummary
 from tpuplan.profiles.calibration.result import ParamValue
+from tpuplan.profiles.calibration.segments import PricedOps, priced, segment_forms
 from tpuplan.profiles.calibration.specs import apply_params
-from tpuplan.profiles.calibration.timing import RowTerms, TimeModel, fit_times, loss_of, stage_terms
+from tpuplan.profiles.calibration.timing import RowTerms, TimeModel, fit_times, loss_of
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.profiles.model import OpProfile
 from tpuplan.profiles.pricing.device import Calibration, DeviceSpec
 from tpuplan.profiles.pricing.host import HostSpec, resolve_host
-from tpuplan.profiles.pricing.opcost import out_pixels
 from tpuplan.profiles.pricing.stagecost import StagePricer
 from tpuplan.profiles.pricing.tables import pipeline_cost, stage_table
 
@@ -188,35 +185,21 @@ def _fit_memory(rows: list[_Row], layout: LayoutFit, base: DeviceSpec) -> dict[s
 
 
 @lru_cache(maxsize=1024)
-def _pricer(m: Measurement, device_json: str, host_json: str) -> tuple[StagePricer, list[tuple[OpProfile, int]]]:
+def _pricer(m: Measurement, device_json: str, host_json: str) -> tuple[StagePricer, PricedOps]:
     """The planner's pricer of a measured model and its priced ops with their output pixels (cached)."""
     dev, host = DeviceSpec.model_validate_json(device_json), HostSpec.model_validate_json(host_json)
-    profile = row_geometry(m).profile
-    priced = price(profile, dev, host)
-    shapes = {t.name: t.shape for t in profile.tensors}
-    ops = [(op, out_pixels([shapes[t] for t in op.outputs])) for op in priced.ops]
-    return StagePricer(priced, dev, host), ops
+    return priced(row_geometry(m).profile, dev, host)
 
 
 def _row_terms(row: _Row, space: ParamSpace, specs: _Specs, weight: float, tile: int) -> RowTerms:
-    """The row's stages as linear forms; the streamed layers are the rule's, checked against the pricer's
-    own on- and off-chip bytes."""
+    """The row's stages as linear forms (`calibration.segments`)."""
     device, host = specs.devices[row.device], specs.hosts[row.host]
     pricer, ops = _pricer(row.m, device.model_dump_json(), host.model_dump_json())
-    stages = []
-    for a, b in stage_bounds(row.cuts, pricer.n):
-        full = pricer.row(a)
-        k = b - a
-        tpu = [bool(t) for t in pricer.placement(a)[: k + 1]]
-        sizes = [ops[a + j][0].cached_bytes if t else 0 for j, t in enumerate(tpu)]
-        budget = int(np.floor(device.onchip_bytes - device.io_reserve_frac * (full["tpu_in"][k] + full["tpu_out"][k])))
-        kept = cached_mask(sizes, budget, device.max_cached_layer_bytes)
-        on = sum(s for s, keep in zip(sizes, kept, strict=True) if keep)
-        if (on, sum(sizes) - on) != (int(full["on"][k]), int(full["off"][k])):
-            raise TpuplanError(f"calibrate: caching of {row.file.name}:{row.m.line} differs from the pricer's")
-        streamed = [s > 0 and not keep for s, keep in zip(sizes, kept, strict=True)]
-        q = {key: float(v[k]) for key, v in full["q"].items()}
-        stages.append(stage_terms(space, row.device, row.host, ops[a : b + 1], tpu, streamed, q, tile))
+    where = f"{row.file.name}:{row.m.line}"
+    stages = [
+        segment_forms(pricer, ops, space, (row.device, row.host), ab, tile, where)
+        for ab in stage_bounds(row.cuts, pricer.n)
+    ]
     run = row.file.run
     return RowTerms(stages, row.device, row.host, row.runner, run.batch, row.m.ms * 1000, weight)
 

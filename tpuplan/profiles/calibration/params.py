@@ -240,6 +240,64 @@ MACHINE_PARAMS = (
 )
 
 
+def device_link_params(name: str) -> tuple[Param, ...]:
+    """The link parameters of an Edge TPU device by its spec's name: the preset's own (USB 3.0, PCIe) or,
+    for a device of another name (a refitted or user-written spec), the same three numbers on it, in the
+    range of either link (at least 2.048 us/KiB: 500 MB/s each way)."""
+    own = tuple(p for p in LINK_PARAMS if any(spec == f"device:{name}" for spec, _ in p.targets))
+    if own:
+        return own
+    spec = f"device:{name}"
+    return (
+        Param(f"{name}.link", _link(spec), 3.0, USB3_US_PER_KIB, 50.0, "its link: at most 500 MB/s each way"),
+        Param(
+            f"{name}.stream",
+            _classes("stream_us_per_kib", ON_CHIP, spec),
+            3.0,
+            USB3_US_PER_KIB,
+            50.0,
+            "parameters streamed over its link: at most 500 MB/s",
+        ),
+        Param(f"{name}.upload", ((spec, "link.upload_us_per_kib"),), 3.0, USB3_US_PER_KIB, 50.0, "its first upload"),
+    )
+
+
+def machine_params(name: str) -> tuple[Param, ...]:
+    """A host machine's side of an Edge TPU invoke: the study's machines' own parameters or, for another
+    host, the same four numbers on it, in the study machine's ranges."""
+    own = tuple(p for p in MACHINE_PARAMS if any(spec == f"host:{name}" for spec, _ in p.targets))
+    if own:
+        return own
+    h = f"host:{name}"
+    return tuple(
+        Param(
+            p.name.replace("study.", f"{name}."),
+            ((h, p.targets[0][1]),),
+            p.init,
+            p.low,
+            p.high,
+            p.why.replace("the study machine's", "this machine's"),
+        )
+        for p in MACHINE_PARAMS
+        if p.name.startswith("study.")
+    )
+
+
+def host_ops_params(name: str) -> tuple[Param, ...]:
+    """How much slower (or faster) a host runs the ops an Edge TPU leaves to it than their prices say: a
+    machine other than the one that priced them (a Raspberry Pi beside a desktop's prices)."""
+    return (
+        Param(
+            f"{name}.host_ops",
+            ((f"host:{name}", "host_ops_scale"),),
+            1.0,
+            0.1,
+            10.0,
+            "the host CPU's speed at the ops left to it, against their prices: a tenth to ten times",
+        ),
+    )
+
+
 def runner_params(name: str, base: HostSpec) -> tuple[Param, ...]:
     """A pipeline runner's own numbers. One that does its host work under a lock (`serialized` > 0: Python
     threads under the interpreter lock, which also start inside the timed region) gets the per-stage work,

@@ -187,10 +187,10 @@ def _prior_rows(space: ParamSpace, free: npt.NDArray[np.bool_] | None = None) ->
     return np.array(rows).reshape(-1, space.n), np.array(rhs)
 
 
-def _loss(model: TimeModel, theta: F64, prior: tuple[F64, F64]) -> float:
+def _loss(model: TimeModel, theta: F64, prior: tuple[F64, F64], soft: float = SOFT_SCALE) -> float:
     pred, _ = model.evaluate(theta)
-    z = np.square(model.w * (pred - model.y) / model.y / SOFT_SCALE)
-    return float(2 * SOFT_SCALE**2 * np.sum(np.sqrt(1 + z) - 1) + np.sum(np.square(prior[0] @ theta - prior[1])))
+    z = np.square(model.w * (pred - model.y) / model.y / soft)
+    return float(2 * soft**2 * np.sum(np.sqrt(1 + z) - 1) + np.sum(np.square(prior[0] @ theta - prior[1])))
 
 
 def loss_of(model: TimeModel, theta: F64, free: npt.NDArray[np.bool_] | None = None) -> float:
@@ -198,26 +198,27 @@ def loss_of(model: TimeModel, theta: F64, free: npt.NDArray[np.bool_] | None = N
     return _loss(model, theta, _prior_rows(model.space, free))
 
 
-def fit_times(model: TimeModel, free: npt.NDArray[np.bool_], fixed: F64) -> F64:
+def fit_times(model: TimeModel, free: npt.NDArray[np.bool_], fixed: F64, soft: float = SOFT_SCALE) -> F64:
     """The parameters minimising the soft-L1 relative error (plus the priors) inside their plausible
     ranges: from the start values (`fixed` for those not `free`), Gauss-Newton steps on the linearised
-    model with IRLS weights, halved while the loss grows."""
+    model with IRLS weights, halved while the loss grows. `soft`: the relative error past which a point
+    counts less than squared (a large one: least squares)."""
     space = model.space
     low, high = space.bounds()
     theta = np.where(free, np.clip(space.init(), low, high), fixed)
     low, high, prior = np.where(free, low, fixed), np.where(free, high, fixed), _prior_rows(space, free)
-    loss = _loss(model, theta, prior)
+    loss = _loss(model, theta, prior, soft)
     for _ in range(MAX_ROUNDS):
         pred, grad = model.evaluate(theta)
         scale = model.w / model.y
-        irls = 1 / np.sqrt(np.sqrt(1 + np.square(scale * (pred - model.y) / SOFT_SCALE)))  # sqrt of the weight
+        irls = 1 / np.sqrt(np.sqrt(1 + np.square(scale * (pred - model.y) / soft)))  # sqrt of the weight
         a = np.vstack([(irls * scale)[:, None] * grad, prior[0]])
         b = np.concatenate([irls * scale * (model.y - pred + grad @ theta), prior[1]])
         step = np.zeros(space.n)
         rest = b - a[:, ~free] @ theta[~free] - a[:, free] @ low[free]  # x = low + y, 0 <= y <= high - low
         step[free] = low[free] + bounded_lsq(a[:, free], rest, high[free] - low[free]) - theta[free]
         for _ in range(30):
-            new_loss = _loss(model, theta + step, prior)
+            new_loss = _loss(model, theta + step, prior, soft)
             if new_loss <= loss:
                 break
             step = step / 2

@@ -16,7 +16,8 @@ Evaluation is generic: a value may be an int, float, numpy array, linear form or
     stage terms   TIME_TERMS, each in one part: device (inside the accelerator's invoke), host (ops left
                   to the host CPU) or runner (the pipeline runner's host work outside invoke)
     stage values  T = sum of the time terms; S = sum of SERIALIZED coefficient x part; V, O = sums of
-                  BUS_TERMS and ONEOFF_TERMS
+                  BUS_TERMS and ONEOFF_TERMS; a stage whose invoke was measured (`plan verify`) has the
+                  measured time in place of its device and host parts (`measured_parts`)
     pipeline      P = max over PERIOD_BOUNDS; L = sum T; O = start + sum copies x O_k
                   batch of N: (O + L + (N - 1) P) / N;  objective J = alpha P + beta L + gamma O
 """
@@ -29,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import Field
 
 from tpuplan.compat import zip_strict
@@ -103,6 +105,9 @@ class HostTimes(StrictModel):
     )
     tpu_op_us: float = Field(0.0, ge=0, le=MAX_US, description="host-side driver work per op an Edge TPU runs")
     stream_io_us_per_kib: float = Field(0.0, ge=0, le=MAX_RATE, description="host-side work per KiB streamed")
+    host_ops_scale: float = Field(
+        1.0, ge=0, le=1e3, description="the ops left to the host CPU take this times their prices on this machine"
+    )
     stage_us: float = Field(0.0, ge=0, le=MAX_US)
     stage_us_per_kib: float = Field(0.0, ge=0, le=MAX_RATE)
     serialized: float = Field(0.0, ge=0, le=1, description="share of the stage's host work under one lock")
@@ -213,7 +218,7 @@ TIME_TERMS: tuple[Term, ...] = (
         (("link.in_us_per_kib", "tpu_in_kib"), ("link.out_us_per_kib", "tpu_out_kib")),
         doc="tensors into and out of the accelerator",
     ),
-    Term("host_ops", "host", (("", "host_ops"),), doc="ops the compiler leaves to the host CPU"),
+    Term("host_ops", "host", (("host.host_ops_scale", "host_ops"),), doc="ops the compiler leaves to the host CPU"),
     Term("host_invoke", "host", (("host.invoke_us", "edgetpu"),), doc="the host's side of an invoke"),
     Term("host_io", "host", (("host.io_us_per_kib", "edgetpu_io_kib"),), doc="the host's side of the transfers"),
     Term("host_tpu_ops", "host", (("host.tpu_op_us", "tpu_ops"),), doc="the host's driver work per Edge TPU op"),
@@ -285,23 +290,55 @@ def part_sums(terms: Mapping[str, Num]) -> dict[Part, Num]:
     return out
 
 
-def stage_values(terms: Mapping[str, Num], coef: Coefficients, round_up: Round = as_is) -> dict[str, Num]:
-    """T, S, V and O of a stage from its terms (`round_up` applies to S, a product of two numbers)."""
-    parts = part_sums(terms)
+# The parts a stage timed on its own measures: its interpreter's invoke, without the runner around it.
+INVOKE_PARTS: tuple[Part, ...] = ("device", "host")
+
+
+def measured_parts(parts: Mapping[Part, Num], measured: Num | None) -> tuple[dict[Part, Num], Num]:
+    """The parts and the invoke time (the sum of INVOKE_PARTS) of a stage whose invoke was measured:
+    the measured time replaces the predicted invoke, shared between the invoke's parts as predicted (all
+    on the device when nothing was predicted), so that a serialized share still reads its part. `measured`
+    None keeps the prediction; in an array, NaN marks the stages not measured."""
+    invoke = sum(parts[p] for p in INVOKE_PARTS)
+    if measured is None:
+        return dict(parts), invoke
+    m = np.asarray(measured, dtype=np.float64)
+    given = ~np.isnan(m)
+    total = np.asarray(invoke, dtype=np.float64)
+    out: dict[Part, Num] = dict(parts)
+    for p in INVOKE_PARTS:
+        first = p == INVOKE_PARTS[0]
+        share = np.where(total > 0, np.asarray(parts[p], dtype=np.float64) / np.where(total > 0, total, 1.0), first)
+        out[p] = _plain(np.where(given, m * share, parts[p]))
+    return out, _plain(np.where(given, m, total))
+
+
+def _plain(x: Any) -> Num:
+    """A 0-d array as a float (a plan's scalars), any other array as it is."""
+    return float(x) if np.ndim(x) == 0 else x
+
+
+def stage_values(
+    terms: Mapping[str, Num], coef: Coefficients, round_up: Round = as_is, measured: Num | None = None
+) -> dict[str, Num]:
+    """T, S, V and O of a stage from its terms (`round_up` applies to S, a product of two numbers); with
+    `measured`, its invoke measured (`measured_parts`)."""
+    parts, invoke = measured_parts(part_sums(terms), measured)
     serial: Num = 0.0
     for name, part in SERIALIZED:
         serial = serial + coef(name) * parts[part]
+    rest = sum(parts[p] for p in PARTS if p not in INVOKE_PARTS)
     return {
-        "time": parts["device"] + parts["host"] + parts["runner"],
+        "time": invoke + rest,
         "serial": round_up("serialized", serial),
         **{value: sum(terms[name] for name in names) for value, names in SUMS.items()},
     }
 
 
-def invoke_part(terms: Mapping[str, Num]) -> Num:
-    """The stage's interpreter run alone (what a stage timed on its own measures): device and host parts."""
-    parts = part_sums(terms)
-    return parts["device"] + parts["host"]
+def invoke_part(terms: Mapping[str, Num], measured: Num | None = None) -> Num:
+    """The stage's interpreter run alone (what a stage timed on its own measures): device and host parts,
+    or the measured time where one is given."""
+    return measured_parts(part_sums(terms), measured)[1]
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -71,6 +71,11 @@ class StagePricer:
         self.outputs = [op.outputs for op in ops]
         self.producer = {t: op.index for op in ops for t in op.outputs}
         self._tensor_arrays(prof)
+        self.measured = {  # stages timed on this device and host (plan verify): whole us, kept as measured
+            (m.first_op, m.last_op): formula.whole_us(m.invoke_us)
+            for m in profile.measured_stages
+            if m.device == device.name and m.host == host.name
+        }
         host_ops = [op.index for op in ops if not op.supported]
         feeds_tpu = [h for h in host_ops if any(self.supported[c] for c in self._consumers_of_op(h))]
         self.last_barrier = max(feeds_tpu, default=-1)
@@ -196,7 +201,8 @@ class StagePricer:
             "stream_kib": streamed / KIB,
         }
         terms = formula.stage_terms(self.coef, q, lambda name, x: self._us(x, a, name))
-        values = formula.stage_values(terms, self.coef, lambda name, x: self._us(x, a, name))
+        measured = self._measured_row(a, m)
+        values = formula.stage_values(terms, self.coef, lambda name, x: self._us(x, a, name), measured)
         uncal = np.where(tpu, self.tpu_us[a:] * self.tpu_uncal[a:], self.host_us[a:] * self.host_uncal[a:])
         return self._checked(
             a,
@@ -213,8 +219,19 @@ class StagePricer:
                 "params": np.cumsum(self.params[a:]),
                 "valid": np.ones(m, dtype=np.bool_) if self.cpu else tpu_count > 0,
                 "fits": off == 0,
+                "measured": measured,
             },
         )
+
+    def _measured_row(self, a: int, m: int) -> F64 | None:
+        """The measured invoke of every stage a..b that was timed (NaN where not); None when none was."""
+        ends = {b: us for (first, b), us in self.measured.items() if first == a}
+        if not ends:
+            return None
+        out = np.full(m, np.nan)
+        for b, us in ends.items():
+            out[b - a] = us
+        return out
 
     def _us(self, x: F64 | I64 | float, a: int, what: str) -> I64:
         """Microseconds rounded up, refused past MAX_STAGE_US before the conversion to int64 could wrap."""

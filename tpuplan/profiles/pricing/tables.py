@@ -42,6 +42,7 @@ class StageParts:
     bytes_out: int
     valid: bool
     fits: bool
+    measured_us: int | None = None  # its invoke as measured (plan verify), kept in place of the prediction
 
     @property
     def total_us(self) -> int:
@@ -49,9 +50,9 @@ class StageParts:
 
     @property
     def invoke_us(self) -> int:
-        """The stage's interpreter run alone: what one invoke() of its segment takes (device + host ops)."""
-        out: int = formula.invoke_part(self.terms)
-        return out
+        """The stage's interpreter run alone: what one invoke() of its segment takes (device + host ops),
+        as measured where it was."""
+        return int(formula.invoke_part(self.terms, self.measured_us))
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,8 @@ class StageCostTable:
         def at(key: str) -> int:
             return int(r[key][k])
 
+        measured = r.get("measured")
+
         return StageParts(
             terms={name: int(v[k]) for name, v in r["terms"].items()},
             values={name: int(v[k]) for name, v in r["values"].items()},
@@ -123,6 +126,7 @@ class StageCostTable:
             bytes_out=at("seg_out"),
             valid=bool(r["valid"][k]),
             fits=bool(r["fits"][k]),
+            measured_us=None if measured is None or np.isnan(measured[k]) else int(measured[k]),
         )
 
 

@@ -105,6 +105,9 @@ class InterpreterStage:
         self._interp = new_interpreter(
             content, label, backend=backend, device=device, num_threads=num_threads, probe=probe
         )
+        chosen = get_backend(backend)
+        # a simulated device: each invoke advances its virtual clock by the segment's simulated time
+        self._tick = chosen.simulator().ticker(content) if chosen.simulator is not None else None
         allocate(self._interp, label)
         self.name = name
         self.device = device
@@ -177,6 +180,8 @@ class InterpreterStage:
             self._invoke()
         except (ValueError, RuntimeError) as exc:
             raise self._failed("invoke", exc) from exc
+        if self._tick is not None:
+            self._tick()
 
     def get_outputs(self) -> dict[str, np.ndarray]:
         try:

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import itertools
 import statistics
-import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +40,7 @@ from tpuplan.runtime.scratch import temporary_directory
 from tpuplan.runtime.split.manifest import LoadedSplit, load_split
 from tpuplan.runtime.split.write import write_split
 from tpuplan.runtime.tensors.inputs import InputSpec, open_inputs, random_input
-from tpuplan.runtime.verify.hostcost import overlapped_us, runner_host
+from tpuplan.runtime.verify.hostcost import RunnerHost, effective_cores, overlapped_us, runner_host
 from tpuplan.runtime.verify.report import (
     REPORT_KIND,
     REPORT_VERSION,
@@ -52,6 +51,7 @@ from tpuplan.runtime.verify.report import (
     load_report,
     within,
 )
+from tpuplan.runtime.verify.simrun import SIMULATED_NOTE, simulated_run
 from tpuplan.runtime.verify.tolerance import DEFAULT_INPUTS, MAX_TOLERANCE, MAX_VERIFY_INPUTS, TOLERANCE_FLOOR_US
 
 __all__ = [
@@ -66,34 +66,6 @@ __all__ = [
     "load_report",
     "verify",
 ]
-
-
-def effective_cores(model_content: bytes, seconds: float = 0.5) -> float:
-    """How many interpreters make progress at once here: invokes/s of two threads over one thread."""
-
-    def rate(n_threads: int) -> float:
-        stages = [InterpreterStage(f"probe{i}", model_content) for i in range(n_threads)]
-        feed = random_input([InputSpec.from_details(d) for d in stages[0].input_details()], np.random.default_rng(0))
-        for s in stages:
-            s.run(feed)
-        counts = [0] * n_threads
-        stop = time.perf_counter() + seconds
-
-        def loop(k: int) -> None:
-            while time.perf_counter() < stop:
-                stages[k].run(feed)
-                counts[k] += 1
-
-        threads = [threading.Thread(target=loop, args=(k,)) for k in range(n_threads)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        return sum(counts) / seconds
-
-    one = rate(1)
-    two = rate(2)
-    return round(max(1.0, min(2.0, two / max(one, 1e-9))), 2)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -112,6 +84,7 @@ class _Measured:
     outputs_match: bool | None
     outputs_note: str
     cores: float
+    host: RunnerHost | None = None  # a simulated device's (else measured here, with empty stages)
 
 
 def verify(
@@ -154,7 +127,7 @@ def verify(
         check_split_matches_plan(segments.manifest, plan, str(segments.directory))
         check_split_backend(segments, chosen)
     devs = chosen.devices(sum(s.copies for s in plan.stages), devices)
-    comparable = {s.backend for s in plan.devices} == {chosen.name}
+    comparable = {s.backend for s in plan.devices} == {chosen.checks}
     feeds, feeds_from = _feeds(loaded, segments, inputs, input_path, seed)
     if segments is not None:
         measured = _measure(segments, loaded, chosen, devs, feeds, feeds_from, repeats, progress)
@@ -191,8 +164,9 @@ def _measure(
     progress: Progress | None,
 ) -> _Measured:
     """Time each stage of the split alone, run the pipeline, compare the outputs with the unsplit model's."""
+    clock = backend.simulator().clock.now_ns if backend.simulator is not None else time.perf_counter_ns
     alone, chained = _time_alone(
-        [g[0] for g in build_stages(split, backend, devs, copies=False)], feeds, repeats, progress
+        [g[0] for g in build_stages(split, backend, devs, copies=False)], feeds, repeats, progress, clock
     )
     boundary = max(
         sum(int(v.nbytes) for v in feeds[0].values()),
@@ -218,9 +192,12 @@ def _measure(
     # how many interpreters make progress at once here: measured on the model, or its largest segment
     cores = (
         float(len(devs))
-        if backend.compiled
+        if backend.compiled or backend.simulated
         else effective_cores(loaded.data if loaded else max(split.contents, key=len))
     )
+    if backend.simulated:
+        run, host = simulated_run(backend, split, run, alone)
+        return _Measured(feeds_from, alone, chained, run, queue_size, outputs_match, outputs_note, cores, host)
     return _Measured(feeds_from, alone, chained, run, queue_size, outputs_match, outputs_note, cores)
 
 
@@ -246,7 +223,11 @@ def _feeds(
 
 
 def _time_alone(
-    stages: list[InterpreterStage], feeds: list[dict[str, Array]], repeats: int, progress: Progress | None
+    stages: list[InterpreterStage],
+    feeds: list[dict[str, Array]],
+    repeats: int,
+    progress: Progress | None,
+    clock: Callable[[], int] = time.perf_counter_ns,
 ) -> tuple[list[float], list[float]]:
     """One input at a time through the stages in turn: each stage's median time alone, and the chained
     single-input latencies (stages alternate, so a slow spell of the machine hits them alike)."""
@@ -259,9 +240,9 @@ def _time_alone(
         total = 0.0
         for k, st in enumerate(stages):
             feed = {name: available[name] for name in st.input_names}
-            t0 = time.perf_counter_ns()
+            t0 = clock()
             available.update(st.run(feed))
-            dt = (time.perf_counter_ns() - t0) / 1000.0
+            dt = (clock() - t0) / 1000.0
             total += dt
             if r >= warmup:
                 per_stage[k].append(dt)
@@ -353,10 +334,10 @@ def _report(
     checks = _stage_checks(plan, m, judged)
     total_pred = float(sum(invoke_part_us(sp) for sp in plan.stages))
     bottleneck = float(max(invoke_part_us(sp) / sp.copies for sp in plan.stages))  # copies take inputs in turn
-    host = runner_host(k, run, m.alone, m.queue_size)
+    host = m.host or runner_host(k, run, m.alone, m.queue_size)
     overlap = overlapped_us(run, m.alone)
-    notes: list[str] = []
-    if overlap > 0:
+    notes: list[str] = [SIMULATED_NOTE] if backend.simulated else []
+    if overlap > 0 and not backend.simulated:
         notes.append(
             f"the pipeline's period was {overlap:.0f} us shorter than the sum of its stages timed alone: the "
             "stages overlapped on several cores, so the runner's cost with these stages reads 0 (not negative)"
@@ -376,7 +357,7 @@ def _report(
             f"the plan predicts {predicted_for} times and this run measured {backend.name}: stage times are "
             "reported, not compared with the predictions"
         )
-    if not backend.compiled:
+    if not backend.compiled and not backend.simulated:
         notes.append(cores_note(cores, overhead, limited, ideal))
     worst = max(checks, key=lambda c: c.rel_error)
     verdict, why = decide(checks, m.outputs_match, m.outputs_note, judged)
@@ -395,6 +376,8 @@ def _report(
         outputs_only=judged.outputs_only,
         interpreter=interpreter_name(),
         segments=str(segments.directory) if segments is not None else None,
+        host=plan.host.name,
+        simulated=backend.simulated,
         stages=checks,
         predicted_bottleneck_us=bottleneck,
         measured_bottleneck_us=round(max(m.alone), 1),

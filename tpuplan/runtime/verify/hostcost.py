@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 import platform
+import threading
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,9 +24,11 @@ from pydantic import Field
 
 from tpuplan.profiles.docio import StrictModel
 from tpuplan.profiles.limits import MAX_COUNT, MAX_PIPELINE_US, Real
+from tpuplan.runtime.backends.registry import InterpreterStage
 from tpuplan.runtime.pipeline.stage import Array
 from tpuplan.runtime.pipeline.threads import Pipeline
 from tpuplan.runtime.run import PipelineRun, drive
+from tpuplan.runtime.tensors.inputs import InputSpec, random_input
 
 EMPTY_ITEMS = 400
 REPEATS = 3  # the best of a few short runs: a busy machine only ever makes a run slower
@@ -121,3 +125,31 @@ def runner_host(k: int, real: PipelineRun, alone_us: Sequence[float], queue_size
         cpu_count=os.cpu_count() or 1,
         machine=f"{platform.machine()} {platform.system()} {platform.release()}, Python {platform.python_version()}",
     )
+
+
+def effective_cores(model_content: bytes, seconds: float = 0.5) -> float:
+    """How many interpreters make progress at once here: invokes/s of two threads over one thread."""
+
+    def rate(n_threads: int) -> float:
+        stages = [InterpreterStage(f"probe{i}", model_content) for i in range(n_threads)]
+        feed = random_input([InputSpec.from_details(d) for d in stages[0].input_details()], np.random.default_rng(0))
+        for s in stages:
+            s.run(feed)
+        counts = [0] * n_threads
+        stop = time.perf_counter() + seconds
+
+        def loop(k: int) -> None:
+            while time.perf_counter() < stop:
+                stages[k].run(feed)
+                counts[k] += 1
+
+        threads = [threading.Thread(target=loop, args=(k,)) for k in range(n_threads)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return sum(counts) / seconds
+
+    one = rate(1)
+    two = rate(2)
+    return round(max(1.0, min(2.0, two / max(one, 1e-9))), 2)

@@ -39,9 +39,11 @@ def plan_figure(
     *,
     measured_label: str = "measured",
     predicted_label: str = "predicted",
+    simulated: bool = False,
 ) -> bytes:
     """PNG bytes: stage times (predicted, measured beside), parameter bytes vs on-chip capacity, cuts.
-    The labels say which backend measured what (a CPU run beside Edge TPU predictions says so)."""
+    The labels say which backend measured what (a CPU run beside Edge TPU predictions says so); a
+    simulated run says SIMULATED in the title too."""
     plt = _pyplot()
     tpu = any(d.backend == "edgetpu" for d in plan.devices)
     heights = [3, 3, 1.2] if tpu else [3, 1.2]
@@ -54,10 +56,14 @@ def plan_figure(
     )
     _times(axes[0], plan, measured_us, measured_label, predicted_label)
     axes[0].set_title(
-        title
-        or f"{Path(plan.model.path).name}: {len(plan.stages)} stages on {_units(plan)}\n"
-        f"{plan.predicted_throughput_per_s:.1f} inputs/s predicted ({plan.solver.status})",
+        ("SIMULATED (no hardware): " if simulated else "")
+        + (
+            title
+            or f"{Path(plan.model.path).name}: {len(plan.stages)} stages on {_units(plan)}\n"
+            f"{plan.predicted_throughput_per_s:.1f} inputs/s predicted ({plan.solver.status})"
+        ),
         fontsize=10,
+        color="#C44E52" if simulated else "black",
     )
     if tpu:
         _memory(axes[1], plan)
@@ -93,7 +99,13 @@ def _times(ax_t: Any, plan: Plan, measured_us: list[float] | None, measured_labe
     ax_t.set_ylim(0, tallest * 1.35 + 1e-9)  # room for the legend
     ax_t.set_ylabel("stage time (ms)")
     ax_t.set_xticks(
-        xs, [f"stage {s.index}\n{s.device}" + (f" x{s.copies}" if s.copies > 1 else "") for s in plan.stages]
+        xs,
+        [
+            f"stage {s.index}\n{s.device}"
+            + (f" x{s.copies}" if s.copies > 1 else "")
+            + ("\ninvoke measured" if s.measured_invoke_us is not None else "")
+            for s in plan.stages
+        ],
     )
     ax_t.legend(loc="upper right", fontsize=8)
 

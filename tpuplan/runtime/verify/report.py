@@ -6,7 +6,9 @@ is null when the plan's predictions are for another backend than the one measure
 the report names its inputs and carries our runner's host numbers for this machine (`runner_host`).
 Later additions, optional so that earlier reports still read: the interpreter that measured, the folder of
 segments verified as found (`plan verify --segments`), `--outputs-only`, and the verdict `not_compared`
-(no stage time could be compared and the outputs alone were not asked for: a build must not read that as ok).
+(no stage time could be compared and the outputs alone were not asked for: a build must not read that as ok);
+the plan's host (what a refit from the report fits), and `simulated` (a simulated device timed the stages:
+its "measured" numbers are the simulation's, never a measurement of hardware).
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ class VerifyReport(StrictModel):
     segments: str | None = Field(
         None, max_length=5000, description="the folder of segments verified as found; null: split here"
     )
+    host: str | None = Field(None, max_length=200, description="the plan's host spec (null: not recorded)")
+    simulated: bool = Field(False, description="SIMULATED device: stage times from a model, not hardware")
     stages: list[StageCheck]
     predicted_bottleneck_us: Us
     measured_bottleneck_us: Us
