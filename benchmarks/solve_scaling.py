@@ -25,8 +25,8 @@ import numpy as np
 
 from benchmarks.common import fmt_table, write_results
 from tpuplan.planner.costs import Goal
-from tpuplan.planner.search.cpsat import DEFAULT_WORKERS, solve_tables
-from tpuplan.planner.search.reference import reference_solve
+from tpuplan.planner.search.cpsat import DEFAULT_WORKERS
+from tpuplan.planner.search.engine import reference_solve, solve_tables
 from tpuplan.planner.synthetic import random_table
 from tpuplan.profiles.build import build_profile
 from tpuplan.profiles.pricing.device import preset

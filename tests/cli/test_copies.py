@@ -58,7 +58,7 @@ def test_replicate_beats_every_plain_plan_and_is_priced_like_cuts(conv_model: Pa
         (["--cuts", "2", "--copies", "1,2,3"], "3 copy counts given for 2 stages"),
         (["--tpus", "2", "--cuts", "2", "--copies", "1,2"], "use 3 TPUs, not 2"),
         (["--tpus", "3", "--cuts", "2"], "1 cuts given for 3 TPUs"),
-        (["--tpus", "17", "--replicate"], "1 to 16 TPUs"),
+        (["--tpus", "65", "--replicate"], "1 to 64 TPUs"),
     ],
 )
 def test_bad_copy_options_are_one_line_errors(conv_model: Path, args: list[str], text: str) -> None:

@@ -18,14 +18,14 @@ import pytest
 from ortools.sat.python import cp_model
 
 import tpuplan.planner.search.cpsat as cpsat
+import tpuplan.planner.search.engine as engine
 from benchmarks.common import MODELS
 from tpuplan.planner.baselines import baseline_plans, compare, equal_ops_cuts, param_balanced_cuts
 from tpuplan.planner.costs import Goal, stage_tables, totals
 from tpuplan.planner.plan import Plan, load_plan, stable_json
 from tpuplan.planner.plan_build import evaluate
-from tpuplan.planner.search.cpsat import solve_tables
-from tpuplan.planner.search.prune import restrict
-from tpuplan.planner.search.reference import brute_force, reference_solve
+from tpuplan.planner.search.engine import reference_solve, solve_tables
+from tpuplan.planner.search.reference import brute_force
 from tpuplan.planner.solve import solve, solve_auto
 from tpuplan.planner.synthetic import random_table, synthetic_table
 from tpuplan.profiles.build import build_profile, price
@@ -232,8 +232,14 @@ def _patched_run(status_of: Callable[[Any], Any]) -> Callable[..., Any]:
 
 
 def _no_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Leave every question to CP-SAT: the bounds of planner.search.prune only apply the fixed ends."""
-    monkeypatch.setattr(cpsat, "prune", lambda tables, arcs, goal, caps: restrict(arcs, caps))
+    """Leave every question below the optimum to CP-SAT: no bounds narrow its choices."""
+    monkeypatch.setattr(engine, "_question_below", _unpruned)
+
+
+def _unpruned(problem: Any, found: Any, goal: Any, v: int) -> Any:
+    from dataclasses import replace
+
+    return replace(found.question, objective=v), list(found.base)
 
 
 @pytest.mark.parametrize(

@@ -41,16 +41,17 @@ def totals(
     return Totals(cost.period_us, cost.latency_us, cost.oneoff_us, cost.bound, cost.bounds, objective)
 
 
-def check_exact(tables: Sequence[StageCostTable], goal: Goal) -> None:
-    """Refuse, before any search, tables whose objective could pass MAX_OBJECTIVE (2^53 us) for some cut
-    list: the reference adds it up in int64 and CP-SAT reports it as a double, both exact only below that."""
-    k = len(tables)
+def check_exact(tables: Sequence[StageCostTable], goal: Goal, stages: int | None = None, copies: int = 1) -> None:
+    """Refuse tables whose objective could pass MAX_OBJECTIVE (2^53 us) for some plan of `stages` stages
+    (default: one per table) over the stages they priced: the search adds it up in int64 and CP-SAT
+    reports it as a double, both exact only below that."""
+    k = len(tables) if stages is None else stages
 
     def top(name: str) -> int:
-        return max(int(t.value(name).max(initial=0)) for t in tables)
+        return max(t.top(name) for t in tables)
 
     period = max(top(b.value) * (k if b.combine == "sum" else 1) for b in PERIOD_BOUNDS)
-    bound = goal.objective_of(period, k * top("time"), tables[0].start_us + k * top("oneoff"))
+    bound = goal.objective_of(period, k * top("time"), tables[0].start_us + k * copies * top("oneoff"))
     if bound > MAX_OBJECTIVE:
         _refuse(tables, goal, int(bound))
 

@@ -107,6 +107,7 @@ class CurveRow(StrictModel):
     gain_vs_previous: float | None = Field(None, ge=0, le=1e9, description="throughput ratio vs K-1 TPUs")
     fits_on_chip: bool
     proven_optimal: bool
+    tpus_used: int | None = Field(None, ge=1, le=1 << 10, description="TPUs the best plan over at most `tpus` uses")
 
 
 class Plan(StrictModel):

@@ -15,7 +15,7 @@ from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.model import Profile
 from tpuplan.profiles.pricing.device import DeviceSpec
 from tpuplan.profiles.pricing.host import HostSpec, resolve_host
-from tpuplan.profiles.pricing.tables import StageCostTable, stage_pairs
+from tpuplan.profiles.pricing.tables import StageCostTable, TooManyStages, stage_pairs
 from tpuplan.profiles.tflite.reader import parse_model, sha256_of
 
 MAX_COPIES = 64  # TPUs one plan may use in all
@@ -198,10 +198,19 @@ def build_plan(
         predicted_bounds=tot.bounds,
         predicted_per_input_us=round(tot.per_input_us(goal.batch), 1) if goal.batch else None,
         fits_on_chip=all(s.fits_on_chip for s in stages),
-        tpus_needed_on_chip=fewest_onchip_stages(tables),
+        tpus_needed_on_chip=_needed_on_chip(tables),
         solver=solver,
         notes=[*notes, *_notes(profile, devices, stages, tot)],
     )
+
+
+def _needed_on_chip(tables: Sequence[StageCostTable]) -> int | None:
+    """Fewest stages keeping every parameter on chip; None when none does, or when too many stages may fit
+    on chip to count them (a model that fits on a few chips: the plan then fits too)."""
+    try:
+        return fewest_onchip_stages(tables)
+    except TooManyStages:
+        return None
 
 
 def check_copies(copies: Sequence[int] | None, k: int) -> list[int] | None:

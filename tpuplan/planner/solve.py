@@ -1,4 +1,11 @@
-"""Profile -> Plan: the optimal plan for K TPUs (or fewer, when more add nothing), and the --tpus auto curve."""
+"""Profile -> Plan: the optimal plan for at most K TPUs, plans with copies, and the --tpus auto curve.
+
+Every solve is one search of `planner.search.engine` under one deadline that starts before any stage is
+priced: "at most K TPUs" is one problem whose plans may stop after any stage (the tie-break prefers the
+fewest), not K searches. The curve of --tpus auto has one such search per K, so a larger K is never
+worse than a smaller one (its plans include the smaller one's), and a point the time limit cut short
+says so.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +13,18 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tpuplan.planner.costs import Goal, stage_tables, throughput_per_s, totals
+from tpuplan.planner.costs import Goal, throughput_per_s, totals
 from tpuplan.planner.plan import CurveRow, Plan, SolverInfo, SolverParameters
 from tpuplan.planner.plan_build import build_plan, check_k, expand_devices
-from tpuplan.planner.search.cpsat import DEFAULT_TIME_LIMIT_S, DEFAULT_WORKERS, Outcome, solve_tables
-from tpuplan.planner.search.replicate import solve_replicated
+from tpuplan.planner.search.cpsat import DEFAULT_TIME_LIMIT_S, DEFAULT_WORKERS, check_solver_options
+from tpuplan.planner.search.engine import Outcome, optimize, secondary_rank
+from tpuplan.planner.search.problem import Option, Problem
+from tpuplan.planner.search.replicate import COPIES_RANK, copies_problem
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.model import Profile
 from tpuplan.profiles.pricing.device import DeviceSpec
 from tpuplan.profiles.pricing.host import HostSpec, resolve_host
-from tpuplan.profiles.pricing.tables import StageCostTable
+from tpuplan.profiles.pricing.tables import StageCostTable, stage_pairs, stage_table
 
 DEFAULT_TOLERANCE = 0.05
 
@@ -27,49 +36,55 @@ class _Options:
     time_limit_s: float | None
     workers: int
     seed: int
+    deadline: float
+
+    @staticmethod
+    def of(goal: Goal | None, allow_spill: bool, time_limit_s: float | None, workers: int, seed: int) -> _Options:
+        limit = DEFAULT_TIME_LIMIT_S if time_limit_s is None else time_limit_s
+        check_solver_options(limit, workers)
+        return _Options(goal or Goal(), allow_spill, time_limit_s, workers, seed, time.monotonic() + limit)
 
 
-@dataclass
-class _Solved:
-    k: int
-    outcome: Outcome
-    tables: list[StageCostTable]
-    devices: list[DeviceSpec]
+class Tables:
+    """One stage table per distinct device (built once, grown by every search that reads it)."""
+
+    def __init__(self, profile: Profile, host: HostSpec) -> None:
+        self.profile, self.host = profile, host
+        self._cache: dict[str, StageCostTable] = {}
+
+    def of(self, device: DeviceSpec) -> StageCostTable:
+        key = device.model_dump_json()
+        if key not in self._cache:
+            self._cache[key] = stage_table(self.profile, device, self.host)
+        return self._cache[key]
 
 
-def _solve_each(
-    profile: Profile, devices: Sequence[DeviceSpec], host: HostSpec, top: int, opts: _Options
-) -> list[_Solved]:
-    """The optimum for every K = 1..top that has a plan (a K with fewer Edge TPU ops than stages has none)."""
-    limit = DEFAULT_TIME_LIMIT_S if opts.time_limit_s is None else opts.time_limit_s
-    cache: dict[str, StageCostTable] = {}
-    out = []
-    for k in range(1, top + 1):
-        devs = list(devices[:k]) if len(devices) > 1 else list(devices) * k
-        tables = []
-        for dev in devs:
-            key = dev.model_dump_json()
-            if key not in cache:
-                cache[key] = stage_tables(profile, [dev], host)[0]
-            tables.append(cache[key])
-        try:
-            got = solve_tables(
-                tables,
-                opts.goal,
-                allow_spill=opts.allow_spill,
-                time_limit_s=limit / (top + 1),
-                workers=opts.workers,
-                seed=opts.seed,
-                prove=False,
-            )
-        except TpuplanError as exc:
-            if "no plan over" in str(exc):
-                continue
-            raise
-        out.append(_Solved(k, got, tables, devs))
-    if not out:
-        raise NoPlanError(profile.model.path, no_tpu_ops_message(profile))
-    return out
+def in_order_problem(tables: Tables, devices: Sequence[DeviceSpec], k: int) -> Problem:
+    """At most k stages, stage s on devices[s] (one device for all when one is given)."""
+    devs = list(devices[:k]) if len(devices) > 1 else list(devices) * k
+    options: list[Option] = []
+    index: dict[int, int] = {}
+    layers = []
+    for dev in devs:
+        t = tables.of(dev)
+        if id(t) not in index:
+            index[id(t)] = len(options)
+            options.append(Option(t, 0))
+        layers.append((index[id(t)],))
+    return Problem(tuple(options), tuple(layers), open_end=True)
+
+
+def _search(problem: Problem, opts: _Options, rank: Sequence[str], prove: bool = True) -> Outcome:
+    return optimize(
+        problem,
+        opts.goal,
+        rank=rank,
+        allow_spill=opts.allow_spill,
+        workers=opts.workers,
+        seed=opts.seed,
+        prove=prove,
+        deadline=opts.deadline,
+    )
 
 
 class NoPlanError(TpuplanError):
@@ -93,16 +108,16 @@ def no_tpu_ops_message(profile: Profile) -> str:
     )
 
 
-def _proven(solved: _Solved, opts: _Options) -> _Solved:
-    """The chosen K again, proven by CP-SAT and pinned to one plan among the optimal ones."""
-    limit = DEFAULT_TIME_LIMIT_S if opts.time_limit_s is None else opts.time_limit_s
-    got = solve_tables(
-        solved.tables, opts.goal, allow_spill=opts.allow_spill, time_limit_s=limit, workers=opts.workers, seed=opts.seed
-    )
-    return _Solved(solved.k, got, solved.tables, solved.devices)
+def _checked_search(profile: Profile, problem: Problem, opts: _Options, rank: Sequence[str], prove: bool) -> Outcome:
+    try:
+        return _search(problem, opts, rank, prove)
+    except TpuplanError as exc:
+        if "no plan over" in str(exc) and not any(op.supported for op in profile.ops):
+            raise NoPlanError(profile.model.path, no_tpu_ops_message(profile)) from None
+        raise
 
 
-def _info(got: Outcome, opts: _Options, start: float | None) -> SolverInfo:
+def _info(got: Outcome, opts: _Options, start: float | None, note: str = "") -> SolverInfo:
     return SolverInfo(
         status=got.status,
         objective=got.objective,
@@ -115,23 +130,40 @@ def _info(got: Outcome, opts: _Options, start: float | None) -> SolverInfo:
             allow_spill=opts.allow_spill,
         ),
         wall_time_s=None if start is None else round(time.monotonic() - start, 4),
-        note="; ".join(got.notes),
+        note="; ".join([*got.notes, *([note] if note else [])]),
     )
 
 
 def _plan(
-    profile: Profile, solved: _Solved, opts: _Options, requested: int, notes: list[str], start: float | None
+    profile: Profile,
+    problem: Problem,
+    got: Outcome,
+    opts: _Options,
+    requested: int,
+    notes: list[str],
+    start: float | None,
+    note: str = "",
 ) -> Plan:
+    tables = [problem.options[o].table for o in got.options]
+    devices = [_device_of(problem, o) for o in got.options]
     return build_plan(
         profile,
-        solved.devices,
-        solved.tables,
-        solved.outcome.cuts,
+        devices,
+        tables,
+        got.cuts,
         opts.goal,
-        _info(solved.outcome, opts, start),
+        _info(got, opts, start, note),
         tpus_requested=requested,
         notes=notes,
+        copies=got.copies if problem.copies else None,
     )
+
+
+def _device_of(problem: Problem, o: int) -> DeviceSpec:
+    pricer = problem.options[o].table.pricer
+    if pricer is None:
+        raise TpuplanError("internal error: a plan needs tables priced from a profile")
+    return pricer.device
 
 
 def solve(
@@ -154,19 +186,18 @@ def solve(
     """
     start = time.monotonic()
     check_k(profile, k)
-    opts = _Options(goal or Goal(), allow_spill, time_limit_s, workers, seed)
+    opts = _Options.of(goal, allow_spill, time_limit_s, workers, seed)
     devs = expand_devices(profile, devices, k)
-    solved = _solve_each(profile, devs, host or resolve_host(profile.host), k, opts)
-    best = min(s.outcome.objective for s in solved)
-    chosen = _proven(next(s for s in solved if s.outcome.objective == best), opts)
+    problem = in_order_problem(Tables(profile, host or resolve_host(profile.host)), devs, k)
+    got = _checked_search(profile, problem, opts, ("stages", *secondary_rank(opts.goal)), True)
     notes = []
-    if chosen.k < k:
-        top = solved[-1]
-        if top.k < k:
-            notes.append(f"no plan over {k} TPUs: each stage needs an op the Edge TPU runs")
+    used = len(got.options)
+    if used < k:
+        if got.proven:
+            notes.append(f"K={k} gives no gain over K={used}: using {used}")
         else:
-            notes.append(f"K={k} gives no gain over K={chosen.k}: using {chosen.k}")
-    return _plan(profile, chosen, opts, k, notes, start if timings else None)
+            notes.append(f"the best plan found uses {used} of the {k} TPUs (the search did not finish)")
+    return _plan(profile, problem, got, opts, k, notes, start if timings else None)
 
 
 def solve_with_copies(
@@ -182,76 +213,49 @@ def solve_with_copies(
     timings: bool = False,
 ) -> Plan:
     """The least-period plan over at most `tpus` TPUs of one kind when a stage may run on several
-    (`planner.search.replicate`); its notes give the best plan without copies for comparison."""
+    (`planner.search.replicate`: one stage on every TPU is data parallelism); its notes give the best
+    plan without copies for comparison."""
     start = time.monotonic()
     dev = device or profile.device
-    hosts = host or resolve_host(profile.host)
-    limit = DEFAULT_TIME_LIMIT_S if time_limit_s is None else time_limit_s
     if dev.backend != "edgetpu":
         raise TpuplanError(f"copies are planned for Edge TPUs (device {dev.name!r} is {dev.backend})")
-    table = stage_tables(profile, [dev], hosts)[0]
-    got = solve_replicated(table, tpus, allow_spill=allow_spill, time_limit_s=limit / 2)
-    plain = solve(
-        profile,
-        min(tpus, len(profile.ops)),
-        [dev],
-        host=hosts,
-        allow_spill=allow_spill,
-        time_limit_s=limit / 2,
-        workers=workers,
-        seed=seed,
+    opts = _Options.of(Goal(), allow_spill, time_limit_s, workers, seed)
+    tables = Tables(profile, host or resolve_host(profile.host))
+    table = tables.of(dev)
+    got = _checked_search(profile, copies_problem(table, tpus), opts, COPIES_RANK, True)
+    plain = _checked_search(
+        profile, in_order_problem(tables, [dev], min(tpus, len(profile.ops))), opts, ("stages", "T"), False
     )
-    gain = plain.predicted_period_us / max(got.period_us, 1)
+    gain = plain.objective / max(got.objective, 1)
     notes = [
-        f"without copies the best plan over {tpus} TPU(s) has period {plain.predicted_period_us} us "
-        f"({plain.tpus} TPU(s)): copies give x{gain:.2f}",
-        *got.notes,
+        f"without copies the best plan over {tpus} TPU(s) has period {plain.objective} us "
+        f"({len(plain.options)} TPU(s)): copies give x{gain:.2f}"
     ]
-    if got.tpus < tpus:
-        notes.append(f"{tpus - got.tpus} of the {tpus} TPUs would not shorten the period: using {got.tpus}")
-    opts = _Options(Goal(), allow_spill, time_limit_s, workers, seed)
-    k = len(got.copies)
-    info = SolverInfo(
-        status=got.status,
-        objective=got.period_us,
-        best_bound=got.period_us if got.proven else 0,
+    used = sum(got.copies)
+    if used < tpus:
+        notes.append(f"{tpus - used} of the {tpus} TPUs would not shorten the period: using {used}")
+    problem = copies_problem(table, tpus)
+    note = "tie-break with copies: fewest TPUs, then fewest copies, then least latency"
+    return _plan(profile, problem, got, opts, tpus, notes, start if timings else None, note)
+
+
+def _curve_row(k: int, problem: Problem, got: Outcome, goal: Goal, prev: CurveRow | None) -> CurveRow:
+    tables = [problem.options[o].table for o in got.options]
+    tot = totals(tables, got.cuts, goal, got.copies if problem.copies else None)
+    tp = throughput_per_s(tot.period_us)
+    onchip = all(t.fits_on_chip(a, b) for t, (a, b) in zip(tables, stage_pairs(got.cuts, problem.n), strict=True))
+    base = prev.predicted_throughput_per_s if prev else None
+    return CurveRow(
+        tpus=k,
+        predicted_period_us=tot.period_us,
+        predicted_latency_us=tot.latency_us,
+        predicted_throughput_per_s=tp,
+        objective=tot.objective,
+        gain_vs_previous=round(tp / base, 4) if base else None,
+        fits_on_chip=onchip,
         proven_optimal=got.proven,
-        parameters=SolverParameters(
-            workers=workers if timings else None, time_limit_s=time_limit_s, seed=seed, allow_spill=allow_spill
-        ),
-        wall_time_s=round(time.monotonic() - start, 4) if timings else None,
-        note="tie-break with copies: fewest TPUs, then fewest copies, then least latency",
+        tpus_used=sum(got.copies) if problem.copies else len(got.options),
     )
-    return build_plan(
-        profile, [dev] * k, [table] * k, got.cuts, opts.goal, info, tpus_requested=tpus, notes=notes, copies=got.copies
-    )
-
-
-def _curve(solved: Sequence[_Solved], goal: Goal) -> list[CurveRow]:
-    rows: list[CurveRow] = []
-    for s in solved:
-        tot = totals(s.tables, s.outcome.cuts, goal)
-        tp = throughput_per_s(tot.period_us)
-        prev = rows[-1].predicted_throughput_per_s if rows else None
-        onchip = all(t.onchip[a, b] for t, (a, b) in zip(s.tables, _pairs(s), strict=True))
-        rows.append(
-            CurveRow(
-                tpus=s.k,
-                predicted_period_us=tot.period_us,
-                predicted_latency_us=tot.latency_us,
-                predicted_throughput_per_s=tp,
-                objective=tot.objective,
-                gain_vs_previous=round(tp / prev, 4) if prev else None,
-                fits_on_chip=onchip,
-                proven_optimal=s.outcome.proven,
-            )
-        )
-    return rows
-
-
-def _pairs(s: _Solved) -> list[tuple[int, int]]:
-    cuts = s.outcome.cuts
-    return list(zip([0, *(c + 1 for c in cuts)], [*cuts, s.tables[0].n - 1], strict=True))
 
 
 def solve_auto(
@@ -269,7 +273,8 @@ def solve_auto(
     timings: bool = False,
 ) -> Plan:
     """`--tpus auto`: the fewest TPUs whose objective is within `tolerance` of the best up to max_tpus,
-    with the whole curve (K, period, latency, gain per added TPU)."""
+    with the whole curve (K, period, latency, gain per added TPU; row K is the best plan over at most K
+    TPUs, so it is never worse than row K-1)."""
     start = time.monotonic()
     if max_tpus < 1:
         raise TpuplanError(f"max_tpus must be at least 1 (got {max_tpus})")
@@ -279,16 +284,69 @@ def solve_auto(
     if len(devs) != 1 and len(devs) < max_tpus:
         raise TpuplanError(f"{len(devs)} devices given for up to {max_tpus} TPUs (give one, or one per TPU)")
     top = min(max_tpus, len(profile.ops))
-    opts = _Options(goal or Goal(), allow_spill, time_limit_s, workers, seed)
-    solved = _solve_each(profile, devs, host or resolve_host(profile.host), top, opts)
-    best = min(s.outcome.objective for s in solved)
-    chosen = _proven(next(s for s in solved if s.outcome.objective <= best * (1 + tolerance)), opts)
-    fastest = next(s for s in solved if s.outcome.objective == best)
-    notes = [f"auto: {chosen.k} TPU(s), the fewest within {tolerance:.0%} of the best of 1..{top} ({fastest.k} TPU(s))"]
-    if fastest.k == 1:
+    opts = _Options.of(goal, allow_spill, time_limit_s, workers, seed)
+    tables = Tables(profile, host or resolve_host(profile.host))
+    rank = ("stages", *secondary_rank(opts.goal))
+    found: list[tuple[Problem, Outcome]] = []
+    for k in range(1, top + 1):
+        problem = in_order_problem(tables, devs, k)
+        got = _checked_search(profile, problem, opts, rank, False)
+        if found and found[-1][1].objective <= got.objective:  # a cut-short search: carry K-1's plan over
+            got = _carried(found[-1][1], got)
+        found.append((problem, got))
+    return _auto_plan(profile, found, opts, tolerance, top, rank, start if timings else None)
+
+
+def _carried(prev: Outcome, got: Outcome) -> Outcome:
+    """K-1's plan as K's, proven when K's search was (nothing with more TPUs is better)."""
+    proven = got.proven and prev.proven
+    return Outcome(
+        prev.cuts,
+        prev.status if proven else "FEASIBLE",
+        prev.objective,
+        prev.objective if proven else 0,
+        proven,
+        prev.onchip,
+        [],
+        prev.options,
+        prev.copies,
+    )
+
+
+def _auto_plan(
+    profile: Profile,
+    found: list[tuple[Problem, Outcome]],
+    opts: _Options,
+    tolerance: float,
+    top: int,
+    rank: Sequence[str],
+    start: float | None,
+) -> Plan:
+    best = min(got.objective for _, got in found)
+    k_pick = next(k for k, (_, got) in enumerate(found, start=1) if got.objective <= best * (1 + tolerance))
+    fastest = next(k for k, (_, got) in enumerate(found, start=1) if got.objective == best)
+    problem, _ = found[k_pick - 1]
+    chosen = _checked_search(profile, problem, opts, rank, True)
+    found[k_pick - 1] = (problem, chosen)
+    rows: list[CurveRow] = []
+    for k, (prob, got) in enumerate(found, start=1):
+        rows.append(_curve_row(k, prob, got, opts.goal, rows[-1] if rows else None))
+    used = len(chosen.options)
+    notes = [
+        f"auto: {used} TPU(s), the fewest within {tolerance:.0%} of the best of 1..{top} "
+        f"({fastest} TPU(s): {best} us objective); row K is the best plan over at most K TPUs"
+    ]
+    unproven = [r.tpus for r in rows if not r.proven_optimal]
+    if unproven:
+        notes.append(
+            "not proven optimal (time limit): curve row(s) "
+            + ",".join(map(str, unproven))
+            + "; the choice is made among the plans found"
+        )
+    if fastest == 1:
         notes.append("this model is fastest on one TPU: splitting it only adds transfers and host work")
-    plan = _plan(profile, chosen, opts, top, notes, start if timings else None)
-    return plan.model_copy(update={"curve": _curve(solved, opts.goal)})
+    plan = _plan(profile, problem, chosen, opts, top, notes, start)
+    return plan.model_copy(update={"curve": rows})
 
 
-__all__ = ["DEFAULT_TOLERANCE", "DEFAULT_WORKERS", "solve", "solve_auto", "solve_with_copies"]
+__all__ = ["DEFAULT_TOLERANCE", "DEFAULT_WORKERS", "NoPlanError", "solve", "solve_auto", "solve_with_copies"]

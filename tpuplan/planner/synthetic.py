@@ -94,7 +94,7 @@ def synthetic_table(
         out: I64 = np.where(upper, fixed + _span(_prefix(xs, n), a_, b_) + around, 0)
         return out
 
-    return StageCostTable(
+    return StageCostTable.dense(
         device_name=name,
         backend="edgetpu",
         n=n,

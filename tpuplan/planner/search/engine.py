@@ -1,0 +1,359 @@
+"""The planner's search, end to end: a first plan, the exact optimum, CP-SAT's proof, one pinned plan.
+
+1. Whether every stage can stay on chip (unless spilling is allowed): a plan is looked for among the
+   stages that may fit. 2. A first plan: the least largest stage time among the stages whose floor is
+   at most c, for c = a quarter of the whole model's floor per stage, then four times more until a
+   plan exists (the table prices only those stages: `profiles.pricing.tables`). 3. Its objective U
+   bounds the search: the table prices every stage a plan within U could use, the bounds of
+   `planner.search.prune` keep the choices on such plans, and the exact reference
+   (`planner.search.reference`) finds the optimum v. 4. CP-SAT answers "is there a plan of objective
+   <= v - 1?" on what the bounds leave of the choices (INFEASIBLE is the proof; none left is a proof by
+   the bounds alone). 5. The tie-break (`reference.pin`) picks one plan among those of objective v.
+Every step reads the deadline; pricing stages counts too. When time runs out, the best plan found so
+far is kept and said to be unproven, never a plan that depends on how far a timed search got.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from tpuplan.planner.costs import Goal, check_exact
+from tpuplan.planner.search.cpsat import DEFAULT_TIME_LIMIT_S, DEFAULT_WORKERS, ask, check_solver_options
+from tpuplan.planner.search.labels import SearchTimeout
+from tpuplan.planner.search.problem import (
+    BIG,
+    Choices,
+    Component,
+    Problem,
+    Question,
+    in_order,
+    prepare,
+    stage_cap,
+    sweep,
+)
+from tpuplan.planner.search.prune import has_plan, prune
+from tpuplan.planner.search.reference import (
+    Picked,
+    ReferenceResult,
+    at_period,
+    least_period,
+    picked,
+    pin,
+    plan_totals,
+    search,
+)
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.pricing.formula import PERIOD_BOUNDS
+from tpuplan.profiles.pricing.tables import StageCostTable, TooManyStages
+
+PIN_MIN_S = 2.0  # the tie-break's time, at least ...
+PIN_FACTOR = 4.0  # ... or this many times what finding and proving the optimum took
+
+
+@dataclass
+class Outcome:
+    """What the search found for one problem, before it becomes a Plan."""
+
+    cuts: list[int]
+    status: str  # OPTIMAL, FEASIBLE, REFERENCE
+    objective: int
+    best_bound: int
+    proven: bool
+    onchip: bool  # the every-stage-on-chip rule was imposed
+    notes: list[str] = field(default_factory=list)
+    options: list[int] = field(default_factory=list)
+    copies: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Found:
+    """The reference's answer: the least objective, a plan of it, whether the search finished, and the
+    question and choices it was found with (the proof starts from them)."""
+
+    value: int
+    plan: Picked
+    proven: bool
+    probes: int
+    question: Question
+    base: list[Choices]
+
+
+def is_steady(goal: Goal) -> bool:
+    """The least period alone (J = P): searched by a binary search on the period."""
+    return goal.weights[1:] == (0, 0)
+
+
+def _usage(problem: Problem) -> tuple[Component, ...]:
+    if problem.counts is None:
+        return ()
+    return tuple(Component(f"kind{k}", "sum", c) for k, c in enumerate(problem.counts))
+
+
+def _views(problem: Problem, q: Question, deadline: float | None) -> list[object]:
+    return [o.table.arcs(stage_cap(problem, q), problem.onchip, deadline) for o in problem.options]
+
+
+def _complete(problem: Problem, q: Question) -> bool:
+    """Whether the tables already hold every stage they could (a larger cap would add none)."""
+    cap = stage_cap(problem, q)
+    return all(
+        (o.table.reach(cap, problem.onchip) == o.table.reach(None, problem.onchip)).all() for o in problem.options
+    )
+
+
+def first_plan(problem: Problem, deadline: float | None = None) -> Picked | None:
+    """A plan of the least largest stage time among the stages whose floor is at most c, c growing by
+    4 from about the whole model's floor per stage; None when no plan exists at all."""
+    table = problem.options[0].table
+    whole = int(table.pricer.floor(0, problem.n - 1)[0][-1]) if table.pricer is not None else table.top("time")
+    cap = max(1, whole // max(1, problem.k * problem.max_copies()) // 4)
+    stage = (Component(PERIOD_BOUNDS[0].name, "max"), *_usage(problem))
+    while True:
+        q = Question(Goal(), cap, period_for_copies=cap if problem.copies else None, comps=stage)
+        layers = prune(problem, q, sweep(problem, q, _views(problem, q, deadline)))  # type: ignore[arg-type]
+        if has_plan(layers):
+            got = search(problem, q, layers, deadline)
+            if got is not None:
+                return got[1]
+        if cap >= BIG or (_complete(problem, q) and cap >= max(o.table.top("time") for o in problem.options)):
+            return None
+        cap = min(cap * 4, BIG)
+
+
+def least_plan(
+    problem: Problem, goal: Goal, *, deadline: float | None = None, known: Picked | None = None
+) -> tuple[int, Picked, bool, int] | None:
+    """(least objective, a plan of it, whether the search finished, probes), by the reference alone."""
+    found = reference(problem, goal, deadline=deadline, known=known)
+    return None if found is None else (found.value, found.plan, found.proven, found.probes)
+
+
+def reference(
+    problem: Problem, goal: Goal, *, deadline: float | None = None, known: Picked | None = None
+) -> Found | None:
+    """The least objective by the exact reference (None: no plan). When time runs out, the best plan
+    found so far, not proven."""
+    plan = known or first_plan(problem, deadline)
+    if plan is None:
+        return None
+    upper = plan_totals(problem, goal, plan).objective
+    q = Question(goal, upper, period_for_copies=upper if problem.copies else None)
+    views = _views(problem, q, deadline)
+    check_exact([o.table for o in problem.options], goal, problem.k, problem.max_copies())
+    q = prepare(problem, q)
+    base = prune(problem, q, sweep(problem, q, views))  # type: ignore[arg-type]
+    probes = 1
+    try:
+        if is_steady(goal):
+            value, better, probes = least_period(problem, q, base, upper, deadline)
+            plan = better or plan
+        else:
+            got = search(problem, q, base, deadline)
+            if got is None:
+                raise TpuplanError("internal error: the first plan is outside its own search")
+            value, plan = got
+    except SearchTimeout:
+        return Found(upper, plan, False, probes, q, base)
+    if plan_totals(problem, goal, plan).objective != value:
+        raise TpuplanError("internal error: the search's objective disagrees with the cost tables")
+    return Found(value, plan, True, probes, q, base)
+
+
+def _question_below(problem: Problem, found: Found, goal: Goal, v: int) -> tuple[Question, list[Choices]]:
+    """The question "a plan of objective <= v?" and the choices left for it."""
+    q = replace(found.question, objective=v, period_for_copies=v if problem.copies else None)
+    layers = at_period(problem, found.question, found.base, v) if problem.copies else found.base
+    return q, prune(problem, q, layers)
+
+
+def _prove(
+    problem: Problem, goal: Goal, found: Found, deadline: float, workers: int, seed: int
+) -> tuple[int, Picked, bool]:
+    """From the reference's plan, ask CP-SAT for one better until none is (proven) or time runs out."""
+    value, plan = found.value, found.plan
+    while value > 0:
+        q, layers = _question_below(problem, found, goal, value - 1)
+        got = ask(problem, q, layers, deadline, workers, seed)
+        if got is True:
+            break
+        if not isinstance(got, list):
+            return value, plan, False
+        plan = picked(layers, got)
+        value = plan_totals(problem, goal, plan).objective
+    return value, plan, True
+
+
+def _pin(problem: Problem, goal: Goal, found: Found, value: int, rank: Sequence[str], deadline: float) -> Picked | None:
+    q = prepare(problem, Question(goal, value, period_for_copies=value if problem.copies else None, rank=tuple(rank)))
+    layers = at_period(problem, q, found.base, value) if problem.copies else found.base
+    try:
+        return pin(problem, q, prune(problem, q, layers), rank, deadline)
+    except SearchTimeout:
+        return None
+
+
+def optimize(
+    problem: Problem,
+    goal: Goal,
+    *,
+    rank: Sequence[str],
+    allow_spill: bool = False,
+    time_limit_s: float | None = None,
+    workers: int = DEFAULT_WORKERS,
+    seed: int = 0,
+    prove: bool = True,
+    deadline: float | None = None,
+) -> Outcome:
+    """The best plan of the problem for the goal, proven and pinned (tie-break: `rank`, then the smallest
+    ends, device kinds and copies stage by stage); see the module doc."""
+    limit = DEFAULT_TIME_LIMIT_S if time_limit_s is None else time_limit_s
+    check_solver_options(limit, workers)
+    started = time.monotonic()
+    deadline = started + limit if deadline is None else deadline
+    if problem.k == 1 and problem.max_copies() == 1:
+        return _single_stage(problem, goal, rank, allow_spill)
+    notes: list[str] = []
+    onchip_plan = None
+    try:
+        if not allow_spill:
+            onchip_plan = first_plan(replace(problem, onchip=True), deadline)
+        if onchip_plan is not None:
+            problem = replace(problem, onchip=True)
+        found = reference(problem, goal, deadline=deadline, known=onchip_plan)
+    except (SearchTimeout, TooManyStages) as exc:
+        return _fallback(problem, goal, onchip_plan, exc)
+    if found is None:
+        raise TpuplanError(f"no plan over {problem.k} TPUs: every stage needs an op the Edge TPU runs")
+    if not allow_spill and onchip_plan is None:
+        notes.append("no plan keeps every stage on chip with these TPUs; parameters stream")
+    out = _outcome(found, onchip_plan is not None, notes)
+    if not found.proven:
+        out.notes.append("reference search stopped by the time limit")
+    if (problem.k == 1 and not problem.copies) and found.proven:
+        out.status, out.best_bound = "OPTIMAL", found.value
+        return out
+    if not prove:
+        return out
+    value, plan, done = _prove(problem, goal, found, deadline, workers, seed)
+    if found.proven and value != found.value:
+        raise TpuplanError(f"internal error: CP-SAT found {value} below the reference optimum {found.value}")
+    found.plan, found.value = plan, value
+    out = _outcome(found, out.onchip, out.notes)
+    if not done:
+        out.notes.append("CP-SAT stopped before proving the optimum (time limit or size); kept the best plan found")
+        out.status = "REFERENCE" if found.proven else "FEASIBLE"
+        return out
+    out.status, out.proven, out.best_bound = "OPTIMAL", True, value
+    now = time.monotonic()
+    pinned = _pin(problem, goal, found, value, rank, min(deadline, now + max(PIN_MIN_S, PIN_FACTOR * (now - started))))
+    if pinned is None:
+        out.notes.append("tie-break not finished in time: the choice among optimal plans is not pinned")
+    else:
+        if plan_totals(problem, goal, pinned).objective != value:
+            raise TpuplanError("internal error: the tie-break's plan is not at the proven optimum")
+        out.cuts, out.options, out.copies = pinned.cuts, pinned.options, pinned.copies
+    return out
+
+
+def _fallback(problem: Problem, goal: Goal, known: Picked | None, exc: Exception) -> Outcome:
+    """The search could not start (out of time, or too many candidate stages): the on-chip plan found so
+    far, else equal numbers of ops per stage, not proven."""
+    why = str(exc) if isinstance(exc, TooManyStages) else "the time limit passed before the search could start"
+    plan = known or equal_ops_plan(problem)
+    if plan is None:
+        raise TpuplanError(f"no plan found: {why}")
+    value = plan_totals(problem, goal, plan).objective
+    note = f"{why}; kept a plan of equal numbers of ops per stage" if known is None else why
+    return Outcome(plan.cuts, "FEASIBLE", value, 0, False, known is not None, [note], plan.options, plan.copies)
+
+
+def equal_ops_plan(problem: Problem) -> Picked | None:
+    """Stages of (nearly) equal numbers of ops on each layer's first option, one copy each: the most
+    stages that make a valid plan (every stage holding an op its device runs; on chip when imposed)."""
+    n = problem.n
+    counts = [problem.k] if not problem.open_end else list(range(problem.k, 0, -1))
+    for k in counts:
+        cuts = [(j + 1) * n // k - 1 for j in range(k - 1)]
+        pairs = list(zip([0, *(c + 1 for c in cuts)], [*cuts, n - 1], strict=True))
+        options = [problem.layers[s][0] for s in range(k)]
+        tables = [problem.options[o].table for o in options]
+        if k <= n and all(
+            t.is_valid(a, b) and (not problem.onchip or t.fits_on_chip(a, b))
+            for t, (a, b) in zip(tables, pairs, strict=True)
+        ):
+            return Picked(cuts, options, [1] * k)
+    return None
+
+
+def _single_stage(problem: Problem, goal: Goal, rank: Sequence[str], allow_spill: bool) -> Outcome:
+    """One stage of the whole model: the best of the layer's options (no table beyond that stage)."""
+    n = problem.n
+    options = [o for o in problem.layers[0] if problem.options[o].table.is_valid(0, n - 1)]
+    if problem.counts is not None:
+        options = [o for o in options if problem.counts[problem.options[o].kind] >= 1]
+    if not options:
+        raise TpuplanError("no plan over 1 TPUs: every stage needs an op the Edge TPU runs")
+    onchip = [o for o in options if problem.options[o].table.fits_on_chip(0, n - 1)]
+    pool = onchip if onchip and not allow_spill else options
+    score = {o: plan_totals(problem, goal, Picked([], [o], [1])) for o in pool}
+    best = min(pool, key=lambda o: (score[o].objective, goal.secondary_of(score[o].period_us, score[o].latency_us), o))
+    value = score[best].objective
+    return Outcome([], "OPTIMAL", value, value, True, bool(onchip) and not allow_spill, [], [best], [1])
+
+
+def _outcome(found: Found, onchip: bool, notes: list[str]) -> Outcome:
+    pk = found.plan
+    status = "REFERENCE" if found.proven else "FEASIBLE"
+    bound = found.value if found.proven else 0
+    return Outcome(pk.cuts, status, found.value, bound, found.proven, onchip, list(notes), pk.options, pk.copies)
+
+
+def secondary_rank(goal: Goal) -> tuple[str, ...]:
+    """The number that breaks ties among plans of equal objective: latency (throughput) or period."""
+    return ("T",) if goal.objective == "throughput" else ("P",)
+
+
+def solve_tables(
+    tables: Sequence[StageCostTable],
+    goal: Goal | None = None,
+    *,
+    allow_spill: bool = False,
+    time_limit_s: float | None = None,
+    workers: int = DEFAULT_WORKERS,
+    seed: int = 0,
+    prove: bool = True,
+) -> Outcome:
+    """Best cut list for K = len(tables) stages, stage k on tables[k]: least objective, then the least
+    secondary number, then the smallest cuts."""
+    goal = goal or Goal()
+    k, n = len(tables), tables[0].n
+    if not 1 <= k <= n:
+        raise TpuplanError(f"cannot split {n} ops over {k} TPUs")
+    out = optimize(
+        in_order(tables),
+        goal,
+        rank=secondary_rank(goal),
+        allow_spill=allow_spill,
+        time_limit_s=time_limit_s,
+        workers=workers,
+        seed=seed,
+        prove=prove,
+    )
+    return out
+
+
+def reference_solve(
+    tables: Sequence[StageCostTable], goal: Goal, *, onchip: bool, deadline: float | None = None
+) -> ReferenceResult | None:
+    """The least objective J over K = len(tables) stages (stage k on tables[k]) by the exact reference
+    alone; None if no plan exists."""
+    got = least_plan(in_order(tables, onchip=onchip), goal, deadline=deadline)
+    if got is None:
+        return None
+    value, pk, proven, probes = got
+    return ReferenceResult(value, pk.cuts, proven, probes)
+
+
+__all__ = ["DEFAULT_TIME_LIMIT_S", "DEFAULT_WORKERS", "Outcome", "optimize", "reference_solve", "solve_tables"]

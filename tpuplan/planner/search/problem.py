@@ -1,0 +1,386 @@
+"""A planning question, and the stage choices a plan may take: what every search of `planner.search` reads.
+
+A plan is a path of stages through the ops: stage s (layer s) takes ops p+1..e on one device kind (an
+option: the kind's stage table), with r copies. Layers say which kinds each stage may use (one each when
+the devices are given in order; every kind of a pool otherwise, with at most `counts[kind]` devices of a
+kind in all). With `open_end` a plan may stop after any stage: an "empty choice" (p = e = n-1, no device)
+carries it through the layers left. With `copies` a stage may run on r devices taking its inputs in turn;
+a question asked at a period t gives every stage the fewest copies that meet t (more only use devices).
+
+A question asks for plans whose objective J = alpha P + beta L + gamma O (`formula.Goal`) is at most a cap
+(and whose secondary number, when capped, too). Its components are what a partial plan adds up: one per
+period bound of the cost formula (`formula.PERIOD_BOUNDS`: the largest stage time, the sums), the latency
+T, the one-off O and the devices used of each kind. `sweep` works out, for every stage of the band
+(the stages a table priced), the least each component can be over whole plans through it (a shortest
+path from the first op and one to the last), drops the stages no plan within the caps uses, and keeps the
+rest as `Choices` per layer: usually a few per layer, which the label search, the bounds and CP-SAT then
+read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from tpuplan.profiles.pricing.formula import PERIOD_BOUNDS, STAGE_VALUES, Goal
+from tpuplan.profiles.pricing.tables import Arcs, StageCostTable
+
+I64 = npt.NDArray[np.int64]
+Mask = npt.NDArray[np.bool_]
+BIG = 2**55  # above any real sum (stage values <= 2^38, at most 1,024 stages and 64 copies); 3 x BIG fits int64
+Combine = Literal["max", "sum"]
+
+
+@dataclass(frozen=True)
+class Option:
+    """A device kind a stage may run on: its stage table, and its index among the kinds (for counts)."""
+
+    table: StageCostTable
+    kind: int = 0
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Plans of len(layers) stages (fewer with `open_end`) over n ops; stage s runs on one of the
+    options listed for layer s."""
+
+    options: tuple[Option, ...]
+    layers: tuple[tuple[int, ...], ...]
+    open_end: bool = False
+    counts: tuple[int, ...] | None = None  # devices of each kind (None: a device per stage)
+    copies: bool = False
+    onchip: bool = False
+    loops: tuple[tuple[int, int], ...] = ()  # op spans of state loops: a stage touching one has one copy
+
+    @property
+    def n(self) -> int:
+        return self.options[0].table.n
+
+    @property
+    def k(self) -> int:
+        return len(self.layers)
+
+    @property
+    def start_us(self) -> int:
+        return self.options[0].table.start_us
+
+    @property
+    def kinds(self) -> int:
+        return 1 + max(o.kind for o in self.options)
+
+    def max_copies(self) -> int:
+        """The most devices one stage may take."""
+        if not self.copies:
+            return 1
+        if self.counts is not None:
+            return max(self.counts)
+        return self.k
+
+
+def in_order(tables: Sequence[StageCostTable], **kw: object) -> Problem:
+    """Stage s on tables[s] (the same table object shares its options)."""
+    ids: dict[int, int] = {}
+    options: list[Option] = []
+    layers = []
+    for t in tables:
+        if id(t) not in ids:
+            ids[id(t)] = len(options)
+            options.append(Option(t, 0))
+        layers.append((ids[id(t)],))
+    return Problem(tuple(options), tuple(layers), **kw)  # type: ignore[arg-type]
+
+
+@dataclass
+class Choices:
+    """The stages one layer may take: ops p+1..e on option opt (-1: the empty choice), r copies, and
+    the stage values of each (the formula's, per choice)."""
+
+    p: I64
+    e: I64
+    opt: I64
+    r: I64
+    values: dict[str, I64]
+
+    def take(self, keep: Mask | I64) -> Choices:
+        return Choices(
+            self.p[keep], self.e[keep], self.opt[keep], self.r[keep], {k: v[keep] for k, v in self.values.items()}
+        )
+
+    def __len__(self) -> int:
+        return len(self.p)
+
+    @staticmethod
+    def concat(parts: Sequence[Choices]) -> Choices:
+        return Choices(
+            np.concatenate([c.p for c in parts]),
+            np.concatenate([c.e for c in parts]),
+            np.concatenate([c.opt for c in parts]),
+            np.concatenate([c.r for c in parts]),
+            {k: np.concatenate([c.values[k] for c in parts]) for k in parts[0].values},
+        )
+
+
+@dataclass(frozen=True)
+class Component:
+    """What a partial plan adds up: a stage value (the largest, or the sum), capped or not."""
+
+    name: str
+    combine: Combine
+    cap: int | None = None
+
+
+@dataclass(frozen=True)
+class Question:
+    """Plans of objective J <= `objective` (and secondary <= `secondary` when given); with copies, every
+    stage takes the fewest copies that keep its time between results within `period_for_copies`."""
+
+    goal: Goal
+    objective: int
+    secondary: int | None = None
+    period_for_copies: int | None = None
+    rank: tuple[str, ...] = ()  # numbers a tie-break ranks by: "tpus", "stages", "negstages", "T", "P"
+    comps: tuple[Component, ...] = field(default=(), compare=False)
+
+
+def components(problem: Problem, q: Question, used: Sequence[str]) -> tuple[Component, ...]:
+    """The components of question q: the period bounds whose values are not all zero (`used`) when the
+    period counts, the latency and one-off when they do, the devices of each kind when counted, and
+    the ranked numbers of a tie-break ("P" is the period, read from the period bounds)."""
+    alpha, beta, gamma = q.goal.weights
+    second = q.secondary is not None
+    latency_goal = q.goal.objective == "latency"
+    out = []
+    if alpha > 0 or "P" in q.rank or (second and latency_goal):
+        out += [Component(b.name, b.combine) for b in PERIOD_BOUNDS if b.name in used]
+    if beta > 0 or "T" in q.rank or (second and not latency_goal):
+        out.append(Component("T", "sum"))
+    if gamma > 0:
+        out.append(Component("O", "sum"))
+    if problem.counts is not None:
+        out += [Component(f"kind{k}", "sum", c) for k, c in enumerate(problem.counts)]
+    out += [Component(name, "sum") for name in ("tpus", "stages", "negstages") if name in q.rank]
+    return tuple(out)
+
+
+def prepare(problem: Problem, q: Question) -> Question:
+    """q with its components (after the tables priced what the search reads)."""
+    return replace(q, comps=components(problem, q, used_bounds(problem)))
+
+
+def used_bounds(problem: Problem) -> list[str]:
+    """The period bounds some stage gives a value (a bound zero everywhere is left out of the search)."""
+    out = [PERIOD_BOUNDS[0].name]
+    for b in PERIOD_BOUNDS[1:]:
+        if any(o.table.top(b.value) > 0 or o.table.priced == 0 for o in problem.options):
+            out.append(b.name)
+    return out
+
+
+def copies_needed(time: I64, serial: I64, t: int, limit: int) -> I64:
+    """The fewest copies r whose time between results, ceil((T - S) / r) + S (formula.interval), is at
+    most t; BIG when more than `limit` would be needed."""
+    fixed = np.minimum(serial, time)
+    work = time - fixed
+    room = t - fixed
+    need = np.where(room > 0, -(-work // np.maximum(room, 1)), BIG)
+    need = np.where(time <= t, 1, np.maximum(need, 1))
+    out: I64 = np.where(need <= limit, need, BIG)
+    return out
+
+
+def interval(time: I64, serial: I64, r: I64) -> I64:
+    """formula.interval on arrays (r >= 1)."""
+    fixed = np.minimum(serial, time)
+    out: I64 = np.where(r > 1, -(-(time - fixed) // np.maximum(r, 1)) + fixed, time)
+    return out
+
+
+def in_loop(loops: Sequence[tuple[int, int]], p: I64, e: I64) -> Mask:
+    """Stages p+1..e that hold an op of a state loop (op spans lo..hi)."""
+    out = np.zeros(len(p), dtype=np.bool_)
+    for lo, hi in loops:
+        out |= (p + 1 <= hi) & (e >= lo)
+    return out
+
+
+def comp_values(problem: Problem, comp: Component, c: Choices, kinds: I64) -> I64:
+    """A component's value of every choice (0 for the empty choice)."""
+    name = comp.name
+    if name == "T":
+        return c.values["time"]
+    if name == "O":
+        out: I64 = c.r * c.values["oneoff"]
+        return out
+    if name == "tpus":
+        return c.r
+    if name == "stages":
+        return (c.opt >= 0).astype(np.int64)
+    if name == "negstages":
+        return -(c.opt >= 0).astype(np.int64)
+    if name.startswith("kind"):
+        return np.where(kinds == int(name[4:]), c.r, 0)
+    bound = next(b for b in PERIOD_BOUNDS if b.name == name)
+    if bound.value == PERIOD_BOUNDS[0].value and problem.copies:
+        return interval(c.values["time"], c.values["serial"], np.maximum(c.r, 1))
+    return c.values[bound.value]
+
+
+def comp_matrix(problem: Problem, comps: Sequence[Component], c: Choices) -> I64:
+    """[choices, components]: what each choice adds to each component."""
+    kinds = np.array([o.kind for o in problem.options] + [-1], dtype=np.int64)[c.opt]
+    cols = [comp_values(problem, comp, c, kinds) for comp in comps]
+    out: I64 = np.stack(cols, axis=1) if cols else np.zeros((len(c), 0), dtype=np.int64)
+    return out
+
+
+def objective_of(q: Question, comps: Sequence[Component], whole: I64, start: int) -> tuple[I64, I64]:
+    """(J, secondary) of whole plans (or lower bounds of them) from their component values [.., d]. A
+    term past the cap is cut to just above it (the cap is exceeded all the same), so that no product
+    of a weight and a large value overflows."""
+    alpha, beta, gamma = q.goal.weights
+    names = [c.name for c in comps]
+    period_cols = [j for j, c in enumerate(comps) if c.name in {b.name for b in PERIOD_BOUNDS}]
+    shape = whole.shape[:-1]
+    zero = np.zeros(shape, dtype=np.int64)
+    period = whole[..., period_cols].max(axis=-1) if period_cols else zero
+    latency = whole[..., names.index("T")] if "T" in names else zero
+    oneoff = whole[..., names.index("O")] + start if "O" in names else zero + start
+    top = max(q.objective, 0) + 1
+
+    def term(w: int, x: I64) -> I64:
+        out: I64 = w * np.minimum(x, top // w + 1) if w else zero
+        return out
+
+    j: I64 = term(alpha, period) + term(beta, latency) + term(gamma, oneoff)
+    second: I64 = latency if q.goal.objective == "throughput" else period
+    return j, second
+
+
+def within(q: Question, comps: Sequence[Component], whole: I64, start: int) -> Mask:
+    """Plans (or bounds of them) within the question's caps."""
+    j, second = objective_of(q, comps, whole, start)
+    ok: Mask = j <= q.objective
+    if q.secondary is not None:
+        ok &= second <= q.secondary
+    for col, comp in enumerate(comps):
+        if comp.cap is not None:
+            ok &= whole[..., col] <= comp.cap
+    ok &= (whole < BIG).all(axis=-1)
+    return ok
+
+
+def stage_cap(problem: Problem, q: Question) -> int:
+    """The largest stage time T a plan within q can have: every T is at most P (alpha > 0) and L (beta >
+    0); with copies, r copies of a stage take at most r times its time between results."""
+    alpha, beta, gamma = q.goal.weights
+    budget = q.objective - gamma * problem.start_us
+    caps = [budget // w for w in (alpha, beta) if w > 0]
+    cap = max(0, min(caps)) if caps else BIG
+    if problem.copies and q.period_for_copies is not None:
+        cap = min(cap, q.period_for_copies) * problem.max_copies()
+    return int(min(cap, BIG))
+
+
+def _option_arcs(problem: Problem, q: Question, o: int, view: Arcs) -> tuple[Choices, Mask]:
+    """Every stage of one option's view as choices (layer-free), and which ones the question allows."""
+    a, b = view.a, view.b
+    values = {k: view.values[k] for k in STAGE_VALUES}
+    ok = view.valid & view.onchip if problem.onchip else view.valid.copy()
+    r = np.ones(len(a), dtype=np.int64)
+    if problem.copies and q.period_for_copies is not None:
+        r = copies_needed(values["time"], values["serial"], q.period_for_copies, problem.max_copies())
+        r = np.where(in_loop(problem.loops, a - 1, b) & (r > 1), BIG, r)
+        ok &= r < BIG
+    ok &= values["time"] <= stage_cap(problem, q)
+    return Choices(a - 1, b, np.full(len(a), o, dtype=np.int64), r, dict(values)), ok
+
+
+def _layer_ok(problem: Problem, s: int, e: I64) -> Mask:
+    """Ends layer s may have: one op left for every later stage (exactly K stages), the last op last."""
+    n, k = problem.n, problem.k
+    last = n - 1 if problem.open_end else n - 1 - (k - 1 - s)
+    ok: Mask = (e == n - 1) if not problem.open_end and s == k - 1 else (e <= last)
+    return ok
+
+
+def empty_choice(problem: Problem) -> Choices:
+    n = problem.n
+    one = np.array([n - 1], dtype=np.int64)
+    zero = np.zeros(1, dtype=np.int64)
+    return Choices(one, one.copy(), np.array([-1]), zero, {k: zero.copy() for k in STAGE_VALUES})
+
+
+def _sweep_values(
+    problem: Problem, comps: Sequence[Component], per_opt: Sequence[tuple[Choices, Mask, I64]]
+) -> tuple[list[I64], list[I64]]:
+    """Least prefix and suffix of every component at every node (op boundary 0..n) of every layer:
+    pre[s][x] over the first s stages ending before op x, suf[s][x] over stages s.. starting at op x.
+    Arrays [n + 1, d]."""
+    n, k, d = problem.n, problem.k, len(comps)
+    joins = [np.maximum if c.combine == "max" else np.add for c in comps]
+    pre = [np.full((n + 1, d), BIG, dtype=np.int64)]
+    pre[0][0] = 0
+    for s in range(k):
+        nxt = np.full((n + 1, d), BIG, dtype=np.int64)
+        for o in problem.layers[s]:
+            c, ok, mat = per_opt[o]
+            sel = ok & _layer_ok(problem, s, c.e)
+            for j in range(d):
+                vals = np.minimum(joins[j](pre[s][c.p[sel] + 1, j], mat[sel, j]), BIG)
+                np.minimum.at(nxt[:, j], c.e[sel] + 1, vals)
+        if problem.open_end and s >= 1:
+            nxt[n] = np.minimum(nxt[n], pre[s][n])
+        pre.append(nxt)
+    suf = [np.full((n + 1, d), BIG, dtype=np.int64) for _ in range(k + 1)]
+    suf[k][n] = 0
+    for s in range(k - 1, -1, -1):
+        for o in problem.layers[s]:
+            c, ok, mat = per_opt[o]
+            sel = ok & _layer_ok(problem, s, c.e)
+            for j in range(d):
+                vals = np.minimum(joins[j](mat[sel, j], suf[s + 1][c.e[sel] + 1, j]), BIG)
+                np.minimum.at(suf[s][:, j], c.p[sel] + 1, vals)
+        if problem.open_end and s >= 1:
+            suf[s][n] = np.minimum(suf[s][n], suf[s + 1][n])
+    return pre, suf
+
+
+def sweep(problem: Problem, q: Question, views: Sequence[Arcs]) -> list[Choices]:
+    """The choices of every layer that lie on some plan within q, judged by the least each component can
+    be over whole plans through them (one pass over the band; `prune.prune` repeats it on what is left)."""
+    comps = q.comps
+    per_opt = []
+    for o, view in enumerate(views):
+        c, ok = _option_arcs(problem, q, o, view)
+        per_opt.append((c, ok, comp_matrix(problem, comps, c)))
+    pre, suf = _sweep_values(problem, comps, per_opt)
+    joins = [np.maximum if c.combine == "max" else np.add for c in comps]
+    layers = []
+    for s in range(problem.k):
+        parts = []
+        for o in problem.layers[s]:
+            c, ok, mat = per_opt[o]
+            sel = np.flatnonzero(ok & _layer_ok(problem, s, c.e))
+            through = (
+                np.stack(
+                    [
+                        np.minimum(
+                            joins[j](joins[j](pre[s][c.p[sel] + 1, j], mat[sel, j]), suf[s + 1][c.e[sel] + 1, j]), BIG
+                        )
+                        for j in range(len(comps))
+                    ],
+                    axis=1,
+                )
+                if comps
+                else np.zeros((len(sel), 0), dtype=np.int64)
+            )
+            keep = within(q, comps, through, problem.start_us)
+            parts.append(c.take(sel[keep]))
+        if problem.open_end and s >= 1:
+            parts.append(empty_choice(problem))
+        layers.append(Choices.concat(parts))
+    return layers
