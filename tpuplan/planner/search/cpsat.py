@@ -20,9 +20,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from ortools.sat.python import cp_model
 
-from tpuplan.planner.search.problem import Choices, Problem, Question, comp_matrix
+from tpuplan.planner.search.problem import Choices, Component, Problem, Question, comp_matrix, filters
 from tpuplan.planner.search.prune import has_plan
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.pricing.formula import PERIOD_BOUNDS
@@ -69,7 +70,7 @@ class PathModel:
         m.add_exactly_one(self.x[0])
         for s in range(len(layers) - 1):
             self._link(s)
-        comps = q.comps
+        comps = (*q.comps, *(Component(name, "max") for name in filters(q)))  # the filtered bounds too
         mats = [comp_matrix(problem, comps, c) for c in layers]
         exprs: dict[str, Any] = {}
         maxes: dict[str, list[Any]] = {}
@@ -111,15 +112,19 @@ class PathModel:
         for e in set(ending) | set(starting):
             self.model.add(cp_model.LinearExpr.sum(ending.get(e, [])) == cp_model.LinearExpr.sum(starting.get(e, [])))
 
-    def picks(self, solver: cp_model.CpSolver) -> list[int]:
-        return [next(j for j, x in enumerate(xs) if solver.value(x)) for xs in self.x]
+    def choices(self, solver: cp_model.CpSolver) -> list[Choices]:
+        """The plan found: its one choice of every layer."""
+        return [
+            c.take(np.array([next(j for j, x in enumerate(xs) if solver.value(x))]))
+            for c, xs in zip(self.layers, self.x, strict=True)
+        ]
 
 
 def ask(
     problem: Problem, q: Question, layers: Sequence[Choices], deadline: float, workers: int, seed: int
-) -> bool | list[int] | None:
-    """Is there a plan within q among these (pruned) choices? True: none (proven); a choice per layer:
-    one that is; None: not known in time (or too large to ask)."""
+) -> bool | list[Choices] | None:
+    """Is there a plan within q among these choices? True: none (proven); the one choice of every layer
+    of a plan that is; None: not known in time (or too large to ask)."""
     if not has_plan(layers):
         return True
     if sum(len(c) for c in layers) > MAX_ARCS or time.monotonic() >= deadline:
@@ -132,7 +137,7 @@ def ask(
     if status == cp_model.INFEASIBLE:
         return True
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return pm.picks(solver)
+        return pm.choices(solver)
     return None
 
 

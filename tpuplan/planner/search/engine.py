@@ -2,7 +2,7 @@
 
 1. Whether every stage can stay on chip (unless spilling is allowed): a plan is looked for among the
    stages that may fit. 2. A first plan: the least largest stage time among the stages whose floor is
-   at most c, for c = a quarter of the whole model's floor per stage, then four times more until a
+   at most c, for c = the whole model's floor per stage, then twice more until a
    plan exists (the table prices only those stages: `profiles.pricing.tables`). 3. Its objective U
    bounds the search: the table prices every stage a plan within U could use, the bounds of
    `planner.search.prune` keep the choices on such plans, and the exact reference
@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from tpuplan.planner.costs import Goal, check_exact
+from tpuplan.planner.search.band import band_bound, bottleneck, sweep
 from tpuplan.planner.search.cpsat import DEFAULT_TIME_LIMIT_S, DEFAULT_WORKERS, ask, check_solver_options
 from tpuplan.planner.search.labels import SearchTimeout
 from tpuplan.planner.search.problem import (
@@ -31,14 +32,13 @@ from tpuplan.planner.search.problem import (
     in_order,
     prepare,
     stage_cap,
-    sweep,
 )
 from tpuplan.planner.search.prune import has_plan, prune
 from tpuplan.planner.search.reference import (
     Picked,
     ReferenceResult,
     at_period,
-    least_period,
+    fewest_stages,
     picked,
     pin,
     plan_totals,
@@ -104,22 +104,27 @@ def _complete(problem: Problem, q: Question) -> bool:
 
 
 def first_plan(problem: Problem, deadline: float | None = None) -> Picked | None:
-    """A plan of the least largest stage time among the stages whose floor is at most c, c growing by
-    4 from about the whole model's floor per stage; None when no plan exists at all."""
+    """A plan of the least largest stage time among the stages whose floor is at most c, c doubling from
+    the whole model's floor per stage; None when no plan exists at all."""
     table = problem.options[0].table
     whole = int(table.pricer.floor(0, problem.n - 1)[0][-1]) if table.pricer is not None else table.top("time")
-    cap = max(1, whole // max(1, problem.k * problem.max_copies()) // 4)
+    cap = max(1, whole // max(1, problem.k * problem.max_copies()))
     stage = (Component(PERIOD_BOUNDS[0].name, "max"), *_usage(problem))
     while True:
         q = Question(Goal(), cap, period_for_copies=cap if problem.copies else None, comps=stage)
-        layers = prune(problem, q, sweep(problem, q, _views(problem, q, deadline)))  # type: ignore[arg-type]
-        if has_plan(layers):
-            got = search(problem, q, layers, deadline)
+        views = _views(problem, q, deadline)
+        if problem.counts is None:  # the largest stage time alone decides: walk its shortest paths
+            got = bottleneck(problem, views, cap)  # type: ignore[arg-type]
             if got is not None:
-                return got[1]
+                return Picked(*got)
+        else:
+            layers = prune(problem, q, sweep(problem, q, views))  # type: ignore[arg-type]
+            found = search(problem, q, layers, deadline) if has_plan(layers) else None
+            if found is not None:
+                return found[1]
         if cap >= BIG or (_complete(problem, q) and cap >= max(o.table.top("time") for o in problem.options)):
             return None
-        cap = min(cap * 4, BIG)
+        cap = min(cap * 2, BIG)
 
 
 def least_plan(
@@ -139,26 +144,66 @@ def reference(
     if plan is None:
         return None
     upper = plan_totals(problem, goal, plan).objective
-    q = Question(goal, upper, period_for_copies=upper if problem.copies else None)
+    if deadline is not None and time.monotonic() > deadline:
+        return Found(upper, plan, False, 0, _question(problem, goal, upper), [])
+    q = _question(problem, goal, upper)
     views = _views(problem, q, deadline)
     check_exact([o.table for o in problem.options], goal, problem.k, problem.max_copies())
     q = prepare(problem, q)
+    if is_steady(goal):
+        return _least_period(problem, q, plan, views, deadline)
     base = prune(problem, q, sweep(problem, q, views))  # type: ignore[arg-type]
-    probes = 1
     try:
-        if is_steady(goal):
-            value, better, probes = least_period(problem, q, base, upper, deadline)
-            plan = better or plan
-        else:
-            got = search(problem, q, base, deadline)
-            if got is None:
-                raise TpuplanError("internal error: the first plan is outside its own search")
-            value, plan = got
+        got = search(problem, q, base, deadline)
     except SearchTimeout:
-        return Found(upper, plan, False, probes, q, base)
-    if plan_totals(problem, goal, plan).objective != value:
-        raise TpuplanError("internal error: the search's objective disagrees with the cost tables")
-    return Found(value, plan, True, probes, q, base)
+        return Found(upper, plan, False, 1, q, base)
+    if got is None:
+        raise TpuplanError("internal error: the first plan is outside its own search")
+    return Found(got[0], got[1], True, 1, q, base)
+
+
+def _in_time(deadline: float | None) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise SearchTimeout
+
+
+def _question(problem: Problem, goal: Goal, value: int) -> Question:
+    return Question(goal, value, period_for_copies=value if problem.copies else None)
+
+
+def _at(problem: Problem, q: Question, t: int, deadline: float | None) -> list[Choices]:
+    """The choices on plans of period <= t, from the band of t's stages (a sweep of its own: few are
+    left when t is near the optimum)."""
+    qt = replace(q, objective=t, period_for_copies=t if problem.copies else None)
+    return prune(problem, qt, sweep(problem, qt, _views(problem, qt, deadline)))  # type: ignore[arg-type]
+
+
+def _least_period(problem: Problem, q: Question, plan: Picked, views: list[object], deadline: float | None) -> Found:
+    """J = P: binary search on the period t between a lower bound of the band and the first plan's. "A
+    plan of period <= t?" is answered by the bounds, then labels, on the choices of t's own band, or,
+    below a period already reached, on those of that period (a subset: no sweep of the band again)."""
+    upper = q.objective
+    lo = min(band_bound(problem, q, views), upper)  # type: ignore[arg-type]
+    hi, best, base, probes, t = upper, plan, None, 0, lo
+    try:
+        while lo < hi:
+            probes += 1
+            _in_time(deadline)
+            qt = replace(q, objective=t, period_for_copies=t if problem.copies else None)
+            layers = (
+                _at(problem, q, t, deadline) if base is None else prune(problem, qt, at_period(problem, q, base, t))
+            )
+            got = search(problem, qt, layers, deadline) if has_plan(layers) else None
+            if got is None:
+                lo = t + 1
+            else:
+                (hi, best), base = got, layers
+            t = (lo + hi) // 2
+        if base is None:
+            base = _at(problem, q, hi, deadline)
+    except SearchTimeout:
+        return Found(hi, best, False, probes, replace(q, objective=hi), base or [])
+    return Found(hi, best, True, probes, replace(q, objective=hi), base)
 
 
 def _question_below(problem: Problem, found: Found, goal: Goal, v: int) -> tuple[Question, list[Choices]]:
@@ -173,6 +218,8 @@ def _prove(
 ) -> tuple[int, Picked, bool]:
     """From the reference's plan, ask CP-SAT for one better until none is (proven) or time runs out."""
     value, plan = found.value, found.plan
+    if not found.base:  # the reference stopped before it had any choices to ask about
+        return value, plan, False
     while value > 0:
         q, layers = _question_below(problem, found, goal, value - 1)
         got = ask(problem, q, layers, deadline, workers, seed)
@@ -180,18 +227,51 @@ def _prove(
             break
         if not isinstance(got, list):
             return value, plan, False
-        plan = picked(layers, got)
-        value = plan_totals(problem, goal, plan).objective
+        plan = picked(got, [0] * len(got))
+        better = plan_totals(problem, goal, plan).objective
+        if better >= value:
+            raise TpuplanError(f"internal error: CP-SAT's plan of objective {better} is not below {value}")
+        value = better
     return value, plan, True
 
 
 def _pin(problem: Problem, goal: Goal, found: Found, value: int, rank: Sequence[str], deadline: float) -> Picked | None:
-    q = prepare(problem, Question(goal, value, period_for_copies=value if problem.copies else None, rank=tuple(rank)))
-    layers = at_period(problem, q, found.base, value) if problem.copies else found.base
+    """The tie-break among the plans of objective `value` (None: not finished in time). Labels are capped
+    by the known optimal plan's first ranked number (no plan ranked first can have more of it); a plan
+    that may stop early and ranks the fewest stages first is pinned among the plans of that many stages."""
+    period = value if problem.copies else None
+    base = at_period(problem, Question(goal, value), found.base, value) if problem.copies else found.base
+    known = plan_totals(problem, goal, found.plan)
+    first = {
+        "T": known.latency_us,
+        "P": known.period_us,
+        "tpus": sum(found.plan.copies),
+        "stages": found.plan.stages,
+        "negstages": -found.plan.stages,
+    }
     try:
-        return pin(problem, q, prune(problem, q, layers), rank, deadline)
+        if problem.open_end and rank[:1] == ("stages",) and problem.counts is None and not problem.copies:
+            return _pin_fewest(problem, goal, value, tuple(rank[1:]), base, deadline)
+        q = prepare(
+            problem, Question(goal, value, period_for_copies=period, rank=tuple(rank)), {rank[0]: first[rank[0]]}
+        )
+        return pin(problem, q, prune(problem, q, base), rank, deadline)
     except SearchTimeout:
         return None
+
+
+def _pin_fewest(
+    problem: Problem, goal: Goal, value: int, rank: tuple[str, ...], base: Sequence[Choices], deadline: float
+) -> Picked | None:
+    q = prepare(problem, Question(goal, value, rank=rank))
+    got = fewest_stages(problem, q, prune(problem, q, base), deadline)
+    if got is None:
+        raise TpuplanError("internal error: no plan of the proven objective for the tie-break")
+    stages, second = got
+    exact = replace(problem, layers=problem.layers[:stages], open_end=False)
+    q = prepare(exact, Question(goal, value, secondary=second, rank=rank))
+    layers = prune(exact, q, [c.take(c.opt >= 0) for c in base[:stages]])
+    return pin(exact, q, layers, rank, deadline)
 
 
 def optimize(
@@ -235,6 +315,9 @@ def optimize(
         out.status, out.best_bound = "OPTIMAL", found.value
         return out
     if not prove:
+        return out
+    if time.monotonic() > deadline:
+        out.notes.append("CP-SAT not asked: the time limit passed")
         return out
     value, plan, done = _prove(problem, goal, found, deadline, workers, seed)
     if found.proven and value != found.value:

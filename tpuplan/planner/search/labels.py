@@ -72,11 +72,13 @@ def run_labels(
     keep: Callable[[I64], Mask] | None = None,
     tails: Sequence[I64] | None = None,
     deadline: float | None = None,
+    until: Callable[[Labels], bool] | None = None,
 ) -> list[Labels]:
     """All labels, layer by layer (forward from node 0, or backward from node n); `keep` says which to
     keep of the whole plans' bounds (a label's components joined with tails[s][node], the least the
     other layers can add; its own components without tails). Returns one Labels per layer, in the order
-    searched (backward: the last layer's first). SearchTimeout when the deadline passes."""
+    searched (backward: the last layer's first), stopping after the first layer `until` accepts.
+    SearchTimeout when the deadline passes."""
     d = len(joins)
     cur = Labels(np.array([n if backward else 0]), np.zeros((1, d), dtype=np.int64), np.array([-1]), np.array([-1]))
     out = []
@@ -96,6 +98,8 @@ def run_labels(
             nxt = nxt.take(keep(whole))
         cur = front(nxt)
         out.append(cur)
+        if until is not None and until(cur):
+            break
     return out
 
 

@@ -19,15 +19,15 @@ read.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from tpuplan.profiles.pricing.formula import PERIOD_BOUNDS, STAGE_VALUES, Goal
-from tpuplan.profiles.pricing.tables import Arcs, StageCostTable
+from tpuplan.profiles.pricing.formula import PERIOD_BOUNDS, Goal
+from tpuplan.profiles.pricing.tables import StageCostTable
 
 I64 = npt.NDArray[np.int64]
 Mask = npt.NDArray[np.bool_]
@@ -146,6 +146,15 @@ class Question:
     comps: tuple[Component, ...] = field(default=(), compare=False)
 
 
+REACH = Component("reach", "sum")  # 0 for every choice: a bound of it is BIG exactly off every whole plan
+
+
+def reachable(comps: tuple[Component, ...]) -> tuple[Component, ...]:
+    """The components with which a bound is BIG off every whole plan: any component does that (a prefix
+    or suffix that does not exist is BIG), REACH when there is none."""
+    return comps or (REACH,)
+
+
 def components(problem: Problem, q: Question, used: Sequence[str]) -> tuple[Component, ...]:
     """The components of question q: the period bounds whose values are not all zero (`used`) when the
     period counts, the latency and one-off when they do, the devices of each kind when counted, and
@@ -155,7 +164,8 @@ def components(problem: Problem, q: Question, used: Sequence[str]) -> tuple[Comp
     latency_goal = q.goal.objective == "latency"
     out = []
     if alpha > 0 or "P" in q.rank or (second and latency_goal):
-        out += [Component(b.name, b.combine) for b in PERIOD_BOUNDS if b.name in used]
+        dropped = filters(q)
+        out += [Component(b.name, b.combine) for b in PERIOD_BOUNDS if b.name in used and b.name not in dropped]
     if beta > 0 or "T" in q.rank or (second and not latency_goal):
         out.append(Component("T", "sum"))
     if gamma > 0:
@@ -166,9 +176,30 @@ def components(problem: Problem, q: Question, used: Sequence[str]) -> tuple[Comp
     return tuple(out)
 
 
-def prepare(problem: Problem, q: Question) -> Question:
-    """q with its components (after the tables priced what the search reads)."""
-    return replace(q, comps=components(problem, q, used_bounds(problem)))
+def filters(q: Question) -> tuple[str, ...]:
+    """The `max` period bounds a question reads as filters instead of components: when J is the period
+    alone (and not ranked), J <= cap holds exactly when every stage's value is within the cap, so they
+    are checked choice by choice (`capped`) and the labels carry one component less."""
+    if q.goal.weights[1:] != (0, 0) or "P" in q.rank:
+        return ()
+    named = {c.name for c in q.comps}
+    return tuple(b.name for b in PERIOD_BOUNDS if b.combine == "max" and b.name not in named)
+
+
+def capped(problem: Problem, q: Question, c: Choices) -> Mask:
+    """Choices whose values of the filtered bounds (`filters`) are within q's cap."""
+    ok = np.ones(len(c), dtype=np.bool_)
+    for name in filters(q):
+        ok &= comp_values(problem, Component(name, "max"), c, np.zeros(len(c), dtype=np.int64)) <= q.objective
+    return ok
+
+
+def prepare(problem: Problem, q: Question, caps: Mapping[str, int] | None = None) -> Question:
+    """q with its components (after the tables priced what the search reads), `caps` on some of them."""
+    comps = components(problem, q, used_bounds(problem))
+    if caps:
+        comps = tuple(replace(c, cap=caps[c.name]) if c.name in caps else c for c in comps)
+    return replace(q, comps=comps)
 
 
 def used_bounds(problem: Problem) -> list[str]:
@@ -210,6 +241,8 @@ def in_loop(loops: Sequence[tuple[int, int]], p: I64, e: I64) -> Mask:
 def comp_values(problem: Problem, comp: Component, c: Choices, kinds: I64) -> I64:
     """A component's value of every choice (0 for the empty choice)."""
     name = comp.name
+    if name == "reach":
+        return np.zeros(len(c), dtype=np.int64)
     if name == "T":
         return c.values["time"]
     if name == "O":
@@ -283,104 +316,3 @@ def stage_cap(problem: Problem, q: Question) -> int:
     if problem.copies and q.period_for_copies is not None:
         cap = min(cap, q.period_for_copies) * problem.max_copies()
     return int(min(cap, BIG))
-
-
-def _option_arcs(problem: Problem, q: Question, o: int, view: Arcs) -> tuple[Choices, Mask]:
-    """Every stage of one option's view as choices (layer-free), and which ones the question allows."""
-    a, b = view.a, view.b
-    values = {k: view.values[k] for k in STAGE_VALUES}
-    ok = view.valid & view.onchip if problem.onchip else view.valid.copy()
-    r = np.ones(len(a), dtype=np.int64)
-    if problem.copies and q.period_for_copies is not None:
-        r = copies_needed(values["time"], values["serial"], q.period_for_copies, problem.max_copies())
-        r = np.where(in_loop(problem.loops, a - 1, b) & (r > 1), BIG, r)
-        ok &= r < BIG
-    ok &= values["time"] <= stage_cap(problem, q)
-    return Choices(a - 1, b, np.full(len(a), o, dtype=np.int64), r, dict(values)), ok
-
-
-def _layer_ok(problem: Problem, s: int, e: I64) -> Mask:
-    """Ends layer s may have: one op left for every later stage (exactly K stages), the last op last."""
-    n, k = problem.n, problem.k
-    last = n - 1 if problem.open_end else n - 1 - (k - 1 - s)
-    ok: Mask = (e == n - 1) if not problem.open_end and s == k - 1 else (e <= last)
-    return ok
-
-
-def empty_choice(problem: Problem) -> Choices:
-    n = problem.n
-    one = np.array([n - 1], dtype=np.int64)
-    zero = np.zeros(1, dtype=np.int64)
-    return Choices(one, one.copy(), np.array([-1]), zero, {k: zero.copy() for k in STAGE_VALUES})
-
-
-def _sweep_values(
-    problem: Problem, comps: Sequence[Component], per_opt: Sequence[tuple[Choices, Mask, I64]]
-) -> tuple[list[I64], list[I64]]:
-    """Least prefix and suffix of every component at every node (op boundary 0..n) of every layer:
-    pre[s][x] over the first s stages ending before op x, suf[s][x] over stages s.. starting at op x.
-    Arrays [n + 1, d]."""
-    n, k, d = problem.n, problem.k, len(comps)
-    joins = [np.maximum if c.combine == "max" else np.add for c in comps]
-    pre = [np.full((n + 1, d), BIG, dtype=np.int64)]
-    pre[0][0] = 0
-    for s in range(k):
-        nxt = np.full((n + 1, d), BIG, dtype=np.int64)
-        for o in problem.layers[s]:
-            c, ok, mat = per_opt[o]
-            sel = ok & _layer_ok(problem, s, c.e)
-            for j in range(d):
-                vals = np.minimum(joins[j](pre[s][c.p[sel] + 1, j], mat[sel, j]), BIG)
-                np.minimum.at(nxt[:, j], c.e[sel] + 1, vals)
-        if problem.open_end and s >= 1:
-            nxt[n] = np.minimum(nxt[n], pre[s][n])
-        pre.append(nxt)
-    suf = [np.full((n + 1, d), BIG, dtype=np.int64) for _ in range(k + 1)]
-    suf[k][n] = 0
-    for s in range(k - 1, -1, -1):
-        for o in problem.layers[s]:
-            c, ok, mat = per_opt[o]
-            sel = ok & _layer_ok(problem, s, c.e)
-            for j in range(d):
-                vals = np.minimum(joins[j](mat[sel, j], suf[s + 1][c.e[sel] + 1, j]), BIG)
-                np.minimum.at(suf[s][:, j], c.p[sel] + 1, vals)
-        if problem.open_end and s >= 1:
-            suf[s][n] = np.minimum(suf[s][n], suf[s + 1][n])
-    return pre, suf
-
-
-def sweep(problem: Problem, q: Question, views: Sequence[Arcs]) -> list[Choices]:
-    """The choices of every layer that lie on some plan within q, judged by the least each component can
-    be over whole plans through them (one pass over the band; `prune.prune` repeats it on what is left)."""
-    comps = q.comps
-    per_opt = []
-    for o, view in enumerate(views):
-        c, ok = _option_arcs(problem, q, o, view)
-        per_opt.append((c, ok, comp_matrix(problem, comps, c)))
-    pre, suf = _sweep_values(problem, comps, per_opt)
-    joins = [np.maximum if c.combine == "max" else np.add for c in comps]
-    layers = []
-    for s in range(problem.k):
-        parts = []
-        for o in problem.layers[s]:
-            c, ok, mat = per_opt[o]
-            sel = np.flatnonzero(ok & _layer_ok(problem, s, c.e))
-            through = (
-                np.stack(
-                    [
-                        np.minimum(
-                            joins[j](joins[j](pre[s][c.p[sel] + 1, j], mat[sel, j]), suf[s + 1][c.e[sel] + 1, j]), BIG
-                        )
-                        for j in range(len(comps))
-                    ],
-                    axis=1,
-                )
-                if comps
-                else np.zeros((len(sel), 0), dtype=np.int64)
-            )
-            keep = within(q, comps, through, problem.start_us)
-            parts.append(c.take(sel[keep]))
-        if problem.open_end and s >= 1:
-            parts.append(empty_choice(problem))
-        layers.append(Choices.concat(parts))
-    return layers

@@ -17,7 +17,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tpuplan.planner.search.problem import BIG, I64, Choices, Component, Problem, Question, comp_matrix, within
+from tpuplan.planner.search.problem import (
+    BIG,
+    I64,
+    Choices,
+    Component,
+    Problem,
+    Question,
+    capped,
+    comp_matrix,
+    reachable,
+    within,
+)
 
 
 def sweeps(
@@ -46,7 +57,9 @@ def sweeps(
 
 
 def through(problem: Problem, comps: Sequence[Component], layers: Sequence[Choices]) -> list[I64]:
-    """For every choice of every layer: the least value of each component over whole plans through it."""
+    """For every choice of every layer: the least value of each component over whole plans through it
+    (BIG everywhere off every whole plan: `problem.reachable`)."""
+    comps = reachable(tuple(comps))
     pre, suf, mats = sweeps(problem, comps, layers)
     joins = [np.maximum if c.combine == "max" else np.add for c in comps]
     out = []
@@ -60,14 +73,14 @@ def through(problem: Problem, comps: Sequence[Component], layers: Sequence[Choic
 
 
 def prune(problem: Problem, q: Question, layers: Sequence[Choices]) -> list[Choices]:
-    """The choices that can lie on a plan within q, to a fixed point."""
+    """The choices that can lie on a plan within q, to a fixed point (the filtered bounds first)."""
     comps = q.comps
-    layers = list(layers)
+    layers = [c.take(capped(problem, q, c) | (c.opt < 0)) for c in layers]
     while True:
         if not has_plan(layers):
             return layers
         bounds = through(problem, comps, layers)
-        keep = [within(q, comps, b, problem.start_us) for b in bounds]
+        keep = [within(q, reachable(comps), b, problem.start_us) for b in bounds]
         if all(bool(k.all()) for k in keep):
             return layers
         layers = [c.take(k) for c, k in zip(layers, keep, strict=True)]

@@ -28,13 +28,14 @@ from tpuplan.planner.search.problem import (
     Component,
     Problem,
     Question,
+    capped,
     copies_needed,
     in_loop,
     objective_of,
     stage_cap,
     within,
 )
-from tpuplan.planner.search.prune import has_plan, prune, sweeps, through
+from tpuplan.planner.search.prune import has_plan, sweeps
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.pricing.formula import PERIOD_BOUNDS
 from tpuplan.profiles.pricing.tables import StageCostTable, stage_pairs
@@ -79,6 +80,7 @@ def search(
 ) -> tuple[int, Picked] | None:
     """The least objective over the choices (within q's caps) and a plan reaching it; None if none."""
     comps = q.comps
+    layers = [c.take(capped(problem, q, c) | (c.opt < 0)) for c in layers]  # the bounds read as filters
     if not has_plan(layers):
         return None
     _, suf, mats = sweeps(problem, comps, layers)
@@ -97,8 +99,8 @@ def search(
     if not done.size:
         return None
     j, _ = objective_of(q, comps, last.comps[done], start)
-    best = int(done[int(np.argmin(j))])
-    return int(j.min()), picked(layers, backtrack(got, best))
+    plan = picked(layers, backtrack(got, int(done[int(np.argmin(j))])))
+    return plan_totals(problem, q.goal, plan).objective, plan
 
 
 def at_period(problem: Problem, q: Question, base: Sequence[Choices], t: int) -> list[Choices]:
@@ -115,56 +117,36 @@ def at_period(problem: Problem, q: Question, base: Sequence[Choices], t: int) ->
             r = np.where(c.opt < 0, 0, r)
             c = Choices(c.p, c.e, c.opt, np.where(r >= BIG, 0, r), c.values)
             keep &= r < BIG
+        keep &= capped(problem, replace(q, objective=t), c)
         out.append(c.take(keep | (c.opt < 0)))
     return out
 
 
-def least_period(
-    problem: Problem, q: Question, base: Sequence[Choices], known: int, deadline: float | None
-) -> tuple[int, Picked | None, int]:
-    """(least period, a plan of it or None when the plan known is one, probes) for J = P: binary search
-    on t from the bounds' least; `base` is narrowed for the period `known` of the best plan known."""
-    bounds = _layer_bounds(problem, q, base)
-    lo = max(0, min(bounds)) if bounds else known
-    hi, best, probes, t = known, None, 0, lo
-    while lo < hi:
-        probes += 1
-        got = _probe(problem, q, base, t, deadline)
-        if got is None:
-            lo = t + 1
-        else:
-            hi, best = got
-        t = (lo + hi) // 2
-    return hi, best, probes
-
-
-def _layer_bounds(problem: Problem, q: Question, layers: Sequence[Choices]) -> list[int]:
-    """The least objective bound of every choice of the first layer (over whole plans through it). With
-    copies, each stage is taken with as many copies as it could have, and the devices are not counted
-    (a lower bound however the copies are dealt)."""
-    if not has_plan(layers):
-        return []
-    comps = q.comps
-    if problem.copies:
-        most = problem.max_copies()
-        layers = [Choices(c.p, c.e, c.opt, np.where(c.opt < 0, 0, most), c.values) for c in layers]
-        comps = tuple(c for c in comps if not c.name.startswith("kind"))
-    bound = through(problem, comps, layers)[0]
-    j, _ = objective_of(q, comps, bound, problem.start_us)
-    out: list[int] = j.tolist()
-    return out
-
-
-def _probe(
-    problem: Problem, q: Question, base: Sequence[Choices], t: int, deadline: float | None
-) -> tuple[int, Picked] | None:
-    """A plan of period <= t (its period), or None when there is none."""
-    qt = replace(q, objective=t, period_for_copies=t if problem.copies else None)
-    layers = prune(problem, qt, at_period(problem, q, base, t))
+def fewest_stages(
+    problem: Problem, q: Question, layers: Sequence[Choices], deadline: float | None = None
+) -> tuple[int, int] | None:
+    """(fewest stages of a plan within q, the least secondary number of those plans) for a problem whose
+    plans may stop early: the first layer at which some label reaches the last op."""
     if not has_plan(layers):
         return None
-    got = search(problem, qt, layers, deadline)
-    return got
+    comps, start = q.comps, problem.start_us
+    _, suf, mats = sweeps(problem, comps, layers)
+    got = run_labels(
+        layers,
+        mats,
+        _joins(comps),  # type: ignore[arg-type]
+        problem.n,
+        keep=lambda whole: within(q, comps, whole, start),
+        tails=suf[1:],
+        deadline=deadline,
+        until=lambda labels: bool((labels.node == problem.n).any()),
+    )
+    for s, labels in enumerate(got):
+        done = labels.node == problem.n
+        if done.any():
+            _, second = objective_of(q, comps, labels.comps[done], start)
+            return s + 1, int(second.min())
+    return None
 
 
 def pin(

@@ -35,6 +35,7 @@ I64 = npt.NDArray[np.int64]
 Mask = npt.NDArray[np.bool_]
 MAX_TABLE_ARCS = 1 << 23  # stages one table holds (about 0.4 GB): the planner says so past it
 _EXTEND_ROWS = 512  # rows priced between two looks at the deadline
+_OWN_ROW_MIN = 256  # ends of a row placed on its own priced at once (its cost hardly depends on its length)
 
 
 class OutOfTime(Exception):
@@ -203,6 +204,11 @@ class StageCostTable:
         grow = np.flatnonzero(want > hi)
         if not grow.size:
             return
+        if self.pricer is not None:  # a row placed on its own is priced whole again: double it, or more
+            own = grow[grow <= self.pricer.last_barrier]
+            want = want.copy()
+            longer = np.maximum(2 * (hi[own] - own + 1), _OWN_ROW_MIN)
+            want[own] = np.minimum(np.maximum(want[own], own + longer - 1), self.n - 1)
         if self.pricer is None:
             raise TpuplanError("internal error: a dense table is missing stages")
         total = self.priced + int((want[grow] - hi[grow]).sum())

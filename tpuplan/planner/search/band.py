@@ -1,0 +1,213 @@
+"""The band: every stage a table priced for a question, read for every layer of a plan at once.
+
+`sweep` works out, for every stage of the band, the least each component can be over whole plans
+through it (a shortest path from the first op and one to the last, over every layer), drops the stages
+no plan within the question's caps uses, and keeps the rest as `problem.Choices` per layer: usually a
+few per layer, which the label search, the bounds and CP-SAT then read. `bottleneck` walks the same
+shortest paths to a plan of the least largest stage time (the planner's first plan) without keeping any
+choice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tpuplan.planner.search.problem import (
+    BIG,
+    I64,
+    Choices,
+    Component,
+    Problem,
+    Question,
+    capped,
+    comp_matrix,
+    copies_needed,
+    in_loop,
+    interval,
+    reachable,
+    stage_cap,
+    within,
+)
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.pricing.formula import PERIOD_BOUNDS, STAGE_VALUES, Goal
+from tpuplan.profiles.pricing.tables import Arcs
+
+
+@dataclass
+class _Option:
+    """One option's stages that a question allows, sorted by end, with their component values, and
+    where each layer's stages start and stop among them (`span`)."""
+
+    c: Choices
+    mat: I64
+    p1: I64  # node before the stage (its first op)
+    e1: I64  # node after it
+
+    def span(self, problem: Problem, s: int) -> slice:
+        """The stages layer s may take: ends up to the last one that leaves an op for every later stage
+        (exactly K stages), the last op for the last layer."""
+        n, k = problem.n, problem.k
+        if problem.open_end:
+            return slice(0, len(self.p1))
+        last = n - 1 - (k - 1 - s)
+        lo = int(np.searchsorted(self.c.e, n - 1)) if s == k - 1 else 0
+        return slice(lo, int(np.searchsorted(self.c.e, last, side="right")))
+
+
+def _option(problem: Problem, q: Question, o: int, view: Arcs, comps: Sequence[Component]) -> _Option:
+    """The stages of one option's view that q allows (valid, on chip when imposed, within the stage cap
+    and the filtered bounds; with copies, the fewest copies that meet q's period), sorted by end."""
+    a, b = view.a, view.b
+    values = {k: view.values[k] for k in STAGE_VALUES}
+    ok = view.valid & view.onchip if problem.onchip else view.valid.copy()
+    r = np.ones(len(a), dtype=np.int64)
+    if problem.copies and q.period_for_copies is not None:
+        r = copies_needed(values["time"], values["serial"], q.period_for_copies, problem.max_copies())
+        r = np.where(in_loop(problem.loops, a - 1, b) & (r > 1), BIG, r)
+        ok &= r < BIG
+    ok &= values["time"] <= stage_cap(problem, q)
+    c = Choices(a - 1, b, np.full(len(a), o, dtype=np.int64), r, values)
+    keep = np.flatnonzero(ok & capped(problem, q, c))
+    keep = keep[np.argsort(b[keep], kind="stable")]
+    c = c.take(keep)
+    return _Option(c, comp_matrix(problem, comps, c), c.p + 1, c.e + 1)
+
+
+def empty_choice(problem: Problem) -> Choices:
+    n = problem.n
+    one = np.array([n - 1], dtype=np.int64)
+    zero = np.zeros(1, dtype=np.int64)
+    return Choices(one, one.copy(), np.array([-1]), zero, {k: zero.copy() for k in STAGE_VALUES})
+
+
+def _joins(comps: Sequence[Component]) -> list[Any]:
+    return [np.maximum if c.combine == "max" else np.add for c in comps]
+
+
+def _forward(problem: Problem, comps: Sequence[Component], opts: Sequence[_Option]) -> list[I64]:
+    """pre[s][x]: the least of each component over the first s stages ending before op x ([n + 1, d])."""
+    n, d = problem.n, len(comps)
+    joins = _joins(comps)
+    pre = [np.full((n + 1, d), BIG, dtype=np.int64)]
+    pre[0][0] = 0
+    for s in range(problem.k):
+        nxt = np.full((n + 1, d), BIG, dtype=np.int64)
+        for o in problem.layers[s]:
+            op = opts[o]
+            sl = op.span(problem, s)
+            for j in range(d):
+                vals = np.minimum(joins[j](pre[s][op.p1[sl], j], op.mat[sl, j]), BIG)
+                np.minimum.at(nxt[:, j], op.e1[sl], vals)
+        if problem.open_end and s >= 1:
+            nxt[n] = np.minimum(nxt[n], pre[s][n])
+        pre.append(nxt)
+    return pre
+
+
+def _backward(problem: Problem, comps: Sequence[Component], opts: Sequence[_Option]) -> list[I64]:
+    """suf[s][x]: the least of each component over stages s.. starting at op x ([n + 1, d])."""
+    n, k, d = problem.n, problem.k, len(comps)
+    joins = _joins(comps)
+    suf = [np.full((n + 1, d), BIG, dtype=np.int64) for _ in range(k + 1)]
+    suf[k][n] = 0
+    for s in range(k - 1, -1, -1):
+        for o in problem.layers[s]:
+            op = opts[o]
+            sl = op.span(problem, s)
+            for j in range(d):
+                vals = np.minimum(joins[j](op.mat[sl, j], suf[s + 1][op.e1[sl], j]), BIG)
+                np.minimum.at(suf[s][:, j], op.p1[sl], vals)
+        if problem.open_end and s >= 1:
+            suf[s][n] = np.minimum(suf[s][n], suf[s + 1][n])
+    return suf
+
+
+def _options(problem: Problem, q: Question, views: Sequence[Arcs], comps: Sequence[Component]) -> list[_Option]:
+    return [_option(problem, q, o, view, comps) for o, view in enumerate(views)]
+
+
+def sweep(problem: Problem, q: Question, views: Sequence[Arcs]) -> list[Choices]:
+    """The choices of every layer that lie on some plan within q, judged by the least each component can
+    be over whole plans through them (one pass over the band; `prune.prune` repeats it on what is left)."""
+    comps = reachable(q.comps)
+    opts = _options(problem, q, views, comps)
+    pre, suf = _forward(problem, comps, opts), _backward(problem, comps, opts)
+    joins = _joins(comps)
+    layers = []
+    for s in range(problem.k):
+        parts = []
+        for o in problem.layers[s]:
+            op = opts[o]
+            sl = op.span(problem, s)
+            cols = [
+                np.minimum(joins[j](joins[j](pre[s][op.p1[sl], j], op.mat[sl, j]), suf[s + 1][op.e1[sl], j]), BIG)
+                for j in range(len(comps))
+            ]
+            keep = within(q, comps, np.stack(cols, axis=1), problem.start_us)
+            parts.append(op.c.take(np.arange(sl.start, sl.stop)[keep]))
+        if problem.open_end and s >= 1:
+            parts.append(empty_choice(problem))
+        layers.append(Choices.concat(parts))
+    return layers
+
+
+def band_bound(problem: Problem, q: Question, views: Sequence[Arcs]) -> int:
+    """A lower bound of the least period over the views' stages (plans whose period is at most q's cap):
+    for each first stage, the largest of the period bounds' least values over whole plans through it
+    (one backward pass, no choice kept). With copies, each stage is read with as many copies as it
+    could have, and devices are not counted."""
+    comps = tuple(Component(b.name, b.combine) for b in PERIOD_BOUNDS)
+    opts = _options(problem, q, views, comps)
+    if problem.copies:
+        most = problem.max_copies()
+        for op in opts:
+            c = op.c
+            r = np.where(in_loop(problem.loops, c.p, c.e), 1, most)
+            op.mat[:, 0] = interval(c.values["time"], c.values["serial"], r)
+    suf = _backward(problem, comps, opts)
+    joins = _joins(comps)
+    best = BIG
+    for o in problem.layers[0]:
+        op = opts[o]
+        first = np.flatnonzero(op.p1 == 0)
+        if first.size:
+            cols = [np.minimum(joins[j](op.mat[first, j], suf[1][op.e1[first], j]), BIG) for j in range(len(comps))]
+            best = min(best, int(np.stack(cols, axis=1).max(axis=1).min()))
+    return best
+
+
+def bottleneck(problem: Problem, views: Sequence[Arcs], cap: int) -> tuple[list[int], list[int], list[int]] | None:
+    """(cuts, options, copies) of a plan of the least largest stage time among the views' stages within
+    `cap` (copies: the fewest that meet the cap), found by walking the shortest paths of the largest stage
+    time (for problems without device counts, it alone decides); None if none."""
+    stage = (Component(PERIOD_BOUNDS[0].name, "max"),)
+    q = Question(Goal(), cap, period_for_copies=cap if problem.copies else None, comps=stage)
+    opts = _options(problem, q, views, stage)
+    suf = _backward(problem, stage, opts)
+    best = int(suf[0][0, 0])
+    if best >= BIG:
+        return None
+    n, node, peak = problem.n, 0, 0
+    ends, options, copies = [], [], []
+    for s in range(problem.k):
+        if node == n:
+            break
+        for o in problem.layers[s]:
+            op = opts[o]
+            sl = op.span(problem, s)
+            idx = np.arange(sl.start, sl.stop)[op.p1[sl] == node]
+            fine = np.maximum(np.maximum(peak, op.mat[idx, 0]), suf[s + 1][op.e1[idx], 0]) <= best
+            if fine.any():
+                j = int(idx[int(np.argmax(fine))])
+                ends.append(int(op.c.e[j]))
+                options.append(o)
+                copies.append(int(op.c.r[j]))
+                peak, node = max(peak, int(op.mat[j, 0])), int(op.c.e[j]) + 1
+                break
+        else:
+            raise TpuplanError("internal error: no stage continues the least bottleneck path")
+    return ends[:-1], options, copies
