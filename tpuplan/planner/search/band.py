@@ -34,18 +34,25 @@ from tpuplan.planner.search.problem import (
 )
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.pricing.formula import PERIOD_BOUNDS, STAGE_VALUES, Goal
-from tpuplan.profiles.pricing.tables import Arcs
+from tpuplan.profiles.pricing.tables import Arcs, TooManyStages
+
+_CHUNK = 1 << 20  # stages whose values are gathered at once
+MAX_CHOICES = 1 << 22  # choices a sweep keeps over all layers (a search over more would not finish in time)
 
 
 @dataclass
 class _Option:
-    """One option's stages that a question allows, sorted by end, with their component values, and
-    where each layer's stages start and stop among them (`span`)."""
+    """One option's stages that a question allows, sorted by end: where they are in the view (`idx`),
+    the nodes before and after them, their copies and component values. Choices are made only of the
+    few a sweep keeps (`choices`), so a band of millions of stages costs a few arrays."""
 
-    c: Choices
-    mat: I64
+    o: int
+    view: Arcs
+    idx: I64
     p1: I64  # node before the stage (its first op)
     e1: I64  # node after it
+    r: I64
+    mat: I64
 
     def span(self, problem: Problem, s: int) -> slice:
         """The stages layer s may take: ends up to the last one that leaves an op for every later stage
@@ -53,28 +60,47 @@ class _Option:
         n, k = problem.n, problem.k
         if problem.open_end:
             return slice(0, len(self.p1))
-        last = n - 1 - (k - 1 - s)
-        lo = int(np.searchsorted(self.c.e, n - 1)) if s == k - 1 else 0
-        return slice(lo, int(np.searchsorted(self.c.e, last, side="right")))
+        last = n - (k - 1 - s)  # a node: one past the last op the layer may end at
+        lo = int(np.searchsorted(self.e1, n)) if s == k - 1 else 0
+        return slice(lo, int(np.searchsorted(self.e1, last, side="right")))
+
+    def choices(self, sel: I64) -> Choices:
+        at = self.idx[sel]
+        values = {k: self.view.values[k][at].astype(np.int64) for k in STAGE_VALUES}
+        o = np.full(len(sel), self.o, dtype=np.int64)
+        return Choices(self.p1[sel] - 1, self.e1[sel] - 1, o, self.r[sel], values)
 
 
 def _option(problem: Problem, q: Question, o: int, view: Arcs, comps: Sequence[Component]) -> _Option:
     """The stages of one option's view that q allows (valid, on chip when imposed, within the stage cap
     and the filtered bounds; with copies, the fewest copies that meet q's period), sorted by end."""
-    a, b = view.a, view.b
-    values = {k: view.values[k] for k in STAGE_VALUES}
+    time = view.values["time"]
     ok = view.valid & view.onchip if problem.onchip else view.valid.copy()
-    r = np.ones(len(a), dtype=np.int64)
+    ok &= time <= stage_cap(problem, q)
+    r = None
     if problem.copies and q.period_for_copies is not None:
-        r = copies_needed(values["time"], values["serial"], q.period_for_copies, problem.max_copies())
-        r = np.where(in_loop(problem.loops, a - 1, b) & (r > 1), BIG, r)
-        ok &= r < BIG
-    ok &= values["time"] <= stage_cap(problem, q)
-    c = Choices(a - 1, b, np.full(len(a), o, dtype=np.int64), r, values)
-    keep = np.flatnonzero(ok & capped(problem, q, c))
-    keep = keep[np.argsort(b[keep], kind="stable")]
-    c = c.take(keep)
-    return _Option(c, comp_matrix(problem, comps, c), c.p + 1, c.e + 1)
+        sel = np.flatnonzero(ok)
+        t64, s64 = time[sel].astype(np.int64), view.values["serial"][sel].astype(np.int64)
+        need = copies_needed(t64, s64, q.period_for_copies, problem.max_copies())
+        a64, b64 = view.a[sel].astype(np.int64), view.b[sel].astype(np.int64)
+        need = np.where(in_loop(problem.loops, a64 - 1, b64) & (need > 1), BIG, need)
+        ok[sel] &= need < BIG
+        r = np.ones(len(time), dtype=np.int64)
+        r[sel] = np.minimum(need, BIG - 1)
+    idx = np.flatnonzero(ok)
+    idx = idx[np.argsort(view.b[idx], kind="stable")]
+    r_idx = np.ones(len(idx), dtype=np.int64) if r is None else r[idx]
+    p1, e1 = view.a[idx].astype(np.int64), view.b[idx].astype(np.int64) + 1
+    op = _Option(o, view, idx, p1, e1, r_idx, np.zeros((len(idx), 0), dtype=np.int64))
+    keeps, mats = [], []
+    for lo in range(0, len(idx), _CHUNK):  # the filtered bounds and component values, a chunk at a time
+        c = op.choices(np.arange(lo, min(lo + _CHUNK, len(idx))))
+        keep = capped(problem, q, c)
+        keeps.append(lo + np.flatnonzero(keep))
+        mats.append(comp_matrix(problem, comps, c.take(keep)))
+    keep_all = np.concatenate(keeps) if keeps else np.zeros(0, dtype=np.int64)
+    mat = np.concatenate(mats) if mats else np.zeros((0, len(comps)), dtype=np.int64)
+    return _Option(o, view, idx[keep_all], p1[keep_all], e1[keep_all], r_idx[keep_all], mat)
 
 
 def empty_choice(problem: Problem) -> Choices:
@@ -137,7 +163,7 @@ def sweep(problem: Problem, q: Question, views: Sequence[Arcs]) -> list[Choices]
     opts = _options(problem, q, views, comps)
     pre, suf = _forward(problem, comps, opts), _backward(problem, comps, opts)
     joins = _joins(comps)
-    layers = []
+    layers, kept = [], 0
     for s in range(problem.k):
         parts = []
         for o in problem.layers[s]:
@@ -148,7 +174,13 @@ def sweep(problem: Problem, q: Question, views: Sequence[Arcs]) -> list[Choices]
                 for j in range(len(comps))
             ]
             keep = within(q, comps, np.stack(cols, axis=1), problem.start_us)
-            parts.append(op.c.take(np.arange(sl.start, sl.stop)[keep]))
+            kept += int(keep.sum())
+            if kept > MAX_CHOICES:
+                raise TooManyStages(
+                    f"more than {MAX_CHOICES:,} stage choices lie on plans within {q.objective:,} us (the "
+                    "objective hardly depends on where the cuts fall); not searched to the end"
+                )
+            parts.append(op.choices(np.arange(sl.start, sl.stop)[keep]))
         if problem.open_end and s >= 1:
             parts.append(empty_choice(problem))
         layers.append(Choices.concat(parts))
@@ -165,7 +197,7 @@ def band_bound(problem: Problem, q: Question, views: Sequence[Arcs]) -> int:
     if problem.copies:
         most = problem.max_copies()
         for op in opts:
-            c = op.c
+            c = op.choices(np.arange(len(op.idx)))
             r = np.where(in_loop(problem.loops, c.p, c.e), 1, most)
             op.mat[:, 0] = interval(c.values["time"], c.values["serial"], r)
     suf = _backward(problem, comps, opts)
@@ -203,10 +235,10 @@ def bottleneck(problem: Problem, views: Sequence[Arcs], cap: int) -> tuple[list[
             fine = np.maximum(np.maximum(peak, op.mat[idx, 0]), suf[s + 1][op.e1[idx], 0]) <= best
             if fine.any():
                 j = int(idx[int(np.argmax(fine))])
-                ends.append(int(op.c.e[j]))
+                ends.append(int(op.e1[j]) - 1)
                 options.append(o)
-                copies.append(int(op.c.r[j]))
-                peak, node = max(peak, int(op.mat[j, 0])), int(op.c.e[j]) + 1
+                copies.append(int(op.r[j]))
+                peak, node = max(peak, int(op.mat[j, 0])), int(op.e1[j])
                 break
         else:
             raise TpuplanError("internal error: no stage continues the least bottleneck path")

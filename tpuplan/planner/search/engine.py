@@ -201,7 +201,7 @@ def _least_period(problem: Problem, q: Question, plan: Picked, views: list[objec
             t = (lo + hi) // 2
         if base is None:
             base = _at(problem, q, hi, deadline)
-    except SearchTimeout:
+    except (SearchTimeout, TooManyStages):
         return Found(hi, best, False, probes, replace(q, objective=hi), base or [])
     return Found(hi, best, True, probes, replace(q, objective=hi), base)
 

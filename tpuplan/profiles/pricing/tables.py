@@ -32,8 +32,9 @@ from tpuplan.profiles.pricing.host import HostSpec, resolve_host
 from tpuplan.profiles.pricing.stagecost import StagePricer
 
 I64 = npt.NDArray[np.int64]
+I32 = npt.NDArray[np.int32]
 Mask = npt.NDArray[np.bool_]
-MAX_TABLE_ARCS = 1 << 23  # stages one table holds (about 0.4 GB): the planner says so past it
+MAX_TABLE_ARCS = 1 << 24  # stages one table holds (about 0.3 GB; a search needs about twice that)
 _EXTEND_ROWS = 512  # rows priced between two looks at the deadline
 _OWN_ROW_MIN = 256  # ends of a row placed on its own priced at once (its cost hardly depends on its length)
 
@@ -53,18 +54,21 @@ class Arcs:
 
     n: int
     ptr: I64
-    values: Mapping[str, I64]
+    values: Mapping[str, npt.NDArray[np.signedinteger[Any]]]  # int32 where every value fits, else int64
     valid: Mask
     onchip: Mask
 
     @cached_property
-    def a(self) -> I64:
-        out: I64 = np.repeat(np.arange(self.n, dtype=np.int64), np.diff(self.ptr))
+    def a(self) -> I32:
+        """The start of every arc (int32: models have at most MAX_OPS ops)."""
+        out: I32 = np.repeat(np.arange(self.n, dtype=np.int32), np.diff(self.ptr))
         return out
 
     @cached_property
-    def b(self) -> I64:
-        out: I64 = self.a + np.arange(len(self.a), dtype=np.int64) - self.ptr[self.a]
+    def b(self) -> I32:
+        """The end of every arc."""
+        first = np.repeat(self.ptr[:-1], np.diff(self.ptr))
+        out: I32 = (self.a + (np.arange(len(self.a), dtype=np.int64) - first)).astype(np.int32)
         return out
 
     @property
@@ -123,7 +127,7 @@ class StageCostTable:
     ) -> None:
         self.device_name, self.backend, self.n, self.start_us, self.pricer = device_name, backend, n, start_us, pricer
         self._ptr = np.zeros(n + 1, dtype=np.int64)
-        self._values: dict[str, I64] = {k: np.zeros(0, dtype=np.int64) for k in formula.STAGE_VALUES}
+        self._values: dict[str, npt.NDArray[Any]] = {k: np.zeros(0, dtype=np.int32) for k in formula.STAGE_VALUES}
         self._valid = np.zeros(0, dtype=np.bool_)
         self._onchip = np.zeros(0, dtype=np.bool_)
         self._reach: dict[tuple[int | None, bool], I64] = {}
@@ -240,7 +244,13 @@ class StageCostTable:
         )
 
         def put(old: npt.NDArray[Any], new: npt.NDArray[Any]) -> npt.NDArray[Any]:
-            out = np.empty(int(ptr[-1]), dtype=old.dtype)
+            dtype = old.dtype
+            if dtype.kind == "i":  # int32 while every value fits (half the memory of the largest tables)
+                top = max(int(old.max(initial=0)), int(new.max(initial=0)))
+                dtype = (
+                    np.dtype(np.int32) if top < 2**31 and (dtype == np.int32 or not len(old)) else np.dtype(np.int64)
+                )
+            out = np.empty(int(ptr[-1]), dtype=dtype)
             out[old_pos] = old
             out[new_pos] = new
             return out
