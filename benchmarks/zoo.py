@@ -26,16 +26,37 @@ def _q(g: _Graph, name: str, shape: list[int]) -> int:
     return g.tensor(name, shape, T.INT8, [0.05], [-128])
 
 
-def _conv(g: _Graph, name: str, x: int, shape: list[int], cout: int, kernel: int, stride: int, relu: bool) -> tuple[int, list[int]]:
+def _conv(
+    g: _Graph, name: str, x: int, shape: list[int], cout: int, kernel: int, stride: int, relu: bool
+) -> tuple[int, list[int]]:
     h = (shape[1] + stride - 1) // stride
     cin = shape[3]
-    w = g.tensor(f"{name}/w", [cout, kernel, kernel, cin], T.INT8, np.full(cout, 0.01, np.float32), np.zeros(cout, np.int64),
-                 data=np.zeros((cout, kernel, kernel, cin), np.int8))
-    b = g.tensor(f"{name}/b", [cout], T.INT32, np.full(cout, 5e-4, np.float32), np.zeros(cout, np.int64), data=np.zeros(cout, np.int32))
+    w = g.tensor(
+        f"{name}/w",
+        [cout, kernel, kernel, cin],
+        T.INT8,
+        np.full(cout, 0.01, np.float32),
+        np.zeros(cout, np.int64),
+        data=np.zeros((cout, kernel, kernel, cin), np.int8),
+    )
+    b = g.tensor(
+        f"{name}/b",
+        [cout],
+        T.INT32,
+        np.full(cout, 5e-4, np.float32),
+        np.zeros(cout, np.int64),
+        data=np.zeros(cout, np.int32),
+    )
     out_shape = [1, h, h, cout]
     y = _q(g, f"{name}/out", out_shape)
     opts = schema.Conv2DOptionsT()
-    opts.padding, opts.strideW, opts.strideH, opts.dilationWFactor, opts.dilationHFactor = schema.Padding.SAME, stride, stride, 1, 1
+    opts.padding, opts.strideW, opts.strideH, opts.dilationWFactor, opts.dilationHFactor = (
+        schema.Padding.SAME,
+        stride,
+        stride,
+        1,
+        1,
+    )
     opts.fusedActivationFunction = schema.ActivationFunctionType.RELU6 if relu else schema.ActivationFunctionType.NONE
     g.op(OP.CONV_2D, [x, w, b], [y], schema.BuiltinOptions.Conv2DOptions, opts)
     return y, out_shape
@@ -43,9 +64,18 @@ def _conv(g: _Graph, name: str, x: int, shape: list[int], cout: int, kernel: int
 
 def _depthwise(g: _Graph, name: str, x: int, shape: list[int], stride: int) -> tuple[int, list[int]]:
     c, h = shape[3], (shape[1] + stride - 1) // stride
-    w = g.tensor(f"{name}/w", [1, 3, 3, c], T.INT8, np.full(c, 0.01, np.float32), np.zeros(c, np.int64), axis=3,
-                 data=np.zeros((1, 3, 3, c), np.int8))
-    b = g.tensor(f"{name}/b", [c], T.INT32, np.full(c, 5e-4, np.float32), np.zeros(c, np.int64), data=np.zeros(c, np.int32))
+    w = g.tensor(
+        f"{name}/w",
+        [1, 3, 3, c],
+        T.INT8,
+        np.full(c, 0.01, np.float32),
+        np.zeros(c, np.int64),
+        axis=3,
+        data=np.zeros((1, 3, 3, c), np.int8),
+    )
+    b = g.tensor(
+        f"{name}/b", [c], T.INT32, np.full(c, 5e-4, np.float32), np.zeros(c, np.int64), data=np.zeros(c, np.int32)
+    )
     out_shape = [1, h, h, c]
     y = _q(g, f"{name}/out", out_shape)
     opts = schema.DepthwiseConv2DOptionsT()

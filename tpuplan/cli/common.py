@@ -23,12 +23,18 @@ from tpuplan.profiles.errors import TpuplanError, quoted
 from tpuplan.profiles.model import PROFILE_KIND, PROFILE_VERSION, Profile
 from tpuplan.profiles.pricing.device import DeviceSpec, preset_names, resolve_device
 from tpuplan.profiles.pricing.host import HostSpec, host_preset, host_preset_names, resolve_host
+from tpuplan.profiles.state import with_state
 from tpuplan.profiles.tflite.reader import MAX_MODEL_BYTES, LoadedModel, parse_model
 
 DEVICE_HELP = "Device preset name or DeviceSpec JSON file. Presets: edgetpu-usb (calibrated default), edgetpu-pci, cpu."
 DEVICES_HELP = DEVICE_HELP + " Repeat or comma-separate: one for every TPU, or one per TPU in stage order."
 HOST_HELP = "Host preset (tpuplan, pycoral, python-threads) or HostSpec JSON: the runner and host CPU costs."
 SOURCE_HELP = "A profile JSON (from `plan profile`) or a .tflite CPU model (profiled on the first --device)."
+STATE_HELP = (
+    "Declare state the model carries from one input to the next: IN=OUT, a model input that takes back a "
+    "model output (repeat or comma-separate). Variables and pairs named like init_x/x are found by themselves."
+)
+NO_STATE_HELP = "Plan as if stateless: ignore the state the model shows (copies of any stage allowed)."
 FORCE_HELP = "Overwrite the output if it exists (a file; for `plan split`, only an earlier split)."
 JSON_HELP = "Print JSON for machines instead of a table."
 
@@ -68,6 +74,11 @@ def read_source(path: Path, device: DeviceSpec | None, host: HostSpec | None = N
     except TpuplanError as exc:  # a price past the bounds names the profile's file
         raise TpuplanError(f"{path}: {exc}") from None
     return Source(profile, None)
+
+
+def apply_state(profile: Profile, declared: Sequence[str] | None, no_state: bool) -> Profile:
+    """--state IN=OUT and --no-state applied to a profile (`profiles.state.with_state`)."""
+    return with_state(profile, split_list(declared), no_state) if declared or no_state else profile
 
 
 def parse_devices(specs: Sequence[str] | None) -> list[DeviceSpec]:

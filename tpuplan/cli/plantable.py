@@ -6,6 +6,7 @@ from tpuplan.cli.common import bar, mib, ms, table
 from tpuplan.planner.baselines import Comparison
 from tpuplan.planner.plan import Plan
 from tpuplan.profiles.pricing.formula import PERIOD_BOUNDS
+from tpuplan.profiles.state import summary
 
 _BOUND = {b.name: b.doc for b in PERIOD_BOUNDS}
 
@@ -109,6 +110,9 @@ def plan_table(plan: Plan) -> str:
             "copies      'TPUs' > 1: the stage runs on that many TPUs taking inputs in turn; 'every ms' is "
             "the time between its results, 'stage ms' one input's time through it"
         )
+    stateful = summary(plan.state)
+    if stateful:
+        lines.append(f"state       {stateful}")
     lines += _curve_lines(plan)
     lines += [f"note        {n}" for n in [plan.solver.note, *plan.notes] if n]
     return "\n".join(lines)

@@ -14,7 +14,10 @@ from tpuplan.cli.common import (
     FORCE_HELP,
     HOST_HELP,
     JSON_HELP,
+    NO_STATE_HELP,
     SOURCE_HELP,
+    STATE_HELP,
+    apply_state,
     check_output,
     emit,
     parse_cuts,
@@ -183,6 +186,8 @@ def _register_solve(app: typer.Typer) -> None:
         replicate: Annotated[bool, typer.Option("--replicate", help=REPLICATE_HELP)] = False,
         copies: Annotated[str | None, typer.Option("--copies", help=COPIES_HELP)] = None,
         timings: Annotated[bool, typer.Option("--timings", help="Record the solve's wall time in the plan.")] = False,
+        state: Annotated[list[str] | None, typer.Option("--state", help=STATE_HELP)] = None,
+        no_state: Annotated[bool, typer.Option("--no-state", help=NO_STATE_HELP)] = False,
         output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the plan JSON here.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
@@ -198,6 +203,7 @@ def _register_solve(app: typer.Typer) -> None:
         profile = read_source(source, devices[0] if devices else None, host_spec).profile
         if model is not None:
             check_profile_matches(profile, read_bytes(model, what=".tflite model"), str(model))
+        profile = apply_state(profile, state, no_state)
         options = SolveOptions(
             tpus, cuts, max_tpus, tolerance, allow_spill, time_limit, workers, seed, timings, replicate, copies
         )
@@ -222,6 +228,8 @@ def _register_compare(app: typer.Typer) -> None:
         batch: Annotated[int | None, typer.Option("--batch", min=1, max=1_000_000, help=BATCH_HELP)] = None,
         allow_spill: Annotated[bool, typer.Option("--allow-spill", help="As for `plan solve`.")] = False,
         time_limit: Annotated[float | None, typer.Option("--time-limit", help="Seconds for our solve.")] = None,
+        state: Annotated[list[str] | None, typer.Option("--state", help=STATE_HELP)] = None,
+        no_state: Annotated[bool, typer.Option("--no-state", help=NO_STATE_HELP)] = False,
         output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the comparison JSON here.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
@@ -233,7 +241,7 @@ def _register_compare(app: typer.Typer) -> None:
         goal = Goal(parse_objective(objective), batch)
         devices = parse_devices(device)
         host_spec = resolve_host(host)
-        profile = read_source(source, devices[0] if devices else None, host_spec).profile
+        profile = apply_state(read_source(source, devices[0] if devices else None, host_spec).profile, state, no_state)
         try:
             cmp = compare(
                 profile,

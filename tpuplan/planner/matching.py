@@ -35,6 +35,7 @@ def check_plan_matches(plan: Plan, loaded: LoadedModel) -> None:
             f"sha256 {loaded.sha256}"
         )
     profile = build_profile(loaded, plan.devices[0], plan.host)
+    profile = profile.model_copy(update={"state": list(plan.state)})  # as planned (--state, --no-state)
     if len(profile.ops) != plan.n_ops:
         raise TpuplanError(f"{loaded.path}: the plan has {plan.n_ops} ops, this model {len(profile.ops)}")
     if MIGRATED_NOTE in plan.notes:

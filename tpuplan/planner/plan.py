@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from pydantic import Field, model_validator
 
@@ -23,9 +23,9 @@ from tpuplan.planner.plan_v2 import migrate_v2
 from tpuplan.profiles.docio import StrictModel, dump_json, parse_doc, read_bytes
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.limits import MAX_OBJECTIVE, StageUs
-from tpuplan.profiles.model import BIG, ModelRef
+from tpuplan.profiles.model import BIG, ModelRef, StateLoop
 from tpuplan.profiles.pricing.device import DeviceSpec
-from tpuplan.profiles.pricing.formula import Objective, Part, invoke_part, part_sums
+from tpuplan.profiles.pricing.formula import BOUND_NAMES, STAGE_VALUES, Objective, Part, invoke_part, part_sums
 from tpuplan.profiles.pricing.host import HostSpec
 
 PLAN_KIND: Final = "tpuplan.plan"
@@ -59,6 +59,7 @@ class StagePlan(StrictModel):
     predicted_values: dict[str, StageUs] = Field(description="T (time), S (serial), V (bus), O (oneoff)")
     uncalibrated_share: float = Field(0.0, ge=0, le=1, description="share of its time from uncalibrated costs")
     fits_on_chip: bool
+    in_state_loop: bool = Field(False, description="holds an op of a state loop: never copied, waits for state")
 
     def part_us(self, part: Part) -> int:
         """The sum of its terms in one part of the formula (device, host or runner)."""
@@ -136,6 +137,7 @@ class Plan(StrictModel):
     )
     solver: SolverInfo
     curve: list[CurveRow] | None = None
+    state: list[StateLoop] = Field(default_factory=list, description="state carried between inferences")
     notes: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -160,8 +162,29 @@ class Plan(StrictModel):
             raise ValueError(f"tpus is {self.tpus} but the stages use {sum(s.copies for s in self.stages)}")
         for s, dev in zip(self.stages, self.devices, strict=True):
             check_stage(s, dev, self.host)
+            held = any(s.first_op <= lp.last_op and s.last_op >= lp.first_op for lp in self.state)
+            if s.in_state_loop != held or (held and s.copies > 1):
+                raise ValueError(
+                    f"stage {s.index}: in_state_loop must say whether it holds an op of a state loop "
+                    "(and such a stage has one copy)"
+                )
         check_pipeline(self)
         return self
+
+
+def added_numbers(obj: dict[str, Any]) -> dict[str, Any]:
+    """A plan written before the formula had some of its stage values or period bounds (the state loop's)
+    reads them as 0: that plan knew of no state."""
+    for stage in obj.get("stages") or []:
+        values = stage.get("predicted_values") if isinstance(stage, dict) else None
+        if isinstance(values, dict):
+            for name in STAGE_VALUES:
+                values.setdefault(name, 0)
+    bounds = obj.get("predicted_bounds")
+    if isinstance(bounds, dict):
+        for name in BOUND_NAMES:
+            bounds.setdefault(name, 0)
+    return obj
 
 
 def load_plan(path: Path) -> Plan:
@@ -177,9 +200,11 @@ def parse_plan(raw: bytes, source: str) -> Plan:
         obj = None  # parse_doc says what is wrong
     if isinstance(obj, dict) and obj.get("kind") == PLAN_KIND and obj.get("schema_version") in (1, 2):
         try:
-            raw = json.dumps(migrate_v2(migrate_v1(obj) if obj["schema_version"] == 1 else obj)).encode()
+            obj = migrate_v2(migrate_v1(obj) if obj["schema_version"] == 1 else obj)
         except TpuplanError as exc:
             raise TpuplanError(f"{source}: {exc}") from None
+    if isinstance(obj, dict) and obj.get("kind") == PLAN_KIND and obj.get("schema_version") == PLAN_VERSION:
+        raw = json.dumps(added_numbers(obj)).encode()
     return parse_doc(raw, Plan, kind=PLAN_KIND, version=PLAN_VERSION, source=source)
 
 

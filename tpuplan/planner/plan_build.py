@@ -16,6 +16,7 @@ from tpuplan.profiles.model import Profile
 from tpuplan.profiles.pricing.device import DeviceSpec
 from tpuplan.profiles.pricing.host import HostSpec, resolve_host
 from tpuplan.profiles.pricing.tables import StageCostTable, TooManyStages, stage_pairs
+from tpuplan.profiles.state import copied_state, loops_of
 from tpuplan.profiles.tflite.reader import parse_model, sha256_of
 
 MAX_COPIES = 64  # TPUs one plan may use in all
@@ -122,6 +123,7 @@ def stage_plans(
                 predicted_values=p.values,
                 uncalibrated_share=round(p.uncalibrated_us / max(p.total_us, 1), 4),
                 fits_on_chip=p.fits,
+                in_state_loop=p.in_loop,
             )
         )
     return stages
@@ -200,6 +202,7 @@ def build_plan(
         fits_on_chip=all(s.fits_on_chip for s in stages),
         tpus_needed_on_chip=_needed_on_chip(tables),
         solver=solver,
+        state=loops_of(profile),
         notes=[*notes, *_notes(profile, devices, stages, tot)],
     )
 
@@ -243,6 +246,10 @@ def evaluate(
     reps = check_copies(copies, k)
     devs = expand_devices(profile, devices, k)
     tables = stage_tables(profile, devs, host)
+    if reps is not None:
+        why = copied_state(loops_of(profile), stage_pairs(cuts, len(profile.ops)), reps)
+        if why:
+            raise TpuplanError(why)
     tot = totals(tables, cuts, goal, reps)
     info = SolverInfo(
         status="EVALUATED",

@@ -33,6 +33,7 @@ def _known(s: StagePlan) -> dict[str, float]:
         "streams": float(s.predicted_offchip_bytes > 0),
         "seg_kib": (s.bytes_in + s.bytes_out) / formula.KIB,
         "onchip_kib": s.predicted_onchip_bytes / formula.KIB,
+        "in_loop": float(s.in_state_loop),
     }
 
 
@@ -56,7 +57,7 @@ def check_stage(s: StagePlan, dev: DeviceSpec, host: HostSpec) -> None:
                     f"stage {s.index}: term {term.name} is {s.predicted_terms[term.name]}, but the "
                     f"plan's device and host give {want}"
                 )
-    values = formula.stage_values(s.predicted_terms, coef, _whole)
+    values = formula.stage_values(s.predicted_terms, coef, _whole, known)
     if s.predicted_values != values:
         raise ValueError(f"stage {s.index}: predicted_values are {s.predicted_values}, its terms give {values}")
     if s.predicted_us != values["time"]:

@@ -18,7 +18,7 @@ from tpuplan.planner.plan import CurveRow, Plan, SolverInfo, SolverParameters
 from tpuplan.planner.plan_build import build_plan, check_k, expand_devices
 from tpuplan.planner.search.cpsat import DEFAULT_TIME_LIMIT_S, DEFAULT_WORKERS, check_solver_options
 from tpuplan.planner.search.engine import Outcome, optimize, secondary_rank
-from tpuplan.planner.search.problem import Option, Problem
+from tpuplan.planner.search.problem import Option, Problem, table_loops
 from tpuplan.planner.search.replicate import COPIES_RANK, copies_problem
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.model import Profile
@@ -71,7 +71,7 @@ def in_order_problem(tables: Tables, devices: Sequence[DeviceSpec], k: int) -> P
             index[id(t)] = len(options)
             options.append(Option(t, 0))
         layers.append((index[id(t)],))
-    return Problem(tuple(options), tuple(layers), open_end=True)
+    return Problem(tuple(options), tuple(layers), open_end=True, loops=table_loops([o.table for o in options]))
 
 
 def _search(problem: Problem, opts: _Options, rank: Sequence[str], prove: bool = True) -> Outcome:

@@ -78,6 +78,24 @@ class ModelRef(StrictModel):
     bytes: int = Field(ge=0, le=BIG)
 
 
+class StateLoop(StrictModel):
+    """State one inference leaves for the next (`profiles.state`): ops first_op..last_op are in its loop,
+    so a stage holding any of them waits, for the next input, until this one's state is made (its time
+    counts towards the period) and is never copied (copies would each hold their own state)."""
+
+    kind: Literal["variable", "resource", "pair"] = Field(
+        description="variable tensors of an op, resource variables (VAR_HANDLE), or a model input fed "
+        "back from a model output"
+    )
+    names: list[Annotated[str, Field(max_length=10_000)]] = Field(
+        min_length=1, max_length=100_000, description="the tensors, the variable, or [input, output]"
+    )
+    first_op: int = Field(ge=0, le=MAX_COUNT)
+    last_op: int = Field(ge=0, le=MAX_COUNT)
+    together: bool = Field(description="its ops must stay in one stage (the state lives in one interpreter)")
+    declared: bool = Field(False, description="given with --state, not found in the model")
+
+
 class Profile(StrictModel):
     kind: Literal["tpuplan.profile"] = PROFILE_KIND
     schema_version: Literal[2] = PROFILE_VERSION
@@ -95,6 +113,9 @@ class Profile(StrictModel):
     measurement: (
         dict[str, Annotated[int, Field(ge=-BIG, le=BIG)] | Real | Annotated[str, Field(max_length=1000)]] | None
     ) = None
+    state: list[StateLoop] | None = Field(
+        None, max_length=100_000, description="state carried between inferences (None: not looked for)"
+    )
 
     @property
     def param_bytes(self) -> int:
@@ -124,6 +145,11 @@ class Profile(StrictModel):
         if made != set(size):
             raise ValueError("tensors must list exactly the model's inputs and the ops' outputs")
         _check_cuts(self, size)
+        for loop in self.state or []:
+            if not loop.first_op <= loop.last_op < n:
+                raise ValueError(
+                    f"state loop {loop.names[0]!r}: ops {loop.first_op}..{loop.last_op} are not ops of the model"
+                )
         return self
 
 

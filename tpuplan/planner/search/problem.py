@@ -81,8 +81,14 @@ class Problem:
         return self.k
 
 
+def table_loops(tables: Sequence[StageCostTable]) -> tuple[tuple[int, int], ...]:
+    """The state loops of the tables' profile: no stage touching one is copied."""
+    return tuple(sorted({span for t in tables for span in t.loops}))
+
+
 def in_order(tables: Sequence[StageCostTable], **kw: object) -> Problem:
     """Stage s on tables[s] (the same table object shares its options)."""
+    kw.setdefault("loops", table_loops(tables))
     ids: dict[int, int] = {}
     options: list[Option] = []
     layers = []

@@ -25,7 +25,7 @@ import numpy as np
 
 from tpuplan.planner.costs import Goal
 from tpuplan.planner.search.engine import optimize, reference
-from tpuplan.planner.search.problem import Option, Problem, in_loop
+from tpuplan.planner.search.problem import Option, Problem, in_loop, table_loops
 from tpuplan.planner.search.problem import copies_needed as needed
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.pricing.tables import StageCostTable, pipeline_cost, stage_pairs
@@ -61,7 +61,7 @@ def copies_problem(
     if not 1 <= tpus <= MAX_REPLICATED_TPUS:
         raise TpuplanError(f"copies are planned for 1 to {MAX_REPLICATED_TPUS} TPUs (got {tpus})")
     k = min(tpus, table.n)
-    return Problem((Option(table),), ((0,),) * k, True, (tpus,), True, onchip, loops)
+    return Problem((Option(table),), ((0,),) * k, True, (tpus,), True, onchip, loops or table_loops([table]))
 
 
 def solve_replicated(

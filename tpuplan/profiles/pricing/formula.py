@@ -16,8 +16,9 @@ Evaluation is generic: a value may be an int, float, numpy array, linear form or
     stage terms   TIME_TERMS, each in one part: device (inside the accelerator's invoke), host (ops left
                   to the host CPU) or runner (the pipeline runner's host work outside invoke)
     stage values  T = sum of the time terms; S = sum of SERIALIZED coefficient x part; V, O = sums of
-                  BUS_TERMS and ONEOFF_TERMS
-    pipeline      P = max over PERIOD_BOUNDS; L = sum T; O = start + sum copies x O_k
+                  BUS_TERMS and ONEOFF_TERMS; W = T when the stage is in a state loop (GATED_VALUES)
+    pipeline      P = max over PERIOD_BOUNDS (the slowest stage, sums of S, V and W); L = sum T;
+                  O = start + sum copies x O_k
                   batch of N: (O + L + (N - 1) P) / N;  objective J = alpha P + beta L + gamma O
 """
 
@@ -162,6 +163,7 @@ STAGE_QUANTITIES: dict[str, str] = {
     "onchip_kib": "KiB of parameters cached on chip",
     "bus_kib": "KiB over the host controller per input: tensors in and out, and streamed parameters",
     "streams": "1 when some layer streams its parameters, else 0",
+    "in_loop": "1 when the stage holds an op of a state loop (the next input needs this one's state), else 0",
 }
 
 Part = Literal["device", "host", "runner"]
@@ -218,7 +220,10 @@ STAGE_VALUES: dict[str, str] = {
     "serial": "S: its share under one lock, which adds up across stages",
     "bus": "V: its time on a shared host controller",
     "oneoff": "O: once per run (each copy pays it)",
+    "loop": "W: its time when it holds an op of a state loop, else 0 (the next input waits for it)",
 }
+# Stage values that are another value while a stage quantity (a 0/1 flag) is set, else 0.
+GATED_VALUES: dict[str, tuple[str, str]] = {"loop": ("time", "in_loop")}
 
 
 def term_value(term: Term, coef: Coefficients, q: Mapping[str, Num]) -> Num:
@@ -251,18 +256,24 @@ def part_sums(terms: Mapping[str, Num]) -> dict[Part, Num]:
     return out
 
 
-def stage_values(terms: Mapping[str, Num], coef: Coefficients, round_up: Round = as_is) -> dict[str, Num]:
-    """T, S, V and O of a stage from its terms (`round_up` applies to S, a product of two numbers)."""
+def stage_values(
+    terms: Mapping[str, Num], coef: Coefficients, round_up: Round = as_is, q: Mapping[str, Num] | None = None
+) -> dict[str, Num]:
+    """T, S, V, O, ... of a stage from its terms (`round_up` applies to S, a product of two numbers, and
+    to the gated values, read with the stage quantities `q`: 0 without them)."""
     parts = part_sums(terms)
     serial: Num = 0.0
     for name, part in SERIALIZED:
         serial = serial + coef(name) * parts[part]
-    return {
+    out = {
         "time": parts["device"] + parts["host"] + parts["runner"],
         "serial": round_up("serialized", serial),
         "bus": sum(terms[t.name] for t in BUS_TERMS),
         "oneoff": sum(terms[t.name] for t in ONEOFF_TERMS),
     }
+    for name, (value, flag) in GATED_VALUES.items():
+        out[name] = round_up(name, out[value] * q[flag]) if q is not None and flag in q else 0 * out[value]
+    return out
 
 
 def invoke_part(terms: Mapping[str, Num]) -> Num:
@@ -305,6 +316,7 @@ PERIOD_BOUNDS: tuple[PeriodBound, ...] = (
     PeriodBound("stage", "time", "max", "the slowest stage (with copies: its time between results)"),
     PeriodBound("serialized", "serial", "sum", "host work that does not overlap (summed over the stages)"),
     PeriodBound("bus", "bus", "sum", "the shared USB controller (bytes of every stage)"),
+    PeriodBound("state", "loop", "sum", "a state loop (the next input waits for this one's state through it)"),
 )
 BOUND_NAMES: tuple[str, ...] = tuple(b.name for b in PERIOD_BOUNDS)
 

@@ -42,6 +42,7 @@ from tpuplan.profiles.pricing import formula
 from tpuplan.profiles.pricing.device import DeviceSpec
 from tpuplan.profiles.pricing.host import HostSpec
 from tpuplan.profiles.pricing.stageblock import Block, SteadyPlacement
+from tpuplan.profiles.state import loops_of, spans
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -85,6 +86,7 @@ class StagePricer:
         self._big = big
         self._params = np.concatenate([[0], np.cumsum(self.params)]).astype(np.int64)
         self._host_sum = np.concatenate([[0], np.cumsum(self.host_us)]).astype(np.int64)
+        self.loops, self.together = spans(loops_of(profile))
         self._steady: SteadyPlacement | None = None
         self._own_floors: dict[int, tuple[dict[str, F64], Mask]] = {}
         self._check_sums()
@@ -248,7 +250,9 @@ class StagePricer:
             "bus_kib": bus_bytes / KIB,
             "streams": (off > 0).astype(np.float64),
         }
-        params = self._params[np.asarray(b) + 1] - self._params[np.asarray(a)]
+        a_, b_ = np.broadcast_to(np.asarray(a), np.shape(b)), np.asarray(b)
+        q["in_loop"] = self._in_loop(a_, b_).astype(np.float64)
+        params = self._params[b_ + 1] - self._params[a_]
         held = {
             **io,
             "uncal": uncal,
@@ -258,10 +262,26 @@ class StagePricer:
             "off": off,
             "bus_bytes": bus_bytes,
             "params": params,
-            "valid": np.ones(len(compute), dtype=np.bool_) if self.cpu else tpu_ops > 0,
+            "valid": (np.ones(len(compute), dtype=np.bool_) if self.cpu else tpu_ops > 0)
+            & self._keeps_together(a_, b_),
             "fits": off == 0,
         }
         return q, held
+
+    def _in_loop(self, a: I64, b: I64) -> Mask:
+        """Stages a..b that hold an op of a state loop (`profiles.state`)."""
+        out = np.zeros(len(b), dtype=np.bool_)
+        for lo, hi in self.loops:
+            out |= (a <= hi) & (b >= lo)
+        return out
+
+    def _keeps_together(self, a: I64, b: I64) -> Mask:
+        """Stages a..b whose ends cut no span of ops that must stay in one stage (variables: their state
+        lives inside one interpreter)."""
+        out = np.ones(len(b), dtype=np.bool_)
+        for lo, hi in self.together:
+            out &= ~((a > lo) & (a <= hi)) & ~((b >= lo) & (b < hi))
+        return out
 
     def _steady_quantities(self, starts: I64, los: I64, his: I64) -> tuple[dict[str, Any], dict[str, Any], I64]:
         """Quantities of every arc of starts past the last barrier, at once (`profiles.pricing.stageblock`)."""
@@ -322,8 +342,8 @@ class StagePricer:
         held = {k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]}
         at = np.concatenate([p[2] for p in parts])
         terms = formula.stage_terms(self.coef, q, lambda name, x: self._us(x, at, name))
-        values = formula.stage_values(terms, self.coef, lambda name, x: self._us(x, at, name))
-        return self._checked(at, {**held, "terms": terms, "values": values})
+        values = formula.stage_values(terms, self.coef, lambda name, x: self._us(x, at, name), q)
+        return self._checked(at, {**held, "terms": terms, "values": values, "in_loop": q["in_loop"] > 0})
 
     def row(self, a: int, hi: int | None = None) -> dict[str, Any]:
         """Every quantity of the segments a..b for b = a..hi (arrays of length hi - a + 1; hi defaults to

@@ -104,6 +104,7 @@ class StageParts:
     bytes_out: int
     valid: bool
     fits: bool
+    in_loop: bool = False  # the stage holds an op of a state loop (profiles.state)
 
     @property
     def total_us(self) -> int:
@@ -131,6 +132,7 @@ class StageCostTable:
         self._valid = np.zeros(0, dtype=np.bool_)
         self._onchip = np.zeros(0, dtype=np.bool_)
         self._reach: dict[tuple[int | None, bool], I64] = {}
+        self._loops: list[tuple[int, int]] = []
         self._views: dict[tuple[int | None, bool], Arcs] = {}
 
     @staticmethod
@@ -142,9 +144,12 @@ class StageCostTable:
         valid: Mask,
         onchip: Mask,
         start_us: int = 0,
+        loops: Sequence[tuple[int, int]] = (),
     ) -> StageCostTable:
-        """A table of every stage from n x n matrices indexed [a, b] (entries with b < a are ignored)."""
+        """A table of every stage from n x n matrices indexed [a, b] (entries with b < a are ignored);
+        `loops`: the op spans of state loops its `loop` values were made for."""
         table = StageCostTable(device_name, backend, n, start_us)
+        table._loops = list(loops)
         a, b = np.triu_indices(n)
         table._ptr = np.concatenate([[0], np.cumsum(np.arange(n, 0, -1))]).astype(np.int64)
         zero = np.zeros((n, n), dtype=np.int64)
@@ -324,7 +329,13 @@ class StageCostTable:
             bytes_out=at("seg_out"),
             valid=bool(r["valid"][0]),
             fits=bool(r["fits"][0]),
+            in_loop=bool(r["in_loop"][0]),
         )
+
+    @property
+    def loops(self) -> list[tuple[int, int]]:
+        """The op spans of the profile's state loops (none for a table of plain integers)."""
+        return list(self.pricer.loops) if self.pricer is not None else list(self._loops)
 
     def top(self, name: str) -> int:
         """The largest value `name` of any stage priced so far (0 when none)."""

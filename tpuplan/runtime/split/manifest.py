@@ -16,6 +16,8 @@ from pydantic import AfterValidator, Field, model_validator
 from tpuplan.profiles.docio import StrictModel, load_doc, read_bytes
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.limits import MAX_COUNT, Bytes, Count, Dim, Real
+from tpuplan.profiles.state import copied_state, model_state
+from tpuplan.profiles.tflite.reader import parse_model
 from tpuplan.runtime.split.compiler import CompilerReport
 
 MANIFEST_KIND: Final = "tpuplan.manifest"
@@ -179,7 +181,23 @@ def load_split(directory: Path, *, compiled: bool = False) -> LoadedSplit:
             raise TpuplanError(f"segment {seg.index} ({seg.file}) was not compiled for the Edge TPU")
         else:
             contents.append(_read_checked(directory, seg.compiled.file, seg.compiled.sha256))
+    _refuse_state_copies(directory, manifest, contents, compiled)
     return LoadedSplit(directory, manifest, contents, compiled)
+
+
+def _refuse_state_copies(directory: Path, manifest: SegmentManifest, contents: list[bytes], compiled: bool) -> None:
+    """A segment run on several copies must hold no state of its own (each copy would keep its own)."""
+    for seg in manifest.segments:
+        if seg.copies == 1:
+            continue
+        data = contents[seg.index] if not compiled else _read_checked(directory, seg.file, seg.sha256)
+        loops = model_state(parse_model(data, Path(seg.file)))
+        why = copied_state(loops, [(0, seg.last_op - seg.first_op)], [seg.copies])
+        if why:
+            raise TpuplanError(
+                f"{directory / MANIFEST_NAME}: segment {seg.index}: {why.split(': ', 1)[1]}; split it again "
+                "from a new plan (the planner never copies a stage that holds state)"
+            )
 
 
 def resolve_inside(directory: Path, name: str) -> Path:
