@@ -109,6 +109,7 @@ class CurveRow(StrictModel):
     fits_on_chip: bool
     proven_optimal: bool
     tpus_used: int | None = Field(None, ge=1, le=1 << 10, description="TPUs the best plan over at most `tpus` uses")
+    shape: str | None = Field(None, max_length=200, description="its stages and copies (data parallel: one stage)")
 
 
 class Plan(StrictModel):

@@ -1,169 +1,108 @@
-"""Profile -> Plan: the optimal plan for at most K TPUs, plans with copies, and the --tpus auto curve.
+"""Profile -> Plan: the optimal plan for at most K TPUs (devices in order, or a pool the planner assigns,
+with or without copies), and the --tpus auto curve.
 
 Every solve is one search of `planner.search.engine` under one deadline that starts before any stage is
 priced: "at most K TPUs" is one problem whose plans may stop after any stage (the tie-break prefers the
-fewest), not K searches. The curve of --tpus auto has one such search per K, so a larger K is never
-worse than a smaller one (its plans include the smaller one's), and a point the time limit cut short
-says so.
+fewest TPUs), not K searches. The curve of --tpus auto has one such search per K, so a larger K is never
+worse than a smaller one (its plans include the smaller one's); a point the time limit cut short says so,
+and the choice says which points it was made from.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from tpuplan.planner.costs import Goal, throughput_per_s, totals
-from tpuplan.planner.plan import CurveRow, Plan, SolverInfo, SolverParameters
-from tpuplan.planner.plan_build import build_plan, check_k, expand_devices
-from tpuplan.planner.search.cpsat import DEFAULT_TIME_LIMIT_S, DEFAULT_WORKERS, check_solver_options
-from tpuplan.planner.search.engine import Outcome, optimize, secondary_rank
-from tpuplan.planner.search.problem import Option, Problem, table_loops
-from tpuplan.planner.search.replicate import COPIES_RANK, copies_problem
+from tpuplan.planner.devices import POOL_RANK, DeviceSet, Tables
+from tpuplan.planner.plan import CurveRow, Plan
+from tpuplan.planner.plan_build import check_k, expand_devices
+from tpuplan.planner.search.cpsat import DEFAULT_WORKERS
+from tpuplan.planner.search.engine import Outcome, secondary_rank
+from tpuplan.planner.search.problem import Problem
+from tpuplan.planner.search.replicate import COPIES_RANK, MAX_REPLICATED_TPUS
+from tpuplan.planner.solving import NoPlanError, Options, checked_search, no_tpu_ops_message, plan_of
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.model import Profile
 from tpuplan.profiles.pricing.device import DeviceSpec
 from tpuplan.profiles.pricing.host import HostSpec, resolve_host
-from tpuplan.profiles.pricing.tables import StageCostTable, stage_pairs, stage_table
+from tpuplan.profiles.pricing.tables import stage_pairs
 
 DEFAULT_TOLERANCE = 0.05
 
 
-@dataclass
-class _Options:
-    goal: Goal
-    allow_spill: bool
-    time_limit_s: float | None
-    workers: int
-    seed: int
-    deadline: float
-
-    @staticmethod
-    def of(goal: Goal | None, allow_spill: bool, time_limit_s: float | None, workers: int, seed: int) -> _Options:
-        limit = DEFAULT_TIME_LIMIT_S if time_limit_s is None else time_limit_s
-        check_solver_options(limit, workers)
-        return _Options(goal or Goal(), allow_spill, time_limit_s, workers, seed, time.monotonic() + limit)
+def rank_of(dset: DeviceSet, goal: Goal) -> tuple[str, ...]:
+    """The tie-break among plans of equal objective: fewest TPUs (with copies: then the most stages),
+    then the secondary number (then the smallest ends, device kinds, copies stage by stage)."""
+    return COPIES_RANK if dset.copies else (*POOL_RANK, *secondary_rank(goal))
 
 
-class Tables:
-    """One stage table per distinct device (built once, grown by every search that reads it)."""
-
-    def __init__(self, profile: Profile, host: HostSpec) -> None:
-        self.profile, self.host = profile, host
-        self._cache: dict[str, StageCostTable] = {}
-
-    def of(self, device: DeviceSpec) -> StageCostTable:
-        key = device.model_dump_json()
-        if key not in self._cache:
-            self._cache[key] = stage_table(self.profile, device, self.host)
-        return self._cache[key]
+def shape(problem: Problem, got: Outcome) -> str:
+    """A plan's shape for people: stages, copies, data parallelism."""
+    copies = got.copies if problem.copies else [1] * len(got.options)
+    if len(copies) == 1 and copies[0] > 1:
+        return f"whole model on each of {copies[0]} TPUs (data parallel)"
+    if any(r > 1 for r in copies):
+        return f"{len(copies)} stages, copies {','.join(map(str, copies))}"
+    return f"{len(copies)} stage{'s' if len(copies) != 1 else ''}"
 
 
-def in_order_problem(tables: Tables, devices: Sequence[DeviceSpec], k: int) -> Problem:
-    """At most k stages, stage s on devices[s] (one device for all when one is given)."""
-    devs = list(devices[:k]) if len(devices) > 1 else list(devices) * k
-    options: list[Option] = []
-    index: dict[int, int] = {}
-    layers = []
-    for dev in devs:
-        t = tables.of(dev)
-        if id(t) not in index:
-            index[id(t)] = len(options)
-            options.append(Option(t, 0))
-        layers.append((index[id(t)],))
-    return Problem(tuple(options), tuple(layers), open_end=True, loops=table_loops([o.table for o in options]))
-
-
-def _search(problem: Problem, opts: _Options, rank: Sequence[str], prove: bool = True) -> Outcome:
-    return optimize(
-        problem,
-        opts.goal,
-        rank=rank,
-        allow_spill=opts.allow_spill,
-        workers=opts.workers,
-        seed=opts.seed,
-        prove=prove,
-        deadline=opts.deadline,
-    )
-
-
-class NoPlanError(TpuplanError):
-    """No plan exists for this model at all; `reason` says why without naming a file, so that the caller
-    can name the file the user gave (a profile stores only the model's file name)."""
-
-    def __init__(self, model: str, reason: str) -> None:
-        super().__init__(f"{model}: {reason}")
-        self.reason = reason
-
-
-def no_tpu_ops_message(profile: Profile) -> str:
-    """Why no plan exists when the Edge TPU runs none of the ops: the first op's reason, and what to do
-    when the reason is float tensors (the usual case: a model that was never quantised)."""
-    first = profile.ops[0]
-    floats = all("float" in op.edgetpu_reason for op in profile.ops if not op.supported)
-    advice = "; quantise the model to int8 (full-integer post-training quantisation) first" if floats else ""
-    return (
-        f"no plan exists: the Edge TPU runs none of this model's {len(profile.ops)} ops "
-        f"(op 0 {first.op_type}: {first.edgetpu_reason or 'not supported'}){advice}"
-    )
-
-
-def _checked_search(profile: Profile, problem: Problem, opts: _Options, rank: Sequence[str], prove: bool) -> Outcome:
-    try:
-        return _search(problem, opts, rank, prove)
-    except TpuplanError as exc:
-        if "no plan over" in str(exc) and not any(op.supported for op in profile.ops):
-            raise NoPlanError(profile.model.path, no_tpu_ops_message(profile)) from None
-        raise
-
-
-def _info(got: Outcome, opts: _Options, start: float | None, note: str = "") -> SolverInfo:
-    return SolverInfo(
-        status=got.status,
-        objective=got.objective,
-        best_bound=got.best_bound,
-        proven_optimal=got.proven,
-        parameters=SolverParameters(
-            workers=opts.workers if start is not None else None,
-            time_limit_s=opts.time_limit_s,
-            seed=opts.seed,
-            allow_spill=opts.allow_spill,
-        ),
-        wall_time_s=None if start is None else round(time.monotonic() - start, 4),
-        note="; ".join([*got.notes, *([note] if note else [])]),
-    )
-
-
-def _plan(
+def solve_set(
     profile: Profile,
-    problem: Problem,
-    got: Outcome,
-    opts: _Options,
-    requested: int,
-    notes: list[str],
-    start: float | None,
-    note: str = "",
+    dset: DeviceSet,
+    k: int,
+    *,
+    host: HostSpec | None = None,
+    goal: Goal | None = None,
+    allow_spill: bool = False,
+    time_limit_s: float | None = None,
+    workers: int = DEFAULT_WORKERS,
+    seed: int = 0,
+    timings: bool = False,
 ) -> Plan:
-    tables = [problem.options[o].table for o in got.options]
-    devices = [_device_of(problem, o) for o in got.options]
-    return build_plan(
-        profile,
-        devices,
-        tables,
-        got.cuts,
-        opts.goal,
-        _info(got, opts, start, note),
-        tpus_requested=requested,
-        notes=notes,
-        copies=got.copies if problem.copies else None,
-    )
+    """The best plan over at most k TPUs of the device set (fewest TPUs among the best), proven."""
+    start = time.monotonic()
+    if dset.copies:  # copies: more TPUs than ops is fine (data parallelism)
+        if not 1 <= k <= MAX_REPLICATED_TPUS:
+            raise TpuplanError(f"copies are planned for 1 to {MAX_REPLICATED_TPUS} TPUs (got {k})")
+    else:
+        check_k(profile, k)
+    if dset.total is not None and k > dset.total:
+        raise TpuplanError(f"{k} TPUs asked, but the pool has {dset.total} ({dset.describe()})")
+    if dset.copies and (goal or Goal()) != Goal():
+        raise TpuplanError("copies are planned for the least period: drop --objective latency and --batch")
+    opts = Options.of(goal, allow_spill, time_limit_s, workers, seed)
+    tables = Tables(profile, host or resolve_host(profile.host))
+    problem = dset.problem(tables, k)
+    got = checked_search(profile, problem, opts, rank_of(dset, opts.goal), True)
+    notes = _notes(profile, dset, problem, got, k, tables, opts)
+    note = "tie-break with copies: fewest TPUs, then fewest copies, then least latency" if dset.copies else ""
+    return plan_of(profile, problem, got, opts, k, notes, start if timings else None, note)
 
 
-def _device_of(problem: Problem, o: int) -> DeviceSpec:
-    pricer = problem.options[o].table.pricer
-    if pricer is None:
-        raise TpuplanError("internal error: a plan needs tables priced from a profile")
-    return pricer.device
+def _notes(
+    profile: Profile, dset: DeviceSet, problem: Problem, got: Outcome, k: int, tables: Tables, opts: Options
+) -> list[str]:
+    used = sum(got.copies) if dset.copies else len(got.options)
+    notes = []
+    if dset.is_pool:
+        notes.append(f"pool {dset.describe()}: the planner chose which device runs which stage")
+    if dset.copies:
+        plain = checked_search(
+            profile, DeviceSet(dset.kinds, dset.counts).problem(tables, k), opts, ("stages", "T"), False
+        )
+        notes.append(
+            f"without copies the best plan over {k} TPU(s) has period {plain.objective} us "
+            f"({len(plain.options)} TPU(s)): copies give x{plain.objective / max(got.objective, 1):.2f}"
+        )
+    if used < k:
+        if not got.proven:
+            notes.append(f"the best plan found uses {used} of the {k} TPUs (the search did not finish)")
+        elif dset.copies:
+            notes.append(f"{k - used} of the {k} TPUs would not shorten the period: using {used}")
+        else:
+            notes.append(f"K={k} gives no gain over K={used}: using {used}")
+    return notes
 
 
 def solve(
@@ -179,25 +118,23 @@ def solve(
     seed: int = 0,
     timings: bool = False,
 ) -> Plan:
-    """The best plan over at most k TPUs: the fewest TPUs that reach the least objective.
-
-    More TPUs can cost more (host work that does not overlap grows with every stage) or add nothing
-    (a lone host op is not a stage); the plan then uses fewer and its notes say why.
-    """
-    start = time.monotonic()
+    """The best plan over at most k TPUs, devices in stage order (one for all, or one per TPU): the
+    fewest TPUs that reach the least objective. More TPUs can cost more (host work that does not overlap
+    grows with every stage) or add nothing; the plan then uses fewer and its notes say why."""
     check_k(profile, k)
-    opts = _Options.of(goal, allow_spill, time_limit_s, workers, seed)
-    devs = expand_devices(profile, devices, k)
-    problem = in_order_problem(Tables(profile, host or resolve_host(profile.host)), devs, k)
-    got = _checked_search(profile, problem, opts, ("stages", *secondary_rank(opts.goal)), True)
-    notes = []
-    used = len(got.options)
-    if used < k:
-        if got.proven:
-            notes.append(f"K={k} gives no gain over K={used}: using {used}")
-        else:
-            notes.append(f"the best plan found uses {used} of the {k} TPUs (the search did not finish)")
-    return _plan(profile, problem, got, opts, k, notes, start if timings else None)
+    dset = DeviceSet(tuple(expand_devices(profile, devices, k)))
+    return solve_set(
+        profile,
+        dset,
+        k,
+        host=host,
+        goal=goal,
+        allow_spill=allow_spill,
+        time_limit_s=time_limit_s,
+        workers=workers,
+        seed=seed,
+        timings=timings,
+    )
 
 
 def solve_with_copies(
@@ -215,28 +152,20 @@ def solve_with_copies(
     """The least-period plan over at most `tpus` TPUs of one kind when a stage may run on several
     (`planner.search.replicate`: one stage on every TPU is data parallelism); its notes give the best
     plan without copies for comparison."""
-    start = time.monotonic()
     dev = device or profile.device
     if dev.backend != "edgetpu":
         raise TpuplanError(f"copies are planned for Edge TPUs (device {dev.name!r} is {dev.backend})")
-    opts = _Options.of(Goal(), allow_spill, time_limit_s, workers, seed)
-    tables = Tables(profile, host or resolve_host(profile.host))
-    table = tables.of(dev)
-    got = _checked_search(profile, copies_problem(table, tpus), opts, COPIES_RANK, True)
-    plain = _checked_search(
-        profile, in_order_problem(tables, [dev], min(tpus, len(profile.ops))), opts, ("stages", "T"), False
+    return solve_set(
+        profile,
+        DeviceSet((dev,), copies=True),
+        tpus,
+        host=host,
+        allow_spill=allow_spill,
+        time_limit_s=time_limit_s,
+        workers=workers,
+        seed=seed,
+        timings=timings,
     )
-    gain = plain.objective / max(got.objective, 1)
-    notes = [
-        f"without copies the best plan over {tpus} TPU(s) has period {plain.objective} us "
-        f"({len(plain.options)} TPU(s)): copies give x{gain:.2f}"
-    ]
-    used = sum(got.copies)
-    if used < tpus:
-        notes.append(f"{tpus - used} of the {tpus} TPUs would not shorten the period: using {used}")
-    problem = copies_problem(table, tpus)
-    note = "tie-break with copies: fewest TPUs, then fewest copies, then least latency"
-    return _plan(profile, problem, got, opts, tpus, notes, start if timings else None, note)
 
 
 def _curve_row(k: int, problem: Problem, got: Outcome, goal: Goal, prev: CurveRow | None) -> CurveRow:
@@ -255,12 +184,13 @@ def _curve_row(k: int, problem: Problem, got: Outcome, goal: Goal, prev: CurveRo
         fits_on_chip=onchip,
         proven_optimal=got.proven,
         tpus_used=sum(got.copies) if problem.copies else len(got.options),
+        shape=shape(problem, got),
     )
 
 
 def solve_auto(
     profile: Profile,
-    devices: DeviceSpec | Sequence[DeviceSpec] | None,
+    devices: DeviceSpec | Sequence[DeviceSpec] | DeviceSet | None,
     max_tpus: int,
     *,
     host: HostSpec | None = None,
@@ -273,28 +203,35 @@ def solve_auto(
     timings: bool = False,
 ) -> Plan:
     """`--tpus auto`: the fewest TPUs whose objective is within `tolerance` of the best up to max_tpus,
-    with the whole curve (K, period, latency, gain per added TPU; row K is the best plan over at most K
-    TPUs, so it is never worse than row K-1)."""
+    with the whole curve (row K is the best plan over at most K TPUs: pipelines, and with a device set
+    of copies also copies and data parallelism, weighed by the one objective)."""
     start = time.monotonic()
     if max_tpus < 1:
         raise TpuplanError(f"max_tpus must be at least 1 (got {max_tpus})")
     if not 0 <= tolerance <= 10:
         raise TpuplanError(f"the tolerance must be from 0 to 10 (got {tolerance:g})")
-    devs = [devices] if isinstance(devices, DeviceSpec) else list(devices or [profile.device])
-    if len(devs) != 1 and len(devs) < max_tpus:
-        raise TpuplanError(f"{len(devs)} devices given for up to {max_tpus} TPUs (give one, or one per TPU)")
-    top = min(max_tpus, len(profile.ops))
-    opts = _Options.of(goal, allow_spill, time_limit_s, workers, seed)
+    dset = _auto_set(profile, devices, max_tpus)
+    top = min(max_tpus, len(profile.ops) if not dset.copies else max_tpus, dset.total or max_tpus)
+    opts = Options.of(goal, allow_spill, time_limit_s, workers, seed)
     tables = Tables(profile, host or resolve_host(profile.host))
-    rank = ("stages", *secondary_rank(opts.goal))
+    rank = rank_of(dset, opts.goal)
     found: list[tuple[Problem, Outcome]] = []
     for k in range(1, top + 1):
-        problem = in_order_problem(tables, devs, k)
-        got = _checked_search(profile, problem, opts, rank, False)
+        problem = dset.problem(tables, k)
+        got = checked_search(profile, problem, opts, rank, False)
         if found and found[-1][1].objective <= got.objective:  # a cut-short search: carry K-1's plan over
             got = _carried(found[-1][1], got)
         found.append((problem, got))
     return _auto_plan(profile, found, opts, tolerance, top, rank, start if timings else None)
+
+
+def _auto_set(profile: Profile, devices: DeviceSpec | Sequence[DeviceSpec] | DeviceSet | None, top: int) -> DeviceSet:
+    if isinstance(devices, DeviceSet):
+        return devices
+    devs = [devices] if isinstance(devices, DeviceSpec) else list(devices or [profile.device])
+    if len(devs) != 1 and len(devs) < top:
+        raise TpuplanError(f"{len(devs)} devices given for up to {top} TPUs (give one, or one per TPU)")
+    return DeviceSet(tuple(devs))
 
 
 def _carried(prev: Outcome, got: Outcome) -> Outcome:
@@ -316,7 +253,7 @@ def _carried(prev: Outcome, got: Outcome) -> Outcome:
 def _auto_plan(
     profile: Profile,
     found: list[tuple[Problem, Outcome]],
-    opts: _Options,
+    opts: Options,
     tolerance: float,
     top: int,
     rank: Sequence[str],
@@ -326,15 +263,17 @@ def _auto_plan(
     k_pick = next(k for k, (_, got) in enumerate(found, start=1) if got.objective <= best * (1 + tolerance))
     fastest = next(k for k, (_, got) in enumerate(found, start=1) if got.objective == best)
     problem, _ = found[k_pick - 1]
-    chosen = _checked_search(profile, problem, opts, rank, True)
+    chosen = checked_search(profile, problem, opts, rank, True)
     found[k_pick - 1] = (problem, chosen)
     rows: list[CurveRow] = []
     for k, (prob, got) in enumerate(found, start=1):
         rows.append(_curve_row(k, prob, got, opts.goal, rows[-1] if rows else None))
-    used = len(chosen.options)
+    pick, top_row = rows[k_pick - 1], rows[fastest - 1]
     notes = [
-        f"auto: {used} TPU(s), the fewest within {tolerance:.0%} of the best of 1..{top} "
-        f"({fastest} TPU(s): {best} us objective); row K is the best plan over at most K TPUs"
+        f"auto: {pick.tpus_used} TPU(s), {pick.shape}: period {pick.predicted_period_us} us, latency "
+        f"{pick.predicted_latency_us} us, the fewest TPUs within {tolerance:.0%} of the best of 1..{top} "
+        f"({top_row.tpus_used} TPU(s), {top_row.shape}: period {top_row.predicted_period_us} us, latency "
+        f"{top_row.predicted_latency_us} us); row K is the best plan over at most K TPUs"
     ]
     unproven = [r.tpus for r in rows if not r.proven_optimal]
     if unproven:
@@ -345,8 +284,18 @@ def _auto_plan(
         )
     if fastest == 1:
         notes.append("this model is fastest on one TPU: splitting it only adds transfers and host work")
-    plan = _plan(profile, problem, chosen, opts, top, notes, start)
+    plan = plan_of(profile, problem, chosen, opts, top, notes, start)
     return plan.model_copy(update={"curve": rows})
 
 
-__all__ = ["DEFAULT_TOLERANCE", "DEFAULT_WORKERS", "NoPlanError", "solve", "solve_auto", "solve_with_copies"]
+__all__ = [
+    "DEFAULT_TOLERANCE",
+    "DEFAULT_WORKERS",
+    "DeviceSet",
+    "NoPlanError",
+    "no_tpu_ops_message",
+    "solve",
+    "solve_auto",
+    "solve_set",
+    "solve_with_copies",
+]

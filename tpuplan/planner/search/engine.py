@@ -88,7 +88,8 @@ def is_steady(goal: Goal) -> bool:
 def _usage(problem: Problem) -> tuple[Component, ...]:
     if problem.counts is None:
         return ()
-    return tuple(Component(f"kind{k}", "sum", c) for k, c in enumerate(problem.counts))
+    kinds = tuple(Component(f"kind{k}", "sum", c) for k, c in enumerate(problem.counts))
+    return kinds if problem.budget is None else (*kinds, Component("tpus", "sum", problem.budget))
 
 
 def _views(problem: Problem, q: Question, deadline: float | None) -> list[object]:

@@ -55,6 +55,7 @@ class Problem:
     copies: bool = False
     onchip: bool = False
     loops: tuple[tuple[int, int], ...] = ()  # op spans of state loops: a stage touching one has one copy
+    budget: int | None = None  # devices of all kinds together (with copies; counts cap each kind)
 
     @property
     def n(self) -> int:
@@ -77,7 +78,7 @@ class Problem:
         if not self.copies:
             return 1
         if self.counts is not None:
-            return max(self.counts)
+            return min(max(self.counts), self.budget or max(self.counts))
         return self.k
 
 
@@ -178,7 +179,9 @@ def components(problem: Problem, q: Question, used: Sequence[str]) -> tuple[Comp
         out.append(Component("O", "sum"))
     if problem.counts is not None:
         out += [Component(f"kind{k}", "sum", c) for k, c in enumerate(problem.counts)]
-    out += [Component(name, "sum") for name in ("tpus", "stages", "negstages") if name in q.rank]
+    if problem.budget is not None or "tpus" in q.rank:
+        out.append(Component("tpus", "sum", problem.budget))
+    out += [Component(name, "sum") for name in ("stages", "negstages") if name in q.rank]
     return tuple(out)
 
 
