@@ -50,10 +50,10 @@ def test_replicate_beats_every_plain_plan_and_is_priced_like_cuts(conv_model: Pa
 @pytest.mark.parametrize(
     ("args", "text"),
     [
-        (["--tpus", "auto", "--replicate"], "--replicate needs --tpus K"),
+        (["--cuts", "2", "--replicate"], "--replicate chooses the cuts and the copies"),
         (["--tpus", "4", "--replicate", "--objective", "latency"], "least period"),
         (["--tpus", "4", "--replicate", "--batch", "10"], "least period"),
-        (["--tpus", "4", "--copies", "2,2"], "--copies prices given cuts"),
+        (["--tpus", "4", "--copies", "2,2"], "--copies of several stages prices given cuts"),
         (["--cuts", "2", "--copies", "0,2"], "at least 1 per stage"),
         (["--cuts", "2", "--copies", "1,2,3"], "3 copy counts given for 2 stages"),
         (["--tpus", "2", "--cuts", "2", "--copies", "1,2"], "use 3 TPUs, not 2"),

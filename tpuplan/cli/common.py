@@ -7,6 +7,7 @@ One place decides "is this argument a profile or a model" (`read_source`), one p
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +28,10 @@ from tpuplan.profiles.state import with_state
 from tpuplan.profiles.tflite.reader import MAX_MODEL_BYTES, LoadedModel, parse_model
 
 DEVICE_HELP = "Device preset name or DeviceSpec JSON file. Presets: edgetpu-usb (calibrated default), edgetpu-pci, cpu."
-DEVICES_HELP = DEVICE_HELP + " Repeat or comma-separate: one for every TPU, or one per TPU in stage order."
+DEVICES_HELP = DEVICE_HELP + (
+    " A pool: repeat or comma-separate, 'Nx NAME' for N of one (e.g. '2x edgetpu-usb, 1x edgetpu-pci, cpu'); the "
+    "planner chooses which device runs which stage. One device alone: as many as --tpus asks."
+)
 HOST_HELP = "Host preset (tpuplan, pycoral, python-threads) or HostSpec JSON: the runner and host CPU costs."
 SOURCE_HELP = "A profile JSON (from `plan profile`) or a .tflite CPU model (profiled on the first --device)."
 STATE_HELP = (
@@ -84,6 +88,31 @@ def apply_state(profile: Profile, declared: Sequence[str] | None, no_state: bool
 def parse_devices(specs: Sequence[str] | None) -> list[DeviceSpec]:
     """--device values, repeated or comma-separated, as device specs (presets or JSON files)."""
     return [resolve_device(name) for name in split_list(specs)]
+
+
+_COUNTED = re.compile(r"^(\d+)\s*[x*]\s*(\S.*)$")
+
+
+def parse_pool(specs: Sequence[str] | None) -> tuple[list[tuple[DeviceSpec, int]], bool]:
+    """--device items as (device, count), and whether any count was written ('2x edgetpu-usb')."""
+    out: list[tuple[DeviceSpec, int]] = []
+    counted = False
+    for item in split_list(specs):
+        match = _COUNTED.match(item)
+        if match:
+            counted = True
+            count = int(match.group(1))
+            if not 1 <= count <= 64:
+                raise TpuplanError(f"--device {quoted(item)}: a count from 1 to 64")
+            out.append((resolve_device(match.group(2).strip()), count))
+        else:
+            out.append((resolve_device(item), 1))
+    return out, counted
+
+
+def device_names(specs: Sequence[str] | None) -> list[str]:
+    """The device names or files of --device items, without their counts."""
+    return [m.group(2).strip() if (m := _COUNTED.match(item)) else item for item in split_list(specs)]
 
 
 def split_list(values: Sequence[str] | None) -> list[str]:

@@ -19,12 +19,12 @@ from tpuplan.cli.common import (
     STATE_HELP,
     apply_state,
     check_output,
+    device_names,
     emit,
     parse_cuts,
-    parse_devices,
+    parse_pool,
     read_source,
     spec_files,
-    split_list,
     time_limit_option,
 )
 from tpuplan.cli.plantable import comparison_table, plan_table
@@ -32,7 +32,7 @@ from tpuplan.planner.baselines import compare
 from tpuplan.planner.costs import Goal, Objective
 from tpuplan.planner.plan import Plan
 from tpuplan.planner.plan_build import check_profile_matches, evaluate
-from tpuplan.planner.solve import DEFAULT_WORKERS, NoPlanError, solve, solve_auto, solve_with_copies
+from tpuplan.planner.solve import DEFAULT_WORKERS, DeviceSet, NoPlanError, solve_auto, solve_set
 from tpuplan.profiles.docio import read_bytes
 from tpuplan.profiles.errors import TpuplanError, quoted
 from tpuplan.profiles.model import Profile
@@ -43,10 +43,12 @@ OBJECTIVE_HELP = "throughput: least period (inputs per second); latency: least t
 BATCH_HELP = "Spread one-off costs (start-up, first-inference upload) over a batch of N inputs."
 TOLERANCE_HELP = "--tpus auto: the fewest TPUs within this fraction of the best (0.05 = 5%)."
 REPLICATE_HELP = (
-    "Let a stage run on several TPUs that take its inputs in turn (copies): cuts and copies chosen "
-    "together for the least period over --tpus TPUs of one kind."
+    "Let a stage run on several TPUs that take its inputs in turn (copies; one stage on every TPU is the "
+    "whole model on each: data parallelism): cuts and copies chosen together for the least period, over "
+    "1 to 64 TPUs (--tpus K, or auto up to --max-tpus). A stage of a state loop is never copied."
 )
-COPIES_HELP = "With --cuts: TPUs per stage (e.g. 1,3,1); default one each."
+COPIES_HELP = "TPUs per stage (e.g. 1,3,1) for --cuts; one number alone: the whole model on that many TPUs."
+IN_ORDER_HELP = "Take the --device list in stage order (one per TPU) instead of as a pool the planner assigns."
 
 
 def parse_objective(text: str) -> Objective:
@@ -80,53 +82,57 @@ class SolveOptions:
     timings: bool
     replicate: bool = False
     copies: str | None = None
+    in_order: bool = False
 
 
-def _check_replicate(o: SolveOptions, k: int | None, devices: list[DeviceSpec], goal: Goal) -> None:
-    if o.copies is not None and o.cuts is None:
-        raise TpuplanError("--copies prices given cuts: give --cuts too (or --replicate to choose copies)")
+def _check_replicate(o: SolveOptions, k: int | None, goal: Goal) -> None:
+    if o.copies is not None and o.cuts is None and "," in o.copies:
+        raise TpuplanError("--copies of several stages prices given cuts: give --cuts too (or --replicate)")
     if not o.replicate:
         return
-    if o.cuts is not None or k is None:
-        raise TpuplanError("--replicate needs --tpus K (a number): it chooses the cuts and the copies")
+    if o.cuts is not None or o.copies is not None:
+        raise TpuplanError("--replicate chooses the cuts and the copies: drop --cuts and --copies")
     if goal != Goal():
         raise TpuplanError("--replicate plans for the least period: drop --objective latency and --batch")
-    if len({d.model_dump_json() for d in devices}) > 1:
-        raise TpuplanError("--replicate plans for TPUs of one kind: give one --device")
 
 
-def _plan_for(profile: Profile, devices: list[DeviceSpec], host: HostSpec, goal: Goal, o: SolveOptions) -> Plan:
-    """Price --cuts, or solve for --tpus K or auto."""
+def device_set(pool: list[tuple[DeviceSpec, int]], counted: bool, in_order: bool, replicate: bool) -> DeviceSet | None:
+    """The devices --device asks for: a pool the planner assigns (several kinds, or counts given), or
+    (with --in-order, or one device for all) devices in stage order; None: the profile's device."""
+    expanded = [d for d, n in pool for _ in range(n)]
+    if not pool:
+        return None
+    if in_order or (len(pool) == 1 and not counted):
+        if replicate and len({d.model_dump_json() for d in expanded}) > 1:
+            raise TpuplanError("--replicate with --in-order plans for TPUs of one kind: give one --device or a pool")
+        return DeviceSet(tuple(expanded), copies=replicate)
+    return DeviceSet.pool(pool, copies=replicate)
+
+
+def _plan_for(
+    profile: Profile, pool: list[tuple[DeviceSpec, int]], counted: bool, host: HostSpec, goal: Goal, o: SolveOptions
+) -> Plan:
+    """Price --cuts (and --copies), or solve for --tpus K or auto."""
     k = parse_tpus(o.tpus)
-    if o.tpus is None and o.cuts is None:
+    if o.tpus is None and o.cuts is None and o.copies is None:
         raise TpuplanError("give --tpus K, --tpus auto or --cuts")
-    _check_replicate(o, k, devices, goal)
-    if o.replicate and k is not None:
-        return solve_with_copies(
-            profile,
-            k,
-            devices[0] if devices else None,
-            host=host,
-            allow_spill=o.allow_spill,
-            time_limit_s=o.time_limit,
-            workers=o.workers,
-            seed=o.seed,
-            timings=o.timings,
-        )
-    if o.cuts is not None:
+    _check_replicate(o, k, goal)
+    expanded = [d for d, n in pool for _ in range(n)]
+    if o.cuts is not None or o.copies is not None:
         if o.tpus is not None and k is None:
             raise TpuplanError("--cuts cannot be combined with --tpus auto")
-        cut_list = parse_cuts(o.cuts)
+        cut_list = parse_cuts(o.cuts) if o.cuts is not None else []  # --copies N alone: the whole model on N
         copies = parse_cuts(o.copies, what="--copies") if o.copies is not None else None
         if k is not None and copies and k != sum(copies):
             raise TpuplanError(f"{len(cut_list)} cuts and copies {o.copies} use {sum(copies)} TPUs, not {k}")
         if k is not None and not copies and k != len(cut_list) + 1:
             raise TpuplanError(f"{len(cut_list)} cuts given for {k} TPUs (need {k - 1})")
-        return evaluate(profile, devices or None, cut_list, host, goal, copies)
+        return evaluate(profile, expanded or None, cut_list, host, goal, copies)
+    dset = device_set(pool, counted, o.in_order, o.replicate) or DeviceSet((profile.device,), copies=o.replicate)
     if k is None:
         return solve_auto(
             profile,
-            devices or None,
+            dset,
             o.max_tpus,
             host=host,
             goal=goal,
@@ -137,10 +143,10 @@ def _plan_for(profile: Profile, devices: list[DeviceSpec], host: HostSpec, goal:
             seed=o.seed,
             timings=o.timings,
         )
-    return solve(
+    return solve_set(
         profile,
+        dset,
         k,
-        devices or None,
         host=host,
         goal=goal,
         allow_spill=o.allow_spill,
@@ -161,7 +167,9 @@ def _register_solve(app: typer.Typer) -> None:
     def solve_cmd(
         source: Annotated[Path, typer.Argument(help=SOURCE_HELP)],
         tpus: Annotated[str | None, typer.Option("--tpus", "-k", help="Number of Edge TPUs, or 'auto'.")] = None,
-        max_tpus: Annotated[int, typer.Option("--max-tpus", min=1, max=64, help="Largest K tried by --tpus auto.")] = 8,
+        max_tpus: Annotated[
+            int, typer.Option("--max-tpus", min=1, max=64, help="Largest K tried by --tpus auto (copies: up to 64).")
+        ] = 8,
         tolerance: Annotated[float, typer.Option("--tolerance", min=0.0, max=10.0, help=TOLERANCE_HELP)] = 0.05,
         objective: Annotated[str, typer.Option("--objective", help=OBJECTIVE_HELP)] = "throughput",
         batch: Annotated[int | None, typer.Option("--batch", min=1, max=1_000_000, help=BATCH_HELP)] = None,
@@ -185,6 +193,7 @@ def _register_solve(app: typer.Typer) -> None:
         ] = None,
         replicate: Annotated[bool, typer.Option("--replicate", help=REPLICATE_HELP)] = False,
         copies: Annotated[str | None, typer.Option("--copies", help=COPIES_HELP)] = None,
+        in_order: Annotated[bool, typer.Option("--in-order", help=IN_ORDER_HELP)] = False,
         timings: Annotated[bool, typer.Option("--timings", help="Record the solve's wall time in the plan.")] = False,
         state: Annotated[list[str] | None, typer.Option("--state", help=STATE_HELP)] = None,
         no_state: Annotated[bool, typer.Option("--no-state", help=NO_STATE_HELP)] = False,
@@ -194,22 +203,33 @@ def _register_solve(app: typer.Typer) -> None:
     ) -> None:
         """Find the segmentation with the least predicted period (or latency), proven optimal by CP-SAT."""
         if output is not None:
-            inputs = [source, *([model] if model else []), *spec_files(*split_list(device), host)]
+            inputs = [source, *([model] if model else []), *spec_files(*device_names(device), host)]
             check_output(output, force=force, inputs=inputs)
         time_limit_option(time_limit)
         goal = Goal(parse_objective(objective), batch)
-        devices = parse_devices(device)
+        pool, counted = parse_pool(device)
         host_spec = resolve_host(host)
-        profile = read_source(source, devices[0] if devices else None, host_spec).profile
+        profile = read_source(source, pool[0][0] if pool else None, host_spec).profile
         if model is not None:
             check_profile_matches(profile, read_bytes(model, what=".tflite model"), str(model))
         profile = apply_state(profile, state, no_state)
         options = SolveOptions(
-            tpus, cuts, max_tpus, tolerance, allow_spill, time_limit, workers, seed, timings, replicate, copies
+            tpus,
+            cuts,
+            max_tpus,
+            tolerance,
+            allow_spill,
+            time_limit,
+            workers,
+            seed,
+            timings,
+            replicate,
+            copies,
+            in_order,
         )
         started = time.monotonic()
         try:
-            plan = _plan_for(profile, devices, host_spec, goal, options)
+            plan = _plan_for(profile, pool, counted, host_spec, goal, options)
         except NoPlanError as exc:
             raise TpuplanError(f"{source}: {exc.reason}") from None
         if not as_json:
@@ -230,23 +250,24 @@ def _register_compare(app: typer.Typer) -> None:
         time_limit: Annotated[float | None, typer.Option("--time-limit", help="Seconds for our solve.")] = None,
         state: Annotated[list[str] | None, typer.Option("--state", help=STATE_HELP)] = None,
         no_state: Annotated[bool, typer.Option("--no-state", help=NO_STATE_HELP)] = False,
+        in_order: Annotated[bool, typer.Option("--in-order", help=IN_ORDER_HELP)] = False,
         output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the comparison JSON here.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
     ) -> None:
         """Our plan next to the compiler's --num_segments split, equal ops and a single TPU."""
         if output is not None:
-            check_output(output, force=force, inputs=[source, *spec_files(*split_list(device), host)])
+            check_output(output, force=force, inputs=[source, *spec_files(*device_names(device), host)])
         time_limit_option(time_limit)
         goal = Goal(parse_objective(objective), batch)
-        devices = parse_devices(device)
+        pool, counted = parse_pool(device)
         host_spec = resolve_host(host)
-        profile = apply_state(read_source(source, devices[0] if devices else None, host_spec).profile, state, no_state)
+        profile = apply_state(read_source(source, pool[0][0] if pool else None, host_spec).profile, state, no_state)
         try:
             cmp = compare(
                 profile,
                 tpus,
-                devices or None,
+                device_set(pool, counted, in_order, False),
                 host=host_spec,
                 goal=goal,
                 allow_spill=allow_spill,

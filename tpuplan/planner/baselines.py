@@ -8,6 +8,7 @@ Our plan with copies (a stage on several TPUs) is shown beside our plain one whe
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Literal
 
 from pydantic import Field
@@ -16,7 +17,7 @@ from tpuplan.planner.costs import Goal
 from tpuplan.planner.plan import GoalInfo, Plan
 from tpuplan.planner.plan_build import check_k, evaluate, expand_devices
 from tpuplan.planner.search.replicate import MAX_REPLICATED_TPUS
-from tpuplan.planner.solve import DEFAULT_WORKERS, solve, solve_with_copies
+from tpuplan.planner.solve import DEFAULT_WORKERS, DeviceSet, solve_set
 from tpuplan.profiles.docio import StrictModel
 from tpuplan.profiles.limits import Count, ObjectiveUs, PipelineUs, Rate, TotalBytes
 from tpuplan.profiles.model import ModelRef, Profile
@@ -110,10 +111,21 @@ def baseline_plans(
     }
 
 
+def data_parallel(profile: Profile, k: int, device: DeviceSpec, host: HostSpec, goal: Goal) -> Plan | str:
+    """The whole model on each of k TPUs, taking inputs in turn (Coral's advice for a model that fits on
+    one), priced; or why it is not shown."""
+    whole = evaluate(profile, [device], [], host, goal)
+    if not whole.fits_on_chip:
+        return f"the whole model does not fit on one {device.name}: no data-parallel row"
+    if whole.stages[0].in_state_loop:
+        return "the model carries state through every stage: no data-parallel row (copies would each hold a state)"
+    return evaluate(profile, [device], [], host, goal, [k])
+
+
 def compare(
     profile: Profile,
     k: int,
-    devices: Sequence[DeviceSpec] | None = None,
+    devices: Sequence[DeviceSpec] | DeviceSet | None = None,
     *,
     host: HostSpec | None = None,
     goal: Goal | None = None,
@@ -121,29 +133,51 @@ def compare(
     time_limit_s: float | None = None,
     workers: int = DEFAULT_WORKERS,
 ) -> Comparison:
-    """Our plan next to the baselines, all priced by the same tables."""
+    """Our plan next to the baselines and the whole model on each of k TPUs, all priced by the same
+    tables; ours with copies beside ours when copies can be made."""
     goal = goal or Goal()
     host = host or resolve_host(profile.host)
-    ours = solve(
-        profile, k, devices, host=host, goal=goal, allow_spill=allow_spill, time_limit_s=time_limit_s, workers=workers
+    dset = devices if isinstance(devices, DeviceSet) else DeviceSet(tuple(expand_devices(profile, devices, k)))
+    if dset.total is not None:
+        k = min(k, dset.total)
+    ours = solve_set(
+        profile,
+        replace(dset, copies=False),
+        k,
+        host=host,
+        goal=goal,
+        allow_spill=allow_spill,
+        time_limit_s=time_limit_s,
+        workers=workers,
     )
     best = ours.solver.objective
     entries = [_entry("tpuplan", ours, best)]
     notes = []
-    devs = expand_devices(profile, devices, k)
-    if (
-        goal == Goal()
-        and len({d.model_dump_json() for d in devs}) == 1
-        and devs[0].backend == "edgetpu"
-        and k <= MAX_REPLICATED_TPUS
-    ):
-        copied = solve_with_copies(
-            profile, k, devs[0], host=host, allow_spill=allow_spill, time_limit_s=time_limit_s, workers=workers
+    kinds = [d for d in dset.kinds if d.backend == "edgetpu"]
+    mixed_order = dset.counts is None and len({d.model_dump_json() for d in dset.kinds}) > 1
+    if goal == Goal() and kinds and k <= MAX_REPLICATED_TPUS and not mixed_order:
+        copied = solve_set(
+            profile,
+            replace(dset, copies=True),
+            k,
+            host=host,
+            allow_spill=allow_spill,
+            time_limit_s=time_limit_s,
+            workers=workers,
         )
         entries.append(_entry("tpuplan with copies", copied, best))
+        whole = data_parallel(profile, k, kinds[0], host, goal)
+        if isinstance(whole, str):
+            notes.append(whole)
+        else:
+            entries.append(_entry(f"whole model on each of {k} TPUs", whole, best))
     else:
-        notes.append("plans with copies are made for the least period on TPUs of one kind: not shown")
-    entries += [_entry(name, plan, best) for name, plan in baseline_plans(profile, k, devices, host, goal).items()]
+        notes.append("plans with copies are made for the least period on Edge TPUs of one kind or a pool: not shown")
+    order = (
+        [d for d, n in zip(dset.kinds, dset.counts, strict=True) for _ in range(n)] if dset.counts else list(dset.kinds)
+    )
+    order = order[:k] if len(order) > 1 else order
+    entries += [_entry(name, plan, best) for name, plan in baseline_plans(profile, k, order, host, goal).items()]
     return Comparison(
         model=profile.model,
         tpus=k,

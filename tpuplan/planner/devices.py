@@ -87,6 +87,8 @@ class DeviceSet:
         if self.copies and k > MAX_REPLICATED_TPUS:
             raise TpuplanError(f"copies are planned for 1 to {MAX_REPLICATED_TPUS} TPUs (got {k})")
         if self.counts is None and not self.copies:
+            if 1 < len(self.kinds) < k:
+                raise TpuplanError(f"{len(self.kinds)} devices given for {k} TPUs (give one for all, or one per TPU)")
             devs = list(self.kinds[:k]) if len(self.kinds) > 1 else [self.kinds[0]] * k
             return _layered(tables, devs, [None] * k, None, False)
         counts = self.counts if self.counts is not None else (k,)
