@@ -349,3 +349,33 @@ def test_plan_document_roundtrip(tmp_path: Path) -> None:
     write_doc(tmp_path / "profile.json", prof)
     with pytest.raises(TpuplanError, match=r"not a tpuplan\.plan document"):
         load_plan(tmp_path / "profile.json")
+
+
+def test_auto_curve_never_worse_with_more_tpus_and_deterministic(tmp_path: Path) -> None:
+    """R20: row K is the best plan over at most K TPUs (never worse than row K-1), every row says whether
+    it is proven, and the same input gives the same plan."""
+    synth = pytest.importorskip("tpuplan.profiles.synth")
+    path = tmp_path / "fc.tflite"
+    path.write_bytes(synth.synth_fc(64, depth=60, weights="zeros"))
+    prof = build_profile(load_model(path), preset("edgetpu-usb"), resolve_host("python-threads"))
+    runs = [solve_auto(prof, None, 6, host=resolve_host("python-threads")) for _ in range(2)]
+    assert stable_json(runs[0]) == stable_json(runs[1])
+    curve = runs[0].curve or []
+    assert [r.tpus for r in curve] == [1, 2, 3, 4, 5, 6]
+    for prev, row in itertools.pairwise(curve):
+        assert row.objective <= prev.objective and row.tpus_used is not None and row.tpus_used <= row.tpus
+    assert all(r.proven_optimal for r in curve)
+    cut = solve_auto(prof, None, 6, host=resolve_host("python-threads"), time_limit_s=1e-4)
+    unproven = [r.tpus for r in cut.curve or [] if not r.proven_optimal]
+    assert unproven and any(f"curve row(s) {','.join(map(str, unproven))}" in n for n in cut.notes)
+
+
+def test_time_limit_covers_pricing_the_stages(tmp_path: Path) -> None:
+    """R31: the limit starts before any stage is priced; out of time, the best plan so far, unproven."""
+    synth = pytest.importorskip("tpuplan.profiles.synth")
+    path = tmp_path / "fc.tflite"
+    path.write_bytes(synth.synth_fc(64, depth=400, weights="zeros"))
+    prof = build_profile(load_model(path), preset("edgetpu-usb"))
+    plan = solve(prof, 8, time_limit_s=1e-3)
+    check_plan(plan)
+    assert plan.solver.status == "FEASIBLE" and "time limit" in plan.solver.note

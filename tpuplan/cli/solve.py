@@ -47,6 +47,10 @@ REPLICATE_HELP = (
     "whole model on each: data parallelism): cuts and copies chosen together for the least period, over "
     "1 to 64 TPUs (--tpus K, or auto up to --max-tpus). A stage of a state loop is never copied."
 )
+TIME_LIMIT_HELP = (
+    "Seconds for the whole solve (default 30), pricing the stages included; when it passes, the best plan "
+    "found so far is kept and marked not proven."
+)
 COPIES_HELP = "TPUs per stage (e.g. 1,3,1) for --cuts; one number alone: the whole model on that many TPUs."
 IN_ORDER_HELP = "Take the --device list in stage order (one per TPU) instead of as a pool the planner assigns."
 
@@ -178,9 +182,7 @@ def _register_solve(app: typer.Typer) -> None:
         allow_spill: Annotated[
             bool, typer.Option("--allow-spill", help="Allow stages that stream parameters even when all could fit.")
         ] = False,
-        time_limit: Annotated[
-            float | None, typer.Option("--time-limit", help="Seconds for the whole solve (default 30).")
-        ] = None,
+        time_limit: Annotated[float | None, typer.Option("--time-limit", help=TIME_LIMIT_HELP)] = None,
         workers: Annotated[
             int, typer.Option("--workers", min=1, max=64, help="CP-SAT worker threads.")
         ] = DEFAULT_WORKERS,
@@ -247,7 +249,7 @@ def _register_compare(app: typer.Typer) -> None:
         objective: Annotated[str, typer.Option("--objective", help=OBJECTIVE_HELP)] = "throughput",
         batch: Annotated[int | None, typer.Option("--batch", min=1, max=1_000_000, help=BATCH_HELP)] = None,
         allow_spill: Annotated[bool, typer.Option("--allow-spill", help="As for `plan solve`.")] = False,
-        time_limit: Annotated[float | None, typer.Option("--time-limit", help="Seconds for our solve.")] = None,
+        time_limit: Annotated[float | None, typer.Option("--time-limit", help=TIME_LIMIT_HELP)] = None,
         state: Annotated[list[str] | None, typer.Option("--state", help=STATE_HELP)] = None,
         no_state: Annotated[bool, typer.Option("--no-state", help=NO_STATE_HELP)] = False,
         in_order: Annotated[bool, typer.Option("--in-order", help=IN_ORDER_HELP)] = False,
