@@ -39,6 +39,10 @@ class Tables:
             self._cache[key] = stage_table(self.profile, device, self.host)
         return self._cache[key]
 
+    def all(self) -> list[StageCostTable]:
+        """The tables built so far."""
+        return list(self._cache.values())
+
 
 @dataclass(frozen=True)
 class DeviceSet:

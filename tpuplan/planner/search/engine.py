@@ -65,6 +65,7 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
     options: list[int] = field(default_factory=list)
     copies: list[int] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per step (the benchmarks read them)
 
 
 @dataclass
@@ -114,18 +115,27 @@ def first_plan(problem: Problem, deadline: float | None = None) -> Picked | None
     while True:
         q = Question(Goal(), cap, period_for_copies=cap if problem.copies else None, comps=stage)
         views = _views(problem, q, deadline)
-        if problem.counts is None:  # the largest stage time alone decides: walk its shortest paths
-            got = bottleneck(problem, views, cap)  # type: ignore[arg-type]
-            if got is not None:
-                return Picked(*got)
-        else:
-            layers = prune(problem, q, sweep(problem, q, views))  # type: ignore[arg-type]
-            found = search(problem, q, layers, deadline) if has_plan(layers) else None
+        got = bottleneck(problem, views, cap)  # type: ignore[arg-type]  # the largest stage time alone
+        if got is not None and _keeps_counts(problem, Picked(*got)):  # (a pool's counts kept: that plan)
+            return Picked(*got)
+        if got is not None:  # a pool whose counts the least bottleneck breaks: labels keep them
+            found = search(problem, q, sweep(problem, q, views), deadline)  # type: ignore[arg-type]
             if found is not None:
                 return found[1]
         if cap >= BIG or (_complete(problem, q) and cap >= max(o.table.top("time") for o in problem.options)):
             return None
         cap = min(cap * 2, BIG)
+
+
+def _keeps_counts(problem: Problem, plan: Picked) -> bool:
+    """Whether a plan uses no more devices of each kind (and in all) than the problem has."""
+    if problem.counts is None:
+        return True
+    used = [0] * len(problem.counts)
+    for o, r in zip(plan.options, plan.copies, strict=True):
+        used[problem.options[o].kind] += r
+    within_budget = problem.budget is None or sum(used) <= problem.budget
+    return within_budget and all(u <= c for u, c in zip(used, problem.counts, strict=True))
 
 
 def least_plan(
@@ -197,6 +207,8 @@ def _least_period(problem: Problem, q: Question, plan: Picked, views: list[objec
             got = search(problem, qt, layers, deadline) if has_plan(layers) else None
             if got is None:
                 lo = t + 1
+                if base is None and probes == 1:  # the bound was not reached: the choices of the best plan
+                    base = _within_reach(problem, q, hi, deadline)  # known, of which every later probe reads a part
             else:
                 (hi, best), base = got, layers
             t = (lo + hi) // 2
@@ -205,6 +217,14 @@ def _least_period(problem: Problem, q: Question, plan: Picked, views: list[objec
     except (SearchTimeout, TooManyStages):
         return Found(hi, best, False, probes, replace(q, objective=hi), base or [])
     return Found(hi, best, True, probes, replace(q, objective=hi), base)
+
+
+def _within_reach(problem: Problem, q: Question, t: int, deadline: float | None) -> list[Choices] | None:
+    """The choices at period t, or None when they are too many to keep (probes then sweep the band)."""
+    try:
+        return _at(problem, q, t, deadline)
+    except TooManyStages:
+        return None
 
 
 def _question_below(problem: Problem, found: Found, goal: Goal, v: int) -> tuple[Question, list[Choices]]:
@@ -297,12 +317,15 @@ def optimize(
         return _single_stage(problem, goal, rank, allow_spill)
     notes: list[str] = []
     onchip_plan = None
+    phases: dict[str, float] = {}
     try:
         if not allow_spill:
             onchip_plan = first_plan(replace(problem, onchip=True), deadline)
         if onchip_plan is not None:
             problem = replace(problem, onchip=True)
+        phases["on chip"] = time.monotonic() - started
         found = reference(problem, goal, deadline=deadline, known=onchip_plan)
+        phases["reference"] = time.monotonic() - started - phases["on chip"]
     except (SearchTimeout, TooManyStages) as exc:
         return _fallback(problem, goal, onchip_plan, exc)
     if found is None:
@@ -320,11 +343,14 @@ def optimize(
     if time.monotonic() > deadline:
         out.notes.append("CP-SAT not asked: the time limit passed")
         return out
+    mark = time.monotonic()
     value, plan, done = _prove(problem, goal, found, deadline, workers, seed)
+    phases["proof"] = time.monotonic() - mark
     if found.proven and value != found.value:
         raise TpuplanError(f"internal error: CP-SAT found {value} below the reference optimum {found.value}")
     found.plan, found.value = plan, value
     out = _outcome(found, out.onchip, out.notes)
+    out.phases = phases
     if not done:
         out.notes.append("CP-SAT stopped before proving the optimum (time limit or size); kept the best plan found")
         out.status = "REFERENCE" if found.proven else "FEASIBLE"
@@ -332,6 +358,7 @@ def optimize(
     out.status, out.proven, out.best_bound = "OPTIMAL", True, value
     now = time.monotonic()
     pinned = _pin(problem, goal, found, value, rank, min(deadline, now + max(PIN_MIN_S, PIN_FACTOR * (now - started))))
+    phases["tie-break"] = time.monotonic() - now
     if pinned is None:
         out.notes.append("tie-break not finished in time: the choice among optimal plans is not pinned")
     else:

@@ -133,6 +133,7 @@ class StageCostTable:
         self._onchip = np.zeros(0, dtype=np.bool_)
         self._reach: dict[tuple[int | None, bool], I64] = {}
         self._loops: list[tuple[int, int]] = []
+        self.pricing_s = 0.0  # time spent pricing stages (the benchmarks read it)
         self._views: dict[tuple[int | None, bool], Arcs] = {}
 
     @staticmethod
@@ -227,12 +228,14 @@ class StageCostTable:
                 f"tpuplan keeps ({MAX_TABLE_ARCS:,}); use more TPUs or the throughput objective"
             )
         parts = []
+        started = time.monotonic()
         for lo in range(0, grow.size, _EXTEND_ROWS):
             if deadline is not None and time.monotonic() > deadline:
                 raise OutOfTime
             rows = grow[lo : lo + _EXTEND_ROWS]
             parts.append(self.pricer.block(rows, want[rows], _KEEP, los=hi[rows] + 1))
         self._merge(grow, hi[grow] + 1, want[grow], parts)
+        self.pricing_s += time.monotonic() - started
 
     def _merge(self, rows: I64, los: I64, his: I64, parts: Sequence[dict[str, Any]]) -> None:
         """Insert the new arcs (ends los..his of `rows`) after each row's old ones."""
