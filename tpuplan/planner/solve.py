@@ -91,10 +91,16 @@ def _notes(
         plain = checked_search(
             profile, DeviceSet(dset.kinds, dset.counts).problem(tables, k), opts, ("stages", "T"), False
         )
+        gain = plain.objective / max(got.objective, 1)
         notes.append(
             f"without copies the best plan over {k} TPU(s) has period {plain.objective} us "
-            f"({len(plain.options)} TPU(s)): copies give x{plain.objective / max(got.objective, 1):.2f}"
+            f"({len(plain.options)} TPU(s)): copies give x{gain:.2f}"
         )
+        if gain < 1.01 and sum(got.copies) > len(plain.options):
+            notes.append(
+                f"the least period takes {sum(got.copies)} TPUs for under 1% over {len(plain.options)}: "
+                "--tpus auto --replicate takes the fewest TPUs within --tolerance of the best"
+            )
     if used < k:
         if not got.proven:
             notes.append(f"the best plan found uses {used} of the {k} TPUs (the search did not finish)")

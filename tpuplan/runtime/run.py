@@ -24,6 +24,7 @@ from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.limits import MAX_COUNT, MAX_PIPELINE_US, Count, Rate, Seconds
 from tpuplan.runtime.backends.probe import probe_models
 from tpuplan.runtime.backends.registry import Backend, InterpreterStage, get_backend
+from tpuplan.runtime.devicemap import assign, per_copy
 from tpuplan.runtime.pipeline.base import PipelineBase, StageStats
 from tpuplan.runtime.pipeline.runners import DEFAULT_RUNNER, check_runner, default_queue_size, open_pipeline
 from tpuplan.runtime.pipeline.stage import Array, StageRunner, StageSource
@@ -240,7 +241,8 @@ def run_split(
     if chosen.compiled != split.compiled:
         raise TpuplanError(f"the {chosen.name} backend runs {'compiled' if chosen.compiled else 'CPU'} segments")
     manifest = split.manifest
-    devs = chosen.devices(sum(copies_of(split)), devices)
+    planned = per_copy([seg.device for seg in manifest.segments], copies_of(split))
+    devs = chosen.devices(sum(copies_of(split)), assign(planned, devices) if devices else devices)
     specs = input_specs(manifest)
     source = open_inputs(o.input_path, specs, count=o.inputs, seed=o.seed)
     boundary = max([sum(s.nbytes for s in specs)] + [_bytes(seg.outputs) for seg in manifest.segments])

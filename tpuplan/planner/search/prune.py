@@ -141,9 +141,7 @@ def _through_usage(problem: Problem, comps: Sequence[Component], layers: Sequenc
     return out
 
 
-def through(
-    problem: Problem, comps: Sequence[Component], layers: Sequence[Choices], pool: bool = True
-) -> list[I64]:
+def through(problem: Problem, comps: Sequence[Component], layers: Sequence[Choices], pool: bool = True) -> list[I64]:
     """For every choice of every layer: the least value of each component over whole plans through it
     (BIG everywhere off every whole plan: `problem.reachable`); with `pool` and a pool of few enough
     states, over the plans that keep within it (else each kind may take every stage: a weaker bound)."""

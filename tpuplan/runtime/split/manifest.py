@@ -75,6 +75,7 @@ class SegmentEntry(StrictModel):
     bytes: Bytes
     sha256: Sha256
     copies: int = Field(1, ge=1, le=64, description="devices that run this segment, taking inputs in turn (the plan's)")
+    device: str | None = Field(None, max_length=200, description="the device the plan gave this segment")
     compiled: CompiledEntry | None = None
 
 

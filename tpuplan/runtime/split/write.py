@@ -173,6 +173,7 @@ def _entries(
             bytes=len(seg.data),
             sha256=sha256_of(seg.data),
             copies=plan.stages[seg.index].copies if plan is not None else 1,
+            device=plan.stages[seg.index].device if plan is not None else None,
         )
         if compile:
             stage = plan.stages[seg.index] if plan is not None else None

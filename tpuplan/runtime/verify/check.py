@@ -25,6 +25,7 @@ from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.pricing import formula
 from tpuplan.profiles.tflite.reader import LoadedModel
 from tpuplan.runtime.backends.registry import Backend, InterpreterStage, get_backend
+from tpuplan.runtime.devicemap import assign, per_copy
 from tpuplan.runtime.pipeline.runners import default_queue_size
 from tpuplan.runtime.pipeline.stage import Array
 from tpuplan.runtime.progress import Progress, ticker
@@ -125,7 +126,8 @@ def verify(
             f"{loaded.path}: the plan is for model sha256 {plan.model.sha256[:12]}, but this model is "
             f"{loaded.sha256[:12]}"
         )
-    devs = chosen.devices(sum(s.copies for s in plan.stages), devices)
+    planned = per_copy([s.device for s in plan.stages], [s.copies for s in plan.stages])
+    devs = chosen.devices(sum(s.copies for s in plan.stages), assign(planned, devices) if devices else devices)
     plan_backends = {s.backend for s in plan.devices}
     comparable = plan_backends == {chosen.name}
     notes: list[str] = []
