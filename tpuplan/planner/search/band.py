@@ -41,6 +41,41 @@ MAX_CHOICES = 1 << 22  # choices a sweep keeps over all layers (a search over mo
 
 
 @dataclass
+class Windows:
+    """For every layer, the nodes its stages may start at and end at (op boundaries 0..n): reachable from
+    the first op with that many stages before, and able to reach the last op with the stages left (an
+    interval around each: a superset, so nothing is lost). Near the optimum of many stages they are
+    narrow, and a layer reads only the stages between them."""
+
+    start_lo: I64
+    start_hi: I64
+    end_lo: I64
+    end_hi: I64
+
+    @staticmethod
+    def of(problem: Problem, opts: Sequence[_Option]) -> Windows:
+        n, k = problem.n, problem.k
+        far = np.full(n + 1, -1, dtype=np.int64)
+        for op in opts:
+            np.maximum.at(far, op.p1, op.e1)
+        reach = np.maximum.accumulate(far)  # the farthest end node from any start at or before a node
+        fwd_lo, fwd_hi = [0], [0]
+        for _ in range(k):
+            hi = int(reach[min(fwd_hi[-1], n)])
+            fwd_lo.append(min(fwd_lo[-1] + 1, n))
+            fwd_hi.append(max(hi, fwd_lo[-1]) if hi >= 0 else -1)
+        back_lo, back_hi = [n] * (k + 1), [n] * (k + 1)
+        for s in range(k - 1, -1, -1):
+            back_lo[s] = int(np.searchsorted(reach, back_lo[s + 1]))
+            back_hi[s] = n - 1 if problem.open_end else back_hi[s + 1] - 1
+        start_lo = np.array([max(fwd_lo[s], back_lo[s]) for s in range(k)], dtype=np.int64)
+        start_hi = np.array([min(fwd_hi[s], back_hi[s]) for s in range(k)], dtype=np.int64)
+        end_lo = np.array([max(fwd_lo[s + 1], back_lo[s + 1]) for s in range(k)], dtype=np.int64)
+        end_hi = np.array([min(fwd_hi[s + 1], back_hi[s + 1] if not problem.open_end else n) for s in range(k)])
+        return Windows(start_lo, start_hi, end_lo, end_hi.astype(np.int64))
+
+
+@dataclass
 class _Option:
     """One option's stages that a question allows, sorted by end: where they are in the view (`idx`),
     the nodes before and after them, their copies and component values. Choices are made only of the
@@ -54,15 +89,12 @@ class _Option:
     r: I64
     mat: I64
 
-    def span(self, problem: Problem, s: int) -> slice:
-        """The stages layer s may take: ends up to the last one that leaves an op for every later stage
-        (exactly K stages), the last op for the last layer."""
-        n, k = problem.n, problem.k
-        if problem.open_end:
-            return slice(0, len(self.p1))
-        last = n - (k - 1 - s)  # a node: one past the last op the layer may end at
-        lo = int(np.searchsorted(self.e1, n)) if s == k - 1 else 0
-        return slice(lo, int(np.searchsorted(self.e1, last, side="right")))
+    def layer(self, w: Windows, s: int) -> I64:
+        """The stages layer s may take: starts and ends inside its windows."""
+        lo, hi = np.searchsorted(self.p1, [w.start_lo[s], w.start_hi[s] + 1])
+        e = self.e1[lo:hi]
+        out: I64 = lo + np.flatnonzero((e >= w.end_lo[s]) & (e <= w.end_hi[s]))
+        return out
 
     def choices(self, sel: I64) -> Choices:
         at = self.idx[sel]
@@ -73,7 +105,8 @@ class _Option:
 
 def _option(problem: Problem, q: Question, o: int, view: Arcs, comps: Sequence[Component]) -> _Option:
     """The stages of one option's view that q allows (valid, on chip when imposed, within the stage cap
-    and the filtered bounds; with copies, the fewest copies that meet q's period), sorted by end."""
+    and the filtered bounds; with copies, the fewest copies that meet q's period), in the view's order
+    (by start, then end)."""
     time = view.values["time"]
     ok = view.valid & view.onchip if problem.onchip else view.valid.copy()
     ok &= time <= stage_cap(problem, q)
@@ -88,7 +121,6 @@ def _option(problem: Problem, q: Question, o: int, view: Arcs, comps: Sequence[C
         r = np.ones(len(time), dtype=np.int64)
         r[sel] = np.minimum(need, BIG - 1)
     idx = np.flatnonzero(ok)
-    idx = idx[np.argsort(view.b[idx], kind="stable")]
     r_idx = np.ones(len(idx), dtype=np.int64) if r is None else r[idx]
     p1, e1 = view.a[idx].astype(np.int64), view.b[idx].astype(np.int64) + 1
     op = _Option(o, view, idx, p1, e1, r_idx, np.zeros((len(idx), 0), dtype=np.int64))
@@ -114,7 +146,7 @@ def _joins(comps: Sequence[Component]) -> list[Any]:
     return [np.maximum if c.combine == "max" else np.add for c in comps]
 
 
-def _forward(problem: Problem, comps: Sequence[Component], opts: Sequence[_Option]) -> list[I64]:
+def _forward(problem: Problem, comps: Sequence[Component], opts: Sequence[_Option], w: Windows) -> list[I64]:
     """pre[s][x]: the least of each component over the first s stages ending before op x ([n + 1, d])."""
     n, d = problem.n, len(comps)
     joins = _joins(comps)
@@ -124,7 +156,7 @@ def _forward(problem: Problem, comps: Sequence[Component], opts: Sequence[_Optio
         nxt = np.full((n + 1, d), BIG, dtype=np.int64)
         for o in problem.layers[s]:
             op = opts[o]
-            sl = op.span(problem, s)
+            sl = op.layer(w, s)
             for j in range(d):
                 vals = np.minimum(joins[j](pre[s][op.p1[sl], j], op.mat[sl, j]), BIG)
                 np.minimum.at(nxt[:, j], op.e1[sl], vals)
@@ -134,7 +166,7 @@ def _forward(problem: Problem, comps: Sequence[Component], opts: Sequence[_Optio
     return pre
 
 
-def _backward(problem: Problem, comps: Sequence[Component], opts: Sequence[_Option]) -> list[I64]:
+def _backward(problem: Problem, comps: Sequence[Component], opts: Sequence[_Option], w: Windows) -> list[I64]:
     """suf[s][x]: the least of each component over stages s.. starting at op x ([n + 1, d])."""
     n, k, d = problem.n, problem.k, len(comps)
     joins = _joins(comps)
@@ -143,7 +175,7 @@ def _backward(problem: Problem, comps: Sequence[Component], opts: Sequence[_Opti
     for s in range(k - 1, -1, -1):
         for o in problem.layers[s]:
             op = opts[o]
-            sl = op.span(problem, s)
+            sl = op.layer(w, s)
             for j in range(d):
                 vals = np.minimum(joins[j](op.mat[sl, j], suf[s + 1][op.e1[sl], j]), BIG)
                 np.minimum.at(suf[s][:, j], op.p1[sl], vals)
@@ -161,14 +193,15 @@ def sweep(problem: Problem, q: Question, views: Sequence[Arcs]) -> list[Choices]
     be over whole plans through them (one pass over the band; `prune.prune` repeats it on what is left)."""
     comps = reachable(q.comps)
     opts = _options(problem, q, views, comps)
-    pre, suf = _forward(problem, comps, opts), _backward(problem, comps, opts)
+    w = Windows.of(problem, opts)
+    pre, suf = _forward(problem, comps, opts, w), _backward(problem, comps, opts, w)
     joins = _joins(comps)
     layers, kept = [], 0
     for s in range(problem.k):
         parts = []
         for o in problem.layers[s]:
             op = opts[o]
-            sl = op.span(problem, s)
+            sl = op.layer(w, s)
             cols = [
                 np.minimum(joins[j](joins[j](pre[s][op.p1[sl], j], op.mat[sl, j]), suf[s + 1][op.e1[sl], j]), BIG)
                 for j in range(len(comps))
@@ -180,7 +213,7 @@ def sweep(problem: Problem, q: Question, views: Sequence[Arcs]) -> list[Choices]
                     f"more than {MAX_CHOICES:,} stage choices lie on plans within {q.objective:,} us (the "
                     "objective hardly depends on where the cuts fall); not searched to the end"
                 )
-            parts.append(op.choices(np.arange(sl.start, sl.stop)[keep]))
+            parts.append(op.choices(sl[keep]))
         if problem.open_end and s >= 1:
             parts.append(empty_choice(problem))
         layers.append(Choices.concat(parts))
@@ -200,7 +233,7 @@ def band_bound(problem: Problem, q: Question, views: Sequence[Arcs]) -> int:
             c = op.choices(np.arange(len(op.idx)))
             r = np.where(in_loop(problem.loops, c.p, c.e), 1, most)
             op.mat[:, 0] = interval(c.values["time"], c.values["serial"], r)
-    suf = _backward(problem, comps, opts)
+    suf = _backward(problem, comps, opts, Windows.of(problem, opts))
     joins = _joins(comps)
     best = BIG
     for o in problem.layers[0]:
@@ -219,7 +252,8 @@ def bottleneck(problem: Problem, views: Sequence[Arcs], cap: int) -> tuple[list[
     stage = (Component(PERIOD_BOUNDS[0].name, "max"),)
     q = Question(Goal(), cap, period_for_copies=cap if problem.copies else None, comps=stage)
     opts = _options(problem, q, views, stage)
-    suf = _backward(problem, stage, opts)
+    w = Windows.of(problem, opts)
+    suf = _backward(problem, stage, opts, w)
     best = int(suf[0][0, 0])
     if best >= BIG:
         return None
@@ -230,8 +264,8 @@ def bottleneck(problem: Problem, views: Sequence[Arcs], cap: int) -> tuple[list[
             break
         for o in problem.layers[s]:
             op = opts[o]
-            sl = op.span(problem, s)
-            idx = np.arange(sl.start, sl.stop)[op.p1[sl] == node]
+            sl = op.layer(w, s)
+            idx = sl[op.p1[sl] == node]
             fine = np.maximum(np.maximum(peak, op.mat[idx, 0]), suf[s + 1][op.e1[idx], 0]) <= best
             if fine.any():
                 j = int(idx[int(np.argmax(fine))])
