@@ -135,3 +135,26 @@ def test_mixed_pool_on_a_real_model_beats_every_order() -> None:
     kinds = [slow, pci]
     for perm in set(itertools.permutations([0, 0, 1])):
         assert mixed.predicted_period_us <= solve(prof, 3, [kinds[j] for j in perm]).predicted_period_us
+
+
+def test_data_parallel_in_compare_and_auto() -> None:
+    """The issue's case: MobileNet v2 fits on one TPU, so `compare` shows the whole model on each of K TPUs
+    for K = 2..8, and `--tpus auto --replicate` picks it when it is best (pycoral host: no serialized
+    host work, so K copies divide the period by K)."""
+    from tpuplan.planner.baselines import compare
+    from tpuplan.planner.solve import solve_auto
+    from tpuplan.profiles.pricing.host import host_preset
+
+    path = MODELS / "mobilenet_v2_1.0_224_quant.tflite"
+    if not path.is_file():
+        return
+    prof = build_profile(load_model(Path(path)), preset("edgetpu-usb"))
+    for k in range(2, 9):
+        cmp = compare(prof, k)
+        row = next(e for e in cmp.entries if e.name == f"whole model on each of {k} TPUs")
+        assert row.copies == [k] and row.cuts == [] and row.tpus == k
+    host = host_preset("pycoral")
+    auto = solve_auto(prof, DeviceSet((preset("edgetpu-usb"),), copies=True), 8, host=host)
+    assert [s.copies for s in auto.stages] == [auto.tpus] and auto.tpus > 1
+    assert (auto.curve or [])[-1].shape == "whole model on each of 8 TPUs (data parallel)"
+    assert any("data parallel" in note and "period" in note and "latency" in note for note in auto.notes)

@@ -30,7 +30,8 @@ from tpuplan.profiles.tflite.reader import MAX_MODEL_BYTES, LoadedModel, parse_m
 DEVICE_HELP = "Device preset name or DeviceSpec JSON file. Presets: edgetpu-usb (calibrated default), edgetpu-pci, cpu."
 DEVICES_HELP = DEVICE_HELP + (
     " A pool: repeat or comma-separate, 'Nx NAME' for N of one (e.g. '2x edgetpu-usb, 1x edgetpu-pci, cpu'); the "
-    "planner chooses which device runs which stage. One device alone: as many as --tpus asks."
+    "planner chooses which device runs which stage. One device alone: as many as --tpus asks. With --cuts or "
+    "--in-order: one per stage, in stage order (copies of a stage run on its device)."
 )
 HOST_HELP = "Host preset (tpuplan, pycoral, python-threads) or HostSpec JSON: the runner and host CPU costs."
 SOURCE_HELP = "A profile JSON (from `plan profile`) or a .tflite CPU model (profiled on the first --device)."

@@ -23,14 +23,17 @@ MAX_COPIES = 64  # TPUs one plan may use in all
 UNCALIBRATED_WARNING = 0.5  # a bottleneck stage with more uncalibrated time than this gets a note
 
 
-def expand_devices(profile: Profile, devices: Sequence[DeviceSpec] | None, k: int) -> list[DeviceSpec]:
+def expand_devices(
+    profile: Profile, devices: Sequence[DeviceSpec] | None, k: int, what: str = "TPUs"
+) -> list[DeviceSpec]:
     """One device per stage: none = the profile's, one = the same for all, else exactly k."""
     if not devices:
         return [profile.device] * k
     if len(devices) == 1:
         return [devices[0]] * k
     if len(devices) != k:
-        raise TpuplanError(f"{len(devices)} devices given for {k} TPUs (give one for all, or one per TPU)")
+        one = what.rstrip("s")
+        raise TpuplanError(f"{len(devices)} devices given for {k} {what} (give one for all, or one per {one})")
     return list(devices)
 
 
@@ -244,7 +247,7 @@ def evaluate(
     check_k(profile, k)
     cuts = check_cuts(cuts, len(profile.ops), k)
     reps = check_copies(copies, k)
-    devs = expand_devices(profile, devices, k)
+    devs = expand_devices(profile, devices, k, "TPUs" if reps is None else "stages")
     tables = stage_tables(profile, devs, host)
     if reps is not None:
         why = copied_state(loops_of(profile), stage_pairs(cuts, len(profile.ops)), reps)
