@@ -20,7 +20,7 @@ from typing import Any
 from benchmarks.common import MEASUREMENTS, fmt_table, write_results
 from tpuplan.planner.baselines import param_balanced_cuts
 from tpuplan.planner.costs import Goal, stage_tables, totals
-from tpuplan.planner.search.cpsat import solve_tables
+from tpuplan.planner.search.engine import solve_tables
 from tpuplan.planner.solve import solve
 from tpuplan.profiles.build import build_profile
 from tpuplan.profiles.calibration.measurements import read_measurements

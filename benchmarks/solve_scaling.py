@@ -1,152 +1,240 @@
-"""How the planner scales with the number of ops N and stages K, against the exact reference.
+"""How long the planner takes, proven optimal, on models of every size (PREDICTED costs; times measured here).
 
-Two families, three seeds each:
-  random    tables of random integers whose memory binds at about 6 TPUs (planner.synthetic.random_table)
-  fc-chain  a real .tflite (plan synth fc) of about N ops, profiled and priced by the real stage tables
-            on the edgetpu-usb device and the python-threads host (placement, caching, serialized host work)
-Every cell records the table build time, the planner's solve time (exact reference, then CP-SAT's proof and
-tie-break), status and objective, and the reference's own time; the two objectives must agree.
-Run: python -m benchmarks.solve_scaling [--workers W] [--quick]
+Families (edgetpu-usb device):
+  shared    every CPU model of ../shared/models and ../shared/models/published (3..251 ops), K = 2..8, three
+            ways: plain (K TPUs in a row), copies (--replicate), pool (ceil(K/2) edgetpu-usb + floor(K/2)
+            edgetpu-pci: the planner assigns them); host tpuplan
+  zoo       a 614-op MobileNet-v2-like model (benchmarks/zoo.py: inverted residual blocks, 35 MiB), the same
+  fc-chain  a real .tflite of N ops (plan synth fc, widths 128/256/512), exactly K stages, host
+            python-threads (serialized host work and the shared bus both count), N = 100..2,000, K = 2..16
+  10k       N = 10,000, K = 16: a conv chain (16 filters, 16x16 images) and an FC chain (width 128)
+Every cell is one whole solve under one deadline (30 s): pricing the stages the search needs, the first plan,
+the exact reference, CP-SAT's proof and the tie-break. Times: process CPU seconds (the machine is shared by
+several people; CPU time is the steadier measure) and wall seconds, with the phases. Run:
+python -m benchmarks.solve_scaling [--quick] (quick: no fc-chain grid, no 10k cells).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import itertools
 import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from benchmarks.common import fmt_table, write_results
+from benchmarks.common import MODELS, cpu_model_paths, fmt_table, write_results
+from benchmarks.zoo import mobilenet_like
 from tpuplan.planner.costs import Goal
-from tpuplan.planner.defaults import DEFAULT_WORKERS
-from tpuplan.planner.search.cpsat import solve_tables
-from tpuplan.planner.search.reference import reference_solve
-from tpuplan.planner.synthetic import random_table
+from tpuplan.planner.devices import DeviceSet, Tables
+from tpuplan.planner.search.engine import optimize
+from tpuplan.planner.search.problem import in_order
+from tpuplan.planner.solve import rank_of
 from tpuplan.profiles.build import build_profile
+from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.model import Profile
 from tpuplan.profiles.pricing.device import preset
-from tpuplan.profiles.pricing.host import host_preset
-from tpuplan.profiles.pricing.tables import StageCostTable, stage_table
-from tpuplan.profiles.synth import synth_fc
-from tpuplan.profiles.tflite.reader import parse_model
+from tpuplan.profiles.pricing.host import HostSpec, host_preset
+from tpuplan.profiles.synth import synth_conv, synth_fc
+from tpuplan.profiles.tflite.reader import load_model, parse_model
 
-SIZES = [100, 500, 1_000, 2_000]
-TPUS = [2, 4, 8, 16]
-SEEDS = [0, 1, 2]
-GOALS = {"n_le_1000": 0.5, "n_2000_k16": 5.0}  # median solve seconds
+GOAL_S = {"shared_zoo_k_le_8": 0.2, "fc_2000_k16": 5.0}  # per solve, CPU seconds
+USB, PCI = preset("edgetpu-usb"), preset("edgetpu-pci")
 
 
-def fc_chain(n: int, seed: int) -> StageCostTable:
-    """A real model of about n ops (QUANTIZE, then Dense + TANH pairs, Dense, DEQUANTIZE), priced for real."""
-    width = (128, 256, 512)[seed % 3]
-    depth = max(1, (n - 4) // 2)
-    model = parse_model(synth_fc(width, depth=depth, weights="zeros"), Path(f"fc_{n}.tflite"))
-    return stage_table(build_profile(model, preset("edgetpu-usb"), host_preset("python-threads")))
+def device_set(mode: str, k: int) -> DeviceSet:
+    if mode == "pool":
+        return DeviceSet.pool([(USB, k - k // 2), (PCI, k // 2)])
+    return DeviceSet((USB,), copies=mode == "copies")
 
 
-def run_cell(table: StageCostTable, k: int, workers: int) -> dict[str, Any]:
-    tables = [table] * k
-    t0 = time.perf_counter()
-    out = solve_tables(tables, workers=workers)
-    solve_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    ref = reference_solve(tables, Goal(), onchip=out.onchip)
-    ref_s = time.perf_counter() - t0
-    assert ref is not None
+def cell(profile: Profile, dset: DeviceSet, k: int, host: HostSpec, exact: bool = False) -> dict[str, Any]:
+    """One whole solve: status, objective, TPUs used, CPU and wall seconds, and where they went."""
+    tables = Tables(profile, host)
+    wall, cpu = time.perf_counter(), time.process_time()
+    try:
+        if exact:  # exactly K stages in a row (the fc-chain grid, as the first benchmark ran it)
+            out = optimize(in_order([tables.of(dset.kinds[0])] * k), Goal(), rank=("T",))
+        else:
+            out = optimize(dset.problem(tables, k), Goal(), rank=rank_of(dset, Goal()))
+    except TpuplanError as exc:  # a model no plan exists for (no op the Edge TPU runs)
+        return {"status": "NO PLAN", "proven": True, "cpu_s": 0.0, "wall_s": 0.0, "phases_s": {}, "notes": [str(exc)]}
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    priced = tables.all()
     return {
         "status": out.status,
-        "objective": out.objective,
-        "on_chip": out.onchip,
-        "wall_s": round(solve_s, 4),
-        "reference_objective": ref.objective,
-        "reference_s": round(ref_s, 4),
-        "equal": out.objective == ref.objective,
+        "proven": out.proven,
+        "objective_us": out.objective,
+        "tpus_used": sum(out.copies),
+        "stages": len(out.options),
+        "cpu_s": round(cpu, 4),
+        "wall_s": round(wall, 4),
+        "pricing_s": round(sum(t.pricing_s for t in priced), 4),
+        "stages_priced": sum(t.priced for t in priced),
+        "phases_s": {k: round(v, 4) for k, v in out.phases.items()},
+        "notes": out.notes,
     }
 
 
-def run_row(family: str, n: int, k: int, workers: int) -> dict[str, Any]:
-    """One (family, N, K) cell over every seed."""
-    cells = []
-    for seed in SEEDS:
-        t0 = time.perf_counter()
-        table = (
-            random_table(np.random.default_rng(seed * 7919 + n), n, tpus=6) if family == "random" else fc_chain(n, seed)
+def shared_models() -> list[tuple[str, Callable[[], Profile]]]:
+    paths = cpu_model_paths() + sorted((MODELS / "published").glob("*.tflite"))
+
+    def loader(path: Path) -> Callable[[], Profile]:
+        return lambda: build_profile(load_model(path), USB, host_preset("tpuplan"))
+
+    def zoo() -> Profile:
+        model = parse_model(mobilenet_like(640), Path("zoo_mobilenet_like_614.tflite"))
+        return build_profile(model, USB, host_preset("tpuplan"))
+
+    return [*((p.name, loader(p)) for p in paths), ("zoo_mobilenet_like_614", zoo)]
+
+
+def run_shared() -> list[dict[str, Any]]:
+    rows = []
+    for name, make in shared_models():
+        profile = make()
+        n = len(profile.ops)
+        for mode in ("plain", "copies", "pool"):
+            for k in range(2, 9):
+                if mode != "copies" and k > n:
+                    continue
+                got = cell(profile, device_set(mode, k), k, host_preset("tpuplan"))
+                rows.append(
+                    {
+                        "family": "zoo" if name.startswith("zoo") else "shared",
+                        "model": name,
+                        "n": n,
+                        "mode": mode,
+                        "k": k,
+                        **got,
+                    }
+                )
+        worst = max(r["cpu_s"] for r in rows if r["model"] == name)
+        print(f"{name[:44]:44} n={n:4}: worst {worst:.3f} s CPU over K=2..8 x plain/copies/pool", flush=True)
+    return rows
+
+
+def fc_profile(n: int, width: int) -> Profile:
+    model = parse_model(synth_fc(width, depth=max(1, (n - 4) // 2), weights="zeros"), Path(f"fc_{n}.tflite"))
+    return build_profile(model, USB, host_preset("python-threads"))
+
+
+def run_fc(sizes: list[int], tpus: list[int]) -> list[dict[str, Any]]:
+    rows = []
+    for n in sizes:
+        for width in (128, 256, 512):
+            profile = fc_profile(n, width)
+            for k in tpus:
+                got = cell(profile, DeviceSet((USB,)), k, host_preset("python-threads"), exact=True)
+                rows.append(
+                    {
+                        "family": "fc-chain",
+                        "model": f"fc w{width}",
+                        "n": len(profile.ops),
+                        "mode": "exact",
+                        "k": k,
+                        **got,
+                    }
+                )
+                print(f"fc-chain N={n:5} w={width:3} K={k:2}: {got['cpu_s']:.2f} s CPU, {got['status']}", flush=True)
+    return rows
+
+
+def run_10k() -> list[dict[str, Any]]:
+    rows = []
+    makers: dict[str, Callable[[], bytes]] = {
+        "conv chain f16 16x16": lambda: synth_conv(16, layers=9_999, size=16, weights="zeros"),
+        "fc chain w128": lambda: synth_fc(128, depth=4_998, weights="zeros"),
+    }
+    for name, make in makers.items():
+        profile = build_profile(parse_model(make(), Path("n10k.tflite")), USB, host_preset("python-threads"))
+        got = cell(profile, DeviceSet((USB,)), 16, host_preset("python-threads"), exact=True)
+        rows.append({"family": "10k", "model": name, "n": len(profile.ops), "mode": "exact", "k": 16, **got})
+        print(f"10k {name}: {got['cpu_s']:.1f} s CPU, {got['wall_s']:.1f} s wall, {got['status']}", flush=True)
+    return rows
+
+
+def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    small = [r for r in rows if r["family"] in ("shared", "zoo")]
+    out: dict[str, Any] = {"goals_s": GOAL_S}
+    for mode in ("plain", "copies", "pool"):
+        cells = [r for r in small if r["mode"] == mode]
+        if cells:
+            worst = max(cells, key=lambda r: r["cpu_s"])
+            out[f"worst_cpu_s_{mode}"] = [worst["cpu_s"], worst["model"], worst["k"]]
+            out[f"all_proven_{mode}"] = all(r["proven"] for r in cells)
+            out[f"over_goal_{mode}"] = sorted({f"{r['model']} K={r['k']}" for r in cells if r["cpu_s"] > 0.2})
+    fc = [r for r in rows if r["family"] == "fc-chain" and r["n"] >= 1_999 and r["k"] == 16]
+    if fc:
+        out["fc_2000_k16_cpu_s"] = [r["cpu_s"] for r in fc]
+        out["fc_2000_k16_wall_s"] = [r["wall_s"] for r in fc]
+        out["fc_2000_k16_median_cpu_s"] = statistics.median(r["cpu_s"] for r in fc)
+    out["ten_k"] = [
+        [r["model"], r["status"], r["cpu_s"], r["wall_s"], r["stages_priced"]] for r in rows if r["family"] == "10k"
+    ]
+    return out
+
+
+def print_tables(rows: list[dict[str, Any]]) -> None:
+    small = [r for r in rows if r["family"] in ("shared", "zoo")]
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    for r in small:
+        by_model.setdefault(r["model"], []).append(r)
+    head = ["model", "ops", *(f"{m} K2..8 max" for m in ("plain", "copies", "pool")), "proven"]
+    table = []
+    for name, cells in by_model.items():
+        worst = {
+            m: max((c["cpu_s"] for c in cells if c["mode"] == m), default=0.0) for m in ("plain", "copies", "pool")
+        }
+        table.append([name[:40], cells[0]["n"], *(f"{worst[m]:.3f}" for m in worst), all(c["proven"] for c in cells)])
+    print(fmt_table(head, table))
+    big = [r for r in rows if r["family"] in ("fc-chain", "10k")]
+    if big:
+        head = ["family", "model", "N", "K", "CPU s", "wall s", "pricing s", "stages priced", "status", "slowest phase"]
+        print(
+            fmt_table(
+                head,
+                [
+                    [
+                        r["family"],
+                        r["model"],
+                        r["n"],
+                        r["k"],
+                        r["cpu_s"],
+                        r["wall_s"],
+                        r["pricing_s"],
+                        r["stages_priced"],
+                        r["status"],
+                        max(r["phases_s"].items(), key=lambda kv: kv[1])[0] if r["phases_s"] else "-",
+                    ]
+                    for r in big
+                ],
+            )
         )
-        build_s = time.perf_counter() - t0
-        if k <= table.n:
-            cells.append({"seed": seed, "n_ops": table.n, "table_s": round(build_s, 4), **run_cell(table, k, workers)})
-    times = [c["wall_s"] for c in cells]
-    return {
-        "family": family,
-        "n": n,
-        "k": k,
-        "median_wall_s": round(statistics.median(times), 4),
-        "max_wall_s": max(times),
-        "median_table_s": round(statistics.median(c["table_s"] for c in cells), 4),
-        "median_reference_s": round(statistics.median(c["reference_s"] for c in cells), 4),
-        "statuses": sorted({c["status"] for c in cells}),
-        "all_equal_reference": all(c["equal"] for c in cells),
-        "cells": cells,
-    }
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
-    ap.add_argument("--quick", action="store_true", help="N <= 1,000 only")
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="shared and zoo models only")
     args = ap.parse_args()
-    sizes = [n for n in SIZES if n <= 1_000] if args.quick else SIZES
-    rows: list[dict[str, Any]] = []
-    for family, n, k in itertools.product(["random", "fc-chain"], sizes, TPUS):
-        rows.append(run_row(family, n, k, args.workers))
-        r = rows[-1]
-        print(
-            f"{family:>8} N={n:>5} K={k:>2}: median {r['median_wall_s']:.3f} s, max {r['max_wall_s']:.3f} s, "
-            f"{'/'.join(r['statuses'])}, equal {r['all_equal_reference']}",
-            flush=True,
-        )
-    table = [
-        [
-            r["family"],
-            r["n"],
-            r["k"],
-            r["median_table_s"],
-            r["median_wall_s"],
-            r["max_wall_s"],
-            r["median_reference_s"],
-            "/".join(r["statuses"]),
-            "yes" if r["all_equal_reference"] else "NO",
-        ]
-        for r in rows
-    ]
-    print(
-        fmt_table(["family", "N", "K", "table s", "median solve s", "max s", "reference s", "status", "= ref"], table)
-    )
-    small = [r["median_wall_s"] for r in rows if r["n"] <= 1_000]
-    big = [r["median_wall_s"] for r in rows if r["n"] == 2_000 and r["k"] == 16]
-    summary = {
-        "all_optimal": all(r["statuses"] == ["OPTIMAL"] for r in rows),
-        "all_equal_reference": all(r["all_equal_reference"] for r in rows),
-        "worst_median_s_n_le_1000": max(small) if small else None,
-        "worst_median_s_n_2000_k16": max(big) if big else None,
-        "goals_s": GOALS,
-    }
-    print(summary)
+    rows = run_shared()
+    if not args.quick:
+        rows += run_fc([100, 500, 1_000, 2_000], [2, 4, 8, 16])
+        rows += run_10k()
+    print_tables(rows)
+    result = summary(rows)
+    print(result)
     write_results(
         "solve_scaling",
         {
             "ortools": importlib.metadata.version("ortools"),
             "cpus": os.cpu_count(),
+            "load_average": os.getloadavg(),
             "python": platform.python_version(),
-            "workers": args.workers,
-            "seeds": SEEDS,
-            "summary": summary,
+            "summary": result,
             "rows": rows,
         },
     )

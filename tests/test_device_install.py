@@ -8,6 +8,7 @@ OR-Tools is hidden from a child process to play the device.
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -121,3 +122,21 @@ def test_python_39_stand_ins_behave_like_the_standard_library() -> None:
 
     resolve_annotations(command)  # what `plan` does for typer; on 3.9 `int | None` cannot be evaluated
     assert get_type_hints(command) == {"x": Optional[int], "names": Optional[list[str]], "return": Optional[str]}
+
+
+def test_no_python_310_only_calls_in_the_package() -> None:
+    """zip(strict=True) and itertools.pairwise are Python 3.10: the device install runs on 3.9, so the
+    package calls tpuplan.compat's stand-ins (a call found here once broke every pool plan there)."""
+    root = Path(__file__).resolve().parents[1] / "tpuplan"
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if path.name == "compat.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+                continue
+            if node.func.id == "zip" and any(k.arg == "strict" for k in node.keywords):
+                found.append(f"{path.relative_to(root)}:{node.lineno}")
+        if "from itertools import pairwise" in path.read_text():
+            found.append(f"{path.relative_to(root)}: itertools.pairwise")
+    assert found == []

@@ -52,15 +52,15 @@ def test_replicate_beats_every_plain_plan_and_is_priced_like_cuts(conv_model: Pa
 @pytest.mark.parametrize(
     ("args", "text", "code"),
     [
-        (["--tpus", "auto", "--replicate"], "--replicate needs --tpus K", 2),
+        (["--cuts", "2", "--replicate"], "--replicate chooses the cuts and the copies", 2),
         (["--tpus", "4", "--replicate", "--objective", "latency"], "least period", 2),
         (["--tpus", "4", "--replicate", "--batch", "10"], "least period", 2),
-        (["--tpus", "4", "--copies", "2,2"], "--copies prices given cuts", 2),
+        (["--tpus", "4", "--copies", "2,2"], "--copies of several stages prices given cuts", 2),
         (["--cuts", "2", "--copies", "0,2"], "at least 1 per stage", 1),
         (["--cuts", "2", "--copies", "1,2,3"], "3 copy counts given for 2 stages", 1),
         (["--tpus", "2", "--cuts", "2", "--copies", "1,2"], "use 3 TPUs, not 2", 2),
         (["--tpus", "3", "--cuts", "2"], "1 cuts given for 3 TPUs", 2),
-        (["--tpus", "17", "--replicate"], "1 to 16 TPUs", 1),
+        (["--tpus", "65", "--replicate"], "1 to 64 TPUs", 1),
     ],
 )
 def test_bad_copy_options_are_one_line_errors(conv_model: Path, args: list[str], text: str, code: int) -> None:

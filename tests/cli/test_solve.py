@@ -89,13 +89,18 @@ def test_auto_and_devices(profile_json: Path) -> None:
     res = plan("solve", profile_json, "--tpus", "auto", "--max-tpus", "3", "--json")
     assert res.returncode == 0, res.stderr
     assert [r["tpus"] for r in json.loads(res.stdout)["curve"]] == [1, 2, 3]
-    res = plan("solve", profile_json, "-k", "2", "--device", "edgetpu-usb,cpu", "--host", "pycoral", "--json")
+    args = ["-k", "2", "--device", "edgetpu-usb,cpu", "--host", "pycoral", "--in-order", "--json"]
+    res = plan("solve", profile_json, *args)
     assert res.returncode == 0, res.stderr
     stages = [s["device"] for s in json.loads(res.stdout)["stages"]]
     assert stages == ["edgetpu-usb", "cpu"][: len(stages)]
-    res = plan("solve", profile_json, "-k", "2", "-d", "edgetpu-usb", "-d", "cpu", "--json")
+    res = plan("solve", profile_json, "-k", "2", "-d", "edgetpu-usb", "-d", "cpu", "--in-order", "--json")
     names = [d["name"] for d in json.loads(res.stdout)["devices"]]
     assert names == ["edgetpu-usb", "cpu"][: len(names)]
+    pooled = json.loads(plan("solve", profile_json, "-k", "2", "-d", "edgetpu-usb,cpu", "--json").stdout)
+    names = [d["name"] for d in pooled["devices"]]  # a pool: the planner picks, each device at most once
+    assert sorted(names) == sorted(set(names)) and set(names) <= {"edgetpu-usb", "cpu"}
+    assert any("pool 1x edgetpu-usb, 1x cpu" in note for note in pooled["notes"])
 
 
 def test_compare(profile_json: Path) -> None:
@@ -116,7 +121,8 @@ def test_compare(profile_json: Path) -> None:
         (["--cuts", "3,999"], "out of range", 1),
         (["--cuts", "3,x"], "comma-separated", 2),
         (["--cuts", "3,9", "--tpus", "4"], "2 cuts given for 4 TPUs", 2),
-        (["--tpus", "3", "--device", "edgetpu-usb,edgetpu-usb"], "2 devices given for 3 stage(s)", 1),
+        (["--tpus", "3", "--device", "edgetpu-usb,edgetpu-usb"], "3 TPUs asked, but the pool has 2", 1),
+        (["--tpus", "3", "--device", "edgetpu-usb,cpu", "--in-order"], "2 devices given for 3 TPUs", 1),
         (["--tpus", "3", "--device", "nosuchdevice"], "unknown device preset", 1),
         (["--tpus", "3", "--time-limit", "0"], "time-limit", 2),
         ([], "give --tpus", 2),

@@ -18,14 +18,14 @@ import pytest
 from ortools.sat.python import cp_model
 
 import tpuplan.planner.search.cpsat as cpsat
+import tpuplan.planner.search.engine as engine
 from tests.shared_data import MODELS, needs, require
 from tpuplan.planner.baselines import baseline_plans, compare, equal_ops_cuts, param_balanced_cuts
 from tpuplan.planner.costs import Goal, stage_tables, totals
 from tpuplan.planner.plan import Plan, load_plan, stable_json
 from tpuplan.planner.plan_build import evaluate
-from tpuplan.planner.search.cpsat import solve_tables
-from tpuplan.planner.search.prune import restrict
-from tpuplan.planner.search.reference import brute_force, reference_solve
+from tpuplan.planner.search.engine import reference_solve, solve_tables
+from tpuplan.planner.search.reference import brute_force
 from tpuplan.planner.solve import solve, solve_auto
 from tpuplan.planner.synthetic import random_table, synthetic_table
 from tpuplan.profiles.build import build_profile, price
@@ -232,8 +232,14 @@ def _patched_run(status_of: Callable[[Any], Any]) -> Callable[..., Any]:
 
 
 def _no_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Leave every question to CP-SAT: the bounds of planner.search.prune only apply the fixed ends."""
-    monkeypatch.setattr(cpsat, "prune", lambda tables, arcs, goal, caps: restrict(arcs, caps))
+    """Leave every question below the optimum to CP-SAT: no bounds narrow its choices."""
+    monkeypatch.setattr(engine, "_question_below", _unpruned)
+
+
+def _unpruned(problem: Any, found: Any, goal: Any, v: int) -> Any:
+    from dataclasses import replace
+
+    return replace(found.question, objective=v), list(found.base)
 
 
 @pytest.mark.parametrize(
@@ -300,7 +306,7 @@ def test_evaluate_and_baseline_cuts() -> None:
     assert param_balanced_cuts([100, 1, 1, 1, 1, 1], 3) == [0, 4]
     cmp = compare(prof, 3)
     assert cmp.entries[0].name == "tpuplan" and cmp.entries[0].speedup_of_ours == 1.0
-    assert all(e.speedup_of_ours >= 1.0 for e in cmp.entries if e.name != "tpuplan with copies")
+    assert all(e.speedup_of_ours >= 1.0 for e in cmp.entries if "copies" not in e.name and "each of" not in e.name)
     copied = next(e for e in cmp.entries if e.name == "tpuplan with copies")  # plain plans are plans with copies
     assert copied.speedup_of_ours <= 1.0 and copied.tpus <= 3
 
@@ -310,7 +316,7 @@ def test_evaluate_and_baseline_cuts() -> None:
     [
         (lambda p: solve(p, 0), "at least 1"),
         (lambda p: solve(p, 10_000), "more than the"),
-        (lambda p: solve(p, 3, [preset("edgetpu-usb")] * 2), r"2 devices given for 3 stage\(s\)"),
+        (lambda p: solve(p, 3, [preset("edgetpu-usb")] * 2), "2 devices given for 3 TPUs"),
         (lambda p: solve(p, 3, time_limit_s=0), "time limit"),
         (lambda p: solve(p, 3, workers=0), "workers"),
         (lambda p: evaluate(p, None, [4, 3]), "strictly increasing"),
@@ -343,3 +349,33 @@ def test_plan_document_roundtrip(tmp_path: Path) -> None:
     write_doc(tmp_path / "profile.json", prof)
     with pytest.raises(TpuplanError, match=r"not a tpuplan\.plan document"):
         load_plan(tmp_path / "profile.json")
+
+
+def test_auto_curve_never_worse_with_more_tpus_and_deterministic(tmp_path: Path) -> None:
+    """R20: row K is the best plan over at most K TPUs (never worse than row K-1), every row says whether
+    it is proven, and the same input gives the same plan."""
+    synth = pytest.importorskip("tpuplan.profiles.synth")
+    path = tmp_path / "fc.tflite"
+    path.write_bytes(synth.synth_fc(64, depth=60, weights="zeros"))
+    prof = build_profile(load_model(path), preset("edgetpu-usb"), resolve_host("python-threads"))
+    runs = [solve_auto(prof, None, 6, host=resolve_host("python-threads")) for _ in range(2)]
+    assert stable_json(runs[0]) == stable_json(runs[1])
+    curve = runs[0].curve or []
+    assert [r.tpus for r in curve] == [1, 2, 3, 4, 5, 6]
+    for prev, row in itertools.pairwise(curve):
+        assert row.objective <= prev.objective and row.tpus_used is not None and row.tpus_used <= row.tpus
+    assert all(r.proven_optimal for r in curve)
+    cut = solve_auto(prof, None, 6, host=resolve_host("python-threads"), time_limit_s=1e-4)
+    unproven = [r.tpus for r in cut.curve or [] if not r.proven_optimal]
+    assert unproven and any(f"curve row(s) {','.join(map(str, unproven))}" in n for n in cut.notes)
+
+
+def test_time_limit_covers_pricing_the_stages(tmp_path: Path) -> None:
+    """R31: the limit starts before any stage is priced; out of time, the best plan so far, unproven."""
+    synth = pytest.importorskip("tpuplan.profiles.synth")
+    path = tmp_path / "fc.tflite"
+    path.write_bytes(synth.synth_fc(64, depth=400, weights="zeros"))
+    prof = build_profile(load_model(path), preset("edgetpu-usb"))
+    plan = solve(prof, 8, time_limit_s=1e-3)
+    check_plan(plan)
+    assert plan.solver.status == "FEASIBLE" and "time limit" in plan.solver.note

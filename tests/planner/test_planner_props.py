@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tpuplan.planner.costs import Goal
-from tpuplan.planner.search.cpsat import solve_tables
+from tpuplan.planner.search.engine import reference_solve, solve_tables
 from tpuplan.planner.search.labels import _PAIRWISE_CHUNK, _dominated
-from tpuplan.planner.search.reference import brute_force, fewest_onchip_stages, reference_solve
+from tpuplan.planner.search.reference import brute_force, fewest_onchip_stages
 from tpuplan.planner.synthetic import synthetic_table
 from tpuplan.profiles.pricing.formula import STAGE_VALUES
 from tpuplan.profiles.pricing.tables import StageCostTable
@@ -68,7 +68,7 @@ def free_table(draw: st.DrawFn, n: int) -> StageCostTable:
     onchip = valid & np.array(draw(st.lists(st.booleans(), min_size=n * n, max_size=n * n))).reshape(n, n)
     hi = draw(st.sampled_from([3, 60]))
     values = {name: matrix(hi) for name in STAGE_VALUES}
-    return StageCostTable("free", "edgetpu", n, values, valid, onchip)
+    return StageCostTable.dense("free", "edgetpu", n, values, valid, onchip)
 
 
 @st.composite

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 import platform
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,15 +35,21 @@ DEVICE_HELP = (
     "Device preset name or DeviceSpec JSON file. Presets: edgetpu-usb (USB 3.0, the default), edgetpu-usb2, "
     "edgetpu-pci (M.2, mini-PCIe, Dev Board), cpu."
 )
-DEVICES_HELP = (
-    DEVICE_HELP + " Repeat or comma-separate: one for every TPU, or one per stage in stage order (a stage's "
-    "copies share its device)."
+DEVICES_HELP = DEVICE_HELP + (
+    " A pool: repeat or comma-separate, 'Nx NAME' for N of one (e.g. '2x edgetpu-usb, 1x edgetpu-pci, cpu'); the "
+    "planner chooses which device runs which stage. One device alone: as many as --tpus asks. With --cuts or "
+    "--in-order: one per stage, in stage order (copies of a stage run on its device)."
 )
 HOST_HELP = (
     "Host preset (tpuplan, pycoral, python-threads, desktop-x86, arm-a53, arm-a72) or HostSpec JSON: the "
     "machine's side of an invoke, its runner and host CPU costs."
 )
 SOURCE_HELP = "A profile JSON (from `plan profile`) or a .tflite CPU model (profiled on the first --device)."
+STATE_HELP = (
+    "Declare state the model carries from one input to the next: IN=OUT, a model input that takes back a "
+    "model output (repeat or comma-separate). Variables and pairs named like init_x/x are found by themselves."
+)
+NO_STATE_HELP = "Plan as if stateless: ignore the state the model shows (copies of any stage allowed)."
 FORCE_HELP = "Overwrite the output if it exists (a file; for `plan split`, only an earlier split)."
 JSON_HELP = "Print JSON for machines instead of a table."
 
@@ -103,6 +110,13 @@ def read_source(path: Path, device: DeviceSpec | None, host: HostSpec | None = N
     return Source(profile, None)
 
 
+def apply_state(profile: Profile, declared: Sequence[str] | None, no_state: bool) -> Profile:
+    """--state IN=OUT and --no-state applied to a profile (`profiles.state.with_state`)."""
+    from tpuplan.profiles.state import with_state
+
+    return with_state(profile, split_list(declared, "--state"), no_state) if declared or no_state else profile
+
+
 def parse_devices(specs: Sequence[str] | None, flag: str = "--device") -> list[DeviceSpec]:
     """--device values, repeated or comma-separated, as device specs (presets or JSON files)."""
     from tpuplan.profiles.pricing.device import resolve_device
@@ -134,6 +148,34 @@ def name_option(value: str | None, flag: str = "--name") -> str | None:
     if not value.isprintable():
         raise UsageError(f"{flag}: holds a control character ({shown(value)})")
     return value
+
+
+_COUNTED = re.compile(r"^(\d+)\s*[x*]\s*(\S.*)$")
+
+
+def parse_pool(specs: Sequence[str] | None) -> tuple[list[tuple[DeviceSpec, int]], bool]:
+    """--device items as (device, count), and whether any count was written ('2x edgetpu-usb')."""
+    from tpuplan.profiles.pricing.device import resolve_device
+
+    out: list[tuple[DeviceSpec, int]] = []
+    counted = False
+    for item in split_list(specs, "--device"):
+        match = _COUNTED.match(item)
+        if match:
+            counted = True
+            count = int(match.group(1))
+            if not 1 <= count <= 64:
+                raise UsageError(f"--device {quoted(item)}: a count from 1 to 64")
+            out.append((resolve_device(match.group(2).strip()), count))
+        else:
+            out.append((resolve_device(item), 1))
+    return out, counted
+
+
+def device_names(specs: Sequence[str] | None) -> list[str]:
+    """The device names or files of --device items, without their counts."""
+    items = split_list(specs, "--device")
+    return [m.group(2).strip() if (m := _COUNTED.match(item)) else item for item in items]
 
 
 def parse_cuts(text: str, what: str = "--cuts") -> list[int]:

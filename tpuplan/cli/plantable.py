@@ -126,6 +126,11 @@ def plan_table(plan: Plan) -> str:
             "copies      'TPUs' > 1: the stage runs on that many TPUs taking inputs in turn; 'every ms' is "
             "the time between its results, 'stage ms' one input's time through it"
         )
+    from tpuplan.profiles.state import summary
+
+    stateful = summary(plan.state)
+    if stateful:
+        lines.append(f"state       {stateful}")
     lines += _curve_lines(plan)
     lines += [f"note        {shown(n)}" for n in [plan.solver.note, *plan.notes] if n]
     return "\n".join(lines)
@@ -145,22 +150,31 @@ def _range_lines(plan: Plan) -> list[str]:
 
 
 def _curve_lines(plan: Plan) -> list[str]:
+    """The --tpus auto curve: row K is the best plan over at most K TPUs (never worse than row K-1);
+    a row the time limit cut short says 'no' under proven."""
     if not plan.curve:
         return []
+    chosen = next(
+        (r.tpus for r in plan.curve if r.objective == plan.solver.objective and r.tpus_used in (None, plan.tpus)),
+        plan.tpus,
+    )
     rows = [
         [
             r.tpus,
+            r.tpus_used if r.tpus_used is not None else "-",
+            r.shape or "-",
             ms(r.predicted_period_us),
             ms(r.predicted_latency_us),
             per_second(r.predicted_throughput_per_s),
             f"x{r.gain_vs_previous:.2f}" if r.gain_vs_previous is not None else "-",
             "yes" if r.fits_on_chip else "no",
-            "<- chosen" if r.tpus == plan.tpus else "",
+            "yes" if r.proven_optimal else "NO",
+            "<- chosen" if r.tpus == chosen else "",
         ]
         for r in plan.curve
     ]
-    head = ["TPUs", "period ms", "latency ms", "throughput/s", "gain vs K-1", "on chip", ""]
-    return ["", table(head, rows)]
+    head = ["K", "uses", "plan", "period ms", "latency ms", "throughput/s", "gain vs K-1", "on chip", "proven", ""]
+    return ["", table(head, rows, right=[True, True, False, True, True, True, True, False, False, False])]
 
 
 def comparison_table(cmp: Comparison) -> str:

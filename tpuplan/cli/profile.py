@@ -12,6 +12,9 @@ from tpuplan.cli.common import (
     FORCE_HELP,
     HOST_HELP,
     JSON_HELP,
+    NO_STATE_HELP,
+    STATE_HELP,
+    apply_state,
     check_output,
     emit,
     mib,
@@ -85,6 +88,11 @@ def profile_table(profile: Profile) -> str:
     ]
     if uncal:
         lines.append(f"uncalibrated op classes in use: {', '.join(uncal)}")
+    from tpuplan.profiles.state import loops_of, summary
+
+    stateful = summary(loops_of(profile))
+    if stateful:
+        lines.append(stateful)
     lines += [f"host  #{op.index} {shown(op.op_type)}: {shown(op.edgetpu_reason)}" for op in host_ops[:40]]
     if len(host_ops) > 40:
         lines.append(f"host  ... and {len(host_ops) - 40} more (see --json)")
@@ -133,6 +141,8 @@ def register(app: typer.Typer) -> None:
         output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the profile JSON here.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
+        state: Annotated[list[str] | None, typer.Option("--state", help=STATE_HELP)] = None,
+        no_state: Annotated[bool, typer.Option("--no-state", help=NO_STATE_HELP)] = False,
     ) -> None:
         """Print a readable per-op table and totals of a model (or of a saved profile)."""
         from tpuplan.profiles.pricing.device import resolve_device
@@ -143,5 +153,5 @@ def register(app: typer.Typer) -> None:
         if output is not None:
             check_output(output, force=force, inputs=[source, *spec_files(device, host)])
         dev, host_spec = resolve_device(device) if device else None, resolve_host(host) if host else None
-        prof = read_source(source, dev, host_spec).profile
+        prof = apply_state(read_source(source, dev, host_spec).profile, state, no_state)
         emit(prof, output=output, force=force, as_json=as_json, table=profile_table(prof))

@@ -15,23 +15,28 @@ from tpuplan.cli.common import (
     FORCE_HELP,
     HOST_HELP,
     JSON_HELP,
+    NO_STATE_HELP,
     SOURCE_HELP,
+    STATE_HELP,
+    apply_state,
     check_output,
+    device_names,
     emit,
     parse_cuts,
-    parse_devices,
+    parse_pool,
     read_source,
     require_planner,
     spec_files,
     spec_option,
-    split_list,
     time_limit_option,
 )
 from tpuplan.cli.plantable import comparison_table, plan_table
+from tpuplan.planner.defaults import DEFAULT_WORKERS
 from tpuplan.profiles.errors import TpuplanError, UsageError, quoted
 
 if TYPE_CHECKING:  # the planner (and OR-Tools) is imported by the commands that solve
     from tpuplan.planner.costs import Goal, Objective
+    from tpuplan.planner.devices import DeviceSet
     from tpuplan.planner.plan import Plan
     from tpuplan.profiles.model import Profile
     from tpuplan.profiles.pricing.device import DeviceSpec
@@ -41,15 +46,25 @@ OBJECTIVE_HELP = "throughput: least period (inputs per second); latency: least t
 BATCH_HELP = "Spread one-off costs (start-up, first-inference upload) over a batch of N inputs."
 TOLERANCE_HELP = "--tpus auto: the fewest TPUs within this fraction of the best (0.05 = 5%)."
 REPLICATE_HELP = (
-    "Let a stage run on several TPUs that take its inputs in turn (copies): cuts and copies chosen "
-    "together for the least period over --tpus TPUs of one kind (1 to 16 TPUs)."
+    "Let a stage run on several TPUs that take its inputs in turn (copies; one stage on every TPU is the "
+    "whole model on each: data parallelism): cuts and copies chosen together for the least period, over "
+    "1 to 64 TPUs (--tpus K, or auto up to --max-tpus). A stage of a state loop is never copied."
 )
-COPIES_HELP = "With --cuts: TPUs per stage (e.g. 1,3,1; at most 64 TPUs in all); default one each."
+TIME_LIMIT_HELP = (
+    "Seconds for the whole solve (default 30), pricing the stages included; when it passes, the best plan "
+    "found so far is kept and marked not proven."
+)
+COPIES_HELP = (
+    "TPUs per stage (e.g. 1,3,1; at most 64 TPUs in all) for --cuts; one number alone: the whole model on "
+    "that many TPUs."
+)
+IN_ORDER_HELP = "Take the --device list in stage order (one per TPU) instead of as a pool the planner assigns."
 MEASURED_HELP = (
     "A `plan verify -o` report of this model on these devices and host: its stages keep their measured times, "
     "the rest are priced by the device and host refitted to every report given. Repeatable."
 )
 T = TypeVar("T")
+Pool = list[tuple["DeviceSpec", int]]
 
 
 def parse_objective(text: str) -> Objective:
@@ -83,59 +98,85 @@ class SolveOptions:
     timings: bool
     replicate: bool = False
     copies: str | None = None
+    in_order: bool = False
+
+    @property
+    def prices_only(self) -> bool:
+        """--cuts or --copies: a given plan is priced, no solver involved."""
+        return self.cuts is not None or self.copies is not None
 
 
-def _check_replicate(o: SolveOptions, k: int | None, devices: list[DeviceSpec], goal: Goal) -> None:
+def _check_replicate(o: SolveOptions, goal: Goal) -> None:
     from tpuplan.planner.costs import Goal
 
-    if o.copies is not None and o.cuts is None:
-        raise UsageError("--copies prices given cuts: give --cuts too (or --replicate to choose copies)")
+    if o.copies is not None and o.cuts is None and "," in o.copies:
+        raise UsageError("--copies of several stages prices given cuts: give --cuts too (or --replicate)")
     if not o.replicate:
         return
-    if o.cuts is not None or k is None:
-        raise UsageError("--replicate needs --tpus K (a number): it chooses the cuts and the copies")
+    if o.cuts is not None or o.copies is not None:
+        raise UsageError("--replicate chooses the cuts and the copies: drop --cuts and --copies")
     if goal != Goal():
         raise UsageError("--replicate plans for the least period: drop --objective latency and --batch")
-    if len({d.model_dump_json() for d in devices}) > 1:
-        raise UsageError("--replicate plans for TPUs of one kind: give one --device")
+
+
+def device_set(pool: Pool, counted: bool, in_order: bool, replicate: bool) -> DeviceSet | None:
+    """The devices --device asks for: a pool the planner assigns (several kinds, or counts given), or
+    (with --in-order, or one device for all) devices in stage order; None: the profile's device."""
+    from tpuplan.planner.devices import DeviceSet
+
+    expanded = [d for d, n in pool for _ in range(n)]
+    if not pool:
+        return None
+    if in_order or (len(pool) == 1 and not counted):
+        if replicate and len({d.model_dump_json() for d in expanded}) > 1:
+            raise UsageError("--replicate with --in-order plans for TPUs of one kind: give one --device or a pool")
+        return DeviceSet(tuple(expanded), copies=replicate)
+    return DeviceSet.pool(pool, copies=replicate)
 
 
 def _plan_for(
-    source: Path, profile: Profile, devices: list[DeviceSpec], host: HostSpec, goal: Goal, o: SolveOptions
+    source: Path, profile: Profile, pool: Pool, counted: bool, host: HostSpec, goal: Goal, o: SolveOptions
 ) -> Plan:
-    """Price --cuts, or solve for --tpus K or auto."""
+    """Price --cuts (and --copies), or solve for --tpus K or auto."""
     k = parse_tpus(o.tpus)
-    if o.tpus is None and o.cuts is None:
+    if o.tpus is None and not o.prices_only:
         raise UsageError("give --tpus K, --tpus auto or --cuts")
-    _check_replicate(o, k, devices, goal)
-    if o.cuts is not None:
-        return _priced(profile, devices, host, goal, o, k)
-    return _solved(source, lambda: _solve(profile, devices, host, goal, o, k))
+    _check_replicate(o, goal)
+    if o.prices_only:
+        return _priced(profile, [d for d, n in pool for _ in range(n)], host, goal, o, k)
+    return _solved(source, lambda: solve_for(profile, pool, counted, host, goal, o, k))
 
 
-def _solve(
+def _priced(
     profile: Profile, devices: list[DeviceSpec], host: HostSpec, goal: Goal, o: SolveOptions, k: int | None
 ) -> Plan:
-    """--tpus K or auto (and --replicate): the solver's plan."""
-    from tpuplan.planner.solve import DEFAULT_WORKERS, solve, solve_auto, solve_with_copies  # OR-Tools
+    """--cuts and --copies: price a given plan (--copies N alone: the whole model on N TPUs)."""
+    from tpuplan.planner.plan_build import evaluate
 
+    if o.tpus is not None and k is None:
+        raise UsageError("--cuts cannot be combined with --tpus auto")
+    cut_list = parse_cuts(o.cuts) if o.cuts is not None else []
+    copies = parse_cuts(o.copies, what="--copies") if o.copies is not None else None
+    if k is not None and copies and k != sum(copies):
+        raise UsageError(f"{len(cut_list)} cuts and copies {o.copies} use {sum(copies)} TPUs, not {k}")
+    if k is not None and not copies and k != len(cut_list) + 1:
+        raise UsageError(f"{len(cut_list)} cuts given for {k} TPUs (need {k - 1})")
+    return evaluate(profile, devices or None, cut_list, host, goal, copies)
+
+
+def solve_for(
+    profile: Profile, pool: Pool, counted: bool, host: HostSpec, goal: Goal, o: SolveOptions, k: int | None
+) -> Plan:
+    """--tpus K or auto over the devices --device names (a pool, or in order; the profile's when none)."""
+    from tpuplan.planner.devices import DeviceSet
+    from tpuplan.planner.solve import solve_auto, solve_set  # OR-Tools
+
+    dset = device_set(pool, counted, o.in_order, o.replicate) or DeviceSet((profile.device,), copies=o.replicate)
     workers = DEFAULT_WORKERS if o.workers is None else o.workers
-    if o.replicate and k is not None:
-        return solve_with_copies(
-            profile,
-            k,
-            devices[0] if devices else None,
-            host=host,
-            allow_spill=o.allow_spill,
-            time_limit_s=o.time_limit,
-            workers=workers,
-            seed=o.seed,
-            timings=o.timings,
-        )
     if k is None:
         return solve_auto(
             profile,
-            devices or None,
+            dset,
             o.max_tpus,
             host=host,
             goal=goal,
@@ -146,10 +187,10 @@ def _solve(
             seed=o.seed,
             timings=o.timings,
         )
-    return solve(
+    return solve_set(
         profile,
+        dset,
         k,
-        devices or None,
         host=host,
         goal=goal,
         allow_spill=o.allow_spill,
@@ -160,39 +201,22 @@ def _solve(
     )
 
 
-def _priced(
-    profile: Profile, devices: list[DeviceSpec], host: HostSpec, goal: Goal, o: SolveOptions, k: int | None
-) -> Plan:
-    """--cuts (and --copies): price a given plan; no solver involved."""
-    from tpuplan.planner.plan_build import evaluate
-
-    if o.tpus is not None and k is None:
-        raise UsageError("--cuts cannot be combined with --tpus auto")
-    cut_list = parse_cuts(o.cuts or "")
-    copies = parse_cuts(o.copies, what="--copies") if o.copies is not None else None
-    if k is not None and copies and k != sum(copies):
-        raise UsageError(f"{len(cut_list)} cuts and copies {o.copies} use {sum(copies)} TPUs, not {k}")
-    if k is not None and not copies and k != len(cut_list) + 1:
-        raise UsageError(f"{len(cut_list)} cuts given for {k} TPUs (need {k - 1})")
-    return evaluate(profile, devices or None, cut_list, host, goal, copies)
-
-
 def _with_measured(
-    profile: Profile, devices: list[DeviceSpec], host: HostSpec, reports: list[Path]
-) -> tuple[Profile, list[DeviceSpec], HostSpec, list[str]]:
+    profile: Profile, pool: Pool, host: HostSpec, reports: list[Path]
+) -> tuple[Profile, Pool, HostSpec, list[str]]:
     """--measured: the profile keeping the reports' stage times, the devices and host refitted to them."""
     from tpuplan.runtime.verify.refit import Reported, with_measurements
     from tpuplan.runtime.verify.report import load_report
 
-    got = with_measurements(
-        profile, devices or [profile.device], host, [Reported(load_report(p), str(p)) for p in reports]
-    )
-    return got.profile, got.devices, got.host, got.notes
+    devices = [d for d, _ in pool] or [profile.device]
+    got = with_measurements(profile, devices, host, [Reported(load_report(p), str(p)) for p in reports])
+    refitted = [(dev, n) for dev, (_, n) in zip(got.devices, pool)] if pool else [(got.devices[0], 1)]
+    return got.profile, refitted, got.host, got.notes
 
 
 def _solved(source: Path, work: Callable[[], T]) -> T:
     """Run a solve; "no plan exists" names the source (the solver module, OR-Tools, imported only now)."""
-    from tpuplan.planner.solve import NoPlanError
+    from tpuplan.planner.solving import NoPlanError
 
     try:
         return work()
@@ -221,7 +245,9 @@ def _register_solve(app: typer.Typer) -> None:
     def solve_cmd(
         source: Annotated[Path, typer.Argument(help=SOURCE_HELP)],
         tpus: Annotated[str | None, typer.Option("--tpus", "-k", help="Number of Edge TPUs, or 'auto'.")] = None,
-        max_tpus: Annotated[int, typer.Option("--max-tpus", min=1, max=64, help="Largest K tried by --tpus auto.")] = 8,
+        max_tpus: Annotated[
+            int, typer.Option("--max-tpus", min=1, max=64, help="Largest K tried by --tpus auto (copies: up to 64).")
+        ] = 8,
         tolerance: Annotated[float, typer.Option("--tolerance", min=0.0, max=10.0, help=TOLERANCE_HELP)] = 0.05,
         objective: Annotated[str, typer.Option("--objective", help=OBJECTIVE_HELP)] = "throughput",
         batch: Annotated[int | None, typer.Option("--batch", min=1, max=1_000_000, help=BATCH_HELP)] = None,
@@ -230,9 +256,7 @@ def _register_solve(app: typer.Typer) -> None:
         allow_spill: Annotated[
             bool, typer.Option("--allow-spill", help="Allow stages that stream parameters even when all could fit.")
         ] = False,
-        time_limit: Annotated[
-            float | None, typer.Option("--time-limit", help="Seconds for the whole solve (default 30).")
-        ] = None,
+        time_limit: Annotated[float | None, typer.Option("--time-limit", help=TIME_LIMIT_HELP)] = None,
         workers: Annotated[
             int | None, typer.Option("--workers", min=1, max=64, help="CP-SAT worker threads (default 1).")
         ] = None,
@@ -246,7 +270,10 @@ def _register_solve(app: typer.Typer) -> None:
         ] = None,
         replicate: Annotated[bool, typer.Option("--replicate", help=REPLICATE_HELP)] = False,
         copies: Annotated[str | None, typer.Option("--copies", help=COPIES_HELP)] = None,
+        in_order: Annotated[bool, typer.Option("--in-order", help=IN_ORDER_HELP)] = False,
         timings: Annotated[bool, typer.Option("--timings", help="Record the solve's wall time in the plan.")] = False,
+        state: Annotated[list[str] | None, typer.Option("--state", help=STATE_HELP)] = None,
+        no_state: Annotated[bool, typer.Option("--no-state", help=NO_STATE_HELP)] = False,
         measured: Annotated[list[Path] | None, typer.Option("--measured", help=MEASURED_HELP)] = None,
         output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the plan JSON here.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
@@ -260,29 +287,36 @@ def _register_solve(app: typer.Typer) -> None:
 
         _usage(tpus, cuts, copies, time_limit, host)  # the flags first: a usage error whatever the files
         if output is not None:
-            inputs = [
-                source,
-                *([model] if model else []),
-                *spec_files(*split_list(device, "--device"), host),
-                *(measured or []),
-            ]
-            check_output(output, force=force, inputs=inputs)
-        if cuts is None:  # --cuts only prices: no solver needed
+            files = spec_files(*device_names(device), host)
+            check_output(output, force=force, inputs=[source, *([model] if model else []), *files, *(measured or [])])
+        options = SolveOptions(
+            tpus,
+            cuts,
+            max_tpus,
+            tolerance,
+            allow_spill,
+            time_limit,
+            workers,
+            seed,
+            timings,
+            replicate,
+            copies,
+            in_order,
+        )
+        if not options.prices_only:  # pricing given cuts needs no solver
             require_planner("plan solve")
         goal = Goal(parse_objective(objective), batch)
-        devices = parse_devices(device)
+        pool, counted = parse_pool(device)
         host_spec = resolve_host(host)
-        profile = read_source(source, devices[0] if devices else None, host_spec).profile
+        profile = read_source(source, pool[0][0] if pool else None, host_spec).profile
         if model is not None:
             check_profile_matches(profile, read_bytes(model, what=".tflite model"), str(model))
-        options = SolveOptions(
-            tpus, cuts, max_tpus, tolerance, allow_spill, time_limit, workers, seed, timings, replicate, copies
-        )
+        profile = apply_state(profile, state, no_state)
         notes: list[str] = []
         if measured:
-            profile, devices, host_spec, notes = _with_measured(profile, devices, host_spec, measured)
+            profile, pool, host_spec, notes = _with_measured(profile, pool, host_spec, measured)
         started = time.monotonic()
-        plan = _plan_for(source, profile, devices, host_spec, goal, options)
+        plan = _plan_for(source, profile, pool, counted, host_spec, goal, options)
         if notes:
             plan = plan.model_copy(update={"notes": [*plan.notes, *notes]})
         if not as_json:
@@ -300,7 +334,10 @@ def _register_compare(app: typer.Typer) -> None:
         objective: Annotated[str, typer.Option("--objective", help=OBJECTIVE_HELP)] = "throughput",
         batch: Annotated[int | None, typer.Option("--batch", min=1, max=1_000_000, help=BATCH_HELP)] = None,
         allow_spill: Annotated[bool, typer.Option("--allow-spill", help="As for `plan solve`.")] = False,
-        time_limit: Annotated[float | None, typer.Option("--time-limit", help="Seconds for our solve.")] = None,
+        time_limit: Annotated[float | None, typer.Option("--time-limit", help=TIME_LIMIT_HELP)] = None,
+        state: Annotated[list[str] | None, typer.Option("--state", help=STATE_HELP)] = None,
+        no_state: Annotated[bool, typer.Option("--no-state", help=NO_STATE_HELP)] = False,
+        in_order: Annotated[bool, typer.Option("--in-order", help=IN_ORDER_HELP)] = False,
         output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the comparison JSON here.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
@@ -313,18 +350,19 @@ def _register_compare(app: typer.Typer) -> None:
         _usage(None, None, None, time_limit, host)
         parse_objective(objective)
         if output is not None:
-            check_output(output, force=force, inputs=[source, *spec_files(*split_list(device, "--device"), host)])
+            check_output(output, force=force, inputs=[source, *spec_files(*device_names(device), host)])
         require_planner("plan compare")
         goal = Goal(parse_objective(objective), batch)
-        devices = parse_devices(device)
+        pool, counted = parse_pool(device)
         host_spec = resolve_host(host)
-        profile = read_source(source, devices[0] if devices else None, host_spec).profile
+        profile = apply_state(read_source(source, pool[0][0] if pool else None, host_spec).profile, state, no_state)
+        dset = device_set(pool, counted, in_order, False)
         cmp = _solved(
             source,
             lambda: compare(
                 profile,
                 tpus,
-                devices or None,
+                dset,
                 host=host_spec,
                 goal=goal,
                 allow_spill=allow_spill,

@@ -130,7 +130,7 @@ def register(app: typer.Typer) -> None:
         time_limit_option(time_limit)
         spec_option(host, "--host")
         require_planner("plan tune")
-        from tpuplan.cli.solve import _solve, parse_tpus
+        from tpuplan.cli.solve import parse_tpus, solve_for
         from tpuplan.planner.costs import Goal
         from tpuplan.profiles.pricing.host import resolve_host
         from tpuplan.runtime.backends.kinds import get_backend
@@ -151,7 +151,7 @@ def register(app: typer.Typer) -> None:
         assert loaded is not None
         chosen = get_backend(backend)
         k = parse_tpus(tpus)
-        opts = SolveOptions(tpus, None, max_tpus, 0.05, False, time_limit, None, 0, False)
+        opts = SolveOptions(tpus, None, max_tpus, 0.05, False, time_limit, None, 0, False, in_order=True)
         earlier = [Reported(load_report(p), str(p)) for p in measured or []]
         if save is not None:
             save.mkdir(parents=True, exist_ok=True)
@@ -170,7 +170,7 @@ def register(app: typer.Typer) -> None:
                 loaded,
                 specs or [read.profile.device],
                 host_spec,
-                lambda p, d, h: _solve(p, d, h, goal, opts, k),
+                lambda p, d, h: solve_for(p, [(x, 1) for x in d], False, h, goal, opts, k),
                 backend=chosen,
                 device_strings=split_list(devices, "--devices") or None,
                 max_runs=max_runs,

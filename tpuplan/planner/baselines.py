@@ -8,14 +8,21 @@ Our plan with copies (a stage on several TPUs) is shown beside our plain one whe
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
+from tpuplan.compat import zip_strict
 from tpuplan.planner.comparison import Comparison, Entry
 from tpuplan.planner.costs import Goal
+from tpuplan.planner.defaults import DEFAULT_WORKERS
 from tpuplan.planner.plan import Plan
 from tpuplan.planner.plan_build import check_k, evaluate, expand_devices
 from tpuplan.profiles.model import Profile
 from tpuplan.profiles.pricing.device import DeviceSpec
 from tpuplan.profiles.pricing.host import HostSpec, resolve_host
+
+if TYPE_CHECKING:
+    from tpuplan.planner.solve import DeviceSet
 
 
 def param_balanced_cuts(param_bytes: Sequence[int], k: int) -> list[int]:
@@ -79,10 +86,21 @@ def baseline_plans(
     }
 
 
+def data_parallel(profile: Profile, k: int, device: DeviceSpec, host: HostSpec, goal: Goal) -> Plan | str:
+    """The whole model on each of k TPUs, taking inputs in turn (Coral's advice for a model that fits on
+    one), priced; or why it is not shown."""
+    whole = evaluate(profile, [device], [], host, goal)
+    if not whole.fits_on_chip:
+        return f"the whole model does not fit on one {device.name}: no data-parallel row"
+    if whole.stages[0].in_state_loop:
+        return "the model carries state through every stage: no data-parallel row (copies would each hold a state)"
+    return evaluate(profile, [device], [], host, goal, [k])
+
+
 def compare(
     profile: Profile,
     k: int,
-    devices: Sequence[DeviceSpec] | None = None,
+    devices: Sequence[DeviceSpec] | DeviceSet | None = None,
     *,
     host: HostSpec | None = None,
     goal: Goal | None = None,
@@ -90,36 +108,54 @@ def compare(
     time_limit_s: float | None = None,
     workers: int | None = None,
 ) -> Comparison:
-    """Our plan next to the baselines, all priced by the same tables. The solver (OR-Tools) is imported
-    here, not with the module: the Comparison document is read without it (`plan schema`, a device install)."""
+    """Our plan next to the baselines and the whole model on each of k TPUs, all priced by the same
+    tables; ours with copies beside ours when copies can be made. The solver (OR-Tools) is imported here,
+    not with the module: the Comparison document is read without it (`plan schema`, a device install)."""
     from tpuplan.planner.search.replicate import MAX_REPLICATED_TPUS
-    from tpuplan.planner.solve import DEFAULT_WORKERS, solve, solve_with_copies
+    from tpuplan.planner.solve import DeviceSet, solve_set
 
     workers = DEFAULT_WORKERS if workers is None else workers
     goal = goal or Goal()
     host = host or resolve_host(profile.host)
-    ours = solve(
-        profile, k, devices, host=host, goal=goal, allow_spill=allow_spill, time_limit_s=time_limit_s, workers=workers
+    dset = devices if isinstance(devices, DeviceSet) else DeviceSet(tuple(expand_devices(profile, devices, k)))
+    if dset.total is not None:
+        k = min(k, dset.total)
+    ours = solve_set(
+        profile,
+        replace(dset, copies=False),
+        k,
+        host=host,
+        goal=goal,
+        allow_spill=allow_spill,
+        time_limit_s=time_limit_s,
+        workers=workers,
     )
     best = ours.solver.objective
     entries = [_entry("tpuplan", ours, best)]
     notes = []
-    devs = expand_devices(profile, devices, k)
-    if (
-        goal == Goal()
-        and len({d.model_dump_json() for d in devs}) == 1
-        and devs[0].backend == "edgetpu"
-        and k <= MAX_REPLICATED_TPUS
-    ):
-        copied = solve_with_copies(
-            profile, k, devs[0], host=host, allow_spill=allow_spill, time_limit_s=time_limit_s, workers=workers
+    kinds = [d for d in dset.kinds if d.backend == "edgetpu"]
+    mixed_order = dset.counts is None and len({d.model_dump_json() for d in dset.kinds}) > 1
+    if goal == Goal() and kinds and k <= MAX_REPLICATED_TPUS and not mixed_order:
+        copied = solve_set(
+            profile,
+            replace(dset, copies=True),
+            k,
+            host=host,
+            allow_spill=allow_spill,
+            time_limit_s=time_limit_s,
+            workers=workers,
         )
         entries.append(_entry("tpuplan with copies", copied, best, ours))
+        whole = data_parallel(profile, k, kinds[0], host, goal)
+        if isinstance(whole, str):
+            notes.append(whole)
+        else:
+            entries.append(_entry(f"whole model on each of {k} TPUs", whole, best, ours))
     else:
-        notes.append("plans with copies are made for the least period on TPUs of one kind: not shown")
-    entries += [
-        _entry(name, plan, best, ours) for name, plan in baseline_plans(profile, k, devices, host, goal).items()
-    ]
+        notes.append("plans with copies are made for the least period on Edge TPUs of one kind or a pool: not shown")
+    order = [d for d, n in zip_strict(dset.kinds, dset.counts) for _ in range(n)] if dset.counts else list(dset.kinds)
+    order = order[:k] if len(order) > 1 else order
+    entries += [_entry(name, plan, best, ours) for name, plan in baseline_plans(profile, k, order, host, goal).items()]
     close = [e.name for e in entries[1:] if e.within_ours]
     if close:
         notes.append(

@@ -15,7 +15,7 @@ from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.limits import MAX_BATCH, MAX_OBJECTIVE, describe
 from tpuplan.profiles.model import Profile
 from tpuplan.profiles.pricing.device import DeviceSpec
-from tpuplan.profiles.pricing.formula import PERIOD_BOUNDS, Num, Objective, objective_weights
+from tpuplan.profiles.pricing.formula import PERIOD_BOUNDS, Num, Objective, PeriodBound, objective_weights
 from tpuplan.profiles.pricing.host import HostSpec
 from tpuplan.profiles.pricing.tables import PipelineCost, StageCostTable, pipeline_cost, stage_table
 
@@ -58,27 +58,32 @@ class Totals(PipelineCost):
 
 
 def totals(
-    tables: Sequence[StageCostTable], cuts: Sequence[int], goal: Goal, copies: Sequence[int] | None = None
+    tables: Sequence[StageCostTable],
+    cuts: Sequence[int],
+    goal: Goal,
+    copies: Sequence[int] | None = None,
+    bounds: Sequence[PeriodBound] = PERIOD_BOUNDS,
 ) -> Totals:
     """Period, latency, one-off cost and objective of the plan `cuts` (stage k on tables[k], with
-    copies[k] devices taking its inputs in turn; None: one each)."""
-    cost = pipeline_cost(tables, cuts, copies)
+    copies[k] devices taking its inputs in turn; None: one each), the period over `bounds`."""
+    cost = pipeline_cost(tables, cuts, copies, bounds)
     objective = int(goal.objective_of(cost.period_us, cost.latency_us, cost.oneoff_us))
     if objective > MAX_OBJECTIVE:
         _refuse(tables, goal, objective)
     return Totals(cost.period_us, cost.latency_us, cost.oneoff_us, cost.bound, cost.bounds, objective)
 
 
-def check_exact(tables: Sequence[StageCostTable], goal: Goal) -> None:
-    """Refuse, before any search, tables whose objective could pass MAX_OBJECTIVE (2^53 us) for some cut
-    list: the reference adds it up in int64 and CP-SAT reports it as a double, both exact only below that."""
-    k = len(tables)
+def check_exact(tables: Sequence[StageCostTable], goal: Goal, stages: int | None = None, copies: int = 1) -> None:
+    """Refuse tables whose objective could pass MAX_OBJECTIVE (2^53 us) for some plan of `stages` stages
+    (default: one per table) over the stages they priced: the search adds it up in int64 and CP-SAT
+    reports it as a double, both exact only below that."""
+    k = len(tables) if stages is None else stages
 
     def top(name: str) -> int:
-        return max(int(t.value(name).max(initial=0)) for t in tables)
+        return max(t.top(name) for t in tables)
 
     period = max(top(b.value) * (k if b.combine == "sum" else 1) for b in PERIOD_BOUNDS)
-    bound = goal.objective_of(period, k * top("time"), tables[0].start_us + k * top("oneoff"))
+    bound = goal.objective_of(period, k * top("time"), tables[0].start_us + k * copies * top("oneoff"))
     if bound > MAX_OBJECTIVE:
         _refuse(tables, goal, int(bound))
 

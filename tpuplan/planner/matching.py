@@ -44,7 +44,7 @@ def check_plan_matches(plan: Plan, loaded: LoadedModel) -> None:
         for s in plan.stages
         if s.measured_invoke_us is not None
     ]
-    profile = profile.model_copy(update={"measured_stages": kept})
+    profile = profile.model_copy(update={"measured_stages": kept, "state": list(plan.state)})  # --state as planned
     if len(profile.ops) != plan.n_ops:
         raise TpuplanError(f"{loaded.path}: the plan has {plan.n_ops} ops, this model {len(profile.ops)}")
     if MIGRATED_NOTE in plan.notes:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from pydantic import Field, model_validator
 
@@ -24,9 +24,17 @@ from tpuplan.planner.uncertainty import PredictionRange
 from tpuplan.profiles.docio import StrictModel, dump_json, load_json, parse_doc, read_bytes, validate_doc
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.limits import MAX_OBJECTIVE, StageUs
-from tpuplan.profiles.model import BIG, ModelRef
+from tpuplan.profiles.model import BIG, ModelRef, StateLoop
 from tpuplan.profiles.pricing.device import DeviceSpec
-from tpuplan.profiles.pricing.formula import Objective, Part, invoke_part, measured_parts, part_sums
+from tpuplan.profiles.pricing.formula import (
+    BOUND_NAMES,
+    STAGE_VALUES,
+    Objective,
+    Part,
+    invoke_part,
+    measured_parts,
+    part_sums,
+)
 from tpuplan.profiles.pricing.host import HostSpec
 
 PLAN_KIND: Final = "tpuplan.plan"
@@ -67,6 +75,7 @@ class StagePlan(StrictModel):
         description="MEASURED: its invoke timed alone by plan verify, in place of the predicted device and host "
         "parts in its values (its terms stay the prediction); null: predicted",
     )
+    in_state_loop: bool = Field(False, description="holds an op of a state loop: never copied, waits for state")
 
     def part_us(self, part: Part) -> int:
         """The sum of its terms in one part of the formula (device, host or runner), as measured where its
@@ -118,6 +127,8 @@ class CurveRow(StrictModel):
     gain_vs_previous: float | None = Field(None, ge=0, le=1e9, description="throughput ratio vs K-1 TPUs")
     fits_on_chip: bool
     proven_optimal: bool
+    tpus_used: int | None = Field(None, ge=1, le=1 << 10, description="TPUs the best plan over at most `tpus` uses")
+    shape: str | None = Field(None, max_length=200, description="its stages and copies (data parallel: one stage)")
 
 
 class Plan(StrictModel):
@@ -149,6 +160,7 @@ class Plan(StrictModel):
     predicted_range: PredictionRange | None = Field(
         None, description="period and latency over the calibration's scenarios (planner.uncertainty)"
     )
+    state: list[StateLoop] = Field(default_factory=list, description="state carried between inferences")
     notes: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -173,8 +185,29 @@ class Plan(StrictModel):
             raise ValueError(f"tpus is {self.tpus} but the stages use {sum(s.copies for s in self.stages)}")
         for s, dev in zip_strict(self.stages, self.devices):
             check_stage(s, dev, self.host)
+            held = any(s.first_op <= lp.last_op and s.last_op >= lp.first_op for lp in self.state)
+            if s.in_state_loop != held or (held and s.copies > 1):
+                raise ValueError(
+                    f"stage {s.index}: in_state_loop must say whether it holds an op of a state loop "
+                    "(and such a stage has one copy)"
+                )
         check_pipeline(self)
         return self
+
+
+def added_numbers(obj: dict[str, Any]) -> dict[str, Any]:
+    """A plan written before the formula had some of its stage values or period bounds (the state loop's)
+    reads them as 0: that plan knew of no state."""
+    for stage in obj.get("stages") or []:
+        values = stage.get("predicted_values") if isinstance(stage, dict) else None
+        if isinstance(values, dict):
+            for name in STAGE_VALUES:
+                values.setdefault(name, 0)
+    bounds = obj.get("predicted_bounds")
+    if isinstance(bounds, dict):
+        for name in BOUND_NAMES:
+            bounds.setdefault(name, 0)
+    return obj
 
 
 def load_plan(path: Path) -> Plan:
@@ -193,6 +226,8 @@ def parse_plan(raw: bytes, source: str) -> Plan:
             obj = migrate_v2(migrate_v1(obj) if obj["schema_version"] == 1 else obj)
         except TpuplanError as exc:
             raise TpuplanError(f"{source}: {exc}") from None
+    if isinstance(obj, dict) and obj.get("kind") == PLAN_KIND and obj.get("schema_version") == PLAN_VERSION:
+        obj = added_numbers(obj)
     return validate_doc(obj, Plan, kind=PLAN_KIND, version=PLAN_VERSION, source=source)
 
 

@@ -16,25 +16,27 @@ from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.model import Profile
 from tpuplan.profiles.pricing.device import DeviceSpec
 from tpuplan.profiles.pricing.host import HostSpec, resolve_host
-from tpuplan.profiles.pricing.tables import StageCostTable, stage_pairs
+from tpuplan.profiles.pricing.tables import StageCostTable, TooManyStages, stage_pairs
+from tpuplan.profiles.state import copied_state, loops_of
 from tpuplan.profiles.tflite.reader import parse_model, sha256_of
 
 MAX_COPIES = 64  # TPUs one plan may use in all
 UNCALIBRATED_WARNING = 0.5  # a bottleneck stage with more uncalibrated time than this gets a note
 
 
-def expand_devices(profile: Profile, devices: Sequence[DeviceSpec] | None, k: int) -> list[DeviceSpec]:
-    """One device per stage: none = the profile's, one = the same for all, else exactly k (a stage's
-    copies share its device)."""
+def expand_devices(
+    profile: Profile, devices: Sequence[DeviceSpec] | None, k: int, what: str = "TPUs"
+) -> list[DeviceSpec]:
+    """One device per stage: none = the profile's, one = the same for all, else exactly k (`what` they
+    are counted as: TPUs, or stages when a stage's copies share its device)."""
     if not devices:
         return [profile.device] * k
     if len(devices) == 1:
         return [devices[0]] * k
     if len(devices) != k:
-        raise TpuplanError(
-            f"{len(devices)} devices given for {k} stage(s) (give one for all, or one per stage; a stage's copies "
-            "share its device)"
-        )
+        one = what.rstrip("s")
+        shared = "; a stage's copies share its device" if what == "stages" else ""
+        raise TpuplanError(f"{len(devices)} devices given for {k} {what} (give one for all, or one per {one}{shared})")
     return list(devices)
 
 
@@ -128,6 +130,7 @@ def stage_plans(
                 uncalibrated_share=round(p.uncalibrated_us / max(p.total_us, 1), 4),
                 fits_on_chip=p.fits,
                 measured_invoke_us=p.measured_us,
+                in_state_loop=p.in_loop,
             )
         )
     return stages
@@ -210,11 +213,21 @@ def build_plan(
         predicted_bounds=tot.bounds,
         predicted_per_input_us=round(tot.per_input_us(goal.batch), 1) if goal.batch else None,
         fits_on_chip=all(s.fits_on_chip for s in stages),
-        tpus_needed_on_chip=fewest_onchip_stages(tables),
+        tpus_needed_on_chip=_needed_on_chip(tables),
         predicted_range=prediction_range(profile, devices, pricer.host, cuts, [s.copies for s in stages]),
         solver=solver,
+        state=loops_of(profile),
         notes=[*notes, *_notes(profile, devices, stages, tot)],
     )
+
+
+def _needed_on_chip(tables: Sequence[StageCostTable]) -> int | None:
+    """Fewest stages keeping every parameter on chip; None when none does, or when too many stages may fit
+    on chip to count them (a model that fits on a few chips: the plan then fits too)."""
+    try:
+        return fewest_onchip_stages(tables)
+    except TooManyStages:
+        return None
 
 
 def check_copies(copies: Sequence[int] | None, k: int) -> list[int] | None:
@@ -245,8 +258,12 @@ def evaluate(
     check_k(profile, k)
     cuts = check_cuts(cuts, len(profile.ops), k)
     reps = check_copies(copies, k)
-    devs = expand_devices(profile, devices, k)
+    devs = expand_devices(profile, devices, k, "TPUs" if reps is None else "stages")
     tables = stage_tables(profile, devs, host)
+    if reps is not None:
+        why = copied_state(loops_of(profile), stage_pairs(cuts, len(profile.ops)), reps)
+        if why:
+            raise TpuplanError(why)
     tot = totals(tables, cuts, goal, reps)
     info = SolverInfo(
         status="EVALUATED",

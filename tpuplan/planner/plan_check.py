@@ -33,6 +33,7 @@ def _known(s: StagePlan) -> dict[str, float]:
         "streams": float(s.predicted_offchip_bytes > 0),
         "seg_kib": (s.bytes_in + s.bytes_out) / formula.KIB,
         "onchip_kib": s.predicted_onchip_bytes / formula.KIB,
+        "in_loop": float(s.in_state_loop),
     }
 
 
@@ -56,7 +57,7 @@ def check_stage(s: StagePlan, dev: DeviceSpec, host: HostSpec) -> None:
                     f"stage {s.index}: term {term.name} is {s.predicted_terms[term.name]}, but the "
                     f"plan's device and host give {want}"
                 )
-    values = formula.stage_values(s.predicted_terms, coef, _whole, s.measured_invoke_us)
+    values = formula.stage_values(s.predicted_terms, coef, _whole, s.measured_invoke_us, known)
     if s.predicted_values != values:
         given = "its terms" if s.measured_invoke_us is None else f"its terms and measured invoke {s.measured_invoke_us}"
         raise ValueError(f"stage {s.index}: predicted_values are {s.predicted_values}, {given} give {values}")

@@ -1,139 +1,115 @@
-"""Profile -> Plan: the optimal plan for K TPUs (or fewer, when more add nothing), and the --tpus auto curve."""
+"""Profile -> Plan: the optimal plan for at most K TPUs (devices in order, or a pool the planner assigns,
+with or without copies), and the --tpus auto curve.
+
+Every solve is one search of `planner.search.engine` under one deadline that starts before any stage is
+priced: "at most K TPUs" is one problem whose plans may stop after any stage (the tie-break prefers the
+fewest TPUs), not K searches. The curve of --tpus auto has one such search per K, so a larger K is never
+worse than a smaller one (its plans include the smaller one's); a point the time limit cut short says so,
+and the choice says which points it was made from.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from tpuplan.compat import zip_strict
-from tpuplan.planner.costs import Goal, stage_tables, throughput_per_s, totals
-from tpuplan.planner.defaults import DEFAULT_TIME_LIMIT_S, DEFAULT_WORKERS
-from tpuplan.planner.plan import CurveRow, Plan, SolverInfo, SolverParameters
-from tpuplan.planner.plan_build import build_plan, check_k, expand_devices
-from tpuplan.planner.search.cpsat import Outcome, solve_tables
-from tpuplan.planner.search.replicate import solve_replicated
+from tpuplan.planner.costs import Goal, throughput_per_s, totals
+from tpuplan.planner.defaults import DEFAULT_WORKERS
+from tpuplan.planner.devices import POOL_RANK, DeviceSet, Tables
+from tpuplan.planner.plan import CurveRow, Plan
+from tpuplan.planner.plan_build import check_k, expand_devices
+from tpuplan.planner.search.engine import Outcome, secondary_rank
+from tpuplan.planner.search.problem import Problem
+from tpuplan.planner.search.replicate import COPIES_RANK, MAX_REPLICATED_TPUS
+from tpuplan.planner.solving import NoPlanError, Options, checked_search, no_tpu_ops_message, plan_of
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.model import Profile
 from tpuplan.profiles.pricing.device import DeviceSpec
 from tpuplan.profiles.pricing.host import HostSpec, resolve_host
-from tpuplan.profiles.pricing.tables import StageCostTable
+from tpuplan.profiles.pricing.tables import stage_pairs
 
 DEFAULT_TOLERANCE = 0.05
 
 
-@dataclass
-class _Options:
-    goal: Goal
-    allow_spill: bool
-    time_limit_s: float | None
-    workers: int
-    seed: int
+def rank_of(dset: DeviceSet, goal: Goal) -> tuple[str, ...]:
+    """The tie-break among plans of equal objective: fewest TPUs (with copies: then the most stages),
+    then the secondary number (then the smallest ends, device kinds, copies stage by stage)."""
+    return COPIES_RANK if dset.copies else (*POOL_RANK, *secondary_rank(goal))
 
 
-@dataclass
-class _Solved:
-    k: int
-    outcome: Outcome
-    tables: list[StageCostTable]
-    devices: list[DeviceSpec]
+def shape(problem: Problem, got: Outcome) -> str:
+    """A plan's shape for people: stages, copies, data parallelism."""
+    copies = got.copies if problem.copies else [1] * len(got.options)
+    if len(copies) == 1 and copies[0] > 1:
+        return f"whole model on each of {copies[0]} TPUs (data parallel)"
+    if any(r > 1 for r in copies):
+        return f"{len(copies)} stages, copies {','.join(map(str, copies))}"
+    return f"{len(copies)} stage{'s' if len(copies) != 1 else ''}"
 
 
-def _solve_each(
-    profile: Profile, devices: Sequence[DeviceSpec], host: HostSpec, top: int, opts: _Options
-) -> list[_Solved]:
-    """The optimum for every K = 1..top that has a plan (a K with fewer Edge TPU ops than stages has none)."""
-    limit = DEFAULT_TIME_LIMIT_S if opts.time_limit_s is None else opts.time_limit_s
-    cache: dict[str, StageCostTable] = {}
-    out = []
-    for k in range(1, top + 1):
-        devs = list(devices[:k]) if len(devices) > 1 else list(devices) * k
-        tables = []
-        for dev in devs:
-            key = dev.model_dump_json()
-            if key not in cache:
-                cache[key] = stage_tables(profile, [dev], host)[0]
-            tables.append(cache[key])
-        try:
-            got = solve_tables(
-                tables,
-                opts.goal,
-                allow_spill=opts.allow_spill,
-                time_limit_s=limit / (top + 1),
-                workers=opts.workers,
-                seed=opts.seed,
-                prove=False,
-            )
-        except TpuplanError as exc:
-            if "no plan over" in str(exc):
-                continue
-            raise
-        out.append(_Solved(k, got, tables, devs))
-    if not out:
-        raise NoPlanError(profile.model.path, no_tpu_ops_message(profile))
-    return out
-
-
-class NoPlanError(TpuplanError):
-    """No plan exists for this model at all; `reason` says why without naming a file, so that the caller
-    can name the file the user gave (a profile stores only the model's file name)."""
-
-    def __init__(self, model: str, reason: str) -> None:
-        super().__init__(f"{model}: {reason}")
-        self.reason = reason
-
-
-def no_tpu_ops_message(profile: Profile) -> str:
-    """Why no plan exists when the Edge TPU runs none of the ops: the first op's reason, and what to do
-    when the reason is float tensors (the usual case: a model that was never quantised)."""
-    first = profile.ops[0]
-    floats = all("float" in op.edgetpu_reason for op in profile.ops if not op.supported)
-    advice = "; quantise the model to int8 (full-integer post-training quantisation) first" if floats else ""
-    return (
-        f"no plan exists: the Edge TPU runs none of this model's {len(profile.ops)} ops "
-        f"(op 0 {first.op_type}: {first.edgetpu_reason or 'not supported'}){advice}"
-    )
-
-
-def _proven(solved: _Solved, opts: _Options) -> _Solved:
-    """The chosen K again, proven by CP-SAT and pinned to one plan among the optimal ones."""
-    limit = DEFAULT_TIME_LIMIT_S if opts.time_limit_s is None else opts.time_limit_s
-    got = solve_tables(
-        solved.tables, opts.goal, allow_spill=opts.allow_spill, time_limit_s=limit, workers=opts.workers, seed=opts.seed
-    )
-    return _Solved(solved.k, got, solved.tables, solved.devices)
-
-
-def _info(got: Outcome, opts: _Options, start: float | None) -> SolverInfo:
-    return SolverInfo(
-        status=got.status,
-        objective=got.objective,
-        best_bound=got.best_bound,
-        proven_optimal=got.proven,
-        parameters=SolverParameters(
-            workers=opts.workers if start is not None else None,
-            time_limit_s=opts.time_limit_s,
-            seed=opts.seed,
-            allow_spill=opts.allow_spill,
-        ),
-        wall_time_s=None if start is None else round(time.monotonic() - start, 4),
-        note="; ".join(got.notes),
-    )
-
-
-def _plan(
-    profile: Profile, solved: _Solved, opts: _Options, requested: int, notes: list[str], start: float | None
+def solve_set(
+    profile: Profile,
+    dset: DeviceSet,
+    k: int,
+    *,
+    host: HostSpec | None = None,
+    goal: Goal | None = None,
+    allow_spill: bool = False,
+    time_limit_s: float | None = None,
+    workers: int = DEFAULT_WORKERS,
+    seed: int = 0,
+    timings: bool = False,
 ) -> Plan:
-    return build_plan(
-        profile,
-        solved.devices,
-        solved.tables,
-        solved.outcome.cuts,
-        opts.goal,
-        _info(solved.outcome, opts, start),
-        tpus_requested=requested,
-        notes=notes,
-    )
+    """The best plan over at most k TPUs of the device set (fewest TPUs among the best), proven."""
+    start = time.monotonic()
+    if dset.copies:  # copies: more TPUs than ops is fine (data parallelism)
+        if not 1 <= k <= MAX_REPLICATED_TPUS:
+            raise TpuplanError(f"copies are planned for 1 to {MAX_REPLICATED_TPUS} TPUs (got {k})")
+    else:
+        check_k(profile, k)
+    if dset.total is not None and k > dset.total:
+        raise TpuplanError(f"{k} TPUs asked, but the pool has {dset.total} ({dset.describe()})")
+    if dset.copies and (goal or Goal()) != Goal():
+        raise TpuplanError("copies are planned for the least period: drop --objective latency and --batch")
+    opts = Options.of(goal, allow_spill, time_limit_s, workers, seed)
+    tables = Tables(profile, host or resolve_host(profile.host))
+    problem = dset.problem(tables, k)
+    got = checked_search(profile, problem, opts, rank_of(dset, opts.goal), True)
+    notes = _notes(profile, dset, problem, got, k, tables, opts)
+    note = "tie-break with copies: fewest TPUs, then fewest copies, then least latency" if dset.copies else ""
+    return plan_of(profile, problem, got, opts, k, notes, start if timings else None, note)
+
+
+def _notes(
+    profile: Profile, dset: DeviceSet, problem: Problem, got: Outcome, k: int, tables: Tables, opts: Options
+) -> list[str]:
+    used = sum(got.copies) if dset.copies else len(got.options)
+    notes = []
+    if dset.is_pool:
+        notes.append(f"pool {dset.describe()}: the planner chose which device runs which stage")
+    if dset.copies:
+        plain = checked_search(
+            profile, DeviceSet(dset.kinds, dset.counts).problem(tables, k), opts, ("stages", "T"), False
+        )
+        gain = plain.objective / max(got.objective, 1)
+        notes.append(
+            f"without copies the best plan over {k} TPU(s) has period {plain.objective} us "
+            f"({len(plain.options)} TPU(s)): copies give x{gain:.2f}"
+        )
+        if gain < 1.01 and sum(got.copies) > len(plain.options):
+            notes.append(
+                f"the least period takes {sum(got.copies)} TPUs for under 1% over {len(plain.options)}: "
+                "--tpus auto --replicate takes the fewest TPUs within --tolerance of the best"
+            )
+    if used < k:
+        if not got.proven:
+            notes.append(f"the best plan found uses {used} of the {k} TPUs (the search did not finish)")
+        elif dset.copies:
+            notes.append(f"{k - used} of the {k} TPUs would not shorten the period: using {used}")
+        else:
+            notes.append(f"K={k} gives no gain over K={used}: using {used}")
+    return notes
 
 
 def solve(
@@ -149,26 +125,23 @@ def solve(
     seed: int = 0,
     timings: bool = False,
 ) -> Plan:
-    """The best plan over at most k TPUs: the fewest TPUs that reach the least objective.
-
-    More TPUs can cost more (host work that does not overlap grows with every stage) or add nothing
-    (a lone host op is not a stage); the plan then uses fewer and its notes say why.
-    """
-    start = time.monotonic()
+    """The best plan over at most k TPUs, devices in stage order (one for all, or one per TPU): the
+    fewest TPUs that reach the least objective. More TPUs can cost more (host work that does not overlap
+    grows with every stage) or add nothing; the plan then uses fewer and its notes say why."""
     check_k(profile, k)
-    opts = _Options(goal or Goal(), allow_spill, time_limit_s, workers, seed)
-    devs = expand_devices(profile, devices, k)
-    solved = _solve_each(profile, devs, host or resolve_host(profile.host), k, opts)
-    best = min(s.outcome.objective for s in solved)
-    chosen = _proven(next(s for s in solved if s.outcome.objective == best), opts)
-    notes = []
-    if chosen.k < k:
-        top = solved[-1]
-        if top.k < k:
-            notes.append(f"no plan over {k} TPUs: each stage needs an op the Edge TPU runs")
-        else:
-            notes.append(f"K={k} gives no gain over K={chosen.k}: using {chosen.k}")
-    return _plan(profile, chosen, opts, k, notes, start if timings else None)
+    dset = DeviceSet(tuple(expand_devices(profile, devices, k)))
+    return solve_set(
+        profile,
+        dset,
+        k,
+        host=host,
+        goal=goal,
+        allow_spill=allow_spill,
+        time_limit_s=time_limit_s,
+        workers=workers,
+        seed=seed,
+        timings=timings,
+    )
 
 
 def solve_with_copies(
@@ -184,81 +157,47 @@ def solve_with_copies(
     timings: bool = False,
 ) -> Plan:
     """The least-period plan over at most `tpus` TPUs of one kind when a stage may run on several
-    (`planner.search.replicate`); its notes give the best plan without copies for comparison."""
-    start = time.monotonic()
+    (`planner.search.replicate`: one stage on every TPU is data parallelism); its notes give the best
+    plan without copies for comparison."""
     dev = device or profile.device
-    hosts = host or resolve_host(profile.host)
-    limit = DEFAULT_TIME_LIMIT_S if time_limit_s is None else time_limit_s
     if dev.backend != "edgetpu":
         raise TpuplanError(f"copies are planned for Edge TPUs (device {dev.name!r} is {dev.backend})")
-    table = stage_tables(profile, [dev], hosts)[0]
-    got = solve_replicated(table, tpus, allow_spill=allow_spill, time_limit_s=limit / 2)
-    plain = solve(
+    return solve_set(
         profile,
-        min(tpus, len(profile.ops)),
-        [dev],
-        host=hosts,
+        DeviceSet((dev,), copies=True),
+        tpus,
+        host=host,
         allow_spill=allow_spill,
-        time_limit_s=limit / 2,
+        time_limit_s=time_limit_s,
         workers=workers,
         seed=seed,
+        timings=timings,
     )
-    gain = plain.predicted_period_us / max(got.period_us, 1)
-    notes = [
-        f"without copies the best plan over {tpus} TPU(s) has period {plain.predicted_period_us} us "
-        f"({plain.tpus} TPU(s)): copies give x{gain:.2f}",
-        *got.notes,
-    ]
-    if got.tpus < tpus:
-        notes.append(f"{tpus - got.tpus} of the {tpus} TPUs would not shorten the period: using {got.tpus}")
-    opts = _Options(Goal(), allow_spill, time_limit_s, workers, seed)
-    k = len(got.copies)
-    info = SolverInfo(
-        status=got.status,
-        objective=got.period_us,
-        best_bound=got.period_us if got.proven else 0,
+
+
+def _curve_row(k: int, problem: Problem, got: Outcome, goal: Goal, prev: CurveRow | None) -> CurveRow:
+    tables = [problem.options[o].table for o in got.options]
+    tot = totals(tables, got.cuts, goal, got.copies if problem.copies else None)
+    tp = throughput_per_s(tot.period_us)
+    onchip = all(t.fits_on_chip(a, b) for t, (a, b) in zip_strict(tables, stage_pairs(got.cuts, problem.n)))
+    base = prev.predicted_throughput_per_s if prev else None
+    return CurveRow(
+        tpus=k,
+        predicted_period_us=tot.period_us,
+        predicted_latency_us=tot.latency_us,
+        predicted_throughput_per_s=tp,
+        objective=tot.objective,
+        gain_vs_previous=round(tp / base, 4) if base else None,
+        fits_on_chip=onchip,
         proven_optimal=got.proven,
-        parameters=SolverParameters(
-            workers=workers if timings else None, time_limit_s=time_limit_s, seed=seed, allow_spill=allow_spill
-        ),
-        wall_time_s=round(time.monotonic() - start, 4) if timings else None,
-        note="tie-break with copies: fewest TPUs, then fewest copies, then least latency",
+        tpus_used=sum(got.copies) if problem.copies else len(got.options),
+        shape=shape(problem, got),
     )
-    return build_plan(
-        profile, [dev] * k, [table] * k, got.cuts, opts.goal, info, tpus_requested=tpus, notes=notes, copies=got.copies
-    )
-
-
-def _curve(solved: Sequence[_Solved], goal: Goal) -> list[CurveRow]:
-    rows: list[CurveRow] = []
-    for s in solved:
-        tot = totals(s.tables, s.outcome.cuts, goal)
-        tp = throughput_per_s(tot.period_us)
-        prev = rows[-1].predicted_throughput_per_s if rows else None
-        onchip = all(t.onchip[a, b] for t, (a, b) in zip_strict(s.tables, _pairs(s)))
-        rows.append(
-            CurveRow(
-                tpus=s.k,
-                predicted_period_us=tot.period_us,
-                predicted_latency_us=tot.latency_us,
-                predicted_throughput_per_s=tp,
-                objective=tot.objective,
-                gain_vs_previous=round(tp / prev, 4) if prev else None,
-                fits_on_chip=onchip,
-                proven_optimal=s.outcome.proven,
-            )
-        )
-    return rows
-
-
-def _pairs(s: _Solved) -> list[tuple[int, int]]:
-    cuts = s.outcome.cuts
-    return list(zip_strict([0, *(c + 1 for c in cuts)], [*cuts, s.tables[0].n - 1]))
 
 
 def solve_auto(
     profile: Profile,
-    devices: DeviceSpec | Sequence[DeviceSpec] | None,
+    devices: DeviceSpec | Sequence[DeviceSpec] | DeviceSet | None,
     max_tpus: int,
     *,
     host: HostSpec | None = None,
@@ -271,26 +210,99 @@ def solve_auto(
     timings: bool = False,
 ) -> Plan:
     """`--tpus auto`: the fewest TPUs whose objective is within `tolerance` of the best up to max_tpus,
-    with the whole curve (K, period, latency, gain per added TPU)."""
+    with the whole curve (row K is the best plan over at most K TPUs: pipelines, and with a device set
+    of copies also copies and data parallelism, weighed by the one objective)."""
     start = time.monotonic()
     if max_tpus < 1:
         raise TpuplanError(f"max_tpus must be at least 1 (got {max_tpus})")
     if not 0 <= tolerance <= 10:
         raise TpuplanError(f"the tolerance must be from 0 to 10 (got {tolerance:g})")
+    dset = _auto_set(profile, devices, max_tpus)
+    top = min(max_tpus, len(profile.ops) if not dset.copies else max_tpus, dset.total or max_tpus)
+    opts = Options.of(goal, allow_spill, time_limit_s, workers, seed)
+    tables = Tables(profile, host or resolve_host(profile.host))
+    rank = rank_of(dset, opts.goal)
+    found: list[tuple[Problem, Outcome]] = []
+    for k in range(1, top + 1):
+        problem = dset.problem(tables, k)
+        got = checked_search(profile, problem, opts, rank, False)
+        if found and found[-1][1].objective <= got.objective:  # a cut-short search: carry K-1's plan over
+            got = _carried(found[-1][1], got)
+        found.append((problem, got))
+    return _auto_plan(profile, found, opts, tolerance, top, rank, start if timings else None)
+
+
+def _auto_set(profile: Profile, devices: DeviceSpec | Sequence[DeviceSpec] | DeviceSet | None, top: int) -> DeviceSet:
+    if isinstance(devices, DeviceSet):
+        return devices
     devs = [devices] if isinstance(devices, DeviceSpec) else list(devices or [profile.device])
-    if len(devs) != 1 and len(devs) < max_tpus:
-        raise TpuplanError(f"{len(devs)} devices given for up to {max_tpus} TPUs (give one, or one per TPU)")
-    top = min(max_tpus, len(profile.ops))
-    opts = _Options(goal or Goal(), allow_spill, time_limit_s, workers, seed)
-    solved = _solve_each(profile, devs, host or resolve_host(profile.host), top, opts)
-    best = min(s.outcome.objective for s in solved)
-    chosen = _proven(next(s for s in solved if s.outcome.objective <= best * (1 + tolerance)), opts)
-    fastest = next(s for s in solved if s.outcome.objective == best)
-    notes = [f"auto: {chosen.k} TPU(s), the fewest within {tolerance:.0%} of the best of 1..{top} ({fastest.k} TPU(s))"]
-    if fastest.k == 1:
+    if len(devs) != 1 and len(devs) < top:
+        raise TpuplanError(f"{len(devs)} devices given for up to {top} TPUs (give one, or one per TPU)")
+    return DeviceSet(tuple(devs))
+
+
+def _carried(prev: Outcome, got: Outcome) -> Outcome:
+    """K-1's plan as K's, proven when K's search was (nothing with more TPUs is better)."""
+    proven = got.proven and prev.proven
+    return Outcome(
+        prev.cuts,
+        prev.status if proven else "FEASIBLE",
+        prev.objective,
+        prev.objective if proven else 0,
+        proven,
+        prev.onchip,
+        [],
+        prev.options,
+        prev.copies,
+    )
+
+
+def _auto_plan(
+    profile: Profile,
+    found: list[tuple[Problem, Outcome]],
+    opts: Options,
+    tolerance: float,
+    top: int,
+    rank: Sequence[str],
+    start: float | None,
+) -> Plan:
+    best = min(got.objective for _, got in found)
+    k_pick = next(k for k, (_, got) in enumerate(found, start=1) if got.objective <= best * (1 + tolerance))
+    fastest = next(k for k, (_, got) in enumerate(found, start=1) if got.objective == best)
+    problem, _ = found[k_pick - 1]
+    chosen = checked_search(profile, problem, opts, rank, True)
+    found[k_pick - 1] = (problem, chosen)
+    rows: list[CurveRow] = []
+    for k, (prob, got) in enumerate(found, start=1):
+        rows.append(_curve_row(k, prob, got, opts.goal, rows[-1] if rows else None))
+    pick, top_row = rows[k_pick - 1], rows[fastest - 1]
+    notes = [
+        f"auto: {pick.tpus_used} TPU(s), {pick.shape}: period {pick.predicted_period_us} us, latency "
+        f"{pick.predicted_latency_us} us, the fewest TPUs within {tolerance:.0%} of the best of 1..{top} "
+        f"({top_row.tpus_used} TPU(s), {top_row.shape}: period {top_row.predicted_period_us} us, latency "
+        f"{top_row.predicted_latency_us} us); row K is the best plan over at most K TPUs"
+    ]
+    unproven = [r.tpus for r in rows if not r.proven_optimal]
+    if unproven:
+        notes.append(
+            "not proven optimal (time limit): curve row(s) "
+            + ",".join(map(str, unproven))
+            + "; the choice is made among the plans found"
+        )
+    if fastest == 1:
         notes.append("this model is fastest on one TPU: splitting it only adds transfers and host work")
-    plan = _plan(profile, chosen, opts, top, notes, start if timings else None)
-    return plan.model_copy(update={"curve": _curve(solved, opts.goal)})
+    plan = plan_of(profile, problem, chosen, opts, top, notes, start)
+    return plan.model_copy(update={"curve": rows})
 
 
-__all__ = ["DEFAULT_TOLERANCE", "DEFAULT_WORKERS", "solve", "solve_auto", "solve_with_copies"]
+__all__ = [
+    "DEFAULT_TOLERANCE",
+    "DEFAULT_WORKERS",
+    "DeviceSet",
+    "NoPlanError",
+    "no_tpu_ops_message",
+    "solve",
+    "solve_auto",
+    "solve_set",
+    "solve_with_copies",
+]

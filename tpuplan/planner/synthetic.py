@@ -63,11 +63,13 @@ def synthetic_table(
     cut_serial: Sequence[int] | None = None,
     cut_bus: Sequence[int] | None = None,
     name: str = "synthetic",
+    loops: Sequence[tuple[int, int]] = (),
 ) -> StageCostTable:
     """A table from plain integers: link[i] is the link time of the cut after op i (the last one: the
     model's output), input_link that of the model's input (default link[-1] // 2). cut_serial[i] and
     cut_bus[i] add to the serialized and bus time of both stages beside cut i, as copying a cut's tensors
-    does, so that where the cuts fall changes those sums too."""
+    does, so that where the cuts fall changes those sums too. `loops`: op spans of state loops; a stage
+    holding one of their ops has its time as its `loop` value (formula.GATED_VALUES)."""
     n = len(compute)
     a, b = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
     upper = b >= a
@@ -94,11 +96,16 @@ def synthetic_table(
         out: I64 = np.where(upper, fixed + _span(_prefix(xs, n), a_, b_) + around, 0)
         return out
 
-    return StageCostTable(
+    held = np.zeros_like(upper)
+    for lo, hi in loops:
+        held |= upper & (a <= hi) & (b >= lo)
+    return StageCostTable.dense(
         device_name=name,
         backend="edgetpu",
         n=n,
+        loops=loops,
         values={
+            "loop": np.where(held, time, 0).astype(np.int64),
             "time": np.where(upper, time, 0).astype(np.int64),
             "serial": summed(serial, serial_fixed, cut_serial),
             "bus_in": summed(bus, 0, cut_bus),

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from tpuplan.profiles.docio import path_text, validation_message
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.limits import BIG, MAX_OP_US, describe
-from tpuplan.profiles.model import CostSource, CutProfile, ModelRef, OpProfile, Profile, TensorInfo
+from tpuplan.profiles.model import CostSource, CutProfile, ModelRef, OpProfile, Profile, StateLoop, TensorInfo
 from tpuplan.profiles.pricing.device import DeviceSpec
 from tpuplan.profiles.pricing.host import HostSpec, resolve_host
 from tpuplan.profiles.pricing.opcost import (
@@ -21,6 +21,7 @@ from tpuplan.profiles.pricing.opcost import (
     padded_macs,
     stream_us,
 )
+from tpuplan.profiles.state import graph_state, pairs
 from tpuplan.profiles.tflite.graph import Graph, analyse
 from tpuplan.profiles.tflite.reader import LoadedModel, dtype_name, require_cpu_model
 
@@ -81,13 +82,16 @@ def _profile(graph: Graph, device: DeviceSpec, host: HostSpec) -> Profile:
     ]
     made = graph.model_inputs + [t for info in graph.ops for t in info.outputs]
     loaded = graph.loaded
+    inputs = [_tensor_info(graph, t) for t in graph.model_inputs]
+    outputs = [_tensor_info(graph, t) for t in graph.model_outputs]
     profile = Profile(
+        state=[*graph_state(graph), *pairs_of(graph, inputs, outputs)],
         # the file name only: the same model gives the same profile from any directory (sha256 identifies it)
         model=ModelRef(path=path_text(Path(loaded.path).name), sha256=loaded.sha256, bytes=len(loaded.data)),
         device=device,
         host=host.name,
-        inputs=[_tensor_info(graph, t) for t in graph.model_inputs],
-        outputs=[_tensor_info(graph, t) for t in graph.model_outputs],
+        inputs=inputs,
+        outputs=outputs,
         tensors=[_tensor_info(graph, t) for t in made],
         input_bytes=sum(graph.nbytes(t) for t in graph.model_inputs),
         output_bytes=sum(graph.nbytes(t) for t in graph.model_outputs),
@@ -95,6 +99,24 @@ def _profile(graph: Graph, device: DeviceSpec, host: HostSpec) -> Profile:
         cuts=cuts,
     )
     return price(profile, device, host, where=str(graph.loaded.path))
+
+
+def pairs_of(graph: Graph, inputs: list[TensorInfo], outputs: list[TensorInfo]) -> list[StateLoop]:
+    """The state pairs of the model (by name), with the loop from the input's first reader to the last op
+    (`profiles.state`)."""
+    readers: dict[str, list[int]] = {}
+    writer: dict[str, int] = {}
+    for info in graph.ops:
+        for t in info.inputs:
+            readers.setdefault(graph.key(t), []).append(info.index)
+        for t in info.outputs:
+            writer[graph.key(t)] = info.index
+    out = []
+    for name_in, name_out in pairs(inputs, outputs):
+        first, last = min(readers.get(name_in, [-1]), default=-1), len(graph.ops) - 1
+        if first >= 0 and name_out in writer:
+            out.append(StateLoop(kind="pair", names=[name_in, name_out], first_op=first, last_op=last, together=False))
+    return out
 
 
 def _host_source(op: OpProfile, host: HostSpec) -> CostSource:

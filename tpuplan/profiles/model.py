@@ -93,6 +93,24 @@ class MeasuredStage(StrictModel):
     source: str = Field("", max_length=2000, description="which reports")
 
 
+class StateLoop(StrictModel):
+    """State one inference leaves for the next (`profiles.state`): ops first_op..last_op are in its loop,
+    so a stage holding any of them waits, for the next input, until this one's state is made (its time
+    counts towards the period) and is never copied (copies would each hold their own state)."""
+
+    kind: Literal["variable", "resource", "pair"] = Field(
+        description="variable tensors of an op, resource variables (VAR_HANDLE), or a model input fed "
+        "back from a model output"
+    )
+    names: list[Annotated[str, Field(max_length=10_000)]] = Field(
+        min_length=1, max_length=100_000, description="the tensors, the variable, or [input, output]"
+    )
+    first_op: int = Field(ge=0, le=MAX_COUNT)
+    last_op: int = Field(ge=0, le=MAX_COUNT)
+    together: bool = Field(description="its ops must stay in one stage (the state lives in one interpreter)")
+    declared: bool = Field(False, description="given with --state, not found in the model")
+
+
 class Profile(StrictModel):
     kind: Literal["tpuplan.profile"] = PROFILE_KIND
     schema_version: Literal[2] = PROFILE_VERSION
@@ -112,6 +130,9 @@ class Profile(StrictModel):
     ) = None
     measured_stages: list[MeasuredStage] = Field(
         default_factory=list, max_length=100_000, description="stage times measured on hardware (plan verify)"
+    )
+    state: list[StateLoop] | None = Field(
+        None, max_length=100_000, description="state carried between inferences (None: not looked for)"
     )
 
     @property
@@ -150,6 +171,11 @@ class Profile(StrictModel):
                     f"measured stage {m.first_op}..{m.last_op} on {m.device!r}: outside the ops or given twice"
                 )
             seen.add(key)
+        for loop in self.state or []:
+            if not loop.first_op <= loop.last_op < n:
+                raise ValueError(
+                    f"state loop {loop.names[0]!r}: ops {loop.first_op}..{loop.last_op} are not ops of the model"
+                )
         return self
 
 

@@ -26,6 +26,7 @@ from tpuplan.profiles.limits import MAX_COUNT, MAX_PIPELINE_US, Count, Rate, Sec
 from tpuplan.runtime.backends.kinds import Backend, get_backend
 from tpuplan.runtime.backends.probe import probe_models
 from tpuplan.runtime.backends.registry import InterpreterStage
+from tpuplan.runtime.devicemap import assign, per_copy
 from tpuplan.runtime.pipeline.base import PipelineBase, StageStats
 from tpuplan.runtime.pipeline.runners import DEFAULT_RUNNER, check_runner, default_queue_size, open_pipeline
 from tpuplan.runtime.pipeline.stage import Array, StageRunner, StageSource
@@ -261,7 +262,8 @@ def run_split(
         )
     check_split_backend(split, chosen)
     manifest = split.manifest
-    devs = chosen.devices(sum(copies_of(split)), devices)
+    planned = per_copy([seg.device for seg in manifest.segments], copies_of(split))
+    devs = chosen.devices(sum(copies_of(split)), assign(planned, devices) if devices else devices)
     specs = input_specs(manifest)
     source = open_inputs(o.input_path, specs, count=o.inputs, seed=o.seed)
     boundary = max([sum(s.nbytes for s in specs)] + [_bytes(seg.outputs) for seg in manifest.segments])

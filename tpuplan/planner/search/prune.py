@@ -1,124 +1,187 @@
-"""Bounds on every stage choice of the CP-SAT model, so that "no plan below v" is often settled before
-any search, and what is left for CP-SAT is small.
+"""Bounds on every stage choice, so that "no plan within the caps" is often settled before any search, and
+what is left for the label search and CP-SAT is small.
 
-An arc (stage s takes ops p+1..e) lies on some plan; the cheapest such plan in each cost alone is a
-shortest path: the least sum of stage times T, serialized shares S, bus times V and one-offs O over
-the stages before it (a prefix) and after it (a suffix), and the least largest stage time. Each plan
-through the arc costs at least
-
-    P >= max(T_arc, least largest stage time, least S, least V)       L >= least T       O >= least O
-
-so J = alpha P + beta L + gamma O is at least alpha x that P bound + beta x that L bound + gamma x ... .
-An arc whose bound is above the cap (or whose secondary bound is above its cap) is on no plan within
-the cap and is dropped; dropping arcs raises the bounds of the others, so this repeats until nothing
-changes. If no path is left, no plan is within the cap: that is a proof by shortest paths alone,
-independent of the label-setting reference.
+A choice (stage s takes ops p+1..e) lies on some plan; the cheapest such plan in each component alone
+is a shortest path: the least sum (or least largest value) of that component over the stages before it
+(a prefix) and after it (a suffix). Each plan through the choice has every component at least that, so
+its objective J = alpha P + beta L + gamma O is at least the objective of those bounds
+(`problem.objective_of`). A choice whose bound is above the cap (or whose secondary bound, or a capped
+component's, is) is on no plan within the caps and is dropped; dropping choices raises the bounds of
+the others, so this repeats until nothing changes. If some layer is left empty, no plan is within the
+caps: a proof by shortest paths alone, independent of the label search.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
-from tpuplan.planner.costs import Goal
-from tpuplan.planner.search.labels import I64
-from tpuplan.profiles.pricing.formula import PERIOD_BOUNDS
-from tpuplan.profiles.pricing.tables import StageCostTable
-
-Arcs = list[tuple[I64, I64]]  # per stage: (previous end, end) of each allowed choice
-BIG = 2**40  # above any real sum of microseconds; alpha x BIG stays inside int64
-
-
-@dataclass(frozen=True)
-class Caps:
-    """What a plan must stay within: objective J, and the secondary number (latency for a throughput goal,
-    period for a latency goal) when given; `fixed` ends of the first stages and a bound on the next one."""
-
-    objective: int
-    secondary: int | None = None
-    fixed: tuple[int, ...] = ()
-    next_end_at_most: int | None = None
+from tpuplan.compat import zip_strict
+from tpuplan.planner.search.problem import (
+    BIG,
+    I64,
+    Choices,
+    Component,
+    Mask,
+    Problem,
+    Question,
+    capped,
+    comp_matrix,
+    reachable,
+    within,
+)
 
 
-def restrict(arcs: Arcs, caps: Caps) -> Arcs:
-    """The arcs that keep the fixed ends and the bound on the next end."""
-    out: Arcs = []
-    for s, (ps, es) in enumerate(arcs):
-        ok = np.ones(len(ps), dtype=np.bool_)
-        if s < len(caps.fixed):
-            ok &= es == caps.fixed[s]
-        if 0 < s <= len(caps.fixed):
-            ok &= ps == caps.fixed[s - 1]
-        if s == len(caps.fixed) and caps.next_end_at_most is not None:
-            ok &= es <= caps.next_end_at_most
-        out.append((ps[ok], es[ok]))
+def sweeps(
+    problem: Problem, comps: Sequence[Component], layers: Sequence[Choices]
+) -> tuple[list[I64], list[I64], list[I64]]:
+    """(pre, suf, mats): pre[s][x] the least of each component over the stages before layer s ending
+    before op x, suf[s][x] over the stages from layer s starting at op x (arrays [n + 1, d]), and each
+    layer's component matrix."""
+    n, d = problem.n, len(comps)
+    joins = [np.maximum if c.combine == "max" else np.add for c in comps]
+    mats = [comp_matrix(problem, comps, c) for c in layers]
+    pre = [np.full((n + 1, d), BIG, dtype=np.int64)]
+    pre[0][0] = 0
+    for c, mat in zip_strict(layers, mats):
+        nxt = np.full((n + 1, d), BIG, dtype=np.int64)
+        for j in range(d):
+            np.minimum.at(nxt[:, j], c.e + 1, np.minimum(joins[j](pre[-1][c.p + 1, j], mat[:, j]), BIG))
+        pre.append(nxt)
+    suf = [np.full((n + 1, d), BIG, dtype=np.int64) for _ in range(len(layers) + 1)]
+    suf[-1][n] = 0
+    for s in range(len(layers) - 1, -1, -1):
+        c, mat = layers[s], mats[s]
+        for j in range(d):
+            np.minimum.at(suf[s][:, j], c.p + 1, np.minimum(joins[j](mat[:, j], suf[s + 1][c.e + 1, j]), BIG))
+    return pre, suf, mats
+
+
+MAX_STATES = 256  # device-usage states the bounds follow exactly (a pool of a few kinds, a few of each)
+POOL_PRUNE_MAX = 50_000  # choices above which a pool's bounds ignore its counts (following them costs states x)
+
+
+class Usage:
+    """The devices of each kind a partial plan has used, as one state index (a grid of counts + 1 per
+    kind; with a budget, states over it are dead). With it the bounds respect the pool: a plan that
+    would need more devices of a kind than there are is no plan."""
+
+    def __init__(self, problem: Problem) -> None:
+        counts = problem.counts or ()
+        self.size = int(np.prod([c + 1 for c in counts])) if counts else 1
+        self.strides = (
+            np.cumprod([1, *(c + 1 for c in counts[:-1])]).astype(np.int64) if counts else np.ones(0, np.int64)
+        )
+        grid = np.indices([c + 1 for c in counts]).reshape(len(counts), -1).T if counts else np.zeros((1, 0), np.int64)
+        order = np.argsort(grid @ self.strides) if counts else np.zeros(1, np.int64)
+        self.used = grid[order].astype(np.int64)  # [states, kinds], state i at row i
+        self.alive = np.ones(self.size, dtype=np.bool_)
+        if problem.budget is not None and counts:
+            self.alive &= self.used.sum(axis=1) <= problem.budget
+        self.counts = np.array(counts, dtype=np.int64)
+        self.kinds = np.array([o.kind for o in problem.options] + [-1], dtype=np.int64)
+
+    def step(self, c: Choices) -> tuple[I64, Mask]:
+        """For every (state, choice): the state after it, and whether it stays within the pool."""
+        kind = self.kinds[c.opt]
+        delta = (
+            np.where(kind >= 0, c.r * self.strides[np.maximum(kind, 0)], 0)
+            if len(self.counts)
+            else np.zeros(len(c), np.int64)
+        )
+        after = np.arange(self.size)[:, None] + delta[None, :]
+        room = np.ones((self.size, len(c)), dtype=np.bool_)
+        if len(self.counts):
+            have = self.used[:, np.maximum(kind, 0)]  # [states, choices]
+            room = (kind[None, :] < 0) | (have + c.r[None, :] <= self.counts[np.maximum(kind, 0)][None, :])
+        after = np.where(room, after, 0)
+        room &= self.alive[after]
+        return after, room
+
+
+def _sweeps_usage(
+    problem: Problem, comps: Sequence[Component], layers: Sequence[Choices], usage: Usage
+) -> tuple[list[I64], list[I64], list[I64], list[tuple[I64, Mask]]]:
+    """As `sweeps`, with the device-usage state: pre[s][u, x] and suf[s][u, x] ([states, n + 1, d])."""
+    n, d, size = problem.n, len(comps), usage.size
+    joins = [np.maximum if c.combine == "max" else np.add for c in comps]
+    mats = [comp_matrix(problem, comps, c) for c in layers]
+    steps = [usage.step(c) for c in layers]
+    pre = [np.full((size, n + 1, d), BIG, dtype=np.int64)]
+    pre[0][0, 0] = 0
+    for c, mat, (after, room) in zip_strict(layers, mats, steps):
+        nxt = np.full((size, n + 1, d), BIG, dtype=np.int64)
+        u, m = np.nonzero(room)
+        for j in range(d):
+            vals = np.minimum(joins[j](pre[-1][u, c.p[m] + 1, j], mat[m, j]), BIG)
+            np.minimum.at(nxt[:, :, j], (after[u, m], c.e[m] + 1), vals)
+        pre.append(nxt)
+    suf = [np.full((size, n + 1, d), BIG, dtype=np.int64) for _ in range(len(layers) + 1)]
+    suf[-1][usage.alive, n] = 0
+    for s in range(len(layers) - 1, -1, -1):
+        c, mat, (after, room) = layers[s], mats[s], steps[s]
+        u, m = np.nonzero(room)
+        for j in range(d):
+            vals = np.minimum(joins[j](mat[m, j], suf[s + 1][after[u, m], c.e[m] + 1, j]), BIG)
+            np.minimum.at(suf[s][:, :, j], (u, c.p[m] + 1), vals)
+    return pre, suf, mats, steps
+
+
+def _through_usage(problem: Problem, comps: Sequence[Component], layers: Sequence[Choices], usage: Usage) -> list[I64]:
+    pre, suf, mats, steps = _sweeps_usage(problem, comps, layers, usage)
+    joins = [np.maximum if c.combine == "max" else np.add for c in comps]
+    out = []
+    for s, (c, mat, (after, room)) in enumerate(zip_strict(layers, mats, steps)):
+        cols = []
+        for j in range(len(comps)):
+            head = joins[j](pre[s][:, c.p + 1, j], mat[None, :, j])
+            whole = np.minimum(joins[j](head, suf[s + 1][after, c.e[None, :] + 1, j]), BIG)
+            cols.append(np.where(room, whole, BIG).min(axis=0))
+        out.append(np.stack(cols, axis=1) if cols else np.zeros((len(c), 0), dtype=np.int64))
     return out
 
 
-def _values(tables: Sequence[StageCostTable], arcs: Arcs, name: str) -> list[I64]:
-    return [t.value(name)[ps + 1, es] for t, (ps, es) in zip(tables, arcs, strict=True)]
+def through(problem: Problem, comps: Sequence[Component], layers: Sequence[Choices], pool: bool = True) -> list[I64]:
+    """For every choice of every layer: the least value of each component over whole plans through it
+    (BIG everywhere off every whole plan: `problem.reachable`); with `pool` and a pool of few enough
+    states, over the plans that keep within it (else each kind may take every stage: a weaker bound)."""
+    comps = reachable(tuple(comps))
+    if pool and problem.counts is not None:
+        usage = Usage(problem)
+        if usage.size <= MAX_STATES:
+            return _through_usage(problem, comps, layers, usage)
+    pre, suf, mats = sweeps(problem, comps, layers)
+    joins = [np.maximum if c.combine == "max" else np.add for c in comps]
+    out = []
+    for s, (c, mat) in enumerate(zip_strict(layers, mats)):
+        cols = [
+            np.minimum(joins[j](joins[j](pre[s][c.p + 1, j], mat[:, j]), suf[s + 1][c.e + 1, j]), BIG)
+            for j in range(len(comps))
+        ]
+        out.append(np.stack(cols, axis=1) if cols else np.zeros((len(c), 0), dtype=np.int64))
+    return out
 
 
-def _sweep(arcs: Arcs, vals: list[I64], n: int, peak: bool) -> tuple[list[I64], list[I64]]:
-    """Least prefix and suffix (sum, or largest stage when `peak`) at every node (end + 1) of every layer."""
-    k = len(arcs)
-    join = np.maximum if peak else np.add
-    pre = [np.full(n + 1, BIG, dtype=np.int64)]
-    pre[0][0] = 0
-    for (ps, es), v in zip(arcs, vals, strict=True):
-        nxt = np.full(n + 1, BIG, dtype=np.int64)
-        np.minimum.at(nxt, es + 1, np.minimum(join(pre[-1][ps + 1], v), BIG))
-        pre.append(nxt)
-    suf: list[I64] = [np.full(n + 1, BIG, dtype=np.int64) for _ in range(k + 1)]
-    suf[k][n] = 0
-    for s in range(k - 1, -1, -1):
-        ps, es = arcs[s]
-        np.minimum.at(suf[s], ps + 1, np.minimum(join(suf[s + 1][es + 1], vals[s]), BIG))
-    return pre, suf
-
-
-def _through(arcs: Arcs, vals: list[I64], n: int, peak: bool) -> list[I64]:
-    """For every arc: the least (sum or largest stage) of a whole plan through it."""
-    pre, suf = _sweep(arcs, vals, n, peak)
-    join = np.maximum if peak else np.add
-    return [
-        np.minimum(join(join(pre[s][ps + 1], v), suf[s + 1][es + 1]), BIG)
-        for s, ((ps, es), v) in enumerate(zip(arcs, vals, strict=True))
-    ]
-
-
-def prune(tables: Sequence[StageCostTable], arcs: Arcs, goal: Goal, caps: Caps) -> Arcs:
-    """The arcs that can lie on a plan within `caps`, to a fixed point."""
-    n = tables[0].n
-    arcs = restrict(arcs, caps)
-    start = tables[0].start_us
+def prune(problem: Problem, q: Question, layers: Sequence[Choices]) -> list[Choices]:
+    """The choices that can lie on a plan within q, to a fixed point (the filtered bounds first; for a
+    pool, the bounds that ignore its counts first, then, on few enough choices, those that keep them)."""
+    comps = q.comps
+    layers = [c.take(capped(problem, q, c) | (c.opt < 0)) for c in layers]
+    exact = problem.counts is None
     while True:
-        bounds = [_through(arcs, _values(tables, arcs, b.value), n, b.combine == "max") for b in PERIOD_BOUNDS]
-        latency_all = _through(arcs, _values(tables, arcs, "time"), n, False)
-        oneoff_all = _through(arcs, _values(tables, arcs, "oneoff"), n, False)
-        keep = []
-        for j in range(len(arcs)):
-            period = bounds[0][j]
-            for each in bounds[1:]:
-                period = np.maximum(period, each[j])
-            latency, oneoff = latency_all[j], np.minimum(oneoff_all[j] + start, BIG)
-            ok = goal.objective_of(period, latency, oneoff) <= caps.objective
-            ok &= (period < BIG) & (latency < BIG)
-            if caps.secondary is not None:
-                ok &= goal.secondary_of(period, latency) <= caps.secondary
-            keep.append(ok)
+        if not has_plan(layers):
+            return layers
+        bounds = through(problem, comps, layers, pool=exact)
+        keep = [within(q, reachable(comps), b, problem.start_us) for b in bounds]
         if all(bool(k.all()) for k in keep):
-            return arcs
-        arcs = [(ps[k], es[k]) for (ps, es), k in zip(arcs, keep, strict=True)]
+            if exact or sum(len(c) for c in layers) > POOL_PRUNE_MAX:
+                return layers
+            exact = True
+            continue
+        layers = [c.take(k) for c, k in zip_strict(layers, keep)]
 
 
-def has_plan(arcs: Arcs) -> bool:
-    """Whether the arcs still make a whole plan (after `prune`, every arc left lies on one)."""
-    return all(len(ps) for ps, _ in arcs)
-
-
-def ends_of(arcs: Arcs) -> list[list[int]]:
-    """The domain of each cut: ends of stage s that stage s+1 starts after."""
-    return [sorted(set(arcs[s][1].tolist()) & set(arcs[s + 1][0].tolist())) for s in range(len(arcs) - 1)]
+def has_plan(layers: Sequence[Choices]) -> bool:
+    """Whether the choices still make a whole plan (after `prune`, every choice left lies on one)."""
+    return all(len(c) for c in layers)

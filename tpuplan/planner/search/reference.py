@@ -1,75 +1,241 @@
-"""Exact reference for every objective of `planner.costs`, independent of CP-SAT, plus a brute force.
+"""Exact searches by labels (`planner.search.labels`), independent of CP-SAT, plus brute forces for tests.
 
-A label is a partial plan (stages 0..k, the last ending at op b) summarised by what the objective needs
-of it: each period bound of the cost formula (the largest stage time M, the sums of serialized shares S
-and of bus times V: `formula.PERIOD_BOUNDS`), and the sum W of beta x stage time + gamma x one-off.
-Labels are extended stage by stage; one that another label at the same b beats (or equals) in every
-component is dropped, which never loses the optimum because J grows with every component. The least
-period alone (the default objective) is found faster by binary search on the period t: is there a plan
-with every stage time, S and V at most t? That needs the (S, V) labels only, none above t. A least
-latency needs W alone: a plain shortest path.
+`least` finds the least objective J of a problem over the choices the bounds left: labels carry every
+component J needs and drop what cannot finish within the cap (their own components joined with the
+least the stages after them can add). The least period (J = P, with or without copies) is found faster
+by asking "is there a plan of period <= t?" for t between the bounds' lower bound and the best plan
+known (a binary search, usually settled at once): then only the sums of the period bounds are labels'
+components, every stage time is capped by t, and with copies each stage takes the fewest copies that
+meet t. `pin` picks one plan among those of objective v: the least of the ranked numbers (fewest
+devices, least latency, ...), then the smallest (end, device kind, copies) stage by stage, found exactly
+by one label search from the last op back and a pass forward.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from tpuplan.planner.costs import Goal, totals
-from tpuplan.planner.search.labels import (
+from tpuplan.compat import zip_strict
+from tpuplan.planner.costs import Goal, Totals, totals
+from tpuplan.planner.search.labels import Labels, backtrack, join_all, run_labels
+from tpuplan.planner.search.problem import (
+    BIG,
     I64,
-    INF,
-    STAGE,
-    Layer,
-    Mask,
-    SearchTimeout,
-    backtrack,
-    combine,
-    reversed_steps,
-    run_labels,
-    stage_masks,
-    steps_for,
-    tails_of,
+    Choices,
+    Component,
+    Problem,
+    Question,
+    capped,
+    copies_needed,
+    in_loop,
+    is_bound,
+    objective_of,
+    stage_cap,
+    within,
 )
+from tpuplan.planner.search.prune import has_plan, sweeps
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.profiles.pricing.formula import BOUND_NAMES, PERIOD_BOUNDS
-from tpuplan.profiles.pricing.tables import StageCostTable
+from tpuplan.profiles.pricing.tables import StageCostTable, stage_pairs
 
 
-def _run(
-    tables: Sequence[StageCostTable],
-    masks: Sequence[Mask],
-    cap: int,
-    kinds: Sequence[str],
-    beta_gamma: tuple[int, int],
-    prune: tuple[int, int] | None,
-    deadline: float | None,
-    tails: list[I64] | None = None,
-) -> list[Layer] | None:
-    """`run_labels` on the objective components `kinds`; `prune` (alpha, bound) keeps the labels whose
-    alpha x largest of (M, S, V) + W is at most the bound."""
-    keep = None
-    if prune is not None:
-        alpha, bound = prune
-        peak = [j for j, x in enumerate(kinds) if x != "W"]
-        summed = kinds.index("W") if "W" in kinds else None
+@dataclass(frozen=True)
+class Picked:
+    """A plan as its stages: where each ends (but the last), its option, its copies."""
 
-        def keep(comps: I64) -> Mask:
-            low = alpha * comps[:, peak].max(axis=1) if peak else np.zeros(len(comps), dtype=np.int64)
-            if summed is not None:
-                low = low + comps[:, summed]
-            out: Mask = low <= bound
-            return out
+    cuts: list[int]
+    options: list[int]
+    copies: list[int]
 
-    return run_labels(steps_for(tables, masks, cap, kinds, beta_gamma), tables[0].n, keep, deadline, tails=tails)
+    @property
+    def stages(self) -> int:
+        return len(self.options)
 
 
-def _sums(tables: Sequence[StageCostTable]) -> list[str]:
-    """The period bounds besides the slowest stage that can be non-zero (the serialized and bus sums)."""
-    return [b.name for b in PERIOD_BOUNDS[1:] if any(bool(np.any(t.value(b.value))) for t in tables)]
+def picked(layers: Sequence[Choices], picks: Sequence[int]) -> Picked:
+    """The plan of one choice per layer (empty choices left out)."""
+    cuts, options, copies = [], [], []
+    for c, j in zip_strict(layers, picks):
+        if int(c.opt[j]) >= 0:
+            cuts.append(int(c.e[j]))
+            options.append(int(c.opt[j]))
+            copies.append(int(c.r[j]))
+    return Picked(cuts[:-1], options, copies)
+
+
+def plan_totals(problem: Problem, goal: Goal, pk: Picked) -> Totals:
+    """The plan's numbers, priced again by the formula from its tables."""
+    tables = [problem.options[o].table for o in pk.options]
+    return totals(tables, pk.cuts, goal, pk.copies if problem.copies else None, problem.bounds)
+
+
+def _joins(comps: Sequence[Component]) -> list[object]:
+    return [np.maximum if c.combine == "max" else np.add for c in comps]
+
+
+def search(
+    problem: Problem, q: Question, layers: Sequence[Choices], deadline: float | None = None
+) -> tuple[int, Picked] | None:
+    """The least objective over the choices (within q's caps) and a plan reaching it; None if none."""
+    comps = q.comps
+    layers = [c.take(capped(problem, q, c) | (c.opt < 0)) for c in layers]  # the bounds read as filters
+    if not has_plan(layers):
+        return None
+    _, suf, mats = sweeps(problem, comps, layers)
+    start = problem.start_us
+    got = run_labels(
+        layers,
+        mats,
+        _joins(comps),  # type: ignore[arg-type]
+        problem.n,
+        keep=lambda whole: within(q, comps, whole, start),
+        tails=suf[1:],
+        deadline=deadline,
+    )
+    last = got[-1]
+    done = np.flatnonzero(last.node == problem.n)
+    if not done.size:
+        return None
+    j, _ = objective_of(q, comps, last.comps[done], start)
+    plan = picked(layers, backtrack(got, int(done[int(np.argmin(j))])))
+    return plan_totals(problem, q.goal, plan).objective, plan
+
+
+def at_period(problem: Problem, q: Question, base: Sequence[Choices], t: int) -> list[Choices]:
+    """The choices of `base` (narrowed for a larger period) that a plan of period <= t may take: the
+    stage's time within t (with copies: the fewest copies that make it so)."""
+    out = []
+    cap = stage_cap(problem, replace(q, objective=t, period_for_copies=t))
+    for c in base:
+        keep = c.values["time"] <= cap
+        if problem.copies:
+            limit = problem.max_copies()
+            r = copies_needed(c.values["time"], c.values["serial"], t, limit)
+            r = np.where(in_loop(problem.loops, c.p, c.e) & (r > 1), BIG, r)
+            r = np.where(c.opt < 0, 0, r)
+            c = Choices(c.p, c.e, c.opt, np.where(r >= BIG, 0, r), c.values)
+            keep &= r < BIG
+        keep &= capped(problem, replace(q, objective=t), c)
+        out.append(c.take(keep | (c.opt < 0)))
+    return out
+
+
+def fewest_stages(
+    problem: Problem, q: Question, layers: Sequence[Choices], deadline: float | None = None
+) -> tuple[int, int] | None:
+    """(fewest stages of a plan within q, the least secondary number of those plans) for a problem whose
+    plans may stop early: the first layer at which some label reaches the last op."""
+    if not has_plan(layers):
+        return None
+    comps, start = q.comps, problem.start_us
+    _, suf, mats = sweeps(problem, comps, layers)
+    got = run_labels(
+        layers,
+        mats,
+        _joins(comps),  # type: ignore[arg-type]
+        problem.n,
+        keep=lambda whole: within(q, comps, whole, start),
+        tails=suf[1:],
+        deadline=deadline,
+        until=lambda labels: bool((labels.node == problem.n).any()),
+    )
+    for s, labels in enumerate(got):
+        done = labels.node == problem.n
+        if done.any():
+            _, second = objective_of(q, comps, labels.comps[done], start)
+            return s + 1, int(second.min())
+    return None
+
+
+def pin(
+    problem: Problem,
+    q: Question,
+    layers: Sequence[Choices],
+    rank: Sequence[str],
+    deadline: float | None = None,
+) -> Picked | None:
+    """Among the plans within q (q.objective: the proven optimum) the least of the `rank` numbers in
+    order, then the smallest (end, option, copies) stage by stage; None if none is within q. `q.comps`
+    must hold the ranked components ("P" is the period, read from the period bounds)."""
+    comps, start, n = q.comps, problem.start_us, problem.n
+    if not has_plan(layers):
+        return None
+    pre, _, mats = sweeps(problem, comps, layers)
+    joins = _joins(comps)
+    ok = lambda whole: within(q, comps, whole, start)  # noqa: E731
+    back = run_labels(layers, mats, joins, n, backward=True, keep=ok, tails=pre[-2::-1], deadline=deadline)  # type: ignore[arg-type]
+    whole = back[-1].comps[back[-1].node == 0]
+    if not len(whole):
+        return None
+    best = min(map(tuple, _ranked(q, comps, whole, rank, start).tolist()))
+    prefix, node, picks = np.zeros(len(comps), dtype=np.int64), 0, []
+    k = len(layers)
+    for s in range(k):
+        c, mat = layers[s], mats[s]
+        cand = np.flatnonzero(c.p + 1 == node)
+        cand = cand[np.lexsort((c.r[cand], c.opt[cand], c.e[cand]))]
+        heads = join_all(joins, prefix[None, :], mat[cand])  # type: ignore[arg-type]
+        after = back[k - 2 - s] if s < k - 1 else None
+        pick = _first_completing(q, comps, heads, c.e[cand] + 1, after, n, rank, best, start)
+        if pick is None:
+            raise TpuplanError(f"internal error: no choice of stage {s} completes the pinned plan")
+        j = int(cand[pick])
+        picks.append(j)
+        prefix, node = heads[pick], int(c.e[j]) + 1
+    return picked(layers, picks)
+
+
+def _ranked(q: Question, comps: Sequence[Component], whole: I64, rank: Sequence[str], start: int) -> I64:
+    names = [c.name for c in comps]
+    cols = []
+    for r in rank:
+        if r == "P":
+            bounds = [j for j, c in enumerate(comps) if is_bound(c.name)]
+            cols.append(whole[:, bounds].max(axis=1) if bounds else np.zeros(len(whole), dtype=np.int64))
+        else:
+            cols.append(whole[:, names.index(r)])
+    out: I64 = np.stack(cols, axis=1) if cols else np.zeros((len(whole), 0), dtype=np.int64)
+    return out
+
+
+def _first_completing(
+    q: Question,
+    comps: Sequence[Component],
+    heads: I64,
+    nodes: I64,
+    after: Labels | None,
+    n: int,
+    rank: Sequence[str],
+    best: tuple[int, ...],
+    start: int,
+) -> int | None:
+    """The first head (in order) that some suffix label at its node completes to a plan within q whose
+    ranked numbers are `best`."""
+    target = np.array(best, dtype=np.int64)
+    if after is None:
+        ok = (nodes == n) & within(q, comps, heads, start)
+        ok &= (_ranked(q, comps, heads, rank, start) == target).all(axis=1)
+        hits = np.flatnonzero(ok)
+        return int(hits[0]) if hits.size else None
+    joins = _joins(comps)
+    order = np.argsort(after.node, kind="stable")
+    ptr = np.searchsorted(after.node[order], np.arange(n + 2))
+    for i in range(len(heads)):
+        labs = order[ptr[nodes[i]] : ptr[nodes[i] + 1]]
+        if not labs.size:
+            continue
+        whole = join_all(joins, heads[i][None, :], after.comps[labs])  # type: ignore[arg-type]
+        ok = within(q, comps, whole, start) & (_ranked(q, comps, whole, rank, start) == target).all(axis=1)
+        if ok.any():
+            return i
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Brute forces and small helpers (tests; tiny n only).
 
 
 @dataclass(frozen=True)
@@ -80,208 +246,14 @@ class ReferenceResult:
     probes: int
 
 
-def _least_period(
-    tables: Sequence[StageCostTable], masks: Sequence[Mask], deadline: float | None
-) -> ReferenceResult | None:
-    kinds = _sums(tables)
-    found = _run(tables, masks, INF, kinds, (0, 0), None, None)  # one pass, always: some plan to fall back on
-    if found is None:
-        return None
-    best = backtrack(found, 0)
-    hi = totals(tables, best, Goal()).period_us
-    tails = tails_of(steps_for(tables, masks, INF, kinds), tables[0].n) if len(kinds) >= 2 else None  # every cap
-    lo, probes, proven = 0, 1, True
-    while lo < hi:
-        mid = (lo + hi) // 2
-        probes += 1
-        try:
-            got = _run(tables, masks, mid, kinds, (0, 0), (1, mid), deadline, tails)
-        except SearchTimeout:
-            proven = False
-            break
-        if got is None:
-            lo = mid + 1
-        else:
-            best = backtrack(got, 0)
-            hi = totals(tables, best, Goal()).period_us
-    return ReferenceResult(hi, best, proven, probes)
-
-
-def reference_solve(
-    tables: Sequence[StageCostTable], goal: Goal, *, onchip: bool, deadline: float | None = None
-) -> ReferenceResult | None:
-    """The least objective J over K = len(tables) stages and one plan reaching it; None if no plan exists
-    (or the deadline passed before any plan was found)."""
-    masks = stage_masks(tables, onchip)
-    alpha, beta, gamma = goal.weights
-    if beta == 0 and gamma == 0:
-        return _least_period(tables, masks, deadline)
-    if alpha == 0:  # latency: a shortest path on W alone
-        cuts = _shortest(tables, masks, beta, gamma)
-        return None if cuts is None else ReferenceResult(totals(tables, cuts, goal).objective, cuts, True, 1)
-    return _least_batch_time(tables, masks, goal, deadline)
-
-
-def _shortest(tables: Sequence[StageCostTable], masks: Sequence[Mask], beta: int, gamma: int) -> list[int] | None:
-    """The plan of least sum of beta x stage time + gamma x one-off (None: no plan). One pass of a
-    shortest path: it runs to the end whatever the deadline, so there is always a plan to fall back on."""
-    found = _run(tables, masks, INF, ["W"], (beta, gamma), None, None)
-    return None if found is None else backtrack(found, 0)
-
-
-def _least_batch_time(
-    tables: Sequence[StageCostTable], masks: Sequence[Mask], goal: Goal, deadline: float | None
-) -> ReferenceResult | None:
-    """J = alpha P + W: labels (M, S, V, W), pruned by the better of the least-period and the
-    least-latency plans."""
-    alpha, beta, gamma = goal.weights
-    fastest = _least_period(tables, masks, deadline)
-    candidates = [
-        c for c in (fastest.cuts if fastest else None, _shortest(tables, masks, beta, gamma)) if c is not None
-    ]
-    if not candidates:
-        return None
-    incumbent = min(candidates, key=lambda c: totals(tables, c, goal).objective)
-    bound = totals(tables, incumbent, goal).objective
-    constant = gamma * tables[0].start_us
-    kinds = [STAGE, *_sums(tables), "W"]
-    try:
-        layers = _run(tables, masks, INF, kinds, (beta, gamma), (alpha, bound - constant), deadline)
-    except SearchTimeout:
-        return ReferenceResult(bound, incumbent, False, 1)
-    if layers is None:
-        return ReferenceResult(bound, incumbent, True, 1)
-    final = layers[-1]
-    scores = alpha * final.comps[:, :-1].max(axis=1) + final.comps[:, -1] + constant
-    cuts = backtrack(layers, int(np.argmin(scores)))
-    return ReferenceResult(totals(tables, cuts, goal).objective, cuts, True, 1)
-
-
-def pinned_plan(
-    tables: Sequence[StageCostTable],
-    masks: Sequence[Mask],
-    goal: Goal,
-    objective: int,
-    at_most: int,
-    deadline: float | None = None,
-) -> list[int] | None:
-    """Among plans of objective J <= `objective` whose stage k is allowed by masks[k]: the least secondary
-    number (latency for a throughput goal, period for a latency goal), then the smallest cuts, end by end;
-    exactly. None if no plan meets J and a secondary of `at_most` (that of a plan known to meet J);
-    SearchTimeout when the deadline passes.
-
-    One label search from the last op back keeps, for every op where the stages after a cut may start,
-    the front of what those stages add (largest stage, S, V, sums of T and O), pruned by J and `at_most`.
-    Its whole plans give the least secondary; the cuts are then chosen from the first: each the smallest
-    end after which some label of the front still completes the plan within J and that least. A front
-    only drops labels another one beats or equals everywhere, so no completion is lost."""
-    alpha, beta, gamma = goal.weights
-    steady = beta == 0 and gamma == 0
-    kinds = [*([] if steady else [STAGE]), *_sums(tables), "T", *(["O"] if gamma else [])]
-    n, k, base = tables[0].n, len(tables), gamma * tables[0].start_us
-
-    def period(comps: I64) -> I64:
-        cols = [j for j, x in enumerate(kinds) if x in BOUND_NAMES]
-        out: I64 = comps[..., cols].max(axis=-1) if cols else np.zeros(comps.shape[:-1], dtype=np.int64)
-        return out
-
-    def second(comps: I64) -> I64:
-        out: I64 = comps[..., kinds.index("T")] if goal.objective == "throughput" else period(comps)
-        return out
-
-    def within(comps: I64, bound: int) -> Mask:
-        oneoff = comps[..., kinds.index("O")] if gamma else 0
-        score = alpha * period(comps) + beta * comps[..., kinds.index("T")] + gamma * oneoff + base
-        out: Mask = (score <= objective) & (second(comps) <= bound)
-        return out
-
-    steps = steps_for(tables, masks, objective // alpha if steady else INF, kinds)
-    back = run_labels(reversed_steps(steps), n, lambda comps: within(comps, at_most), deadline)
-    if back is None:
-        return None
-    least = int(second(back[-1].comps).min())
-    prefix, first, cuts = np.zeros(len(kinds), dtype=np.int64), 0, []
-    for j in range(k - 1):
-        after = back[k - 2 - j]  # stages j+1.. of each label start at op n-1-end: stage j ends one op before
-        ends = n - 2 - after.end
-        segs = np.stack([mat[first, ends] for _, mat in steps[j].parts], axis=-1)
-        whole = combine(steps[j], combine(steps[j], prefix, segs), after.comps)
-        fine = (ends >= first) & steps[j].allowed[first, ends] & within(whole, least)
-        if not fine.any():
-            raise TpuplanError(f"internal error: no end for stage {j} completes the pinned plan")
-        end = int(ends[fine].min())
-        cuts.append(end)
-        prefix = combine(steps[j], prefix, np.array([mat[first, end] for _, mat in steps[j].parts], dtype=np.int64))
-        first = end + 1
-    return cuts
-
-
-def _any(m: Mask, axis: int) -> Mask:
-    out: Mask = np.asarray(m.any(axis=axis), dtype=np.bool_)
-    return out
-
-
-def _shift(end: Mask) -> Mask:
-    """Starts of the next stage: one op after each end."""
-    out: Mask = np.concatenate([np.zeros(1, dtype=np.bool_), end[:-1]])
-    return out
-
-
-def reachable_ends(tables: Sequence[StageCostTable], masks: Sequence[Mask], cap: int) -> list[I64] | None:
-    """For each cut k < K-1, the ends that lie on some plan whose every stage takes at most `cap`."""
-    n, k = tables[0].n, len(tables)
-    allowed = [m & (t.time_us <= cap) for m, t in zip(masks, tables, strict=True)]
-    fwd: list[Mask] = []
-    start = np.zeros(n, dtype=np.bool_)
-    start[0] = True
-    for s in range(k):
-        end = _any(allowed[s][start], 0)
-        if s == k - 1:
-            end[: n - 1] = False
-        else:
-            end[n - (k - 1 - s) :] = False  # leave one op for each later stage
-        fwd.append(end)
-        start = _shift(end)
-    if not fwd[-1][n - 1]:
-        return None
-    out: list[I64] = []
-    need = np.zeros(n, dtype=np.bool_)
-    need[n - 1] = True
-    for s in range(k - 1, 0, -1):
-        starts = _any(allowed[s][:, need], 1)
-        need = np.concatenate([starts[1:], np.zeros(1, dtype=np.bool_)]) & fwd[s - 1]
-        out.append(np.flatnonzero(need).astype(np.int64))
-    out.reverse()
-    return out
-
-
-def fewest_onchip_stages(tables: Sequence[StageCostTable]) -> int | None:
-    """Fewest stages with every stage valid and on chip (stage s on tables[min(s, len-1)]); None if none."""
-    n = tables[0].n
-    start = np.zeros(n, dtype=np.bool_)
-    start[0] = True
-    seen = np.zeros(n, dtype=np.bool_)
-    for count in range(1, n + 1):
-        t = tables[min(count - 1, len(tables) - 1)]
-        end = _any((t.valid & t.onchip)[start], 0)
-        if end[n - 1]:
-            return count
-        start = _shift(end) & ~seen
-        seen |= start
-        if not start.any():
-            return None
-    return None
-
-
 def brute_force(tables: Sequence[StageCostTable], goal: Goal, *, onchip: bool) -> tuple[int, int, list[int]] | None:
     """(J, secondary, cuts): the least such triple over every cut set (tiny n only). The secondary is the
     latency for a throughput objective and the period for a latency one, as the solver breaks ties."""
     n, k = tables[0].n, len(tables)
-    masks = stage_masks(tables, onchip)
     best: tuple[int, int, list[int]] | None = None
     for cuts in itertools.combinations(range(n - 1), k - 1):
-        bounds = zip([0, *(c + 1 for c in cuts)], [*cuts, n - 1], strict=True)
-        if not all(masks[s][a, b] for s, (a, b) in enumerate(bounds)):
+        pairs = stage_pairs(list(cuts), n)
+        if not all(_allowed(tables[s], a, b, onchip) for s, (a, b) in enumerate(pairs)):
             continue
         tot = totals(tables, cuts, goal)
         second = tot.latency_us if goal.objective == "throughput" else tot.period_us
@@ -289,3 +261,33 @@ def brute_force(tables: Sequence[StageCostTable], goal: Goal, *, onchip: bool) -
         if best is None or key < best:
             best = key
     return best
+
+
+def _allowed(table: StageCostTable, a: int, b: int, onchip: bool) -> bool:
+    return table.is_valid(a, b) and (not onchip or table.fits_on_chip(a, b))
+
+
+def fewest_onchip_stages(tables: Sequence[StageCostTable]) -> int | None:
+    """Fewest stages with every stage valid and on chip (stage s on tables[min(s, len-1)]); None if none.
+    A breadth-first search over the stages that may fit on chip (the rows end where a stage must stream)."""
+    n = tables[0].n
+    views = {id(t): t.arcs(None, onchip=True) for t in tables}
+    frontier = np.zeros(n + 1, dtype=np.bool_)
+    frontier[0] = True
+    seen = frontier.copy()
+    for count in range(1, n + 1):
+        t = tables[min(count - 1, len(tables) - 1)]
+        view = views[id(t)]
+        ok = view.valid & view.onchip & frontier[view.a]
+        reached = np.zeros(n + 1, dtype=np.bool_)
+        reached[view.b[ok] + 1] = True
+        if reached[n]:
+            return count
+        frontier = reached & ~seen
+        seen |= reached
+        if not frontier.any():
+            return None
+    return None
+
+
+__all__ = ["Picked", "ReferenceResult", "brute_force", "fewest_onchip_stages"]

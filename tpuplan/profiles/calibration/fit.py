@@ -22,6 +22,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from tpuplan.compat import zip_strict
 from tpuplan.profiles.calibration.measurements import MeasuredFile, Measurement
 from tpuplan.profiles.calibration.memory import (
     MIB,
@@ -143,7 +144,7 @@ def _rows(files: Sequence[MeasuredFile], specs: _Specs, layout_of: DeviceSpec | 
         if mem
         else LayoutFit(base.channel_pad, base.input_pad, base.per_channel_bytes, [], 0)
     )
-    found = {k: (c, g) for k, c, g in zip(index, layout.cuts, given, strict=True)}
+    found = {k: (c, g) for k, c, g in zip_strict(index, layout.cuts, given)}
     rows = []
     for f in files:
         for m in f.sweep.rows:
@@ -228,7 +229,7 @@ def _point(row: _Row, device: DeviceSpec, host: HostSpec) -> CalibrationPoint:
     on = [p.onchip_bytes / MIB for p in parts]
     off = [p.offchip_bytes / MIB for p in parts]
     known = m.family != "model"
-    ok = not known or all(abs(a - b) <= TOL_MIB for a, b in zip(on + off, m.onchip_mib + m.offchip_mib, strict=True))
+    ok = not known or all(abs(a - b) <= TOL_MIB for a, b in zip_strict(on + off, m.onchip_mib + m.offchip_mib))
     return CalibrationPoint(
         file=row.file.name,
         family=m.family if known else m.model.rsplit("/", 1)[-1],
@@ -371,7 +372,7 @@ def time_features(
 
 def _param_values(fit: Fitted) -> list[ParamValue]:
     out = []
-    for p, v, u in zip(fit.space.params, fit.theta, fit.used, strict=True):
+    for p, v, u in zip_strict(fit.space.params, fit.theta, fit.used):
         edge = (
             "" if not u else ("low" if v <= p.low * (1 + 1e-6) + 1e-9 else "high" if v >= p.high * (1 - 1e-6) else "")
         )

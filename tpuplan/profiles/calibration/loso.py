@@ -16,6 +16,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from tpuplan.compat import zip_strict
 from tpuplan.profiles.calibration.fit import Fitted, fit_specs, predict_rows
 from tpuplan.profiles.calibration.measurements import MeasuredFile
 from tpuplan.profiles.calibration.result import CalibrationPoint
@@ -45,7 +46,7 @@ def _device_params(fit: Fitted) -> dict[str, float]:
     """The refit's device parameters (those setting a device coefficient), by name."""
     return {
         p.name: float(v)
-        for p, v, u in zip(fit.space.params, fit.theta, fit.used, strict=True)
+        for p, v, u in zip_strict(fit.space.params, fit.theta, fit.used)
         if u and any(spec.startswith("device:") for spec, _ in p.targets)
     }
 
@@ -90,7 +91,7 @@ def scenarios_of(spec: DeviceSpec | HostSpec, kind: str, holdouts: Sequence[Hold
             continue
         paths = {
             path
-            for p, u in zip(h.fit.space.params, h.fit.used, strict=True)
+            for p, u in zip_strict(h.fit.space.params, h.fit.used)
             if u
             for target, path in p.targets
             if target in (f"{kind}:{spec.name}", chip)

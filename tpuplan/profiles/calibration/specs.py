@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from tpuplan.compat import zip_strict
 from tpuplan.profiles.calibration.params import CHIP, ParamSpace
 from tpuplan.profiles.pricing.coefficients import set_coefficient
 from tpuplan.profiles.pricing.device import DeviceSpec
@@ -23,7 +24,7 @@ def apply_params(
     TPU device); the others keep the base values."""
     out_devices = dict(devices)
     out_hosts = dict(hosts)
-    for p, value, u in zip(space.params, theta, used, strict=True):
+    for p, value, u in zip_strict(space.params, theta, used):
         if not u:
             continue
         v = round(float(value), 4)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from tpuplan.compat import zip_strict
 from tpuplan.profiles.calibration.forms import Dual, Lin, stack
 from tpuplan.profiles.calibration.params import ParamSpace
 from tpuplan.profiles.model import OpProfile
@@ -67,7 +68,7 @@ def stage_terms(
     (`formula.DEVICE_OP_PRICE`, `STREAM_OP_PRICE`, each layer streamed once per tile of its output)."""
     compute: Any = 0.0
     spill: Any = 0.0
-    for (op, pixels), on_tpu, streams in zip(ops, tpu, streamed, strict=True):
+    for (op, pixels), on_tpu, streams in zip_strict(ops, tpu, streamed):
         if not on_tpu:
             continue
         cost = space.op_coefficients(device, op.op_class)

@@ -238,15 +238,17 @@ def first_tpu_partition(
     outputs: Sequence[Sequence[H]],
     producer: Mapping[H, int],
     start: int = 0,
+    stop: int | None = None,
 ) -> list[bool]:
-    """Placement of ops[start:] when a compiled segment starts at op `start` (True: on the Edge TPU).
+    """Placement of ops[start:stop] when a compiled segment starts at op `start` (True: on the Edge TPU).
 
     P1-P3: if the first op is a host op, the host partition takes every host op whose inputs are ready;
     the earliest op left is then a supported one, and the Edge TPU partition takes every supported op
     whose inputs are ready. Every later op stays on the host. A tensor made before `start` is an input of
-    the segment. The placement of ops[start:b] does not depend on the ops after b.
+    the segment. The placement of ops[start:b] does not depend on the ops after b, so `stop` (default:
+    every op) only saves the work of the ops after it.
     """
-    n = len(supported)
+    n = len(supported) if stop is None else min(stop, len(supported))
     done = [False] * n
     made: set[H] = set()
 

@@ -16,9 +16,11 @@ Evaluation is generic: a value may be an int, float, numpy array, linear form or
     stage terms   TIME_TERMS, each in one part: device (inside the accelerator's invoke), host (ops left
                   to the host CPU) or runner (the pipeline runner's host work outside invoke)
     stage values  T = sum of the time terms; S = sum of SERIALIZED coefficient x part; V, O = sums of
-                  BUS_TERMS and ONEOFF_TERMS; a stage whose invoke was measured (`plan verify`) has the
-                  measured time in place of its device and host parts (`measured_parts`)
-    pipeline      P = max over PERIOD_BOUNDS; L = sum T; O = start + sum copies x O_k
+                  BUS_TERMS and ONEOFF_TERMS; W = T when the stage is in a state loop (GATED_VALUES); a
+                  stage whose invoke was measured (`plan verify`) has the measured time in place of its
+                  device and host parts (`measured_parts`)
+    pipeline      P = max over PERIOD_BOUNDS (the slowest stage, sums of S, V and W); L = sum T;
+                  O = start + sum copies x O_k
                   batch of N: (O + L + (N - 1) P) / N;  objective J = alpha P + beta L + gamma O
 """
 
@@ -190,6 +192,7 @@ STAGE_QUANTITIES: dict[str, str] = {
     "bus_out_kib": "KiB from the device over the host controller per input: tensors out",
     "streams": "1 when some layer streams its parameters, else 0",
     "stream_kib": "KiB of parameters streamed per input (a layer's once per pass over it)",
+    "in_loop": "1 when the stage holds an op of a state loop (the next input needs this one's state), else 0",
 }
 
 Part = Literal["device", "host", "runner"]
@@ -252,12 +255,15 @@ STAGE_VALUES: dict[str, str] = {
     "bus_in": "V_in: its time on a shared host controller, to the device",
     "bus_out": "V_out: its time on a shared host controller, from the device",
     "oneoff": "O: once per run (each copy pays it)",
+    "loop": "W: its time when it holds an op of a state loop, else 0 (the next input waits for it)",
 }
 SUMS: dict[str, tuple[str, ...]] = {
     "bus_in": ("bus_in",),
     "bus_out": ("bus_out",),
     "oneoff": ("stream_cold", "upload"),
 }
+# Stage values that are another value while a stage quantity (a 0/1 flag) is set, else 0.
+GATED_VALUES: dict[str, tuple[str, str]] = {"loop": ("time", "in_loop")}
 
 
 def term_value(term: Term, coef: Coefficients, q: Mapping[str, Num]) -> Num:
@@ -319,20 +325,28 @@ def _plain(x: Any) -> Num:
 
 
 def stage_values(
-    terms: Mapping[str, Num], coef: Coefficients, round_up: Round = as_is, measured: Num | None = None
+    terms: Mapping[str, Num],
+    coef: Coefficients,
+    round_up: Round = as_is,
+    measured: Num | None = None,
+    q: Mapping[str, Num] | None = None,
 ) -> dict[str, Num]:
-    """T, S, V and O of a stage from its terms (`round_up` applies to S, a product of two numbers); with
-    `measured`, its invoke measured (`measured_parts`)."""
+    """T, S, V, O, ... of a stage from its terms (`round_up` applies to S, a product of two numbers, and
+    to the gated values, read with the stage quantities `q`: 0 without them); with `measured`, its invoke
+    measured (`measured_parts`)."""
     parts, invoke = measured_parts(part_sums(terms), measured)
     serial: Num = 0.0
     for name, part in SERIALIZED:
         serial = serial + coef(name) * parts[part]
     rest = sum(parts[p] for p in PARTS if p not in INVOKE_PARTS)
-    return {
+    out = {
         "time": invoke + rest,
         "serial": round_up("serialized", serial),
         **{value: sum(terms[name] for name in names) for value, names in SUMS.items()},
     }
+    for name, (value, flag) in GATED_VALUES.items():
+        out[name] = round_up(name, out[value] * q[flag]) if q is not None and flag in q else 0 * out[value]
+    return out
 
 
 def invoke_part(terms: Mapping[str, Num], measured: Num | None = None) -> Num:
@@ -376,6 +390,7 @@ PERIOD_BOUNDS: tuple[PeriodBound, ...] = (
     PeriodBound("serialized", "serial", "sum", "host work that does not overlap (summed over the stages)"),
     PeriodBound("bus_in", "bus_in", "sum", "the shared USB controller, to the devices (all stages' bytes)"),
     PeriodBound("bus_out", "bus_out", "sum", "the shared USB controller, from the devices (all stages' bytes)"),
+    PeriodBound("state", "loop", "sum", "a state loop (the next input waits for this one's state through it)"),
 )
 BOUND_NAMES: tuple[str, ...] = tuple(b.name for b in PERIOD_BOUNDS)
 
@@ -396,13 +411,15 @@ def pipeline(
     copies: Sequence[int] | None = None,
     start: Num = 0,
     maximum: Callable[[Num, Num], Num] = max,
+    of: Sequence[PeriodBound] = PERIOD_BOUNDS,
 ) -> PipelineValues:
-    """Period P = max over PERIOD_BOUNDS, latency L = sum of T, one-off O = start + sum copies x O_k, from
-    the stages' values (`stage_values`). With copies (integer values only) the `max` bounds read the
-    stage's interval. `maximum` is the larger of two values of the number type used."""
+    """Period P = max over PERIOD_BOUNDS (or the bounds `of`: planner.robust's, one set per scenario),
+    latency L = sum of T, one-off O = start + sum copies x O_k, from the stages' values (`stage_values`).
+    With copies (integer values only) the `max` bounds read the stage's interval. `maximum` is the larger
+    of two values of the number type used."""
     reps = list(copies) if copies is not None else [1] * len(stages)
     bounds: dict[str, Num] = {}
-    for b in PERIOD_BOUNDS:
+    for b in of:
         each = [
             interval(s["time"], s["serial"], r) if b.value == "time" and r > 1 else s[b.value]
             for s, r in zip_strict(stages, reps)
@@ -411,10 +428,10 @@ def pipeline(
         for v in each[1:]:
             value = maximum(value, v) if b.combine == "max" else value + v
         bounds[b.name] = value
-    period = bounds[PERIOD_BOUNDS[0].name]
-    for b in PERIOD_BOUNDS[1:]:
+    period = bounds[of[0].name]
+    for b in of[1:]:
         period = maximum(period, bounds[b.name])
-    bound = next((b.name for b in PERIOD_BOUNDS if _same(bounds[b.name], period)), PERIOD_BOUNDS[0].name)
+    bound = next((b.name for b in of if _same(bounds[b.name], period)), of[0].name)
     latency = sum(s["time"] for s in stages)
     oneoff = start + sum(r * s["oneoff"] for s, r in zip_strict(stages, reps))
     return PipelineValues(period, bound, latency, oneoff, bounds)

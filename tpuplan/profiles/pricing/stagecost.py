@@ -2,10 +2,18 @@
 
 A stage runs ops a..b, compiled on their own, on one device. On an Edge TPU the compiler maps the first
 partition of supported ops (`profiles.edgetpu.placement`, which depends on where the segment starts) and
-the host runs the rest. `StagePricer.row(a)` works out, for every end b, the stage quantities the cost
-formula reads (`profiles.pricing.formula.STAGE_QUANTITIES`: op-price sums, bytes across its boundary and
-its Edge TPU part's, on- and off-chip bytes), then the formula's terms and stage values (T, S, V, O),
-each rounded up to whole microseconds. The pricer knows what a stage holds; the formula what it costs.
+the host runs the rest. `StagePricer.row(a, hi)` works out, for every end b = a..hi, the stage quantities
+the cost formula reads (`profiles.pricing.formula.STAGE_QUANTITIES`: op-price sums, bytes across its
+boundary and its Edge TPU part's, on- and off-chip bytes), then the formula's terms and stage values (T,
+S, V, ...), each rounded up to whole microseconds. The pricer knows what a stage holds; the formula what
+it costs. A row costs the work of its own ops only (placement, edges and tensors are sliced to a..hi), so
+the planner prices the stages it can use, never every n x n segment.
+
+`floor(a, hi)` is a lower bound of T that never decreases with b: the formula evaluated on quantities
+that only grow as a stage grows (the op-price sums, one, and what must stream however the compiler
+caches: layers larger than any it caches, and bytes beyond the chip), every other quantity 0 (all
+coefficients are >= 0). The planner extends a row until its floor passes the period it is looking at:
+every stage left out is slower than that.
 
 Caching (the compiler's, fitted to all 635 segments of ../shared/edgetpu-measurements within 0.1 MiB):
 the budget is onchip_bytes - io_reserve_frac x (bytes into and out of the Edge TPU part); layers are
@@ -18,31 +26,38 @@ and its "link" the copies of its boundary tensors; nothing streams and nothing c
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import numpy as np
 import numpy.typing as npt
 
+from tpuplan.compat import pairwise, zip_strict
 from tpuplan.profiles.build import price
 from tpuplan.profiles.edgetpu.placement import first_tpu_partition
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.profiles.limits import MAX_OPS, MAX_STAGE_US, describe  # MAX_OPS: the tables are n x n (140 MB)
+from tpuplan.profiles.limits import MAX_MODEL_SUM, MAX_OPS, MAX_STAGE_US, describe
 from tpuplan.profiles.model import Profile
 from tpuplan.profiles.pricing import formula
 from tpuplan.profiles.pricing.device import DeviceSpec
 from tpuplan.profiles.pricing.formula import stream_passes
 from tpuplan.profiles.pricing.host import HostSpec
 from tpuplan.profiles.pricing.opcost import out_pixels
+from tpuplan.profiles.pricing.stageblock import Block, SteadyPlacement
+from tpuplan.profiles.state import loops_of, spans
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 Mask = npt.NDArray[np.bool_]
 KIB = formula.KIB
+Caching = tuple[I64, I64, I64, I64]  # on-chip bytes, off-chip bytes, streaming us, bytes streamed per input
+BLOCK_ARCS = 1 << 16  # stages priced together: large enough to share the work, small enough to stay in cache
 
 
 class StagePricer:
-    """Prices segments of one profile on one device and host, row by row (one start, every end)."""
+    """Prices segments of one profile on one device and host, row by row (one start, ends up to hi)."""
+
+    value_keys: tuple[str, ...] = tuple(formula.STAGE_VALUES)  # the stage values a block gives (planner.robust adds)
 
     def __init__(self, profile: Profile, device: DeviceSpec, host: HostSpec) -> None:
         if len(profile.ops) > MAX_OPS:
@@ -77,116 +92,178 @@ class StagePricer:
             if m.device == device.name and m.host == host.name
         }
         host_ops = [op.index for op in ops if not op.supported]
-        feeds_tpu = [h for h in host_ops if any(self.supported[c] for c in self._consumers_of_op(h))]
+        feeds_tpu = [h for h in host_ops if any(self.supported[c] for c in self._op_consumers.get(h, ()))]
         self.last_barrier = max(feeds_tpu, default=-1)
+        big = self.cached > device.max_cached_layer_bytes
+        small = (self.cached > 0) & ~big
+        # the least streaming time per cached byte of a layer that could be cached: a floor of what
+        # streaming the bytes beyond the chip costs, whichever layers the compiler streams
+        self._stream_rate = float(np.min(self.stream_us[small] / self.cached[small])) if small.any() else 0.0
+        self._big = big
+        self._params = np.concatenate([[0], np.cumsum(self.params)]).astype(np.int64)
+        self._host_sum = np.concatenate([[0], np.cumsum(self.host_us)]).astype(np.int64)
+        self.loops, self.together = spans(loops_of(profile))
+        self._steady: SteadyPlacement | None = None
+        self._own_floors: dict[int, tuple[dict[str, F64], Mask]] = {}
+        self._check_sums()
 
     def _tensor_arrays(self, prof: Profile) -> None:
+        """Tensors sorted by producer and edges by consumer, so that a row reads only its own slice."""
         names = [t.name for t in prof.tensors]
+        prod = np.array([self.producer.get(name, -1) for name in names], dtype=np.int64)
+        order = np.argsort(prod, kind="stable")
+        names = [names[k] for k in order]
         index = {name: k for k, name in enumerate(names)}
-        self.t_bytes = np.array([t.bytes for t in prof.tensors], dtype=np.int64)
-        self.t_prod = np.array([self.producer.get(name, -1) for name in names], dtype=np.int64)
+        self.t_prod = prod[order]
+        self.t_bytes = np.array([t.bytes for t in prof.tensors], dtype=np.int64)[order]
         outs = {t.name for t in prof.outputs}
-        self.t_out = np.array([name in outs for name in names])
-        edges = sorted((index[t], op.index) for op in prof.ops for t in set(op.inputs))
-        self.e_t = np.array([e[0] for e in edges], dtype=np.int64)
-        self.e_c = np.array([e[1] for e in edges], dtype=np.int64)
+        self.t_out = np.array([name in outs for name in names], dtype=np.bool_)
+        edges = sorted((op.index, index[t]) for op in prof.ops for t in set(op.inputs))
+        self.e_c = np.array([e[0] for e in edges], dtype=np.int64)
+        self.e_t = np.array([e[1] for e in edges], dtype=np.int64)
         self.t_last = np.full(len(names), -1, dtype=np.int64)
         if len(edges):
             np.maximum.at(self.t_last, self.e_t, self.e_c)
         self._op_consumers: dict[int, set[int]] = {}
-        for t, c in edges:
+        for c, t in edges:
             p = int(self.t_prod[t])
             if p >= 0:
                 self._op_consumers.setdefault(p, set()).add(c)
 
-    def _consumers_of_op(self, k: int) -> set[int]:
-        return self._op_consumers.get(k, set())
+    def _check_sums(self) -> None:
+        """Every sum a stage can take (bytes of its tensors and layers) stays far inside int64."""
+        total = int(self.t_bytes.sum()) + int(self.cached.sum()) + int(self.params.sum())
+        if total > MAX_MODEL_SUM:
+            raise TpuplanError(
+                f"{self.where}: the model's tensors and parameters add up to {describe(total)} bytes, beyond "
+                f"tpuplan's bound of {MAX_MODEL_SUM:,}"
+            )
 
-    def placement(self, a: int) -> Mask:
-        """Which ops of a..n-1 the Edge TPU runs when a segment starts at a (all False on a CPU device)."""
+    def placement(self, a: int, hi: int | None = None) -> Mask:
+        """Which ops of a..hi the Edge TPU runs when a segment starts at a (all False on a CPU device)."""
+        stop = self.n if hi is None else hi + 1
         if self.cpu:
-            return np.zeros(self.n - a, dtype=np.bool_)
+            return np.zeros(stop - a, dtype=np.bool_)
         if a > self.last_barrier:
-            return np.array(self.supported[a:], dtype=np.bool_)
-        return np.array(first_tpu_partition(self.supported, self.inputs, self.outputs, self.producer, a))
+            return np.array(self.supported[a:stop], dtype=np.bool_)
+        return np.array(first_tpu_partition(self.supported, self.inputs, self.outputs, self.producer, a, stop))
 
-    def _boundary(self, a: int, tpu_full: Mask) -> dict[str, I64]:
+    def _boundary(self, a: int, tpu: Mask) -> dict[str, I64]:
         """Bytes crossing into and out of the segment, and into and out of its Edge TPU part, per end b."""
-        n, m = self.n, self.n - a
+        m = len(tpu)
+        hi = a + m - 1
         diff = {k: np.zeros(m + 1, dtype=np.int64) for k in ("seg_in", "seg_out", "tpu_in", "tpu_out")}
-        live = self.e_c >= a
-        outside = self.t_prod[self.e_t] < a
-        host_made = ~tpu_full[np.maximum(self.t_prod[self.e_t], 0)]
-        for key, mask in (("seg_in", live & outside), ("tpu_in", live & tpu_full[self.e_c] & (outside | host_made))):
-            tensors, first = np.unique(self.e_t[mask], return_index=True)
-            np.add.at(diff[key], self.e_c[mask][first] - a, self.t_bytes[tensors])
-        made = self.t_prod >= a
-        host_use = np.zeros(len(self.t_bytes), dtype=np.bool_)
-        host_use[np.unique(self.e_t[live & ~tpu_full[self.e_c]])] = True
+        lo_e, hi_e = np.searchsorted(self.e_c, [a, hi + 1])
+        ec, et = self.e_c[lo_e:hi_e], self.e_t[lo_e:hi_e]
+        prod = self.t_prod[et]
+        outside = prod < a
+        on_tpu = tpu[ec - a]
+        host_made = ~outside & ~tpu[np.clip(prod - a, 0, m - 1)]
+        for key, mask in (("seg_in", outside), ("tpu_in", on_tpu & (outside | host_made))):
+            tensors, first = np.unique(et[mask], return_index=True)  # edges by consumer: the first reader
+            np.add.at(diff[key], ec[mask][first] - a, self.t_bytes[tensors])
+        host_use = np.unique(et[~on_tpu])
+        lo_t, hi_t = np.searchsorted(self.t_prod, [a, hi + 1])
+        made = np.arange(lo_t, hi_t)
+        start = self.t_prod[made] - a
+        keep_tpu = self.t_out[made] | np.isin(made, host_use)
         for key, mask, keep in (
-            ("seg_out", made, self.t_out),
-            ("tpu_out", made & tpu_full[np.maximum(self.t_prod, 0)], self.t_out | host_use),
+            ("seg_out", np.ones(len(made), dtype=np.bool_), self.t_out[made]),
+            ("tpu_out", tpu[start], keep_tpu),
         ):
-            end = np.where(keep, n - 1, self.t_last - 1)[mask]
-            start = self.t_prod[mask]
-            ok = end >= start
-            np.add.at(diff[key], start[ok] - a, self.t_bytes[mask][ok])
-            np.add.at(diff[key], end[ok] + 1 - a, -self.t_bytes[mask][ok])
+            end = np.minimum(np.where(keep, self.n - 1, self.t_last[made] - 1), hi) - a
+            ok = mask & (end >= start)
+            np.add.at(diff[key], start[ok], self.t_bytes[made][ok])
+            np.add.at(diff[key], end[ok] + 1, -self.t_bytes[made][ok])
         return {k: np.cumsum(v[:m]) for k, v in diff.items()}
 
-    def _caching(self, a: int, tpu: Mask, budget: I64) -> tuple[I64, I64, I64, I64]:
+    def _caching(self, a: int, tpu: Mask, budget: I64) -> Caching:
         """(on-chip bytes, off-chip bytes, streaming us, bytes streamed per input) per end b: largest layer
-        first, skip what does not fit."""
-        m = self.n - a
-        sizes = np.where(tpu, self.cached[a:], 0)
+        first, skip what does not fit. Layers of one size are taken in execution order, so a size's layers
+        are counted at once."""
+        m = len(tpu)
+        sizes = np.where(tpu, self.cached[a : a + m], 0)
+        stream = np.where(tpu, self.stream_us[a : a + m], 0)
+        sbytes = np.where(tpu, self.stream_bytes[a : a + m], 0)
         total = np.cumsum(sizes)
-        largest = np.maximum.accumulate(sizes) if m else sizes
         limit = self.device.max_cached_layer_bytes
-        fits = (total <= budget) & (largest <= limit)
+        fits = (total <= budget) & (np.maximum.accumulate(sizes) <= limit)
         on, off, spill = np.where(fits, total, 0), np.zeros(m, dtype=np.int64), np.zeros(m, dtype=np.int64)
         streamed = np.zeros(m, dtype=np.int64)
         cols = np.flatnonzero(~fits)
-        if cols.size:
-            order = sorted((j for j in range(m) if sizes[j] > 0 and j <= cols[-1]), key=lambda j: (-sizes[j], j))
-            cum = np.zeros(cols.size, dtype=np.int64)
-            for j in order:
-                inside = cols >= j
-                take = inside & (sizes[j] <= limit) & (cum + sizes[j] <= budget[cols])
-                cum[take] += sizes[j]
-                miss = inside & ~take
-                off[cols[miss]] += sizes[j]
-                spill[cols[miss]] += self.stream_us[a + j]
-                streamed[cols[miss]] += self.stream_bytes[a + j]
-            on[cols] = cum
+        if not cols.size:
+            return on, off, spill, streamed
+        nz = np.flatnonzero(sizes[: cols[-1] + 1] > 0)
+        order = nz[np.lexsort((nz, -sizes[nz]))]
+        starts = np.flatnonzero(np.r_[True, np.diff(sizes[order]) != 0]).tolist() if order.size else []
+        room = budget[cols].copy()
+        cum, off_c, spill_c = np.zeros(cols.size, dtype=np.int64), np.zeros_like(room), np.zeros_like(room)
+        streamed_c = np.zeros_like(room)
+        rest: list[I64] = []  # layers streamed at every end: counted together at the end
+        for lo, hi in zip(starts, [*starts[1:], len(order)]):
+            members = np.sort(order[lo:hi])
+            v = int(sizes[members[0]])
+            if v > limit or int(room.max()) < v:
+                rest.append(members)
+                continue
+            count = np.searchsorted(members, cols, side="right")
+            take = np.minimum(count, np.maximum(room, 0) // v)
+            cum += take * v
+            room -= take * v
+            off_c += (count - take) * v
+            for acc, x in ((spill_c, stream), (streamed_c, sbytes)):
+                csum = np.r_[0, np.cumsum(x[members])]
+                acc += csum[count] - csum[take]
+        if rest:
+            members = np.sort(np.concatenate(rest))
+            count = np.searchsorted(members, cols, side="right")
+            for acc, x in ((off_c, sizes), (spill_c, stream), (streamed_c, sbytes)):
+                acc += np.r_[0, np.cumsum(x[members])][count]
+        on[cols], off[cols], spill[cols], streamed[cols] = cum, off_c, spill_c, streamed_c
         return on, off, spill, streamed
 
-    def row(self, a: int) -> dict[str, Any]:
-        """Every quantity of the segments a..b for b = a..n-1 (arrays of length n - a): the boundary
-        bytes, "terms" and "values" (the formula's, whole microseconds) and what the stage holds."""
-        tpu = self.placement(a)
-        tpu_full = np.zeros(self.n, dtype=np.bool_)
-        tpu_full[a:] = tpu
-        io = self._boundary(a, tpu_full)
-        m = self.n - a
-        zero = np.zeros(m, dtype=np.int64)
+    def _row_quantities(self, a: int, hi: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(formula quantities, what the stage holds) of a..b for b = a..hi, placing the row on its own."""
+        tpu = self.placement(a, hi)
+        io = self._boundary(a, tpu)
+        ends = np.arange(a, hi + 1, dtype=np.int64)
+        zero = np.zeros(len(ends), dtype=np.int64)
+        host_part = self.host_us[a : hi + 1] * self.host_uncal[a : hi + 1]
         if self.cpu:  # every op on the host CPU, priced by the host; the boundary tensors are copied
-            tpu_count, on, off, spill, streamed = zero, zero, zero, zero, zero
-            compute, host_ops = np.cumsum(self.host_us[a:]), zero
-            tpu_in, tpu_out, bus_in, bus_out = io["seg_in"], io["seg_out"], zero, zero
-        else:
-            tpu_count = np.cumsum(tpu)
-            compute = np.cumsum(np.where(tpu, self.tpu_us[a:], 0))
-            host_ops = np.cumsum(np.where(tpu, 0, self.host_us[a:]))
-            tpu_in, tpu_out = io["tpu_in"], io["tpu_out"]
-            dev = self.device
-            reserve = dev.io_reserve_frac * (tpu_in + tpu_out)
-            budget = np.floor(np.clip(dev.onchip_bytes - reserve, -(2.0**62), 2.0**62)).astype(np.int64)
-            on, off, spill, streamed = self._caching(a, tpu, budget)
-            bus_in, bus_out = tpu_in + streamed, tpu_out
+            compute = np.cumsum(self.host_us[a : hi + 1])
+            return self._quantities(io, compute, zero, zero, (zero, zero, zero, zero), np.cumsum(host_part), a, ends)
+        uncal = np.where(tpu, self.tpu_us[a : hi + 1] * self.tpu_uncal[a : hi + 1], host_part)
+        compute = np.cumsum(np.where(tpu, self.tpu_us[a : hi + 1], 0))
+        host_ops = np.cumsum(np.where(tpu, 0, self.host_us[a : hi + 1]))
+        caching = self._caching(a, tpu, self._budget(io))
+        return self._quantities(io, compute, host_ops, np.cumsum(tpu), caching, np.cumsum(uncal), a, ends)
+
+    def _budget(self, io: dict[str, I64]) -> I64:
+        dev = self.device
+        reserve = dev.io_reserve_frac * (io["tpu_in"] + io["tpu_out"])
+        out: I64 = np.floor(np.clip(dev.onchip_bytes - reserve, -(2.0**62), 2.0**62)).astype(np.int64)
+        return out
+
+    def _quantities(
+        self,
+        io: dict[str, I64],
+        compute: I64,
+        host_ops: I64,
+        tpu_ops: I64,
+        caching: Caching,
+        uncal: I64,
+        a: int | I64,
+        b: int | I64,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The formula's stage quantities and what the stage holds, from its parts (arrays over arcs)."""
+        on, off, spill, streamed = caching
+        tpu_in, tpu_out = (io["seg_in"], io["seg_out"]) if self.cpu else (io["tpu_in"], io["tpu_out"])
+        zero = np.zeros_like(off)
+        bus_in, bus_out = (zero, zero) if self.cpu else (tpu_in + streamed, tpu_out)
         q = {
-            "one": np.ones(m),
-            "edgetpu": (tpu_count > 0).astype(np.float64),
-            "tpu_ops": tpu_count.astype(np.float64),
+            "one": np.ones(len(compute)),
+            "edgetpu": (tpu_ops > 0).astype(np.float64),
+            "tpu_ops": tpu_ops.astype(np.float64),
             "edgetpu_io_kib": zero if self.cpu else (tpu_in + tpu_out) / KIB,
             "compute": compute,
             "spill": spill,
@@ -200,53 +277,210 @@ class StagePricer:
             "streams": (off > 0).astype(np.float64),
             "stream_kib": streamed / KIB,
         }
-        terms = formula.stage_terms(self.coef, q, lambda name, x: self._us(x, a, name))
-        measured = self._measured_row(a, m)
-        values = formula.stage_values(terms, self.coef, lambda name, x: self._us(x, a, name), measured)
-        uncal = np.where(tpu, self.tpu_us[a:] * self.tpu_uncal[a:], self.host_us[a:] * self.host_uncal[a:])
-        return self._checked(
-            a,
-            {
-                **io,
-                "q": q,
-                "terms": terms,
-                "values": values,
-                "uncal": np.cumsum(self.host_us[a:] * self.host_uncal[a:]) if self.cpu else np.cumsum(uncal),
-                "tpu_ops": tpu_count,
-                "host_ops": host_ops,
-                "on": on,
-                "off": off,
-                "params": np.cumsum(self.params[a:]),
-                "valid": np.ones(m, dtype=np.bool_) if self.cpu else tpu_count > 0,
-                "fits": off == 0,
-                "measured": measured,
-            },
-        )
+        a_, b_ = np.broadcast_to(np.asarray(a), np.shape(b)), np.asarray(b)
+        q["in_loop"] = self._in_loop(a_, b_).astype(np.float64)
+        params = self._params[b_ + 1] - self._params[a_]
+        held = {
+            **io,
+            "uncal": uncal,
+            "tpu_ops": tpu_ops,
+            "host_ops": host_ops,
+            "on": on,
+            "off": off,
+            "params": params,
+            "end": b_,
+            "valid": (np.ones(len(compute), dtype=np.bool_) if self.cpu else tpu_ops > 0)
+            & self._keeps_together(a_, b_),
+            "fits": off == 0,
+        }
+        return q, held
 
-    def _measured_row(self, a: int, m: int) -> F64 | None:
-        """The measured invoke of every stage a..b that was timed (NaN where not); None when none was."""
-        ends = {b: us for (first, b), us in self.measured.items() if first == a}
-        if not ends:
-            return None
-        out = np.full(m, np.nan)
-        for b, us in ends.items():
-            out[b - a] = us
+    def _in_loop(self, a: I64, b: I64) -> Mask:
+        """Stages a..b that hold an op of a state loop (`profiles.state`)."""
+        out = np.zeros(len(b), dtype=np.bool_)
+        for lo, hi in self.loops:
+            out |= (a <= hi) & (b >= lo)
         return out
 
-    def _us(self, x: F64 | I64 | float, a: int, what: str) -> I64:
-        """Microseconds rounded up, refused past MAX_STAGE_US before the conversion to int64 could wrap."""
+    def _keeps_together(self, a: I64, b: I64) -> Mask:
+        """Stages a..b whose ends cut no span of ops that must stay in one stage (variables: their state
+        lives inside one interpreter)."""
+        out = np.ones(len(b), dtype=np.bool_)
+        for lo, hi in self.together:
+            out &= ~((a > lo) & (a <= hi)) & ~((b >= lo) & (b < hi))
+        return out
+
+    def _steady_quantities(self, starts: I64, los: I64, his: I64) -> tuple[dict[str, Any], dict[str, Any], I64]:
+        """Quantities of every arc of starts past the last barrier, at once (`profiles.pricing.stageblock`)."""
+        st = self.steady
+        blk = Block.of(starts, los, his)
+        a, b = blk.a, blk.b
+        io = st.boundary(blk)
+        comp, host = st.comp[b + 1] - st.comp[a], st.host[b + 1] - st.host[a]
+        count, uncal = st.count[b + 1] - st.count[a], st.uncal[b + 1] - st.uncal[a]
+        if self.cpu:
+            zero = np.zeros(len(a), dtype=np.int64)
+            q, held = self._quantities(io, comp, zero, zero, (zero, zero, zero, zero), uncal, a, b)
+        else:
+            caching = st.caching(a, b, self._budget(io), self.device.max_cached_layer_bytes)
+            q, held = self._quantities(io, comp, host, count, caching, uncal, a, b)
+        return q, held, a
+
+    @property
+    def steady(self) -> SteadyPlacement:
+        if self._steady is None:
+            self._steady = SteadyPlacement(self)
+        return self._steady
+
+    def block(
+        self,
+        starts: Sequence[int] | I64,
+        his: Sequence[int] | I64,
+        keep: Sequence[str] | None = None,
+        los: Sequence[int] | I64 | None = None,
+    ) -> dict[str, Any]:
+        """Every quantity of the stages a..b, b = los[k]..his[k] (los: a), for each a = starts[k]
+        (ascending, distinct), as flat arrays with the arcs of each start together (`row` for one start);
+        only the keys `keep` when given. Priced in chunks of about BLOCK_ARCS stages, so that the
+        temporaries stay small."""
+        starts, his = np.asarray(starts, dtype=np.int64), np.asarray(his, dtype=np.int64)
+        los = starts.copy() if los is None else np.asarray(los, dtype=np.int64)
+        count = np.cumsum(his - los + 1)
+        cuts = np.searchsorted(count, np.arange(BLOCK_ARCS, int(count[-1]) if len(count) else 0, BLOCK_ARCS))
+        bounds = [0, *sorted(set((cuts + 1).tolist()) - {0, len(starts)}), len(starts)]
+        chunks = []
+        for lo, hi in pairwise(bounds):
+            got = self._block(starts[lo:hi], los[lo:hi], his[lo:hi])
+            chunks.append(got if keep is None else {k: got[k] for k in keep})
+        return chunks[0] if len(chunks) == 1 else _concat(chunks)
+
+    def _block(self, starts: I64, los: I64, his: I64) -> dict[str, Any]:
+        parts: list[tuple[dict[str, Any], dict[str, Any], I64]] = []
+        steady = starts > self.last_barrier
+        for a, lo, hi in zip_strict(starts[~steady].tolist(), los[~steady].tolist(), his[~steady].tolist()):
+            q, held = self._row_quantities(a, hi)
+            cut = slice(lo - a, None)
+            parts.append(
+                ({k: v[cut] for k, v in q.items()}, {k: v[cut] for k, v in held.items()}, np.full(hi - lo + 1, a))
+            )
+        if steady.any():
+            parts.append(self._steady_quantities(starts[steady], los[steady], his[steady]))
+        q = {k: np.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}
+        held = {k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]}
+        at = np.concatenate([p[2] for p in parts])
+        terms = formula.stage_terms(self.coef, q, lambda name, x: self._us(x, at, name))
+        measured = self._measured_at(at, held["end"])
+        given = measured if self.measured else None
+        values = formula.stage_values(terms, self.coef, lambda name, x: self._us(x, at, name), given, q)
+        if given is not None:  # measured times are whole microseconds: the sums stay whole
+            values = {k: np.rint(np.asarray(v, dtype=np.float64)).astype(np.int64) for k, v in values.items()}
+        row = {**held, "q": q, "terms": terms, "values": values, "in_loop": q["in_loop"] > 0, "measured": measured}
+        return self._checked(at, row)
+
+    def _measured_at(self, a: I64, b: I64) -> F64:
+        """The measured invoke of every stage a..b that was timed (NaN where not)."""
+        out = np.full(len(b), np.nan)
+        for (first, last), us in self.measured.items():
+            out[(a == first) & (b == last)] = us
+        return out
+
+    def row(self, a: int, hi: int | None = None) -> dict[str, Any]:
+        """Every quantity of the segments a..b for b = a..hi (arrays of length hi - a + 1; hi defaults to
+        the last op): the boundary bytes, "terms" and "values" (the formula's, whole microseconds) and
+        what the stage holds."""
+        return self.block([a], [self.n - 1 if hi is None else hi])
+
+    def floor(self, a: int, hi: int) -> tuple[I64, Mask]:
+        """(floor of T, may fit on chip) for b = a..hi, both monotone in b: T(a, b) >= floor[b - a], and a
+        stage past the first False of the mask streams for sure (a layer too large to cache, or more
+        bytes than the chip holds)."""
+        b = np.arange(a, hi + 1, dtype=np.int64)
+        return self.floor_at(np.full(len(b), a, dtype=np.int64), b)
+
+    def floor_at(self, a: I64, b: I64) -> tuple[I64, Mask]:
+        """`floor` at arbitrary arcs (a start before the last barrier is placed on its own)."""
+        q: dict[str, Any] = {name: np.zeros(len(a)) for name in formula.STAGE_QUANTITIES}
+        q["one"] = np.ones(len(a))
+        if self.cpu:
+            q["compute"] = (self._host_sum[b + 1] - self._host_sum[a]).astype(np.float64)
+            may_fit = np.ones(len(a), dtype=np.bool_)
+        else:
+            grow, may_fit = self.steady.floor_quantities(a, b, self.device.onchip_bytes, self._stream_rate)
+            for k in np.flatnonzero(a <= self.last_barrier).tolist():
+                own, fit = self._own_floor(int(a[k]))
+                j = int(b[k] - a[k])
+                for key in grow:
+                    grow[key][k] = own[key][j]
+                may_fit[k] = fit[j]
+            q |= grow
+        whole = lambda name, x: np.maximum(np.ceil(np.asarray(x, dtype=np.float64) - 1e-9), 0)  # noqa: E731
+        terms = formula.stage_terms(self.coef, q, whole)
+        time = formula.stage_values(terms, self.coef, whole)["time"]
+        for (first, last), us in self.measured.items():  # a stage timed faster than priced: below it, and
+            time = np.where((a == first) & (b <= last), np.minimum(time, us), time)  # every end before it
+        out: I64 = np.minimum(time, float(MAX_STAGE_US) + 1).astype(np.int64)
+        return out, may_fit
+
+    def _own_floor(self, a: int) -> tuple[dict[str, F64], Mask]:
+        """The growing quantities of every stage a..b placed on its own (a start before the last barrier),
+        for b = a..n-1, kept: the planner asks for them again and again while it looks for a row's end."""
+        if a not in self._own_floors:
+            tpu = self.placement(a)
+            sl = slice(a, self.n)
+            big = tpu & self._big[sl]
+            beyond = np.maximum(np.cumsum(np.where(tpu & ~big, self.cached[sl], 0)) - self.device.onchip_bytes, 0)
+            big_bytes = np.cumsum(np.where(big, self.cached[sl], 0))
+            spill = np.cumsum(np.where(big, self.stream_us[sl], 0)) + np.floor(beyond * self._stream_rate * (1 - 1e-9))
+            streamed = np.cumsum(np.where(big, self.stream_bytes[sl], 0)) + beyond  # beyond: at least one pass
+            count = np.cumsum(tpu).astype(np.float64)
+            own = {
+                "compute": np.cumsum(np.where(tpu, self.tpu_us[sl], 0)).astype(np.float64),
+                "host_ops": np.cumsum(np.where(tpu, 0, self.host_us[sl])).astype(np.float64),
+                "spill": spill.astype(np.float64),
+                "tpu_ops": count,
+                "edgetpu": (count > 0).astype(np.float64),
+                "stream_kib": streamed / KIB,
+                "bus_in_kib": streamed / KIB,
+                "streams": ((big_bytes + beyond) > 0).astype(np.float64),
+            }
+            self._own_floors[a] = (own, (big_bytes == 0) & (beyond == 0))
+        return self._own_floors[a]
+
+    def reach(self, starts: I64, cap: int, onchip: bool) -> I64:
+        """For each start a: the last end b whose floor is at most `cap` (and that may fit on chip, when
+        `onchip`); every stage a..b' past it takes more than `cap` (or streams). a - 1 when none."""
+        lo = starts - 1  # known to pass (a - 1: the empty stage)
+        hi = np.full(len(starts), self.n, dtype=np.int64)  # known to fail (past the last op)
+        while True:
+            open_ = hi - lo > 1
+            if not open_.any():
+                return lo
+            mid = (lo + hi) // 2
+            k = np.flatnonzero(open_)
+            fl, fit = self.floor_at(starts[k], mid[k])
+            ok = (fl <= cap) & (fit | (not onchip))
+            lo[k[ok]] = mid[k[ok]]
+            hi[k[~ok]] = mid[k[~ok]]
+
+    def _us(self, x: F64 | I64 | float, at: I64, what: str) -> I64:
+        """Microseconds rounded up, refused past MAX_STAGE_US before the conversion to int64 could wrap
+        (`at`: the start of every arc, to name the first stage out of range)."""
         us = np.ceil(np.asarray(x, dtype=np.float64) - 1e-9)
-        if us.size and not (np.isfinite(us).all() and us.max() <= MAX_STAGE_US):  # NaN fails too
-            self._refuse(a, f"its {what} time", float(np.nanmax(us)) if not np.isnan(us).all() else math.nan)
+        if us.size:
+            bad = ~(us <= MAX_STAGE_US)  # NaN is bad too
+            if bad.any():
+                k = int(np.argmax(bad))
+                self._refuse(int(at[k]), f"its {what} time", float(us[k]))
         out: I64 = np.maximum(us, 0).astype(np.int64)
         return out
 
-    def _checked(self, a: int, row: dict[str, Any]) -> dict[str, Any]:
+    def _checked(self, at: I64, row: dict[str, Any]) -> dict[str, Any]:
         """Sums of bounded parts stay far inside int64; the stage values must stay within MAX_STAGE_US."""
         for key, value in row["values"].items():
-            top = int(np.max(value, initial=0))
-            if top > MAX_STAGE_US:
-                self._refuse(a, f"its {key} time", top)
+            bad = np.asarray(value) > MAX_STAGE_US
+            if bad.any():
+                k = int(np.argmax(bad))
+                self._refuse(int(at[k]), f"its {key} time", int(value[k]))
         return row
 
     def _refuse(self, a: int, what: str, us: float) -> NoReturn:
@@ -255,3 +489,14 @@ class StagePricer:
             f"beyond tpuplan's bound of {MAX_STAGE_US:,} us; the model's sizes or the device's or host's costs "
             "are out of range"
         )
+
+
+def _concat(chunks: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Blocks of arcs one after the other (the nested "terms" and "values" too)."""
+    out: dict[str, Any] = {}
+    for key, value in chunks[0].items():
+        if isinstance(value, dict):
+            out[key] = {k: np.concatenate([c[key][k] for c in chunks]) for k in value}
+        else:
+            out[key] = np.concatenate([c[key] for c in chunks])
+    return out

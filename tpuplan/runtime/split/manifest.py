@@ -17,6 +17,8 @@ from pydantic import AfterValidator, Field, model_validator
 from tpuplan.profiles.docio import StrictModel, load_doc, read_bytes
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.limits import MAX_COUNT, Bytes, Count, Dim, Real
+from tpuplan.profiles.state import copied_state, model_state
+from tpuplan.profiles.tflite.reader import parse_model
 from tpuplan.runtime.split.compiler import CompilerReport
 
 MANIFEST_KIND: Final = "tpuplan.manifest"
@@ -74,6 +76,7 @@ class SegmentEntry(StrictModel):
     bytes: Bytes
     sha256: Sha256
     copies: int = Field(1, ge=1, le=64, description="devices that run this segment, taking inputs in turn (the plan's)")
+    device: str | None = Field(None, max_length=200, description="the device the plan gave this segment")
     compiled: CompiledEntry | None = None
 
 
@@ -189,6 +192,7 @@ def load_split(directory: Path, *, compiled: bool = False) -> LoadedSplit:
         if compiled and tpu is None:
             raise TpuplanError(_not_compiled(directory, seg))
         contents.append(tpu if compiled and tpu is not None else cpu)
+    _refuse_state_copies(directory, manifest, contents, compiled)
     return LoadedSplit(directory, manifest, contents, compiled)
 
 
@@ -202,6 +206,21 @@ def _not_compiled(directory: Path, seg: SegmentEntry) -> str:
             "against); split with `plan split --compile` and copy the whole folder"
         )
     return f"{said}: split with `plan split --compile` (edgetpu_compiler runs on x86-64 Linux) and copy the folder here"
+
+
+def _refuse_state_copies(directory: Path, manifest: SegmentManifest, contents: list[bytes], compiled: bool) -> None:
+    """A segment run on several copies must hold no state of its own (each copy would keep its own)."""
+    for seg in manifest.segments:
+        if seg.copies == 1:
+            continue
+        data = contents[seg.index] if not compiled else _read_checked(directory, seg.file, seg.sha256)
+        loops = model_state(parse_model(data, Path(seg.file)))
+        why = copied_state(loops, [(0, seg.last_op - seg.first_op)], [seg.copies])
+        if why:
+            raise TpuplanError(
+                f"{directory / MANIFEST_NAME}: segment {seg.index}: {why.split(': ', 1)[1]}; split it again "
+                "from a new plan (the planner never copies a stage that holds state)"
+            )
 
 
 def resolve_inside(directory: Path, name: str) -> Path:

@@ -19,6 +19,7 @@ from tpuplan.planner.matching import check_plan_matches
 from tpuplan.planner.plan import Plan, plan_digest
 from tpuplan.profiles.docio import dump_json, path_text
 from tpuplan.profiles.errors import TpuplanError
+from tpuplan.profiles.state import copied_state, model_state
 from tpuplan.profiles.tflite.reader import LoadedModel, dtype_name, sha256_of, tensor_name, tensor_shape
 from tpuplan.runtime.backends.probe import probe_models
 from tpuplan.runtime.backends.registry import new_interpreter
@@ -177,6 +178,7 @@ def _entries(
             bytes=len(seg.data),
             sha256=sha256_of(seg.data),
             copies=plan.stages[seg.index].copies if plan is not None else 1,
+            device=plan.stages[seg.index].device if plan is not None else None,
         )
         if compile is not None:
             stage = plan.stages[seg.index] if plan is not None else None
@@ -264,6 +266,12 @@ def write_split(
     if compile and find_compiler() is None:
         raise TpuplanError(COMPILER_INSTALL_HINT)
     chosen = split_cuts(loaded, plan, cuts)
+    if plan is not None and any(st.copies > 1 for st in plan.stages):
+        why = copied_state(
+            model_state(loaded), [(st.first_op, st.last_op) for st in plan.stages], [st.copies for st in plan.stages]
+        )
+        if why:
+            raise TpuplanError(f"{loaded.path}: {why}; solve again (the planner never copies a stage that holds state)")
     keep = [Path(loaded.path)]
     _check_destination(out_dir, force, keep)
     segments = split_model(loaded, chosen)

@@ -25,6 +25,7 @@ from tpuplan.profiles.tflite.reader import LoadedModel
 from tpuplan.runtime.backends.kinds import Backend, get_backend
 from tpuplan.runtime.backends.litert import interpreter_name
 from tpuplan.runtime.backends.registry import InterpreterStage
+from tpuplan.runtime.devicemap import assign, per_copy
 from tpuplan.runtime.pipeline.runners import default_queue_size
 from tpuplan.runtime.pipeline.stage import Array
 from tpuplan.runtime.progress import Progress, ticker
@@ -126,7 +127,8 @@ def verify(
     if segments is not None:
         check_split_matches_plan(segments.manifest, plan, str(segments.directory))
         check_split_backend(segments, chosen)
-    devs = chosen.devices(sum(s.copies for s in plan.stages), devices)
+    planned = per_copy([s.device for s in plan.stages], [s.copies for s in plan.stages])
+    devs = chosen.devices(sum(s.copies for s in plan.stages), assign(planned, devices) if devices else devices)
     comparable = {s.backend for s in plan.devices} == {chosen.checks}
     feeds, feeds_from = _feeds(loaded, segments, inputs, input_path, seed)
     if segments is not None:
