@@ -132,6 +132,7 @@ def plan_table(plan: Plan) -> str:
     if stateful:
         lines.append(f"state       {stateful}")
     lines += _curve_lines(plan)
+    lines += _robust_lines(plan)
     lines += [f"note        {shown(n)}" for n in [plan.solver.note, *plan.notes] if n]
     return "\n".join(lines)
 
@@ -175,6 +176,35 @@ def _curve_lines(plan: Plan) -> list[str]:
     ]
     head = ["K", "uses", "plan", "period ms", "latency ms", "throughput/s", "gain vs K-1", "on chip", "proven", ""]
     return ["", table(head, rows, right=[True, True, False, True, True, True, True, False, False, False])]
+
+
+def _robust_lines(plan: Plan) -> list[str]:
+    """--robust: each scenario's period of this plan and of the nominal plan against its own optimum."""
+    r = plan.robust
+    if r is None:
+        return []
+
+    def regret(us: int, best: int) -> str:
+        return f"+{100 * (us / max(best, 1) - 1):.1f}%"
+
+    rows = [
+        [
+            shown(s.scenario),
+            ms(s.best_period_us) + ("" if s.best_proven else " (not proven)"),
+            ms(s.period_us),
+            regret(s.period_us, s.best_period_us),
+            ms(s.nominal_plan_period_us),
+            regret(s.nominal_plan_period_us, s.best_period_us),
+        ]
+        for s in r.scenarios
+    ]
+    head = ["scenario", "own best ms", "this plan ms", "regret", "nominal plan ms", "regret"]
+    return [
+        "",
+        f"robust: longest period {ms(r.worst_period_us)} ms over {len(r.scenarios)} scenarios "
+        f"(the nominal plan's: {ms(r.nominal_worst_period_us)} ms)",
+        table(head, rows, right=[False, True, True, True, True, True]),
+    ]
 
 
 def comparison_table(cmp: Comparison) -> str:

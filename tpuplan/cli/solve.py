@@ -58,6 +58,11 @@ COPIES_HELP = (
     "TPUs per stage (e.g. 1,3,1; at most 64 TPUs in all) for --cuts; one number alone: the whole model on "
     "that many TPUs."
 )
+ROBUST_HELP = (
+    "Take the plan whose longest period over the calibration's scenarios (the fit again without one source "
+    "each) is least, proven; the table gives each scenario's own optimum and what this plan and the nominal "
+    "one give up against it. With --tpus K; no copies."
+)
 IN_ORDER_HELP = "Take the --device list in stage order (one per TPU) instead of as a pool the planner assigns."
 MEASURED_HELP = (
     "A `plan verify -o` report of this model on these devices and host: its stages keep their measured times, "
@@ -99,6 +104,7 @@ class SolveOptions:
     replicate: bool = False
     copies: str | None = None
     in_order: bool = False
+    robust: bool = False
 
     @property
     def prices_only(self) -> bool:
@@ -111,6 +117,11 @@ def _check_replicate(o: SolveOptions, goal: Goal) -> None:
 
     if o.copies is not None and o.cuts is None and "," in o.copies:
         raise UsageError("--copies of several stages prices given cuts: give --cuts too (or --replicate)")
+    if o.robust and (o.replicate or o.prices_only or goal != Goal() or parse_tpus(o.tpus) is None):
+        raise UsageError(
+            "--robust takes --tpus K for the least period: drop --replicate, --cuts, --copies, "
+            "--objective latency, --batch and --tpus auto"
+        )
     if not o.replicate:
         return
     if o.cuts is not None or o.copies is not None:
@@ -173,6 +184,20 @@ def solve_for(
 
     dset = device_set(pool, counted, o.in_order, o.replicate) or DeviceSet((profile.device,), copies=o.replicate)
     workers = DEFAULT_WORKERS if o.workers is None else o.workers
+    if o.robust and k is not None:
+        from tpuplan.planner.robust import solve_robust
+
+        return solve_robust(
+            profile,
+            dset,
+            k,
+            host=host,
+            allow_spill=o.allow_spill,
+            time_limit_s=o.time_limit,
+            workers=workers,
+            seed=o.seed,
+            timings=o.timings,
+        )
     if k is None:
         return solve_auto(
             profile,
@@ -271,6 +296,7 @@ def _register_solve(app: typer.Typer) -> None:
         replicate: Annotated[bool, typer.Option("--replicate", help=REPLICATE_HELP)] = False,
         copies: Annotated[str | None, typer.Option("--copies", help=COPIES_HELP)] = None,
         in_order: Annotated[bool, typer.Option("--in-order", help=IN_ORDER_HELP)] = False,
+        robust: Annotated[bool, typer.Option("--robust", help=ROBUST_HELP)] = False,
         timings: Annotated[bool, typer.Option("--timings", help="Record the solve's wall time in the plan.")] = False,
         state: Annotated[list[str] | None, typer.Option("--state", help=STATE_HELP)] = None,
         no_state: Annotated[bool, typer.Option("--no-state", help=NO_STATE_HELP)] = False,
@@ -302,6 +328,7 @@ def _register_solve(app: typer.Typer) -> None:
             replicate,
             copies,
             in_order,
+            robust,
         )
         if not options.prices_only:  # pricing given cuts needs no solver
             require_planner("plan solve")

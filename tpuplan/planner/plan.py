@@ -20,7 +20,7 @@ from tpuplan.compat import zip_strict
 from tpuplan.planner.plan_check import check_pipeline, check_stage
 from tpuplan.planner.plan_v1 import migrate_v1
 from tpuplan.planner.plan_v2 import migrate_v2
-from tpuplan.planner.uncertainty import PredictionRange
+from tpuplan.planner.uncertainty import PredictionRange, RobustInfo
 from tpuplan.profiles.docio import StrictModel, dump_json, load_json, parse_doc, read_bytes, validate_doc
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.limits import MAX_OBJECTIVE, StageUs
@@ -161,6 +161,7 @@ class Plan(StrictModel):
         None, description="period and latency over the calibration's scenarios (planner.uncertainty)"
     )
     state: list[StateLoop] = Field(default_factory=list, description="state carried between inferences")
+    robust: RobustInfo | None = Field(None, description="--robust: the worst case over the scenarios, per scenario")
     notes: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")

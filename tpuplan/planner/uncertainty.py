@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from tpuplan.compat import zip_strict
 from tpuplan.profiles.docio import StrictModel
@@ -43,6 +43,33 @@ class PredictionRange(StrictModel):
     def overlaps(self, other: PredictionRange) -> bool:
         """Whether the two periods' ranges meet: the calibration cannot say which is faster."""
         return self.period_us.low <= other.period_us.high and other.period_us.low <= self.period_us.high
+
+
+class ScenarioRow(StrictModel):
+    """A robust plan in one scenario: its period, the scenario's own optimum, and the nominal plan's."""
+
+    scenario: str = Field(max_length=200)
+    period_us: PipelineUs = Field(description="this plan's period in the scenario")
+    best_period_us: PipelineUs = Field(description="the least period of any plan in the scenario (its own optimum)")
+    best_proven: bool = Field(description="that optimum was proven")
+    nominal_plan_period_us: PipelineUs = Field(description="the nominal plan's period in the scenario")
+
+
+class RobustInfo(StrictModel):
+    """What --robust chose and gave up: the least worst-case period over the calibration's scenarios."""
+
+    worst_period_us: PipelineUs = Field(description="this plan's longest period over the scenarios")
+    nominal_worst_period_us: PipelineUs = Field(description="the nominal plan's longest period over them")
+    rounds: int = Field(ge=1, le=1 << 10, description="searches run (scenario bounds added as needed)")
+    scenarios: list[ScenarioRow] = Field(min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _worst(self) -> RobustInfo:
+        if self.worst_period_us != max(r.period_us for r in self.scenarios):
+            raise ValueError("worst_period_us is not the longest period over the scenarios")
+        if self.nominal_worst_period_us != max(r.nominal_plan_period_us for r in self.scenarios):
+            raise ValueError("nominal_worst_period_us is not the nominal plan's longest period")
+        return self
 
 
 def scenario_values(
