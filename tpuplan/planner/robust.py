@@ -40,7 +40,7 @@ from tpuplan.planner.solving import Options, checked_search, device_of, solver_i
 from tpuplan.planner.uncertainty import RobustInfo, ScenarioRow, scenario_values
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.model import Profile
-from tpuplan.profiles.pricing import formula
+from tpuplan.profiles.pricing import formula, pipeline_formula
 from tpuplan.profiles.pricing.device import DeviceSpec
 from tpuplan.profiles.pricing.host import HostSpec, resolve_host
 from tpuplan.profiles.pricing.scenarios import NOMINAL, scenario_names, with_scenario
@@ -240,4 +240,4 @@ def _scenario_rows(
 def _period(profile: Profile, devices: Sequence[DeviceSpec], host: HostSpec, cuts: Sequence[int], s: str) -> int:
     """A plan's period in one scenario."""
     stages = scenario_values(profile, devices, host, cuts, s)
-    return int(formula.pipeline(stages).period)
+    return int(pipeline_formula.pipeline(stages).period)

@@ -27,7 +27,7 @@ from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.model import Profile
 from tpuplan.profiles.pricing.device import DeviceSpec
 from tpuplan.profiles.pricing.host import HostSpec, resolve_host
-from tpuplan.profiles.pricing.tables import stage_pairs
+from tpuplan.profiles.pricing.plancost import stage_pairs
 
 DEFAULT_TOLERANCE = 0.05
 

@@ -111,7 +111,7 @@ def first_plan(problem: Problem, deadline: float | None = None) -> Picked | None
     """A plan of the least largest stage time among the stages whose floor is at most c, c doubling from
     the whole model's floor per stage; None when no plan exists at all."""
     table = problem.options[0].table
-    whole = int(table.pricer.floor(0, problem.n - 1)[0][-1]) if table.pricer is not None else table.top("time")
+    whole = int(table.pricer.floors.floor(0, problem.n - 1)[0][-1]) if table.pricer is not None else table.top("time")
     cap = max(1, whole // max(1, problem.k * problem.max_copies()) // 4)
     stage = (Component(PERIOD_BOUNDS[0].name, "max"), *_usage(problem))
     while True:

@@ -39,7 +39,8 @@ from tpuplan.planner.search.problem import (
 )
 from tpuplan.planner.search.prune import has_plan, sweeps
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.profiles.pricing.tables import StageCostTable, stage_pairs
+from tpuplan.profiles.pricing.plancost import stage_pairs
+from tpuplan.profiles.pricing.tables import StageCostTable
 
 
 @dataclass(frozen=True)

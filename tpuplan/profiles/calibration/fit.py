@@ -54,8 +54,9 @@ from tpuplan.profiles.calibration.timing import RowTerms, TimeModel, fit_times, 
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.pricing.device import Calibration, DeviceSpec
 from tpuplan.profiles.pricing.host import HostSpec, resolve_host
+from tpuplan.profiles.pricing.plancost import pipeline_cost
 from tpuplan.profiles.pricing.stagecost import StagePricer
-from tpuplan.profiles.pricing.tables import pipeline_cost, stage_table
+from tpuplan.profiles.pricing.tables import stage_table
 
 TILES = (0, 256, 512, 1024, 2048)  # output pixels per pass over a streamed layer: tried in turn
 

@@ -20,7 +20,7 @@ import numpy as np
 from tpuplan.compat import zip_strict
 from tpuplan.planner.plan import Plan, StagePlan, plan_digest
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.profiles.pricing import formula
+from tpuplan.profiles.pricing import formula, pipeline_formula
 from tpuplan.profiles.tflite.reader import LoadedModel
 from tpuplan.runtime.backends.kinds import Backend, get_backend
 from tpuplan.runtime.backends.litert import interpreter_name
@@ -350,7 +350,7 @@ def _report(
         {**dict.fromkeys(formula.STAGE_VALUES, 0), "time": formula.whole_us(invoke_part_us(sp) + overhead)}
         for sp in plan.stages
     ]
-    period = formula.pipeline(here, [sp.copies for sp in plan.stages]).period
+    period = pipeline_formula.pipeline(here, [sp.copies for sp in plan.stages]).period
     ideal = 1e6 / period if period > 0 else 0.0
     limited = min(ideal, cores * 1e6 / (total_pred + k * overhead))
     if not judged.comparable:
