@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from tpuplan.compat import zip_strict
 from tpuplan.profiles.calibration.forms import Dual, Lin, stack
-from tpuplan.profiles.calibration.params import ParamSpace
+from tpuplan.profiles.calibration.paramspace import ParamSpace
 from tpuplan.profiles.model import OpProfile
 from tpuplan.profiles.pricing import formula, pipeline_formula
 
