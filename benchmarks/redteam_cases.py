@@ -314,29 +314,12 @@ def _concurrency(fx: Fixtures) -> list[Case]:
     from benchmarks.redteam_sweep import Case
 
     p = fx.p
-    return [
-        Case(
-            "concurrency",
-            "5 x solve -o, no --force",
-            ["solve", p("prof.json"), "--tpus", "2", "-o", p("race.json")],
-            (0, 1),
-            parallel=5,
-        ),
-        Case(
-            "concurrency",
-            "3 x run -o, no --force",
-            ["run", p("segs"), "-n", "200", "-o", p("race.npz")],
-            (0, 1),
-            parallel=3,
-        ),
-        Case(
-            "concurrency",
-            "3 x split, no --force",
-            ["split", p("m.tflite"), p("cplan.json"), "-o", p("racesegs")],
-            (0, 1),
-            parallel=3,
-        ),
-    ]
+    races = {  # (what, how many at once, the command): each writes one output without --force
+        "5 x solve -o": (5, ["solve", p("prof.json"), "--tpus", "2", "-o", p("race.json")]),
+        "3 x run -o": (3, ["run", p("segs"), "-n", "200", "-o", p("race.npz")]),
+        "3 x split": (3, ["split", p("m.tflite"), p("cplan.json"), "-o", p("racesegs")]),
+    }
+    return [Case("concurrency", f"{name}, no --force", argv, (0, 1), parallel=n) for name, (n, argv) in races.items()]
 
 
 def _pipes(fx: Fixtures) -> list[Case]:

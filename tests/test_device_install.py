@@ -133,6 +133,8 @@ def test_no_python_310_only_calls_in_the_package() -> None:
         if path.name == "compat.py":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr == "pairwise":
+                found.append(f"{path.relative_to(root)}:{node.lineno}: .pairwise")
             if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
                 continue
             if node.func.id == "zip" and any(k.arg == "strict" for k in node.keywords):

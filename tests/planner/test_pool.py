@@ -23,7 +23,8 @@ from tpuplan.profiles.build import build_profile
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.pricing.device import preset
 from tpuplan.profiles.pricing.formula import LinkCost
-from tpuplan.profiles.pricing.tables import StageCostTable, stage_pairs
+from tpuplan.profiles.pricing.plancost import stage_pairs
+from tpuplan.profiles.pricing.tables import StageCostTable
 from tpuplan.profiles.tflite.reader import load_model
 
 Key = tuple[int, int, int, int, list[tuple[int, int, int]]]

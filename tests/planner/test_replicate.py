@@ -18,7 +18,8 @@ from tpuplan.planner.search.replicate import (
 )
 from tpuplan.planner.synthetic import synthetic_table
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.profiles.pricing.tables import StageCostTable, pipeline_cost
+from tpuplan.profiles.pricing.plancost import pipeline_cost
+from tpuplan.profiles.pricing.tables import StageCostTable
 
 
 def table() -> st.SearchStrategy[StageCostTable]:

@@ -18,11 +18,12 @@ from tpuplan.planner.uncertainty import scenario_values
 from tpuplan.profiles.build import build_profile
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.model import Profile
-from tpuplan.profiles.pricing import formula
+from tpuplan.profiles.pricing import pipeline_formula
 from tpuplan.profiles.pricing.device import DeviceSpec, Scenario, preset
 from tpuplan.profiles.pricing.host import HostSpec, host_preset
+from tpuplan.profiles.pricing.plancost import stage_pairs
 from tpuplan.profiles.pricing.scenarios import scenario_names
-from tpuplan.profiles.pricing.tables import stage_pairs, stage_table
+from tpuplan.profiles.pricing.tables import stage_table
 from tpuplan.profiles.synth import synth_conv, synth_fc
 from tpuplan.profiles.tflite.reader import parse_model
 
@@ -53,7 +54,10 @@ def _worst_by_brute_force(profile: Profile, device: DeviceSpec, host: HostSpec, 
     onchip = [c for c in plans if all(table.fits_on_chip(a, b) for a, b in stage_pairs(c, n))]
     devices = [device] * k
     return min(
-        max(int(formula.pipeline(scenario_values(profile, devices[: len(c) + 1], host, c, s)).period) for s in names)
+        max(
+            int(pipeline_formula.pipeline(scenario_values(profile, devices[: len(c) + 1], host, c, s)).period)
+            for s in names
+        )
         for c in onchip or plans
     )
 

@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # the planner (and OR-Tools) is imported by the commands that
     from tpuplan.planner.costs import Goal, Objective
     from tpuplan.planner.devices import DeviceSet
     from tpuplan.planner.plan import Plan
+    from tpuplan.planner.solving import SearchSettings
     from tpuplan.profiles.model import Profile
     from tpuplan.profiles.pricing.device import DeviceSpec
     from tpuplan.profiles.pricing.host import HostSpec
@@ -183,47 +184,21 @@ def solve_for(
     from tpuplan.planner.solve import solve_auto, solve_set  # OR-Tools
 
     dset = device_set(pool, counted, o.in_order, o.replicate) or DeviceSet((profile.device,), copies=o.replicate)
-    workers = DEFAULT_WORKERS if o.workers is None else o.workers
+    settings: SearchSettings = {
+        "host": host,
+        "allow_spill": o.allow_spill,
+        "time_limit_s": o.time_limit,
+        "workers": DEFAULT_WORKERS if o.workers is None else o.workers,
+        "seed": o.seed,
+        "timings": o.timings,
+    }
     if o.robust and k is not None:
         from tpuplan.planner.robust import solve_robust
 
-        return solve_robust(
-            profile,
-            dset,
-            k,
-            host=host,
-            allow_spill=o.allow_spill,
-            time_limit_s=o.time_limit,
-            workers=workers,
-            seed=o.seed,
-            timings=o.timings,
-        )
+        return solve_robust(profile, dset, k, **settings)
     if k is None:
-        return solve_auto(
-            profile,
-            dset,
-            o.max_tpus,
-            host=host,
-            goal=goal,
-            tolerance=o.tolerance,
-            allow_spill=o.allow_spill,
-            time_limit_s=o.time_limit,
-            workers=workers,
-            seed=o.seed,
-            timings=o.timings,
-        )
-    return solve_set(
-        profile,
-        dset,
-        k,
-        host=host,
-        goal=goal,
-        allow_spill=o.allow_spill,
-        time_limit_s=o.time_limit,
-        workers=workers,
-        seed=o.seed,
-        timings=o.timings,
-    )
+        return solve_auto(profile, dset, o.max_tpus, goal=goal, tolerance=o.tolerance, **settings)
+    return solve_set(profile, dset, k, goal=goal, **settings)
 
 
 def _with_measured(

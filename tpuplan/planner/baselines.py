@@ -23,6 +23,7 @@ from tpuplan.profiles.pricing.host import HostSpec, resolve_host
 
 if TYPE_CHECKING:
     from tpuplan.planner.solve import DeviceSet
+    from tpuplan.planner.solving import SearchSettings
 
 
 def param_balanced_cuts(param_bytes: Sequence[int], k: int) -> list[int]:
@@ -120,31 +121,20 @@ def compare(
     dset = devices if isinstance(devices, DeviceSet) else DeviceSet(tuple(expand_devices(profile, devices, k)))
     if dset.total is not None:
         k = min(k, dset.total)
-    ours = solve_set(
-        profile,
-        replace(dset, copies=False),
-        k,
-        host=host,
-        goal=goal,
-        allow_spill=allow_spill,
-        time_limit_s=time_limit_s,
-        workers=workers,
-    )
+    settings: SearchSettings = {
+        "host": host,
+        "allow_spill": allow_spill,
+        "time_limit_s": time_limit_s,
+        "workers": workers,
+    }
+    ours = solve_set(profile, replace(dset, copies=False), k, goal=goal, **settings)
     best = ours.solver.objective
     entries = [_entry("tpuplan", ours, best)]
     notes = []
     kinds = [d for d in dset.kinds if d.backend == "edgetpu"]
     mixed_order = dset.counts is None and len({d.model_dump_json() for d in dset.kinds}) > 1
     if goal == Goal() and kinds and k <= MAX_REPLICATED_TPUS and not mixed_order:
-        copied = solve_set(
-            profile,
-            replace(dset, copies=True),
-            k,
-            host=host,
-            allow_spill=allow_spill,
-            time_limit_s=time_limit_s,
-            workers=workers,
-        )
+        copied = solve_set(profile, replace(dset, copies=True), k, **settings)
         entries.append(_entry("tpuplan with copies", copied, best, ours))
         whole = data_parallel(profile, k, kinds[0], host, goal)
         if isinstance(whole, str):

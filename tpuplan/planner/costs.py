@@ -2,7 +2,7 @@
 (`profiles.pricing.formula`), read from the stage tables of `profiles.pricing.tables`.
 
     period P = max over formula.PERIOD_BOUNDS    latency L = sum of T    one-off O = start + sum O_k
-    J = alpha P + beta L + gamma O              (formula.objective_weights)
+    J = alpha P + beta L + gamma O              (pipeline_formula.objective_weights)
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.limits import MAX_BATCH, MAX_OBJECTIVE, describe
 from tpuplan.profiles.model import Profile
 from tpuplan.profiles.pricing.device import DeviceSpec
-from tpuplan.profiles.pricing.formula import PERIOD_BOUNDS, Num, Objective, PeriodBound, objective_weights
+from tpuplan.profiles.pricing.formula import PERIOD_BOUNDS, Num, PeriodBound
 from tpuplan.profiles.pricing.host import HostSpec
-from tpuplan.profiles.pricing.tables import PipelineCost, StageCostTable, pipeline_cost, stage_table
+from tpuplan.profiles.pricing.pipeline_formula import Objective, objective_weights
+from tpuplan.profiles.pricing.plancost import PipelineCost, pipeline_cost
+from tpuplan.profiles.pricing.tables import StageCostTable, stage_table
 
 __all__ = ["Goal", "Objective", "Totals", "check_exact", "stage_tables", "throughput_per_s", "totals"]
 
@@ -25,7 +27,7 @@ __all__ = ["Goal", "Objective", "Totals", "check_exact", "stage_tables", "throug
 @dataclass(frozen=True)
 class Goal:
     """The objective and the batch size that one-off costs are spread over (None: steady state); its
-    weights are the cost formula's (`formula.objective_weights`)."""
+    weights are the cost formula's (`pipeline_formula.objective_weights`)."""
 
     objective: Objective = "throughput"
     batch: int | None = None

@@ -29,13 +29,13 @@ from tpuplan.profiles.pricing.device import DeviceSpec
 from tpuplan.profiles.pricing.formula import (
     BOUND_NAMES,
     STAGE_VALUES,
-    Objective,
     Part,
     invoke_part,
     measured_parts,
     part_sums,
 )
 from tpuplan.profiles.pricing.host import HostSpec
+from tpuplan.profiles.pricing.pipeline_formula import Objective
 
 PLAN_KIND: Final = "tpuplan.plan"
 PLAN_VERSION: Final = 3

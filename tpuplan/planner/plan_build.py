@@ -16,7 +16,8 @@ from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.model import Profile
 from tpuplan.profiles.pricing.device import DeviceSpec
 from tpuplan.profiles.pricing.host import HostSpec, resolve_host
-from tpuplan.profiles.pricing.tables import StageCostTable, TooManyStages, stage_pairs
+from tpuplan.profiles.pricing.plancost import stage_pairs
+from tpuplan.profiles.pricing.tables import StageCostTable, TooManyStages
 from tpuplan.profiles.state import copied_state, loops_of
 from tpuplan.profiles.tflite.reader import parse_model, sha256_of
 

@@ -4,7 +4,7 @@ parts, so that a plan edited by hand (a time halved, a stage moved, copies chang
 A stage's values (T, S, V, O) are evaluated again from its terms with the plan's own device and host
 (`formula.stage_values`); a term whose quantities the plan itself records (a fixed overhead, the streaming
 flag, the boundary bytes, the on-chip bytes) is priced again too. The pipeline (period and what sets it,
-latency, one-off, every bound, the intervals with copies, the objective) is `formula.pipeline` again.
+latency, one-off, every bound, the intervals with copies, the objective) is `pipeline_formula.pipeline` again.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tpuplan.planner.costs import Goal, throughput_per_s
-from tpuplan.profiles.pricing import formula
+from tpuplan.profiles.pricing import formula, pipeline_formula
 from tpuplan.profiles.pricing.device import DeviceSpec
 from tpuplan.profiles.pricing.host import HostSpec
 
@@ -63,7 +63,7 @@ def check_stage(s: StagePlan, dev: DeviceSpec, host: HostSpec) -> None:
         raise ValueError(f"stage {s.index}: predicted_values are {s.predicted_values}, {given} give {values}")
     if s.predicted_us != values["time"]:
         raise ValueError(f"stage {s.index}: predicted_us is {s.predicted_us}, its terms add up to {values['time']}")
-    interval = formula.interval(values["time"], values["serial"], s.copies)
+    interval = pipeline_formula.interval(values["time"], values["serial"], s.copies)
     if s.predicted_interval_us != interval:
         raise ValueError(
             f"stage {s.index}: predicted_interval_us is {s.predicted_interval_us}, but with "
@@ -75,7 +75,7 @@ def check_pipeline(plan: Plan) -> None:
     """Period, what sets it, every bound, latency, one-off cost, throughput, batch time and objective."""
     stages = plan.stages
     start = _whole("start", plan.host.start_us)
-    got = formula.pipeline([s.predicted_values for s in stages], [s.copies for s in stages], start)
+    got = pipeline_formula.pipeline([s.predicted_values for s in stages], [s.copies for s in stages], start)
     fields = {
         "predicted_period_us": (plan.predicted_period_us, got.period),
         "period_bound": (plan.period_bound, got.bound),
@@ -95,7 +95,9 @@ def check_pipeline(plan: Plan) -> None:
     ):
         raise ValueError("predicted_range does not hold the plan's own period and latency")
     goal = Goal(plan.goal.objective, plan.goal.batch)
-    per_input = round(formula.per_input(got.period, got.latency, got.oneoff, goal.batch), 1) if goal.batch else None
+    per_input = (
+        round(pipeline_formula.per_input(got.period, got.latency, got.oneoff, goal.batch), 1) if goal.batch else None
+    )
     if plan.predicted_per_input_us != per_input:
         raise ValueError(f"predicted_per_input_us is {plan.predicted_per_input_us}, but the stages give {per_input}")
     objective = goal.objective_of(got.period, got.latency, got.oneoff)

@@ -24,28 +24,30 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tpuplan.compat import zip_strict
 from tpuplan.planner.costs import Goal, totals
-from tpuplan.planner.defaults import DEFAULT_WORKERS
 from tpuplan.planner.devices import DeviceSet, Tables
 from tpuplan.planner.plan import Plan, SolverInfo
 from tpuplan.planner.plan_build import build_plan, check_k
 from tpuplan.planner.search.engine import Outcome
 from tpuplan.planner.search.problem import SCENARIO_SEP, Problem
-from tpuplan.planner.solving import Options, checked_search, device_of, solver_info
+from tpuplan.planner.solving import Options, SearchSettings, checked_search, device_of, solver_info
 from tpuplan.planner.uncertainty import RobustInfo, ScenarioRow, scenario_values
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.model import Profile
-from tpuplan.profiles.pricing import formula
+from tpuplan.profiles.pricing import formula, pipeline_formula
 from tpuplan.profiles.pricing.device import DeviceSpec
 from tpuplan.profiles.pricing.host import HostSpec, resolve_host
 from tpuplan.profiles.pricing.scenarios import NOMINAL, scenario_names, with_scenario
 from tpuplan.profiles.pricing.stagecost import StagePricer
 from tpuplan.profiles.pricing.tables import StageCostTable, table_of
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 SUMS = tuple(b for b in formula.PERIOD_BOUNDS if b.combine == "sum")  # the bounds summed over the stages
 
@@ -131,13 +133,7 @@ def solve_robust(
     profile: Profile,
     dset: DeviceSet,
     k: int,
-    *,
-    host: HostSpec | None = None,
-    allow_spill: bool = False,
-    time_limit_s: float | None = None,
-    workers: int = DEFAULT_WORKERS,
-    seed: int = 0,
-    timings: bool = False,
+    **settings: Unpack[SearchSettings],
 ) -> Plan:
     """The plan over at most k TPUs whose longest period over the calibration's scenarios is least
     (fewest TPUs among those), proven; its `robust` part gives each scenario's own optimum."""
@@ -147,7 +143,7 @@ def solve_robust(
     check_k(profile, k)
     if dset.copies:
         raise TpuplanError("--robust plans without copies: drop --replicate")
-    spec_host = host or resolve_host(profile.host)
+    spec_host = settings.get("host") or resolve_host(profile.host)
     scenarios = scenario_names(*dset.kinds, spec_host)
     if len(scenarios) == 1:
         names = ", ".join(d.name for d in dset.kinds)
@@ -155,7 +151,7 @@ def solve_robust(
             f"--robust needs the scenarios of a calibration: {names} and host {spec_host.name} keep none "
             "(the presets and `plan calibrate` write them)"
         )
-    opts = Options.of(Goal(), allow_spill, time_limit_s, workers, seed)
+    opts = Options.of(Goal(), settings)
     base = dset.problem(ScenarioTables(profile, spec_host, scenarios), k)
     active = [(b.name, NOMINAL) for b in SUMS]
     rounds = 0
@@ -169,7 +165,12 @@ def solve_robust(
         active.append(which)
     proven = got.proven and worst <= got.objective
     solve = partial(
-        solve_set, profile, host=spec_host, allow_spill=allow_spill, time_limit_s=time_limit_s, workers=workers
+        solve_set,
+        profile,
+        host=spec_host,
+        allow_spill=opts.allow_spill,
+        time_limit_s=opts.time_limit_s,
+        workers=opts.workers,
     )
     nominal = solve(dset, k)
     devices, cuts = [device_of(problem, o) for o in got.options], got.cuts
@@ -188,7 +189,7 @@ def solve_robust(
     nominal_tables = Tables(profile, spec_host)
     tables = [nominal_tables.of(d) for d in devices]
     plan = build_plan(
-        profile, devices, tables, cuts, Goal(), _solver(got, cuts, opts, start, timings, tables), tpus_requested=k
+        profile, devices, tables, cuts, Goal(), _solver(got, cuts, opts, start, opts.timings, tables), tpus_requested=k
     )
     note = (
         f"robust: the least longest period over {len(scenarios)} scenarios (nominal and refits without one "
@@ -240,4 +241,4 @@ def _scenario_rows(
 def _period(profile: Profile, devices: Sequence[DeviceSpec], host: HostSpec, cuts: Sequence[int], s: str) -> int:
     """A plan's period in one scenario."""
     stages = scenario_values(profile, devices, host, cuts, s)
-    return int(formula.pipeline(stages).period)
+    return int(pipeline_formula.pipeline(stages).period)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from tpuplan.compat import zip_strict
 from tpuplan.planner.costs import Goal, throughput_per_s, totals
@@ -22,12 +23,23 @@ from tpuplan.planner.plan_build import check_k, expand_devices
 from tpuplan.planner.search.engine import Outcome, secondary_rank
 from tpuplan.planner.search.problem import Problem
 from tpuplan.planner.search.replicate import COPIES_RANK, MAX_REPLICATED_TPUS
-from tpuplan.planner.solving import NoPlanError, Options, checked_search, no_tpu_ops_message, plan_of
+from tpuplan.planner.solving import (
+    GoalSettings,
+    NoPlanError,
+    Options,
+    SearchSettings,
+    checked_search,
+    no_tpu_ops_message,
+    plan_of,
+)
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.model import Profile
 from tpuplan.profiles.pricing.device import DeviceSpec
-from tpuplan.profiles.pricing.host import HostSpec, resolve_host
-from tpuplan.profiles.pricing.tables import stage_pairs
+from tpuplan.profiles.pricing.host import resolve_host
+from tpuplan.profiles.pricing.plancost import stage_pairs
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 DEFAULT_TOLERANCE = 0.05
 
@@ -52,17 +64,11 @@ def solve_set(
     profile: Profile,
     dset: DeviceSet,
     k: int,
-    *,
-    host: HostSpec | None = None,
-    goal: Goal | None = None,
-    allow_spill: bool = False,
-    time_limit_s: float | None = None,
-    workers: int = DEFAULT_WORKERS,
-    seed: int = 0,
-    timings: bool = False,
+    **settings: Unpack[GoalSettings],
 ) -> Plan:
     """The best plan over at most k TPUs of the device set (fewest TPUs among the best), proven."""
     start = time.monotonic()
+    goal = settings.get("goal")
     if dset.copies:  # copies: more TPUs than ops is fine (data parallelism)
         if not 1 <= k <= MAX_REPLICATED_TPUS:
             raise TpuplanError(f"copies are planned for 1 to {MAX_REPLICATED_TPUS} TPUs (got {k})")
@@ -72,13 +78,13 @@ def solve_set(
         raise TpuplanError(f"{k} TPUs asked, but the pool has {dset.total} ({dset.describe()})")
     if dset.copies and (goal or Goal()) != Goal():
         raise TpuplanError("copies are planned for the least period: drop --objective latency and --batch")
-    opts = Options.of(goal, allow_spill, time_limit_s, workers, seed)
-    tables = Tables(profile, host or resolve_host(profile.host))
+    opts = Options.of(goal, settings)
+    tables = Tables(profile, opts.host or resolve_host(profile.host))
     problem = dset.problem(tables, k)
     got = checked_search(profile, problem, opts, rank_of(dset, opts.goal), True)
     notes = _notes(profile, dset, problem, got, k, tables, opts)
     note = "tie-break with copies: fewest TPUs, then fewest copies, then least latency" if dset.copies else ""
-    return plan_of(profile, problem, got, opts, k, notes, start if timings else None, note)
+    return plan_of(profile, problem, got, opts, k, notes, start if opts.timings else None, note)
 
 
 def _notes(
@@ -116,45 +122,21 @@ def solve(
     profile: Profile,
     k: int,
     devices: Sequence[DeviceSpec] | None = None,
-    *,
-    host: HostSpec | None = None,
-    goal: Goal | None = None,
-    allow_spill: bool = False,
-    time_limit_s: float | None = None,
-    workers: int = DEFAULT_WORKERS,
-    seed: int = 0,
-    timings: bool = False,
+    **settings: Unpack[GoalSettings],
 ) -> Plan:
     """The best plan over at most k TPUs, devices in stage order (one for all, or one per TPU): the
     fewest TPUs that reach the least objective. More TPUs can cost more (host work that does not overlap
     grows with every stage) or add nothing; the plan then uses fewer and its notes say why."""
     check_k(profile, k)
     dset = DeviceSet(tuple(expand_devices(profile, devices, k)))
-    return solve_set(
-        profile,
-        dset,
-        k,
-        host=host,
-        goal=goal,
-        allow_spill=allow_spill,
-        time_limit_s=time_limit_s,
-        workers=workers,
-        seed=seed,
-        timings=timings,
-    )
+    return solve_set(profile, dset, k, **settings)
 
 
 def solve_with_copies(
     profile: Profile,
     tpus: int,
     device: DeviceSpec | None = None,
-    *,
-    host: HostSpec | None = None,
-    allow_spill: bool = False,
-    time_limit_s: float | None = None,
-    workers: int = DEFAULT_WORKERS,
-    seed: int = 0,
-    timings: bool = False,
+    **settings: Unpack[SearchSettings],
 ) -> Plan:
     """The least-period plan over at most `tpus` TPUs of one kind when a stage may run on several
     (`planner.search.replicate`: one stage on every TPU is data parallelism); its notes give the best
@@ -162,17 +144,7 @@ def solve_with_copies(
     dev = device or profile.device
     if dev.backend != "edgetpu":
         raise TpuplanError(f"copies are planned for Edge TPUs (device {dev.name!r} is {dev.backend})")
-    return solve_set(
-        profile,
-        DeviceSet((dev,), copies=True),
-        tpus,
-        host=host,
-        allow_spill=allow_spill,
-        time_limit_s=time_limit_s,
-        workers=workers,
-        seed=seed,
-        timings=timings,
-    )
+    return solve_set(profile, DeviceSet((dev,), copies=True), tpus, **settings)
 
 
 def _curve_row(k: int, problem: Problem, got: Outcome, goal: Goal, prev: CurveRow | None) -> CurveRow:
@@ -200,14 +172,8 @@ def solve_auto(
     devices: DeviceSpec | Sequence[DeviceSpec] | DeviceSet | None,
     max_tpus: int,
     *,
-    host: HostSpec | None = None,
-    goal: Goal | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
-    allow_spill: bool = False,
-    time_limit_s: float | None = None,
-    workers: int = DEFAULT_WORKERS,
-    seed: int = 0,
-    timings: bool = False,
+    **settings: Unpack[GoalSettings],
 ) -> Plan:
     """`--tpus auto`: the fewest TPUs whose objective is within `tolerance` of the best up to max_tpus,
     with the whole curve (row K is the best plan over at most K TPUs: pipelines, and with a device set
@@ -219,8 +185,8 @@ def solve_auto(
         raise TpuplanError(f"the tolerance must be from 0 to 10 (got {tolerance:g})")
     dset = _auto_set(profile, devices, max_tpus)
     top = min(max_tpus, len(profile.ops) if not dset.copies else max_tpus, dset.total or max_tpus)
-    opts = Options.of(goal, allow_spill, time_limit_s, workers, seed)
-    tables = Tables(profile, host or resolve_host(profile.host))
+    opts = Options.of(settings.get("goal"), settings)
+    tables = Tables(profile, opts.host or resolve_host(profile.host))
     rank = rank_of(dset, opts.goal)
     found: list[tuple[Problem, Outcome]] = []
     for k in range(1, top + 1):
@@ -229,7 +195,7 @@ def solve_auto(
         if found and found[-1][1].objective <= got.objective:  # a cut-short search: carry K-1's plan over
             got = _carried(found[-1][1], got)
         found.append((problem, got))
-    return _auto_plan(profile, found, opts, tolerance, top, rank, start if timings else None)
+    return _auto_plan(profile, found, opts, tolerance, top, rank, start if opts.timings else None)
 
 
 def _auto_set(profile: Profile, devices: DeviceSpec | Sequence[DeviceSpec] | DeviceSet | None, top: int) -> DeviceSet:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypedDict
 
 from tpuplan.planner.costs import Goal
-from tpuplan.planner.defaults import DEFAULT_TIME_LIMIT_S
+from tpuplan.planner.defaults import DEFAULT_TIME_LIMIT_S, DEFAULT_WORKERS
 from tpuplan.planner.plan import Plan, SolverInfo, SolverParameters
 from tpuplan.planner.plan_build import build_plan
 from tpuplan.planner.search.cpsat import check_solver_options
@@ -17,6 +18,25 @@ from tpuplan.planner.search.problem import Problem
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.model import Profile
 from tpuplan.profiles.pricing.device import DeviceSpec
+from tpuplan.profiles.pricing.host import HostSpec
+
+
+class SearchSettings(TypedDict, total=False):
+    """How a solve searches, given by keyword to every solve (`planner.solve`, `planner.robust`): one list,
+    so that a solve that hands them on to another passes them whole. Their defaults are in `Options.of`."""
+
+    host: HostSpec | None
+    allow_spill: bool
+    time_limit_s: float | None
+    workers: int
+    seed: int
+    timings: bool
+
+
+class GoalSettings(SearchSettings, total=False):
+    """The settings of a solve that also takes the goal (the least period when None)."""
+
+    goal: Goal | None
 
 
 @dataclass
@@ -27,12 +47,25 @@ class Options:
     workers: int
     seed: int
     deadline: float
+    host: HostSpec | None = None
+    timings: bool = False
 
     @staticmethod
-    def of(goal: Goal | None, allow_spill: bool, time_limit_s: float | None, workers: int, seed: int) -> Options:
+    def of(goal: Goal | None, settings: SearchSettings) -> Options:
+        """The settings with their defaults, checked; the deadline starts now."""
+        time_limit_s, workers = settings.get("time_limit_s"), settings.get("workers", DEFAULT_WORKERS)
         limit = DEFAULT_TIME_LIMIT_S if time_limit_s is None else time_limit_s
         check_solver_options(limit, workers)
-        return Options(goal or Goal(), allow_spill, time_limit_s, workers, seed, time.monotonic() + limit)
+        return Options(
+            goal or Goal(),
+            settings.get("allow_spill", False),
+            time_limit_s,
+            workers,
+            settings.get("seed", 0),
+            time.monotonic() + limit,
+            settings.get("host"),
+            settings.get("timings", False),
+        )
 
 
 def search(problem: Problem, opts: Options, rank: Sequence[str], prove: bool = True) -> Outcome:

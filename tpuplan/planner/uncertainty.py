@@ -17,12 +17,12 @@ from tpuplan.compat import zip_strict
 from tpuplan.profiles.docio import StrictModel
 from tpuplan.profiles.limits import PipelineUs
 from tpuplan.profiles.model import Profile
-from tpuplan.profiles.pricing import formula
+from tpuplan.profiles.pricing import formula, pipeline_formula
 from tpuplan.profiles.pricing.device import DeviceSpec
 from tpuplan.profiles.pricing.host import HostSpec
+from tpuplan.profiles.pricing.plancost import stage_pairs
 from tpuplan.profiles.pricing.scenarios import NOMINAL, scenario_names, with_scenario
 from tpuplan.profiles.pricing.stagecost import StagePricer
-from tpuplan.profiles.pricing.tables import stage_pairs
 
 
 class Span(StrictModel):
@@ -98,7 +98,7 @@ def prediction_range(
     for name in names:
         stages = scenario_values(profile, devices, host, cuts, name)
         start = formula.whole_us(with_scenario(start_host, name).start_us)
-        got = formula.pipeline(stages, copies, start)
+        got = pipeline_formula.pipeline(stages, copies, start)
         periods.append(int(got.period))
         latencies.append(int(got.latency))
     widest = names[periods.index(max(periods))]

@@ -3,12 +3,12 @@
 1. Whether every stage can stay on chip (unless spilling is allowed): a plan is looked for among the
    stages that may fit. 2. A first plan: the least largest stage time among the stages whose floor is
    at most c, for c = the whole model's floor per stage, then twice more until a
-   plan exists (the table prices only those stages: `profiles.pricing.tables`). 3. Its objective U
+   plan exists (`planner.search.firstplan`; the table prices only those stages). 3. Its objective U
    bounds the search: the table prices every stage a plan within U could use, the bounds of
    `planner.search.prune` keep the choices on such plans, and the exact reference
    (`planner.search.reference`) finds the optimum v. 4. CP-SAT answers "is there a plan of objective
    <= v - 1?" on what the bounds leave of the choices (INFEASIBLE is the proof; none left is a proof by
-   the bounds alone). 5. The tie-break (`reference.pin`) picks one plan among those of objective v.
+   the bounds alone). 5. The tie-break (`planner.search.tiebreak`) picks one plan among those of objective v.
 Every step reads the deadline; pricing stages counts too. When time runs out, the best plan found so
 far is kept and said to be unproven, never a plan that depends on how far a timed search got.
 """
@@ -19,35 +19,30 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from tpuplan.compat import zip_strict
 from tpuplan.planner.costs import Goal, check_exact
 from tpuplan.planner.defaults import DEFAULT_TIME_LIMIT_S, DEFAULT_WORKERS
-from tpuplan.planner.search.band import band_bound, bottleneck, sweep
+from tpuplan.planner.search.band import band_bound, sweep
 from tpuplan.planner.search.cpsat import ask, check_solver_options
+from tpuplan.planner.search.firstplan import equal_ops_plan, first_plan, table_views
 from tpuplan.planner.search.labels import SearchTimeout
 from tpuplan.planner.search.problem import (
-    BIG,
     Choices,
-    Component,
     Problem,
     Question,
     in_order,
     prepare,
-    stage_cap,
 )
 from tpuplan.planner.search.prune import has_plan, prune
 from tpuplan.planner.search.reference import (
     Picked,
     ReferenceResult,
     at_period,
-    fewest_stages,
     picked,
-    pin,
     plan_totals,
     search,
 )
+from tpuplan.planner.search.tiebreak import tie_break
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.profiles.pricing.formula import PERIOD_BOUNDS
 from tpuplan.profiles.pricing.tables import StageCostTable, TooManyStages
 
 PIN_MIN_S = 2.0  # the tie-break's time, at least ...
@@ -88,58 +83,6 @@ def is_steady(goal: Goal) -> bool:
     return goal.weights[1:] == (0, 0)
 
 
-def _usage(problem: Problem) -> tuple[Component, ...]:
-    if problem.counts is None:
-        return ()
-    kinds = tuple(Component(f"kind{k}", "sum", c) for k, c in enumerate(problem.counts))
-    return kinds if problem.budget is None else (*kinds, Component("tpus", "sum", problem.budget))
-
-
-def _views(problem: Problem, q: Question, deadline: float | None) -> list[object]:
-    return [o.table.arcs(stage_cap(problem, q), problem.onchip, deadline) for o in problem.options]
-
-
-def _complete(problem: Problem, q: Question) -> bool:
-    """Whether the tables already hold every stage they could (a larger cap would add none)."""
-    cap = stage_cap(problem, q)
-    return all(
-        (o.table.reach(cap, problem.onchip) == o.table.reach(None, problem.onchip)).all() for o in problem.options
-    )
-
-
-def first_plan(problem: Problem, deadline: float | None = None) -> Picked | None:
-    """A plan of the least largest stage time among the stages whose floor is at most c, c doubling from
-    the whole model's floor per stage; None when no plan exists at all."""
-    table = problem.options[0].table
-    whole = int(table.pricer.floor(0, problem.n - 1)[0][-1]) if table.pricer is not None else table.top("time")
-    cap = max(1, whole // max(1, problem.k * problem.max_copies()) // 4)
-    stage = (Component(PERIOD_BOUNDS[0].name, "max"), *_usage(problem))
-    while True:
-        q = Question(Goal(), cap, period_for_copies=cap if problem.copies else None, comps=stage)
-        views = _views(problem, q, deadline)
-        got = bottleneck(problem, views, cap)  # type: ignore[arg-type]  # the largest stage time alone
-        if got is not None and _keeps_counts(problem, Picked(*got)):  # (a pool's counts kept: that plan)
-            return Picked(*got)
-        if got is not None:  # a pool whose counts the least bottleneck breaks: labels keep them
-            found = search(problem, q, sweep(problem, q, views), deadline)  # type: ignore[arg-type]
-            if found is not None:
-                return found[1]
-        if cap >= BIG or (_complete(problem, q) and cap >= max(o.table.top("time") for o in problem.options)):
-            return None
-        cap = min(cap * 2, BIG)
-
-
-def _keeps_counts(problem: Problem, plan: Picked) -> bool:
-    """Whether a plan uses no more devices of each kind (and in all) than the problem has."""
-    if problem.counts is None:
-        return True
-    used = [0] * len(problem.counts)
-    for o, r in zip_strict(plan.options, plan.copies):
-        used[problem.options[o].kind] += r
-    within_budget = problem.budget is None or sum(used) <= problem.budget
-    return within_budget and all(u <= c for u, c in zip_strict(used, problem.counts))
-
-
 def least_plan(
     problem: Problem, goal: Goal, *, deadline: float | None = None, known: Picked | None = None
 ) -> tuple[int, Picked, bool, int] | None:
@@ -160,7 +103,7 @@ def reference(
     if deadline is not None and time.monotonic() > deadline:
         return Found(upper, plan, False, 0, _question(problem, goal, upper), [])
     q = _question(problem, goal, upper)
-    views = _views(problem, q, deadline)
+    views = table_views(problem, q, deadline)
     check_exact([o.table for o in problem.options], goal, problem.k, problem.max_copies())
     q = prepare(problem, q)
     if is_steady(goal):
@@ -188,7 +131,7 @@ def _at(problem: Problem, q: Question, t: int, deadline: float | None) -> list[C
     """The choices on plans of period <= t, from the band of t's stages (a sweep of its own: few are
     left when t is near the optimum)."""
     qt = replace(q, objective=t, period_for_copies=t if problem.copies else None)
-    return prune(problem, qt, sweep(problem, qt, _views(problem, qt, deadline)))  # type: ignore[arg-type]
+    return prune(problem, qt, sweep(problem, qt, table_views(problem, qt, deadline)))  # type: ignore[arg-type]
 
 
 def _least_period(problem: Problem, q: Question, plan: Picked, views: list[object], deadline: float | None) -> Found:
@@ -258,45 +201,6 @@ def _prove(
     return value, plan, True
 
 
-def _pin(problem: Problem, goal: Goal, found: Found, value: int, rank: Sequence[str], deadline: float) -> Picked | None:
-    """The tie-break among the plans of objective `value` (None: not finished in time). Labels are capped
-    by the known optimal plan's first ranked number (no plan ranked first can have more of it); a plan
-    that may stop early and ranks the fewest stages first is pinned among the plans of that many stages."""
-    period = value if problem.copies else None
-    base = at_period(problem, Question(goal, value), found.base, value) if problem.copies else found.base
-    known = plan_totals(problem, goal, found.plan)
-    first = {
-        "T": known.latency_us,
-        "P": known.period_us,
-        "tpus": sum(found.plan.copies),
-        "stages": found.plan.stages,
-        "negstages": -found.plan.stages,
-    }
-    try:
-        if problem.open_end and rank[:1] == ("stages",) and problem.counts is None and not problem.copies:
-            return _pin_fewest(problem, goal, value, tuple(rank[1:]), base, deadline)
-        q = prepare(
-            problem, Question(goal, value, period_for_copies=period, rank=tuple(rank)), {rank[0]: first[rank[0]]}
-        )
-        return pin(problem, q, prune(problem, q, base), rank, deadline)
-    except SearchTimeout:
-        return None
-
-
-def _pin_fewest(
-    problem: Problem, goal: Goal, value: int, rank: tuple[str, ...], base: Sequence[Choices], deadline: float
-) -> Picked | None:
-    q = prepare(problem, Question(goal, value, rank=rank))
-    got = fewest_stages(problem, q, prune(problem, q, base), deadline)
-    if got is None:
-        raise TpuplanError("internal error: no plan of the proven objective for the tie-break")
-    stages, second = got
-    exact = replace(problem, layers=problem.layers[:stages], open_end=False)
-    q = prepare(exact, Question(goal, value, secondary=second, rank=rank))
-    layers = prune(exact, q, [c.take(c.opt >= 0) for c in base[:stages]])
-    return pin(exact, q, layers, rank, deadline)
-
-
 def optimize(
     problem: Problem,
     goal: Goal,
@@ -359,7 +263,8 @@ def optimize(
         return out
     out.status, out.proven, out.best_bound = "OPTIMAL", True, value
     now = time.monotonic()
-    pinned = _pin(problem, goal, found, value, rank, min(deadline, now + max(PIN_MIN_S, PIN_FACTOR * (now - started))))
+    pin_by = min(deadline, now + max(PIN_MIN_S, PIN_FACTOR * (now - started)))
+    pinned = tie_break(problem, goal, (found.plan, found.base), value, rank, pin_by)
     phases["tie-break"] = time.monotonic() - now
     if pinned is None:
         out.notes.append("tie-break not finished in time: the choice among optimal plans is not pinned")
@@ -380,23 +285,6 @@ def _fallback(problem: Problem, goal: Goal, known: Picked | None, exc: Exception
     value = plan_totals(problem, goal, plan).objective
     note = f"{why}; kept a plan of equal numbers of ops per stage" if known is None else why
     return Outcome(plan.cuts, "FEASIBLE", value, 0, False, known is not None, [note], plan.options, plan.copies)
-
-
-def equal_ops_plan(problem: Problem) -> Picked | None:
-    """Stages of (nearly) equal numbers of ops on each layer's first option, one copy each: the most
-    stages that make a valid plan (every stage holding an op its device runs; on chip when imposed)."""
-    n = problem.n
-    counts = [problem.k] if not problem.open_end else list(range(problem.k, 0, -1))
-    for k in counts:
-        cuts = [(j + 1) * n // k - 1 for j in range(k - 1)]
-        pairs = list(zip_strict([0, *(c + 1 for c in cuts)], [*cuts, n - 1]))
-        options = [problem.layers[s][0] for s in range(k)]
-        tables = [problem.options[o].table for o in options]
-        if k <= n and all(
-            t.is_valid(a, b) and (not problem.onchip or t.fits_on_chip(a, b)) for t, (a, b) in zip_strict(tables, pairs)
-        ):
-            return Picked(cuts, options, [1] * k)
-    return None
 
 
 def _single_stage(problem: Problem, goal: Goal, rank: Sequence[str], allow_spill: bool) -> Outcome:

@@ -11,13 +11,13 @@ builds its exact searches on these.
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from tpuplan.compat import pairwise
 from tpuplan.planner.search.problem import BIG, I64, Choices, Mask
 from tpuplan.profiles.pricing.tables import OutOfTime
 
@@ -123,7 +123,7 @@ def front(labels: Labels) -> Labels:
     else:
         keep = np.ones(len(node), dtype=np.bool_)
         bounds = np.r_[np.flatnonzero(new_group), len(node)]
-        for lo, hi in itertools.pairwise(bounds):
+        for lo, hi in pairwise(bounds):
             keep[lo:hi] = ~_dominated(comps[lo:hi])
     return labels.take(order[keep])
 

@@ -229,7 +229,7 @@ def used_bounds(problem: Problem) -> list[str]:
 
 
 def copies_needed(time: I64, serial: I64, t: int, limit: int) -> I64:
-    """The fewest copies r whose time between results, ceil((T - S) / r) + S (formula.interval), is at
+    """The fewest copies r whose time between results, ceil((T - S) / r) + S (pipeline_formula.interval), is at
     most t; BIG when more than `limit` would be needed."""
     fixed = np.minimum(serial, time)
     work = time - fixed
@@ -241,7 +241,7 @@ def copies_needed(time: I64, serial: I64, t: int, limit: int) -> I64:
 
 
 def interval(time: I64, serial: I64, r: I64) -> I64:
-    """formula.interval on arrays (r >= 1)."""
+    """pipeline_formula.interval on arrays (r >= 1)."""
     fixed = np.minimum(serial, time)
     out: I64 = np.where(r > 1, -(-(time - fixed) // np.maximum(r, 1)) + fixed, time)
     return out

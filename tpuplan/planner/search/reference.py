@@ -14,7 +14,7 @@ by one label search from the last op back and a pass forward.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -39,7 +39,8 @@ from tpuplan.planner.search.problem import (
 )
 from tpuplan.planner.search.prune import has_plan, sweeps
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.profiles.pricing.tables import StageCostTable, stage_pairs
+from tpuplan.profiles.pricing.plancost import stage_pairs
+from tpuplan.profiles.pricing.tables import StageCostTable
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,28 @@ def _joins(comps: Sequence[Component]) -> list[object]:
     return [np.maximum if c.combine == "max" else np.add for c in comps]
 
 
+def _labels(
+    problem: Problem,
+    q: Question,
+    layers: Sequence[Choices],
+    deadline: float | None,
+    until: Callable[[Labels], bool] | None = None,
+) -> list[Labels]:
+    """The labels of the plans within q's bounds, forward layer by layer (`until`: stop after the first
+    layer for which it holds)."""
+    _, suf, mats = sweeps(problem, q.comps, layers)
+    return run_labels(
+        layers,
+        mats,
+        _joins(q.comps),  # type: ignore[arg-type]
+        problem.n,
+        keep=lambda whole: within(q, q.comps, whole, problem.start_us),
+        tails=suf[1:],
+        deadline=deadline,
+        until=until,
+    )
+
+
 def search(
     problem: Problem, q: Question, layers: Sequence[Choices], deadline: float | None = None
 ) -> tuple[int, Picked] | None:
@@ -84,17 +107,8 @@ def search(
     layers = [c.take(capped(problem, q, c) | (c.opt < 0)) for c in layers]  # the bounds read as filters
     if not has_plan(layers):
         return None
-    _, suf, mats = sweeps(problem, comps, layers)
     start = problem.start_us
-    got = run_labels(
-        layers,
-        mats,
-        _joins(comps),  # type: ignore[arg-type]
-        problem.n,
-        keep=lambda whole: within(q, comps, whole, start),
-        tails=suf[1:],
-        deadline=deadline,
-    )
+    got = _labels(problem, q, layers, deadline)
     last = got[-1]
     done = np.flatnonzero(last.node == problem.n)
     if not done.size:
@@ -131,17 +145,7 @@ def fewest_stages(
     if not has_plan(layers):
         return None
     comps, start = q.comps, problem.start_us
-    _, suf, mats = sweeps(problem, comps, layers)
-    got = run_labels(
-        layers,
-        mats,
-        _joins(comps),  # type: ignore[arg-type]
-        problem.n,
-        keep=lambda whole: within(q, comps, whole, start),
-        tails=suf[1:],
-        deadline=deadline,
-        until=lambda labels: bool((labels.node == problem.n).any()),
-    )
+    got = _labels(problem, q, layers, deadline, until=lambda labels: bool((labels.node == problem.n).any()))
     for s, labels in enumerate(got):
         done = labels.node == problem.n
         if done.any():

@@ -3,7 +3,7 @@
 A stage can never be cut finer than one layer, so on models with one heavy layer more stages stop paying.
 Given T TPUs of one kind, choose K stages and a number of copies r_k >= 1 per stage, sum r_k <= T, for the
 least period P = max over the cost formula's period bounds, the stage bound read with copies:
-T_k(r) = ceil((T_k - S_k) / r) + S_k (`formula.interval`): each copy has its own device and runner thread,
+T_k(r) = ceil((T_k - S_k) / r) + S_k (`pipeline_formula.interval`): each copy has its own device and runner thread,
 so a stage's work divides among its copies except its serialized share S_k (work under the one lock); the
 sums over the stages do not shrink (every input is still copied and sent once). A copy holds the whole
 stage's parameters on its own TPU and pays the stage's one-off. One stage on all T TPUs is data
@@ -29,7 +29,8 @@ from tpuplan.planner.search.engine import optimize, reference
 from tpuplan.planner.search.problem import Option, Problem, in_loop, table_loops
 from tpuplan.planner.search.problem import copies_needed as needed
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.profiles.pricing.tables import StageCostTable, pipeline_cost, stage_pairs
+from tpuplan.profiles.pricing.plancost import pipeline_cost, stage_pairs
+from tpuplan.profiles.pricing.tables import StageCostTable
 
 MAX_REPLICATED_TPUS = 64
 COPIES_RANK = ("tpus", "negstages", "T")

@@ -23,16 +23,11 @@ from functools import lru_cache
 import numpy as np
 
 from tpuplan.compat import zip_strict
+from tpuplan.profiles.calibration.fitrows import Row, Specs, file_rows, file_specs, fit_memory
 from tpuplan.profiles.calibration.measurements import MeasuredFile, Measurement
 from tpuplan.profiles.calibration.memory import (
     MIB,
     TOL_MIB,
-    LayoutFit,
-    RowMemory,
-    Segment,
-    fit_capacity,
-    fit_layout,
-    layout_bytes,
     row_geometry,
     stage_bounds,
 )
@@ -41,9 +36,9 @@ from tpuplan.profiles.calibration.params import (
     LINK_PARAMS,
     MACHINE_PARAMS,
     Param,
-    ParamSpace,
     runner_params,
 )
+from tpuplan.profiles.calibration.paramspace import ParamSpace
 from tpuplan.profiles.calibration.result import CalibrationPoint as CalibrationPoint
 from tpuplan.profiles.calibration.result import CalibrationResult as CalibrationResult
 from tpuplan.profiles.calibration.result import FileSummary as FileSummary
@@ -53,136 +48,12 @@ from tpuplan.profiles.calibration.specs import apply_params
 from tpuplan.profiles.calibration.timing import RowTerms, TimeModel, fit_times, loss_of
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.pricing.device import Calibration, DeviceSpec
-from tpuplan.profiles.pricing.host import HostSpec, resolve_host
+from tpuplan.profiles.pricing.host import HostSpec
+from tpuplan.profiles.pricing.plancost import pipeline_cost
 from tpuplan.profiles.pricing.stagecost import StagePricer
-from tpuplan.profiles.pricing.tables import pipeline_cost, stage_table
+from tpuplan.profiles.pricing.tables import stage_table
 
 TILES = (0, 256, 512, 1024, 2048)  # output pixels per pass over a streamed layer: tried in turn
-
-
-@dataclass(frozen=True)
-class _Row:
-    """A measured row with its source, the cut list it is priced with and the specs that ran it."""
-
-    file: MeasuredFile
-    m: Measurement
-    cuts: tuple[int, ...]
-    inferred: bool
-    device: str
-    host: str
-
-    @property
-    def runner(self) -> bool:
-        return self.file.run.runner is not None
-
-
-@dataclass(frozen=True)
-class _Specs:
-    devices: dict[str, DeviceSpec]
-    hosts: dict[str, HostSpec]
-    device_of: dict[str, str]  # file name -> device name
-    host_of: dict[str, str]  # file name -> host name
-
-
-def _specs(files: Sequence[MeasuredFile], devices: Mapping[str, DeviceSpec], hosts: Mapping[str, HostSpec]) -> _Specs:
-    """Which device and host ran each file (a runner's `fresh_upload` as its files say; a single-invoke file
-    on its own host, else on the first runner's machine), every one given."""
-    if not devices:
-        raise TpuplanError("calibrate: needs a base device")
-    base = next(iter(devices))
-    out_hosts: dict[str, HostSpec] = {}
-    device_of, host_of = {}, {}
-    runners = [f.run.runner for f in files if f.run.runner]
-    for f in files:
-        if f.name in device_of:
-            raise TpuplanError(f"{f.name}: given twice (files are reported by name)")
-        device_of[f.name] = f.run.device or base
-        if device_of[f.name] not in devices:
-            raise TpuplanError(f"{f.name}: no device spec given for device {f.run.device!r}")
-        name = f.run.runner or f.run.host or (runners[0] if runners else resolve_host(None).name)
-        host_of[f.name] = name
-        if name not in hosts and name != resolve_host(None).name:
-            raise TpuplanError(f"{f.name}: no host spec given for {name!r}")
-        spec = hosts.get(name) or resolve_host(None)
-        if f.run.runner:
-            spec = spec.model_copy(update={"fresh_upload": f.run.fresh})
-            if out_hosts.get(name, spec).fresh_upload != spec.fresh_upload:
-                raise TpuplanError(f"{f.name}: runner {name!r} is fresh in one file and not in another")
-        out_hosts[name] = out_hosts.get(name, spec)
-    used = {d: devices[d] for d in dict.fromkeys(device_of.values())}
-    return _Specs({base: devices[base], **used}, out_hosts, device_of, host_of)
-
-
-def _rows(files: Sequence[MeasuredFile], specs: _Specs, layout_of: DeviceSpec | None) -> tuple[list[_Row], LayoutFit]:
-    """Every row with its cuts, given or inferred from the memory columns (a real model's row is one
-    segment and has none), and the layout they were inferred with (`layout_of`'s, or fitted when None)."""
-    mem, index, given = [], [], []
-    for f in files:
-        if f.run.runner is None and f.sweep.segments > 1:
-            raise TpuplanError(
-                f"{f.name}: {f.sweep.segments} segments per row is a pipeline file; "
-                "give it as --pipeline FILE:RUNNER:BATCH"
-            )
-        for m in f.sweep.rows:
-            if m.family == "model":
-                continue
-            geo = row_geometry(m)
-            where = f"{f.name}:{m.line}"
-            options = (
-                [geo.check_cuts(f.run.cuts, m.segments, where)]
-                if f.run.cuts is not None
-                else geo.candidate_cuts(m.segments)
-            )
-            if not options or any(not geo.tpu_ops(a, b) for c in options for a, b in stage_bounds(c, geo.n)):
-                raise TpuplanError(f"{where}: no split of the {geo.n}-op model into {m.segments} Edge TPU stages")
-            mem.append(RowMemory(m.family, m.x, m.onchip_mib, m.offchip_mib, options))
-            index.append((f.name, m.line))
-            given.append(f.run.cuts is not None or m.segments == 1)
-    base = layout_of or next(iter(specs.devices.values()))
-    layout = (
-        fit_layout(mem, layout_of)
-        if mem
-        else LayoutFit(base.channel_pad, base.input_pad, base.per_channel_bytes, [], 0)
-    )
-    found = {k: (c, g) for k, c, g in zip_strict(index, layout.cuts, given)}
-    rows = []
-    for f in files:
-        for m in f.sweep.rows:
-            cuts, ok = found.get((f.name, m.line), ((), True))
-            rows.append(_Row(f, m, cuts, not ok, specs.device_of[f.name], specs.host_of[f.name]))
-    return rows, layout
-
-
-def _fit_memory(rows: list[_Row], layout: LayoutFit, base: DeviceSpec) -> dict[str, int | float]:
-    """The layout and the caching capacity fitted to every segment of the rows with memory reports: the
-    chip's (and its compiler's) numbers, the same on every Edge TPU device."""
-    dev = base.model_copy(
-        update={
-            "channel_pad": layout.channel_pad,
-            "input_pad": layout.input_pad,
-            "per_channel_bytes": layout.per_channel_bytes,
-        }
-    )
-    segs = []
-    if all(r.m.family == "model" for r in rows):  # no memory reports: the base device's numbers stay
-        return {}
-    for r in rows:
-        if r.m.family == "model":
-            continue
-        geo = row_geometry(r.m)
-        lay = layout_bytes(geo.profile, dev)
-        for s, (a, b) in enumerate(stage_bounds(r.cuts, geo.n)):
-            layers = tuple(int(lay[j]) for j in geo.tpu_ops(a, b) if lay[j] > 0)
-            segs.append(Segment(layers, geo.io_bytes(a, b), r.m.onchip_mib[s], r.m.offchip_mib[s]))
-    cap = fit_capacity(segs)
-    return {
-        "channel_pad": layout.channel_pad,
-        "input_pad": layout.input_pad,
-        "per_channel_bytes": layout.per_channel_bytes,
-        "onchip_bytes": cap.onchip_bytes,
-        "io_reserve_frac": cap.io_reserve_frac,
-        "max_cached_layer_bytes": cap.max_cached_layer_bytes,
-    }
 
 
 @lru_cache(maxsize=1024)
@@ -192,7 +63,7 @@ def _pricer(m: Measurement, device_json: str, host_json: str) -> tuple[StagePric
     return priced(row_geometry(m).profile, dev, host)
 
 
-def _row_terms(row: _Row, space: ParamSpace, specs: _Specs, weight: float, tile: int) -> RowTerms:
+def _row_terms(row: Row, space: ParamSpace, specs: Specs, weight: float, tile: int) -> RowTerms:
     """The row's stages as linear forms (`calibration.segments`)."""
     device, host = specs.devices[row.device], specs.hosts[row.host]
     pricer, ops = _pricer(row.m, device.model_dump_json(), host.model_dump_json())
@@ -205,7 +76,7 @@ def _row_terms(row: _Row, space: ParamSpace, specs: _Specs, weight: float, tile:
     return RowTerms(stages, row.device, row.host, row.runner, run.batch, row.m.ms * 1000, weight)
 
 
-def _time_model(rows: Sequence[_Row], space: ParamSpace, specs: _Specs, tile: int) -> TimeModel:
+def _time_model(rows: Sequence[Row], space: ParamSpace, specs: Specs, tile: int) -> TimeModel:
     sizes = Counter(r.file.name for r in rows)
     return TimeModel(space, [_row_terms(r, space, specs, 1 / np.sqrt(sizes[r.file.name]), tile) for r in rows])
 
@@ -215,7 +86,7 @@ def default_params(specs: Mapping[str, HostSpec]) -> list[Param]:
     return [*CHIP_PARAMS, *LINK_PARAMS, *MACHINE_PARAMS, *(p for n, h in specs.items() for p in runner_params(n, h))]
 
 
-def _point(row: _Row, device: DeviceSpec, host: HostSpec) -> CalibrationPoint:
+def _point(row: Row, device: DeviceSpec, host: HostSpec) -> CalibrationPoint:
     """The planner's own prediction of one row: the stage table of the fitted specs, then the planner's
     totals (a pipeline) or the one stage's invoke (one invoke, no runner)."""
     m, run = row.m, row.file.run
@@ -323,21 +194,21 @@ def fit_specs(
     """The time parameters fitted to `files`, each parameter named in `frozen` held at its value there;
     the streaming tile tried over `tiles`. The layout and capacity of the chip are fitted to the memory
     reports of `memory_from` (the files themselves by default): the compiler's behaviour, not a time."""
-    specs = _specs(files, devices, hosts)
+    specs = file_specs(files, devices, hosts)
     base = specs.devices[next(iter(specs.devices))]
-    rows, layout = _rows(files, specs, None)
+    rows, layout = file_rows(files, specs, None)
     if memory_from is not None:
-        mem_specs = _specs(memory_from, devices, hosts)
-        mem_rows, layout = _rows(memory_from, mem_specs, None)
-        memory = _fit_memory(mem_rows, layout, base)
-        rows, _ = _rows(files, specs, base.model_copy(update=memory))
+        mem_specs = file_specs(memory_from, devices, hosts)
+        mem_rows, layout = file_rows(memory_from, mem_specs, None)
+        memory = fit_memory(mem_rows, layout, base)
+        rows, _ = file_rows(files, specs, base.model_copy(update=memory))
     else:
-        memory = _fit_memory(rows, layout, base)
+        memory = fit_memory(rows, layout, base)
     sized = {n: d.model_copy(update=memory) if d.backend == "edgetpu" else d for n, d in specs.devices.items()}
     best: Fitted | None = None
     for tile in tiles:
         tiled = {n: d.model_copy(update={"stream_tile_pixels": tile}) for n, d in sized.items()}
-        here = _Specs(tiled, specs.hosts, specs.device_of, specs.host_of)
+        here = Specs(tiled, specs.hosts, specs.device_of, specs.host_of)
         runners = {n: h for n, h in specs.hosts.items() if any(f.run.runner == n for f in files)}
         space = ParamSpace(params or default_params(runners), tiled, specs.hosts)
         model = _time_model(rows, space, here, tile)
@@ -362,9 +233,9 @@ def time_features(
     """The fit's model of every row on given (fitted) specs, and the parameter values those specs hold:
     `model.evaluate(theta)[0]` is what the planner predicts for each row before it rounds every term up to
     whole microseconds (the test of the fit's features)."""
-    specs = _specs(files, devices, hosts)
+    specs = file_specs(files, devices, hosts)
     base = specs.devices[next(iter(specs.devices))]
-    rows, _ = _rows(files, specs, base)
+    rows, _ = file_rows(files, specs, base)
     runners = {n: h for n, h in specs.hosts.items() if any(f.run.runner == n for f in files)}
     space = ParamSpace(default_params(runners), specs.devices, specs.hosts)
     return _time_model(rows, space, specs, base.stream_tile_pixels), space.base_theta()
@@ -389,8 +260,8 @@ def predict_rows(
 ) -> list[CalibrationPoint]:
     """Every row of `files` priced on given specs (cuts not given are inferred with the base device's
     layout): how fitted specs do on files they were not fitted to."""
-    specs = _specs(files, devices, hosts)
-    rows, _ = _rows(files, specs, specs.devices[next(iter(specs.devices))])
+    specs = file_specs(files, devices, hosts)
+    rows, _ = file_rows(files, specs, specs.devices[next(iter(specs.devices))])
     return [_point(r, specs.devices[r.device], specs.hosts[r.host]) for r in rows]
 
 

@@ -13,17 +13,12 @@ towards a physical guess (or towards another parameter: the same bytes over the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from tpuplan.profiles.calibration.forms import Lin
-from tpuplan.profiles.errors import TpuplanError
-from tpuplan.profiles.pricing import formula
-from tpuplan.profiles.pricing.coefficients import get_coefficient
-from tpuplan.profiles.pricing.device import DeviceSpec
 from tpuplan.profiles.pricing.formula import ON_CHIP_CLASSES
 from tpuplan.profiles.pricing.host import HostSpec
 
@@ -182,61 +177,31 @@ LINK_PARAMS = (
     ),
 )
 STUDY = ("host:python-threads", "host:pycoral")  # the study's machine: one host, two runners
+
+
+MACHINE_WHY = {  # where each machine parameter's range comes from
+    "study.invoke": "the study machine's side of an invoke (libedgetpu driver, the Python call)",
+    "study.io": "the study machine's side of the transfers (copies into and out of the driver's buffers)",
+    "study.tpu_op": "the study machine's driver work per Edge TPU layer",
+    "study.stream_io": "the study machine's side of streaming the parameters (its USB stack)",
+    "a53.tpu_op": "the Dev Board's Arm Cortex-A53 driver work per Edge TPU layer",
+    "a53.io": "the Dev Board's copies into and out of the driver's buffers (LPDDR4, in-order cores)",
+}
+
+
+def _machine(hosts: Sequence[str], name: str, path: str, init: float, high: float, scale: float) -> Param:
+    """A host machine's number (at least 0), the same on each of its `hosts`, with a weak prior towards 0."""
+    return Param(name, tuple((h, path) for h in hosts), init, 0.0, high, MACHINE_WHY[name], prior=(0.0, scale))
+
+
+A53 = ("host:arm-a53",)  # the Dev Board
 MACHINE_PARAMS = (
-    Param(
-        "study.invoke",
-        tuple((h, "invoke_us") for h in STUDY),
-        50.0,
-        0.0,
-        2000.0,
-        "the study machine's side of an invoke (libedgetpu driver, the Python call)",
-        prior=(0.0, 1000.0),
-    ),
-    Param(
-        "study.io",
-        tuple((h, "io_us_per_kib") for h in STUDY),
-        2.0,
-        0.0,
-        50.0,
-        "the study machine's side of the transfers (copies into and out of the driver's buffers)",
-        prior=(0.0, 50.0),
-    ),
-    Param(
-        "study.tpu_op",
-        tuple((h, "tpu_op_us") for h in STUDY),
-        0.0,
-        0.0,
-        200.0,
-        "the study machine's driver work per Edge TPU layer",
-        prior=(0.0, 20.0),
-    ),
-    Param(
-        "study.stream_io",
-        tuple((h, "stream_io_us_per_kib") for h in STUDY),
-        0.2,
-        0.0,
-        20.0,
-        "the study machine's side of streaming the parameters (its USB stack)",
-        prior=(0.0, 20.0),
-    ),
-    Param(
-        "a53.tpu_op",
-        (("host:arm-a53", "tpu_op_us"),),
-        5.0,
-        0.0,
-        200.0,
-        "the Dev Board's Arm Cortex-A53 driver work per Edge TPU layer",
-        prior=(0.0, 50.0),
-    ),
-    Param(
-        "a53.io",
-        (("host:arm-a53", "io_us_per_kib"),),
-        0.5,
-        0.0,
-        20.0,
-        "the Dev Board's copies into and out of the driver's buffers (LPDDR4, in-order cores)",
-        prior=(0.0, 5.0),
-    ),
+    _machine(STUDY, "study.invoke", "invoke_us", 50.0, 2000.0, 1000.0),
+    _machine(STUDY, "study.io", "io_us_per_kib", 2.0, 50.0, 50.0),
+    _machine(STUDY, "study.tpu_op", "tpu_op_us", 0.0, 200.0, 20.0),
+    _machine(STUDY, "study.stream_io", "stream_io_us_per_kib", 0.2, 20.0, 20.0),
+    _machine(A53, "a53.tpu_op", "tpu_op_us", 5.0, 200.0, 50.0),
+    _machine(A53, "a53.io", "io_us_per_kib", 0.5, 20.0, 5.0),
 )
 
 
@@ -346,72 +311,3 @@ def runner_params(name: str, base: HostSpec) -> tuple[Param, ...]:
             prior=(50.0, 500.0),
         ),
     )
-
-
-class ParamSpace:
-    """The parameters of one fit, in a fixed order, over the base specs in use (devices and hosts by name);
-    what no parameter sets keeps the base spec's value."""
-
-    def __init__(
-        self, params: Sequence[Param], devices: Mapping[str, DeviceSpec], hosts: Mapping[str, HostSpec]
-    ) -> None:
-        self.devices, self.hosts = dict(devices), dict(hosts)
-        used = {f"device:{d}" for d in devices} | {f"host:{h}" for h in hosts} | {CHIP}
-        self.params = [p for p in params if any(spec in used for spec, _ in p.targets)]
-        self.n = len(self.params)
-        self.index = {p.name: i for i, p in enumerate(self.params)}
-        self._where: dict[tuple[str, str], int] = {}
-        for i, p in enumerate(self.params):
-            for target in p.targets:
-                if target in self._where:
-                    raise TpuplanError(f"internal error: {target} is set by two calibration parameters")
-                self._where[target] = i
-
-    def _lookup(self, spec: str, path: str, base: float, device: bool) -> Lin | float:
-        i = self._where.get((spec, path))
-        if i is None and device and self.devices[spec.removeprefix("device:")].backend == "edgetpu":
-            i = self._where.get((CHIP, path))
-        return base if i is None else Lin.unit(self.n, i)
-
-    def coefficients(self, device: str, host: str) -> formula.Coefficients:
-        """The formula's coefficients of a stage on `device` run by `host`: fitted ones as linear forms."""
-        dev, spec = self.devices[device], self.hosts[host]
-
-        def coef(name: str) -> Lin | float:
-            owner, _, field = name.partition(".")
-            if owner == "host":
-                return self._lookup(f"host:{host}", field, formula.coefficient(name, dev, spec), False)
-            path = field if owner == "device" else name
-            return self._lookup(f"device:{device}", path, formula.coefficient(name, dev, spec), True)
-
-        return coef
-
-    def op_coefficients(self, device: str, op_class: str) -> formula.Coefficients:
-        """An op class's device coefficients on `device`."""
-        dev = self.devices[device]
-        return lambda field: self._lookup(
-            f"device:{device}",
-            f"op_costs.{op_class}.{field}",
-            get_coefficient(dev, f"op_costs.{op_class}.{field}"),
-            True,
-        )
-
-    def base_theta(self) -> F64:
-        """Each parameter's value in the base specs (its first target's): what an unused one keeps."""
-        out = []
-        for p in self.params:
-            spec, path = p.targets[0]
-            kind, _, name = spec.partition(":")
-            owner: DeviceSpec | HostSpec
-            if kind == "host":
-                owner = self.hosts[name]
-            else:
-                owner = next(iter(self.devices.values())) if name == "*" else self.devices[name]
-            out.append(get_coefficient(owner, path))
-        return np.array(out)
-
-    def bounds(self) -> tuple[F64, F64]:
-        return np.array([p.low for p in self.params]), np.array([p.high for p in self.params])
-
-    def init(self) -> F64:
-        return np.array([p.init for p in self.params])

@@ -16,7 +16,7 @@ import numpy as np
 from tpuplan.compat import zip_strict
 from tpuplan.profiles.build import price
 from tpuplan.profiles.calibration.memory import cached_mask
-from tpuplan.profiles.calibration.params import ParamSpace
+from tpuplan.profiles.calibration.paramspace import ParamSpace
 from tpuplan.profiles.calibration.timing import stage_terms
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.model import OpProfile, Profile

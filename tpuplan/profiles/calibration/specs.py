@@ -7,7 +7,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from tpuplan.compat import zip_strict
-from tpuplan.profiles.calibration.params import CHIP, ParamSpace
+from tpuplan.profiles.calibration.params import CHIP
+from tpuplan.profiles.calibration.paramspace import ParamSpace
 from tpuplan.profiles.pricing.coefficients import set_coefficient
 from tpuplan.profiles.pricing.device import DeviceSpec
 from tpuplan.profiles.pricing.host import HostSpec

@@ -35,11 +35,11 @@ from tpuplan.profiles.calibration.params import (
     CHIP,
     CHIP_PARAMS,
     Param,
-    ParamSpace,
     device_link_params,
     host_ops_params,
     machine_params,
 )
+from tpuplan.profiles.calibration.paramspace import ParamSpace
 from tpuplan.profiles.calibration.segments import PricedOps, check_segment, priced, segment_forms
 from tpuplan.profiles.calibration.specs import apply_params
 from tpuplan.profiles.calibration.timing import RowTerms, TimeModel, fit_times
@@ -66,8 +66,8 @@ class TooFewPoints(TpuplanError):
 
 
 @dataclass(frozen=True)
-class StageTime:
-    """One stage timed alone on hardware: ops first_op..last_op of `profile` on a device and host (names)."""
+class TimedSegment:
+    """Ops first_op..last_op of `profile` on a device and host (names), and its measured time."""
 
     profile: Profile
     first_op: int
@@ -75,6 +75,12 @@ class StageTime:
     device: str
     host: str
     measured_us: float
+
+
+@dataclass(frozen=True)
+class StageTime(TimedSegment):
+    """One stage timed alone on hardware, and where the time was read."""
+
     source: str
 
     @property
@@ -83,15 +89,9 @@ class StageTime:
 
 
 @dataclass(frozen=True)
-class Point:
+class Point(TimedSegment):
     """Distinct stage times: a segment on a device and host, at the median of every time it was given."""
 
-    profile: Profile
-    first_op: int
-    last_op: int
-    device: str
-    host: str
-    measured_us: float
     sources: tuple[str, ...]
 
 

@@ -28,9 +28,9 @@ import numpy.typing as npt
 
 from tpuplan.compat import zip_strict
 from tpuplan.profiles.calibration.forms import Dual, Lin, stack
-from tpuplan.profiles.calibration.params import ParamSpace
+from tpuplan.profiles.calibration.paramspace import ParamSpace
 from tpuplan.profiles.model import OpProfile
-from tpuplan.profiles.pricing import formula
+from tpuplan.profiles.pricing import formula, pipeline_formula
 
 F64 = npt.NDArray[np.float64]
 KIB = formula.KIB
@@ -85,7 +85,10 @@ def stage_terms(
     return formula.stage_terms(space.coefficients(device, host), {**q, "compute": compute, "spill": spill})
 
 
-COMPOSITION = (*(name for name, _ in formula.SERIALIZED), formula.PIPELINE_START)  # coefficients past the terms
+COMPOSITION = (
+    *(name for name, _ in formula.SERIALIZED),
+    pipeline_formula.PIPELINE_START,
+)  # coefficients past the terms
 
 
 class TimeModel:
@@ -122,9 +125,9 @@ class TimeModel:
         coefs = {name: Dual.at(arr, theta) for name, arr in self.coefs.items()}
         values = formula.stage_values(terms, coefs.__getitem__)
         stages = [{key: v[:, j] for key, v in values.items()} for j in range(self.k)]
-        start = coefs[formula.PIPELINE_START][:, 0]
-        pipe = formula.pipeline(stages, None, start, Dual.maximum)
-        per_input = formula.per_input(pipe.period, pipe.latency, pipe.oneoff, self.batch)  # type: ignore[arg-type]
+        start = coefs[pipeline_formula.PIPELINE_START][:, 0]
+        pipe = pipeline_formula.pipeline(stages, None, start, Dual.maximum)
+        per_input = pipeline_formula.per_input(pipe.period, pipe.latency, pipe.oneoff, self.batch)  # type: ignore[arg-type]
         single = formula.invoke_part(terms)[:, 0]
         out = Dual.where(self.single, single, per_input)
         return out.v, out.g

@@ -248,7 +248,7 @@ class SteadyPlacement:
         return on, off, spill, streamed
 
     def floor_quantities(self, a: I64, b: I64, onchip_bytes: int, stream_rate: float) -> tuple[dict[str, Any], Mask]:
-        """The growing quantities of `StagePricer.floor` at arcs (a, b), and whether each may fit on chip."""
+        """The growing quantities of `StageFloors.floor` at arcs (a, b), and whether each may fit on chip."""
         beyond = np.maximum(self.small_sum[b + 1] - self.small_sum[a] - onchip_bytes, 0)
         big = self.big_bytes[b + 1] - self.big_bytes[a]
         streamed = (self.big_sbytes[b + 1] - self.big_sbytes[a] + beyond) / 1024  # beyond: at least one pass

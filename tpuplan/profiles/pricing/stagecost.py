@@ -9,16 +9,11 @@ S, V, ...), each rounded up to whole microseconds. The pricer knows what a stage
 it costs. A row costs the work of its own ops only (placement, edges and tensors are sliced to a..hi), so
 the planner prices the stages it can use, never every n x n segment.
 
-`floor(a, hi)` is a lower bound of T that never decreases with b: the formula evaluated on quantities
-that only grow as a stage grows (the op-price sums, one, and what must stream however the compiler
-caches: layers larger than any it caches, and bytes beyond the chip), every other quantity 0 (all
-coefficients are >= 0). The planner extends a row until its floor passes the period it is looking at:
-every stage left out is slower than that.
+`floors` (`profiles.pricing.stagefloor`) bounds T from below, so that the planner extends a row only
+until its floor passes the period it is looking at.
 
-Caching (the compiler's, fitted to all 635 segments of ../shared/edgetpu-measurements within 0.1 MiB):
-the budget is onchip_bytes - io_reserve_frac x (bytes into and out of the Edge TPU part); layers are
-taken largest first (ties in execution order), each cached when it is no larger than
-max_cached_layer_bytes and still fits, else streamed, and the next one is tried.
+Caching is the compiler's greedy, largest layer first (`profiles.pricing.caching`), within the budget
+onchip_bytes - io_reserve_frac x (bytes into and out of the Edge TPU part).
 
 A stage of a CPU device runs every op on the host CPU: its "compute" is the host prices of all its ops
 and its "link" the copies of its boundary tensors; nothing streams and nothing crosses a shared bus.
@@ -39,18 +34,19 @@ from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.limits import MAX_MODEL_SUM, MAX_OPS, MAX_STAGE_US, describe
 from tpuplan.profiles.model import Profile
 from tpuplan.profiles.pricing import formula
+from tpuplan.profiles.pricing.caching import Caching, greedy_caching
 from tpuplan.profiles.pricing.device import DeviceSpec
 from tpuplan.profiles.pricing.formula import stream_passes
 from tpuplan.profiles.pricing.host import HostSpec
 from tpuplan.profiles.pricing.opcost import out_pixels
 from tpuplan.profiles.pricing.stageblock import Block, SteadyPlacement
+from tpuplan.profiles.pricing.stagefloor import StageFloors
 from tpuplan.profiles.state import loops_of, spans
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 Mask = npt.NDArray[np.bool_]
 KIB = formula.KIB
-Caching = tuple[I64, I64, I64, I64]  # on-chip bytes, off-chip bytes, streaming us, bytes streamed per input
 BLOCK_ARCS = 1 << 16  # stages priced together: large enough to share the work, small enough to stay in cache
 
 
@@ -94,17 +90,11 @@ class StagePricer:
         host_ops = [op.index for op in ops if not op.supported]
         feeds_tpu = [h for h in host_ops if any(self.supported[c] for c in self._op_consumers.get(h, ()))]
         self.last_barrier = max(feeds_tpu, default=-1)
-        big = self.cached > device.max_cached_layer_bytes
-        small = (self.cached > 0) & ~big
-        # the least streaming time per cached byte of a layer that could be cached: a floor of what
-        # streaming the bytes beyond the chip costs, whichever layers the compiler streams
-        self._stream_rate = float(np.min(self.stream_us[small] / self.cached[small])) if small.any() else 0.0
-        self._big = big
+        self._big = self.cached > device.max_cached_layer_bytes  # layers never cached
         self._params = np.concatenate([[0], np.cumsum(self.params)]).astype(np.int64)
-        self._host_sum = np.concatenate([[0], np.cumsum(self.host_us)]).astype(np.int64)
         self.loops, self.together = spans(loops_of(profile))
         self._steady: SteadyPlacement | None = None
-        self._own_floors: dict[int, tuple[dict[str, F64], Mask]] = {}
+        self._floors: StageFloors | None = None
         self._check_sums()
 
     def _tensor_arrays(self, prof: Profile) -> None:
@@ -178,49 +168,15 @@ class StagePricer:
         return {k: np.cumsum(v[:m]) for k, v in diff.items()}
 
     def _caching(self, a: int, tpu: Mask, budget: I64) -> Caching:
-        """(on-chip bytes, off-chip bytes, streaming us, bytes streamed per input) per end b: largest layer
-        first, skip what does not fit. Layers of one size are taken in execution order, so a size's layers
-        are counted at once."""
+        """(on-chip bytes, off-chip bytes, streaming us, bytes streamed per input) per end b of a row."""
         m = len(tpu)
-        sizes = np.where(tpu, self.cached[a : a + m], 0)
-        stream = np.where(tpu, self.stream_us[a : a + m], 0)
-        sbytes = np.where(tpu, self.stream_bytes[a : a + m], 0)
-        total = np.cumsum(sizes)
-        limit = self.device.max_cached_layer_bytes
-        fits = (total <= budget) & (np.maximum.accumulate(sizes) <= limit)
-        on, off, spill = np.where(fits, total, 0), np.zeros(m, dtype=np.int64), np.zeros(m, dtype=np.int64)
-        streamed = np.zeros(m, dtype=np.int64)
-        cols = np.flatnonzero(~fits)
-        if not cols.size:
-            return on, off, spill, streamed
-        nz = np.flatnonzero(sizes[: cols[-1] + 1] > 0)
-        order = nz[np.lexsort((nz, -sizes[nz]))]
-        starts = np.flatnonzero(np.r_[True, np.diff(sizes[order]) != 0]).tolist() if order.size else []
-        room = budget[cols].copy()
-        cum, off_c, spill_c = np.zeros(cols.size, dtype=np.int64), np.zeros_like(room), np.zeros_like(room)
-        streamed_c = np.zeros_like(room)
-        rest: list[I64] = []  # layers streamed at every end: counted together at the end
-        for lo, hi in zip(starts, [*starts[1:], len(order)]):
-            members = np.sort(order[lo:hi])
-            v = int(sizes[members[0]])
-            if v > limit or int(room.max()) < v:
-                rest.append(members)
-                continue
-            count = np.searchsorted(members, cols, side="right")
-            take = np.minimum(count, np.maximum(room, 0) // v)
-            cum += take * v
-            room -= take * v
-            off_c += (count - take) * v
-            for acc, x in ((spill_c, stream), (streamed_c, sbytes)):
-                csum = np.r_[0, np.cumsum(x[members])]
-                acc += csum[count] - csum[take]
-        if rest:
-            members = np.sort(np.concatenate(rest))
-            count = np.searchsorted(members, cols, side="right")
-            for acc, x in ((off_c, sizes), (spill_c, stream), (streamed_c, sbytes)):
-                acc += np.r_[0, np.cumsum(x[members])][count]
-        on[cols], off[cols], spill[cols], streamed[cols] = cum, off_c, spill_c, streamed_c
-        return on, off, spill, streamed
+        return greedy_caching(
+            np.where(tpu, self.cached[a : a + m], 0),
+            np.where(tpu, self.stream_us[a : a + m], 0),
+            np.where(tpu, self.stream_bytes[a : a + m], 0),
+            budget,
+            self.device.max_cached_layer_bytes,
+        )
 
     def _row_quantities(self, a: int, hi: int) -> tuple[dict[str, Any], dict[str, Any]]:
         """(formula quantities, what the stage holds) of a..b for b = a..hi, placing the row on its own."""
@@ -332,6 +288,13 @@ class StagePricer:
             self._steady = SteadyPlacement(self)
         return self._steady
 
+    @property
+    def floors(self) -> StageFloors:
+        """Lower bounds of the stage time and how far a row may reach (`profiles.pricing.stagefloor`)."""
+        if self._floors is None:
+            self._floors = StageFloors(self)
+        return self._floors
+
     def block(
         self,
         starts: Sequence[int] | I64,
@@ -389,78 +352,6 @@ class StagePricer:
         the last op): the boundary bytes, "terms" and "values" (the formula's, whole microseconds) and
         what the stage holds."""
         return self.block([a], [self.n - 1 if hi is None else hi])
-
-    def floor(self, a: int, hi: int) -> tuple[I64, Mask]:
-        """(floor of T, may fit on chip) for b = a..hi, both monotone in b: T(a, b) >= floor[b - a], and a
-        stage past the first False of the mask streams for sure (a layer too large to cache, or more
-        bytes than the chip holds)."""
-        b = np.arange(a, hi + 1, dtype=np.int64)
-        return self.floor_at(np.full(len(b), a, dtype=np.int64), b)
-
-    def floor_at(self, a: I64, b: I64) -> tuple[I64, Mask]:
-        """`floor` at arbitrary arcs (a start before the last barrier is placed on its own)."""
-        q: dict[str, Any] = {name: np.zeros(len(a)) for name in formula.STAGE_QUANTITIES}
-        q["one"] = np.ones(len(a))
-        if self.cpu:
-            q["compute"] = (self._host_sum[b + 1] - self._host_sum[a]).astype(np.float64)
-            may_fit = np.ones(len(a), dtype=np.bool_)
-        else:
-            grow, may_fit = self.steady.floor_quantities(a, b, self.device.onchip_bytes, self._stream_rate)
-            for k in np.flatnonzero(a <= self.last_barrier).tolist():
-                own, fit = self._own_floor(int(a[k]))
-                j = int(b[k] - a[k])
-                for key in grow:
-                    grow[key][k] = own[key][j]
-                may_fit[k] = fit[j]
-            q |= grow
-        whole = lambda name, x: np.maximum(np.ceil(np.asarray(x, dtype=np.float64) - 1e-9), 0)  # noqa: E731
-        terms = formula.stage_terms(self.coef, q, whole)
-        time = formula.stage_values(terms, self.coef, whole)["time"]
-        for (first, last), us in self.measured.items():  # a stage timed faster than priced: below it, and
-            time = np.where((a == first) & (b <= last), np.minimum(time, us), time)  # every end before it
-        out: I64 = np.minimum(time, float(MAX_STAGE_US) + 1).astype(np.int64)
-        return out, may_fit
-
-    def _own_floor(self, a: int) -> tuple[dict[str, F64], Mask]:
-        """The growing quantities of every stage a..b placed on its own (a start before the last barrier),
-        for b = a..n-1, kept: the planner asks for them again and again while it looks for a row's end."""
-        if a not in self._own_floors:
-            tpu = self.placement(a)
-            sl = slice(a, self.n)
-            big = tpu & self._big[sl]
-            beyond = np.maximum(np.cumsum(np.where(tpu & ~big, self.cached[sl], 0)) - self.device.onchip_bytes, 0)
-            big_bytes = np.cumsum(np.where(big, self.cached[sl], 0))
-            spill = np.cumsum(np.where(big, self.stream_us[sl], 0)) + np.floor(beyond * self._stream_rate * (1 - 1e-9))
-            streamed = np.cumsum(np.where(big, self.stream_bytes[sl], 0)) + beyond  # beyond: at least one pass
-            count = np.cumsum(tpu).astype(np.float64)
-            own = {
-                "compute": np.cumsum(np.where(tpu, self.tpu_us[sl], 0)).astype(np.float64),
-                "host_ops": np.cumsum(np.where(tpu, 0, self.host_us[sl])).astype(np.float64),
-                "spill": spill.astype(np.float64),
-                "tpu_ops": count,
-                "edgetpu": (count > 0).astype(np.float64),
-                "stream_kib": streamed / KIB,
-                "bus_in_kib": streamed / KIB,
-                "streams": ((big_bytes + beyond) > 0).astype(np.float64),
-            }
-            self._own_floors[a] = (own, (big_bytes == 0) & (beyond == 0))
-        return self._own_floors[a]
-
-    def reach(self, starts: I64, cap: int, onchip: bool) -> I64:
-        """For each start a: the last end b whose floor is at most `cap` (and that may fit on chip, when
-        `onchip`); every stage a..b' past it takes more than `cap` (or streams). a - 1 when none."""
-        lo = starts - 1  # known to pass (a - 1: the empty stage)
-        hi = np.full(len(starts), self.n, dtype=np.int64)  # known to fail (past the last op)
-        while True:
-            open_ = hi - lo > 1
-            if not open_.any():
-                return lo
-            mid = (lo + hi) // 2
-            k = np.flatnonzero(open_)
-            fl, fit = self.floor_at(starts[k], mid[k])
-            ok = (fl <= cap) & (fit | (not onchip))
-            lo[k[ok]] = mid[k[ok]]
-            hi[k[~ok]] = mid[k[~ok]]
 
     def _us(self, x: F64 | I64 | float, at: I64, what: str) -> I64:
         """Microseconds rounded up, refused past MAX_STAGE_US before the conversion to int64 could wrap

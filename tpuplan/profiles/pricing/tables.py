@@ -1,15 +1,14 @@
 """Stage tables for the planner: the stages a..b of one profile on one device and host that a search can use.
 
 A table never holds all n x n stages. `arcs(cap)` prices, once, every stage whose floor (a lower bound of
-its time T that grows with b, `StagePricer.floor`) is at most `cap`: any stage left out takes more than
+its time T that grows with b, `profiles.pricing.stagefloor`) is at most `cap`: any stage left out takes more than
 `cap`, so a search for a plan whose stages all take at most `cap` (every plan of period <= cap) loses
 nothing. With `onchip` the rows also stop where a stage must stream. Rows only grow: a larger cap prices
 the ends past the old ones. The values are the cost formula's (`profiles.pricing.formula.STAGE_VALUES`:
 time T, serial S, bus V, one-off O, ...) with two masks: valid (the stage holds an op its device runs) and
 onchip (nothing streams). `stage_values` and `stage_parts` price any single stage, in the table or not;
-`pipeline_cost` prices a cut list with the formula's pipeline, the one definition every part of the
-planner uses. A table made from full n x n matrices (`StageCostTable.dense`: tests and synthetic tables)
-has every stage from the start.
+`profiles.pricing.plancost` prices a cut list on tables with the formula's pipeline. A table made from
+full n x n matrices (`StageCostTable.dense`: tests and synthetic tables) has every stage from the start.
 """
 
 from __future__ import annotations
@@ -23,11 +22,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from tpuplan.compat import zip_strict
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.limits import MAX_STAGE_US
 from tpuplan.profiles.model import Profile
-from tpuplan.profiles.pricing import formula
+from tpuplan.profiles.pricing import formula, pipeline_formula
 from tpuplan.profiles.pricing.device import DeviceSpec
 from tpuplan.profiles.pricing.host import HostSpec, resolve_host
 from tpuplan.profiles.pricing.stagecost import StagePricer
@@ -179,7 +177,7 @@ class StageCostTable:
                 self._reach[key] = np.full(self.n, self.n - 1, dtype=np.int64)
             else:
                 top = MAX_STAGE_US + 1 if cap is None else cap
-                self._reach[key] = self.pricer.reach(starts, top, onchip)
+                self._reach[key] = self.pricer.floors.reach(starts, top, onchip)
         return self._reach[key]
 
     def arcs(self, cap: int | None = None, onchip: bool = False, deadline: float | None = None) -> Arcs:
@@ -297,9 +295,9 @@ class StageCostTable:
         return self.stage_values(a, b)["time"]
 
     def copied_time_us(self, a: int, b: int, copies: int) -> int:
-        """The stage's time between results with `copies` devices taking inputs in turn (formula.interval)."""
+        """The stage's time between results with `copies` devices taking inputs in turn (pipeline_formula.interval)."""
         v = self.stage_values(a, b)
-        return formula.interval(v["time"], v["serial"], copies)
+        return pipeline_formula.interval(v["time"], v["serial"], copies)
 
     def fits_on_chip(self, a: int, b: int) -> bool:
         k = self._lookup(a, b)
@@ -354,43 +352,6 @@ class StageCostTable:
         return int(self._values[name].max(initial=0))
 
 
-@dataclass(frozen=True)
-class PipelineCost:
-    """The pipeline-level numbers of one cut list (all integer us); see formula.pipeline."""
-
-    period_us: int
-    latency_us: int
-    oneoff_us: int
-    bound: str  # the period bound that sets the period (formula.PERIOD_BOUNDS)
-    bounds: dict[str, int]
-
-    def per_input_us(self, batch: int) -> float:
-        """Time per input of a batch pushed at once into a fresh pipeline (formula.per_input)."""
-        out: float = formula.per_input(self.period_us, self.latency_us, self.oneoff_us, batch)
-        return out
-
-
-def stage_pairs(cuts: Sequence[int], n: int) -> list[tuple[int, int]]:
-    """(first op, last op) of every stage of a cut list over n ops."""
-    return list(zip_strict([0, *(c + 1 for c in cuts)], [*cuts, n - 1]))
-
-
-def pipeline_cost(
-    tables: Sequence[StageCostTable],
-    cuts: Sequence[int],
-    copies: Sequence[int] | None = None,
-    bounds: Sequence[formula.PeriodBound] = formula.PERIOD_BOUNDS,
-) -> PipelineCost:
-    """The plan `cuts` (stage k on tables[k], with copies[k] devices taking its inputs in turn) priced by
-    the formula's pipeline: one input still goes through one copy of each stage (the latency), the
-    serialized and bus work of every input is still done, and each copy pays the stage's one-off."""
-    stages = [t.stage_values(a, b) for t, (a, b) in zip_strict(tables, stage_pairs(cuts, tables[0].n))]
-    got = formula.pipeline(stages, copies, tables[0].start_us, of=bounds)
-    return PipelineCost(
-        int(got.period), int(got.latency), int(got.oneoff), got.bound, {k: int(v) for k, v in got.bounds.items()}
-    )
-
-
 def stage_table(profile: Profile, device: DeviceSpec | None = None, host: HostSpec | None = None) -> StageCostTable:
     """The (empty, grown on demand) table of a profile on one device and host (the profile's own when None)."""
     dev = device or profile.device
@@ -399,5 +360,5 @@ def stage_table(profile: Profile, device: DeviceSpec | None = None, host: HostSp
 
 def table_of(pricer: StagePricer) -> StageCostTable:
     """The (empty) table of the stages one pricer prices."""
-    start = int(formula.pipeline_start(pricer.coef, lambda _, x: formula.whole_us(x)))
+    start = int(pipeline_formula.pipeline_start(pricer.coef, lambda _, x: formula.whole_us(x)))
     return StageCostTable(pricer.device.name, pricer.device.backend, pricer.n, start, pricer)

@@ -8,7 +8,7 @@ current specs perturbed per term of the formula by known factors (`TRUE_FACTORS`
 streaming of parameters 3x slower than the presets say, the rest off by less). Time is a virtual clock:
 an invoke advances it by the true time (times a seeded noise factor when asked), so the "measured" times
 do not depend on this machine's load. The pipeline's period and latency in a simulated report are the
-same true model's (`formula.pipeline` over the true stage values), not the CPU's wall clock.
+same true model's (`pipeline_formula.pipeline` over the true stage values), not the CPU's wall clock.
 """
 
 from __future__ import annotations

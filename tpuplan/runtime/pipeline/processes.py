@@ -19,9 +19,9 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from multiprocessing import connection, resource_tracker
+from multiprocessing import connection
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,7 @@ from tpuplan.runtime.pipeline.procstage import StageArgs, busy_at, ctrl_len, end
 from tpuplan.runtime.pipeline.routing import PipelineError, check_stages, plan_routing, routes
 from tpuplan.runtime.pipeline.shmring import Ring, close_block, create_block, plan_rings
 from tpuplan.runtime.pipeline.stage import Array, StageSource
+from tpuplan.runtime.pipeline.startsignals import signals_blocked
 
 START_TIMEOUT_S = 120.0  # for every stage process to build its interpreter
 STOP_GRACE_S = 2.0  # after a stop, a stage still busy in invoke gets this long before it is killed
@@ -45,46 +46,6 @@ class _Wiring:
     name: str
     input_names: list[str]
     output_names: list[str]
-
-
-_STARTING_BLOCKED = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-
-
-@contextlib.contextmanager
-def _signals_blocked() -> Iterator[None]:
-    """Hold SIGINT, SIGTERM and SIGHUP while stage processes are started: a handler that raised here would
-    cut the start data short in the middle of writing it (the child would print an unpickling traceback).
-    Python runs its handlers in the main thread whichever thread the signal reached, so the handlers are
-    replaced by a recorder for that moment (and the first signal recorded is raised again afterwards);
-    the signals are also blocked in this thread, and the children keep that mask, so a signal to the whole
-    group during their imports prints nothing there either."""
-    pending: list[int] = []
-    deferred = _defer_handlers(pending)
-    mask = getattr(signal, "pthread_sigmask", None)
-    if mask is not None:
-        resource_tracker.ensure_running()  # started later, it would unblock SIGINT for us on its way
-    old = mask(signal.SIG_BLOCK, _STARTING_BLOCKED) if mask is not None else None
-    try:
-        yield
-    finally:
-        if mask is not None and old is not None:
-            mask(signal.SIG_SETMASK, old)
-        for signum, handler in deferred.items():
-            signal.signal(signum, handler)
-        if pending:
-            signal.raise_signal(pending[0])
-
-
-def _defer_handlers(pending: list[int]) -> dict[int, Any]:
-    if threading.current_thread() is not threading.main_thread():
-        return {}  # only the main thread may change handlers; the mask still holds this thread's signals
-    deferred: dict[int, Any] = {}
-    for signum in _STARTING_BLOCKED:
-        handler = signal.getsignal(signum)
-        if handler is not None and handler not in (signal.SIG_IGN, signal.SIG_DFL):
-            deferred[signum] = handler
-            signal.signal(signum, lambda n, frame: pending.append(n))
-    return deferred
 
 
 def _how(code: int | None) -> str:
@@ -151,7 +112,7 @@ class ProcessPipeline(PipelineBase):
             for i, (src, (_, child)) in enumerate(zip_strict(sources, pipes))
         ]
         try:
-            with _signals_blocked():  # the stages inherit them blocked: Ctrl-C is the parent's alone
+            with signals_blocked():  # the stages inherit them blocked: Ctrl-C is the parent's alone
                 for p in self._procs:
                     p.start()
             for _, child in pipes:

@@ -8,10 +8,9 @@ report (`runtime.verify.report`) also carries our runner's host numbers measured
 
 from __future__ import annotations
 
-import itertools
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,27 +19,24 @@ import numpy as np
 from tpuplan.compat import zip_strict
 from tpuplan.planner.plan import Plan, StagePlan, plan_digest
 from tpuplan.profiles.errors import TpuplanError
-from tpuplan.profiles.pricing import formula
+from tpuplan.profiles.pricing import formula, pipeline_formula
 from tpuplan.profiles.tflite.reader import LoadedModel
 from tpuplan.runtime.backends.kinds import Backend, get_backend
 from tpuplan.runtime.backends.litert import interpreter_name
-from tpuplan.runtime.backends.registry import InterpreterStage
 from tpuplan.runtime.devicemap import assign, per_copy
 from tpuplan.runtime.pipeline.runners import default_queue_size
 from tpuplan.runtime.pipeline.stage import Array
-from tpuplan.runtime.progress import Progress, ticker
+from tpuplan.runtime.progress import Progress
 from tpuplan.runtime.run import (
     PipelineRun,
     build_stages,
     check_split_backend,
     check_split_matches_plan,
-    input_specs,
     run_pipeline,
 )
 from tpuplan.runtime.scratch import temporary_directory
 from tpuplan.runtime.split.manifest import LoadedSplit, load_split
 from tpuplan.runtime.split.write import write_split
-from tpuplan.runtime.tensors.inputs import InputSpec, open_inputs, random_input
 from tpuplan.runtime.verify.hostcost import RunnerHost, effective_cores, overlapped_us, runner_host
 from tpuplan.runtime.verify.report import (
     REPORT_KIND,
@@ -53,6 +49,7 @@ from tpuplan.runtime.verify.report import (
     within,
 )
 from tpuplan.runtime.verify.simrun import SIMULATED_NOTE, simulated_run
+from tpuplan.runtime.verify.stagetimes import compare_outputs, time_alone, verify_inputs
 from tpuplan.runtime.verify.tolerance import DEFAULT_INPUTS, MAX_TOLERANCE, MAX_VERIFY_INPUTS, TOLERANCE_FLOOR_US
 
 __all__ = [
@@ -130,7 +127,7 @@ def verify(
     planned = per_copy([s.device for s in plan.stages], [s.copies for s in plan.stages])
     devs = chosen.devices(sum(s.copies for s in plan.stages), assign(planned, devices) if devices else devices)
     comparable = {s.backend for s in plan.devices} == {chosen.checks}
-    feeds, feeds_from = _feeds(loaded, segments, inputs, input_path, seed)
+    feeds, feeds_from = verify_inputs(loaded, segments, inputs, input_path, seed)
     if segments is not None:
         measured = _measure(segments, loaded, chosen, devs, feeds, feeds_from, repeats, progress)
     else:
@@ -167,7 +164,7 @@ def _measure(
 ) -> _Measured:
     """Time each stage of the split alone, run the pipeline, compare the outputs with the unsplit model's."""
     clock = backend.simulator().clock.now_ns if backend.simulator is not None else time.perf_counter_ns
-    alone, chained = _time_alone(
+    alone, chained = time_alone(
         [g[0] for g in build_stages(split, backend, devs, copies=False)], feeds, repeats, progress, clock
     )
     boundary = max(
@@ -190,7 +187,7 @@ def _measure(
     if loaded is None:
         outputs_match, outputs_note = None, "not compared: no model given (outputs are compared with the unsplit model)"
     else:
-        outputs_match, outputs_note = _compare_outputs(backend, loaded.data, feeds, run.results, progress)
+        outputs_match, outputs_note = compare_outputs(backend, loaded.data, feeds, run.results, progress)
     # how many interpreters make progress at once here: measured on the model, or its largest segment
     cores = (
         float(len(devs))
@@ -201,88 +198,6 @@ def _measure(
         run, host = simulated_run(backend, split, run, alone)
         return _Measured(feeds_from, alone, chained, run, queue_size, outputs_match, outputs_note, cores, host)
     return _Measured(feeds_from, alone, chained, run, queue_size, outputs_match, outputs_note, cores)
-
-
-def _feeds(
-    loaded: LoadedModel | None, split: LoadedSplit | None, n: int | None, path: Path | None, seed: int
-) -> tuple[list[dict[str, Array]], str]:
-    """The inputs of a verify, in memory: n random ones, or the first n of `path` (as `plan run` reads it:
-    asking for more than it holds is an error; not asking takes at most DEFAULT_INPUTS); shaped as the
-    model's inputs (or, without the model, as the split's manifest records them)."""
-    if loaded is not None:
-        whole = InterpreterStage("whole", loaded.data, where=str(loaded.path))
-        specs = [InputSpec.from_details(d) for d in whole.input_details()]
-        whole.close()
-    else:
-        assert split is not None
-        specs = input_specs(split.manifest)
-    if path is None:
-        rng = np.random.default_rng(seed)
-        count = DEFAULT_INPUTS if n is None else n
-        return [random_input(specs, rng) for _ in range(count)], f"random (seed {seed}, {count} distinct tensors)"
-    source = open_inputs(path, specs, count=n)
-    return list(itertools.islice(source, min(DEFAULT_INPUTS, source.count) if n is None else n)), source.description
-
-
-def _time_alone(
-    stages: list[InterpreterStage],
-    feeds: list[dict[str, Array]],
-    repeats: int,
-    progress: Progress | None,
-    clock: Callable[[], int] = time.perf_counter_ns,
-) -> tuple[list[float], list[float]]:
-    """One input at a time through the stages in turn: each stage's median time alone, and the chained
-    single-input latencies (stages alternate, so a slow spell of the machine hits them alike)."""
-    per_stage: list[list[float]] = [[] for _ in stages]
-    chained: list[float] = []
-    warmup = 3
-    tick = ticker(progress, "timing each stage alone", repeats + warmup)
-    for r in range(repeats + warmup):
-        available = dict(feeds[r % len(feeds)])
-        total = 0.0
-        for k, st in enumerate(stages):
-            feed = {name: available[name] for name in st.input_names}
-            t0 = clock()
-            available.update(st.run(feed))
-            dt = (clock() - t0) / 1000.0
-            total += dt
-            if r >= warmup:
-                per_stage[k].append(dt)
-        if r >= warmup:
-            chained.append(total)
-        tick(r + 1)
-    for st in stages:
-        st.close()
-    return [float(statistics.median(x)) for x in per_stage], chained
-
-
-def _compare_outputs(
-    backend: Backend,
-    model_content: bytes,
-    feeds: list[dict[str, Array]],
-    results: list[dict[str, Array]],
-    progress: Progress | None,
-) -> tuple[bool | None, str]:
-    """Pipeline outputs against the unsplit model (CPU kernels on both sides: bit-identical expected)."""
-    if backend.compiled:
-        return None, "not compared: Edge TPU segments against the CPU model differ by design"
-    whole = InterpreterStage("whole", model_content)
-    tick = ticker(progress, "running the unsplit model", len(feeds))
-    reference = []
-    try:
-        for i, feed in enumerate(feeds):
-            reference.append(whole.run(feed))
-            tick(i + 1)
-    finally:
-        whole.close()
-    mismatches = [
-        i
-        for i, (got, ref) in enumerate(zip_strict(results, reference))
-        if set(got) != set(ref) or any(not np.array_equal(got[k], ref[k]) for k in ref)
-    ]
-    if not mismatches:
-        return True, f"all {len(feeds)} outputs bit-identical to the unsplit model"
-    return False, f"{len(mismatches)} of {len(feeds)} inputs differ, first #{mismatches[0]}"
 
 
 def invoke_part_us(stage: StagePlan) -> int:
@@ -350,7 +265,7 @@ def _report(
         {**dict.fromkeys(formula.STAGE_VALUES, 0), "time": formula.whole_us(invoke_part_us(sp) + overhead)}
         for sp in plan.stages
     ]
-    period = formula.pipeline(here, [sp.copies for sp in plan.stages]).period
+    period = pipeline_formula.pipeline(here, [sp.copies for sp in plan.stages]).period
     ideal = 1e6 / period if period > 0 else 0.0
     limited = min(ideal, cores * 1e6 / (total_pred + k * overhead))
     if not judged.comparable:

@@ -17,13 +17,20 @@ import hashlib
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from pydantic import Field
 
 from tpuplan.compat import zip_strict
 from tpuplan.planner.plan import Plan, plan_digest
-from tpuplan.profiles.calibration.stagefit import StageFit, StageTime, TooFewPoints, distinct_points, fit_stage_times
+from tpuplan.profiles.calibration.stagefit import (
+    StageFit,
+    StageTime,
+    TimedSegment,
+    TooFewPoints,
+    distinct_points,
+    fit_stage_times,
+)
 from tpuplan.profiles.docio import StrictModel, checked_json, dump_json
 from tpuplan.profiles.errors import TpuplanError
 from tpuplan.profiles.limits import MAX_PIPELINE_US, Real
@@ -170,10 +177,7 @@ def _document(fit: StageFit, hosts: dict[str, HostSpec], simulated: bool) -> Ver
         points=[
             FitPoint(
                 model=q.profile.model.path,
-                first_op=q.first_op,
-                last_op=q.last_op,
-                device=q.device,
-                host=q.host,
+                **_segment(q),
                 measured_us=round(q.measured_us, 1),
                 times=len(q.sources),
                 before_us=b,
@@ -187,14 +191,16 @@ def _document(fit: StageFit, hosts: dict[str, HostSpec], simulated: bool) -> Ver
     )
 
 
+def _segment(p: TimedSegment) -> dict[str, Any]:
+    """Which stage a distinct stage time is of, as the fit's points and the profile's stages name it."""
+    return {"first_op": p.first_op, "last_op": p.last_op, "device": p.device, "host": p.host}
+
+
 def measured_stages(times: Sequence[StageTime], source: str) -> list[MeasuredStage]:
     """The distinct stage times as a profile keeps them (median of each segment's times)."""
     return [
         MeasuredStage(
-            device=p.device,
-            host=p.host,
-            first_op=p.first_op,
-            last_op=p.last_op,
+            **_segment(p),
             invoke_us=round(p.measured_us, 1),
             reports=len(p.sources),
             source=source[:2000],

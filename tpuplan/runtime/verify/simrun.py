@@ -2,7 +2,7 @@
 
 The stages really run (on the CPU, for their outputs), but their times are the simulation's: each stage
 alone takes its true invoke on the virtual clock, and the pipeline's period and latency are what the same
-hidden true model gives the whole pipeline (`formula.pipeline` over its stage values, copies included).
+hidden true model gives the whole pipeline (`pipeline_formula.pipeline` over its stage values, copies included).
 The CPU's wall clock says nothing about the simulated device, so none of it is reported.
 """
 
@@ -12,7 +12,7 @@ import os
 from collections.abc import Sequence
 
 from tpuplan.compat import zip_strict
-from tpuplan.profiles.pricing import formula
+from tpuplan.profiles.pricing import formula, pipeline_formula
 from tpuplan.runtime.backends.kinds import Backend
 from tpuplan.runtime.pipeline.base import StageStats
 from tpuplan.runtime.run import PipelineRun
@@ -33,8 +33,10 @@ def simulated_run(
     sim = backend.simulator()
     true = [sim.stage(content) for content in split.contents]
     copies = [seg.copies for seg in split.manifest.segments]
-    pipe = formula.pipeline(
-        [t.values for t in true], copies, formula.pipeline_start(formula.spec_coefficients(sim.device, sim.host))
+    pipe = pipeline_formula.pipeline(
+        [t.values for t in true],
+        copies,
+        pipeline_formula.pipeline_start(formula.spec_coefficients(sim.device, sim.host)),
     )
     period, latency = float(pipe.period), float(pipe.latency)
     k, n = len(true), max(run.count, 1)
