@@ -7,6 +7,7 @@ Every number is bounded, so that the integer tables built from a spec stay exact
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Annotated, Final, Literal
 
@@ -41,17 +42,28 @@ class Scenario(StrictModel):
     @classmethod
     def _in_bounds(cls, values: dict[str, float]) -> dict[str, float]:
         for path, value in values.items():
-            field = _coefficient_field(path)
-            if field is None:
+            bounds = _bounds_of(path)
+            if bounds is None:
                 raise ValueError(f"{path} is not a coefficient of a device or host")
             try:
-                bounded = (float, *field.metadata)
-                TypeAdapter(Annotated[bounded]).validate_python(value)  # type: ignore[arg-type]
+                bounds.validate_python(value)
             except ValidationError as exc:
                 first = exc.errors()[0]
                 detail = {"type": first["type"], "loc": (path,), "input": value, "ctx": first.get("ctx", {})}
                 raise ValidationError.from_exception_data("Scenario", [detail]) from None  # type: ignore[list-item]
         return values
+
+
+@functools.lru_cache(maxsize=512)
+def _bounds_of(path: str) -> TypeAdapter[float] | None:
+    """The bounds of the field a coefficient path sets, as a validator (built once per path: a spec
+    keeps hundreds of scenario values, and building a validator costs far more than running it)."""
+    field = _coefficient_field(path)
+    if field is None:
+        return None
+    bounded = (float, *field.metadata)
+    adapter: TypeAdapter[float] = TypeAdapter(Annotated[bounded])  # type: ignore[arg-type]
+    return adapter
 
 
 def _coefficient_field(path: str) -> FieldInfo | None:
