@@ -115,18 +115,13 @@ def bounds_of(active: Sequence[tuple[str, str]]) -> tuple[formula.PeriodBound, .
 
 
 def worst_case(problem: Problem, got: Outcome, scenarios: Sequence[str]) -> tuple[int, tuple[str, str] | None]:
-    """The plan's longest period over the scenarios, and the (sum, scenario) that sets it (None: the
-    slowest stage does)."""
-    tables = [problem.options[o].table for o in got.options]
-    starts = [0, *(c + 1 for c in got.cuts)]
-    stages = [t.stage_values(a, b) for t, a, b in zip_strict(tables, starts, [*got.cuts, problem.n - 1])]
-    worst, which = max(s["time"] for s in stages), None
-    for s in scenarios:
-        for b in SUMS:
-            total = sum(v[scenario_key(b.value, s)] for v in stages)
-            if total > worst:
-                worst, which = total, (b.name, s)
-    return worst, which
+    """The plan's longest period over the scenarios (the formula's pipeline over every scenario's bounds),
+    and the (sum, scenario) that sets it (None: the slowest stage does)."""
+    every = [(b.name, s) for s in scenarios for b in SUMS]
+    bounds = bounds_of(every)
+    cost = totals([problem.options[o].table for o in got.options], got.cuts, Goal(), bounds=bounds)
+    pairs = dict(zip_strict([b.name for b in bounds[1:]], every))
+    return cost.period_us, pairs.get(cost.bound)
 
 
 def solve_robust(
